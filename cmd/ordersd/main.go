@@ -1,0 +1,161 @@
+// Command ordersd serves orders.v1.OrderService over gRPC, keeping every
+// order as events in the NATS JetStream stream ORDERS. With no flags it runs
+// its own NATS server in process; --nats-url points it at an existing
+// deployment instead. Every flag can also be set by an ORDERSD_ environment
+// variable (--grpc-addr is ORDERSD_GRPC_ADDR); a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is everything run needs, from flags and environment.
+type config struct {
+	grpcAddr        string
+	dataDir         string
+	natsURL         string
+	replicas        int
+	duplicateWindow time.Duration
+	opTimeout       time.Duration
+	shutdownTimeout time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println("ordersd", version())
+		return
+	}
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ordersd:", err)
+		os.Exit(2)
+	}
+	log, err := newLogger(cfg.logLevel, cfg.logFormat, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ordersd:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log, nil); err != nil {
+		log.Error("ordersd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// parseConfig reads flags from args, then fills every flag not given on the
+// command line from its ORDERSD_ environment variable.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("ordersd", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "`directory` where the embedded NATS server keeps JetStream data (ignored with --nats-url)")
+	fs.StringVar(&c.natsURL, "nats-url", "", "comma-separated NATS server `urls` to use instead of the embedded server")
+	fs.IntVar(&c.replicas, "replicas", 1, "`copies` JetStream keeps of the stream ORDERS (3 on a three-node cluster)")
+	fs.DurationVar(&c.duplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
+	fs.DurationVar(&c.opTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(out, "  --%s %s\n    \t%s (default %q, $%s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("$%s: %w", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	switch {
+	case c.replicas < 1 || c.replicas > 5:
+		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.replicas)
+	case c.duplicateWindow <= 0 || c.opTimeout <= 0 || c.shutdownTimeout <= 0:
+		return c, errors.New("--duplicate-window, --nats-timeout and --shutdown-timeout must be positive")
+	case c.natsURL == "" && c.dataDir == "":
+		return c, errors.New("--data-dir is required for the embedded NATS server")
+	}
+	return c, nil
+}
+
+// envName is the environment variable of a flag: grpc-addr → ORDERSD_GRPC_ADDR.
+func envName(flagName string) string {
+	return "ORDERSD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// defaultDataDir follows the XDG base directory convention:
+// $XDG_DATA_HOME/ordersd, else ~/.local/share/ordersd.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "ordersd")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "ordersd")
+	}
+	return "ordersd-data"
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", format)
+}
+
+// version is the module version the binary was built from ("(devel)" for
+// a build from a checkout), with the VCS revision when known.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v + " " + info.GoVersion
+}

@@ -1,0 +1,64 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrResourceExhausted: JetStream refused the write for lack of room
+// (storage limits, message too large).
+var ErrResourceExhausted = errors.New("jetstream resources exhausted")
+
+// classify turns an error from nats.go into one of the package's sentinels,
+// keeping the original text for logs. A cancelled context is returned as is.
+func (s *Store) classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, known := range []error{ErrInvalidArgument, ErrNotFound, ErrAlreadyExists, ErrConflict,
+		ErrIllegalTransition, ErrRequestIDReused, ErrUnavailable, ErrCorruptEvent, ErrResourceExhausted} {
+		if errors.Is(err, known) {
+			return err
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case isWrongLastSequence(err):
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		s.stream.Store(nil) // deleted behind our back: provision again on next use
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		// Also the store's own timeout: JetStream did not answer in time. The
+		// gRPC layer reports DEADLINE_EXCEEDED instead when the caller's own
+		// deadline is what ran out.
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.As(err, &apiErr) && apiErr.Code == 503:
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || apiErr.ErrorCode == 10023 /* insufficient resources */ || apiErr.ErrorCode == 10047 /* storage resources exceeded */):
+		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
+	}
+	return err
+}
+
+// isWrongLastSequence reports whether a publish failed its expected-last-
+// sequence check (10071; 10164 on replicated streams).
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}

@@ -1,0 +1,96 @@
+package eventstore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// Headers every order event carries.
+const (
+	// HeaderContentType names the payload's encoding and message type, so a
+	// consumer in any language knows how to read it.
+	HeaderContentType = "Content-Type"
+	// HeaderEventType repeats the <event> subject token (created, approved, ...).
+	HeaderEventType = "Ordersd-Event-Type"
+	// HeaderRequestID holds the request id (AIP-155) of the write that stored
+	// the event; retries are recognised by it after the duplicate window.
+	HeaderRequestID = "Ordersd-Request-Id"
+
+	// ContentTypeOrder is the payload type of every event.
+	ContentTypeOrder = "application/protobuf; proto=orders.v1.Order"
+)
+
+// encodeEvent builds the message that stores order (its state after the
+// event) on its event subject. order.Revision is not stored: it is the
+// message's own stream sequence, known only once stored.
+func encodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
+	subject, err := EventSubject(order.GetStatus(), order.GetOrderId())
+	if err != nil {
+		return nil, err
+	}
+	stored := proto.Clone(order).(*ordersv1.Order)
+	stored.Revision = 0
+	data, err := proto.Marshal(stored)
+	if err != nil {
+		return nil, fmt.Errorf("encode order %s: %w", order.GetOrderId(), err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(HeaderContentType, ContentTypeOrder)
+	msg.Header.Set(HeaderEventType, EventType(order.GetStatus()))
+	if requestID != "" {
+		msg.Header.Set(HeaderRequestID, requestID)
+		msg.Header.Set(nats.MsgIdHdr, msgID(order.GetStatus(), order.GetOrderId(), requestID))
+	}
+	return msg, nil
+}
+
+// msgID is the Nats-Msg-Id of a write. Creates are keyed by request id
+// alone, so that a retried create recognises its first attempt even when the
+// server made up a new order id for it; transitions are keyed per order and
+// event so that ids of different orders never collide.
+func msgID(status ordersv1.OrderStatus, orderID, requestID string) string {
+	if status == ordersv1.OrderStatus_ORDER_STATUS_CREATED {
+		return "created:" + requestID
+	}
+	return EventType(status) + ":" + orderID + ":" + requestID
+}
+
+// storedEvent is an event read back from the stream.
+type storedEvent struct {
+	event     *ordersv1.OrderEvent
+	requestID string
+}
+
+// decodeEvent reads a stored message back into an OrderEvent, checking that
+// its subject, headers and payload agree. Messages that other publishers put
+// on ORDERS.> fail here instead of being taken for orders.
+func decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
+	status, orderID, ok := parseSubject(subject)
+	if !ok {
+		return storedEvent{}, fmt.Errorf("%w: sequence %d: subject %q is not ORDERS.<event>.<order_id>", ErrCorruptEvent, seq, subject)
+	}
+	order := &ordersv1.Order{}
+	if err := proto.Unmarshal(data, order); err != nil {
+		return storedEvent{}, fmt.Errorf("%w: sequence %d: %v", ErrCorruptEvent, seq, err)
+	}
+	if order.GetStatus() != status || order.GetOrderId() != orderID {
+		return storedEvent{}, fmt.Errorf("%w: sequence %d: payload (%s, %v) does not match subject %q",
+			ErrCorruptEvent, seq, order.GetOrderId(), order.GetStatus(), subject)
+	}
+	order.Revision = seq
+	return storedEvent{
+		event: &ordersv1.OrderEvent{
+			Sequence:    seq,
+			PublishTime: timestamppb.New(stored),
+			Order:       order,
+		},
+		requestID: header.Get(HeaderRequestID),
+	}, nil
+}

@@ -1,0 +1,72 @@
+package eventstore
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// EmbeddedOptions configure the NATS server that ordersd runs in process
+// when it is not given --nats-url.
+type EmbeddedOptions struct {
+	// DataDir is where JetStream keeps the stream; it survives restarts.
+	DataDir string
+	// ServerName names the node in logs and in JetStream's metadata.
+	ServerName string
+	// Logger receives the server's own log lines.
+	Logger *slog.Logger
+	// ReadyTimeout bounds start-up, including JetStream's recovery of the
+	// stored data; 30s when zero.
+	ReadyTimeout time.Duration
+}
+
+// StartEmbedded starts a NATS server with JetStream that accepts only
+// in-process connections (it opens no port) and stores under o.DataDir.
+// Shut it down with Shutdown and WaitForShutdown after draining clients.
+func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
+	if o.DataDir == "" {
+		return nil, fmt.Errorf("%w: embedded NATS needs a data directory", ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if o.ServerName == "" {
+		o.ServerName = "ordersd"
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: o.ServerName,
+		JetStream:  true,
+		StoreDir:   o.DataDir,
+		DontListen: true, // in-process clients only
+		NoSigs:     true, // ordersd handles signals itself
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{log: o.Logger.With("component", "nats-server")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(o.ReadyTimeout) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS not ready within %s", o.ReadyTimeout)
+	}
+	return ns, nil
+}
+
+// natsLogger writes nats-server's log lines to slog.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ordersd/ordersd/eventstore"
+)
+
+// toStatus maps an error of the event store to the gRPC status the client
+// gets. It is the only place that does: every code a client can see is
+// chosen here. Messages name only what the client sent or can act on;
+// details of the failure (NATS errors, corrupt data) go to the log.
+func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err // already a status (validation, a failed Send)
+	}
+	var (
+		conflict   *eventstore.ConflictError
+		transition *eventstore.TransitionError
+	)
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded before JetStream answered; for a write the outcome is unknown: retry with the same request_id")
+	case errors.Is(ctx.Err(), context.Canceled):
+		return status.Error(codes.Canceled, "call cancelled")
+	case errors.Is(err, eventstore.ErrNotFound):
+		return status.Errorf(codes.NotFound, "order %q not found", orderID)
+	case errors.Is(err, eventstore.ErrAlreadyExists):
+		return status.Errorf(codes.AlreadyExists, "order %q already exists (created by another request)", orderID)
+	case errors.As(err, &conflict):
+		return status.Errorf(codes.Aborted, "order %q: %s; read it again and retry", orderID, conflict.Error())
+	case errors.Is(err, eventstore.ErrConflict):
+		return status.Errorf(codes.Aborted, "order %q changed concurrently; read it again and retry", orderID)
+	case errors.As(err, &transition):
+		st := status.Newf(codes.FailedPrecondition, "order %q: %s", orderID, transition.Error())
+		if d, derr := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+			Type: "STATUS", Subject: "orders/" + orderID, Description: transition.Error(),
+		}}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, eventstore.ErrRequestIDReused):
+		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
+			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
+		}})
+	case errors.Is(err, eventstore.ErrInvalidArgument):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, eventstore.ErrUnavailable):
+		log.WarnContext(ctx, "jetstream unavailable", "order_id", orderID, "err", err)
+		return status.Error(codes.Unavailable, "JetStream is unavailable; retry later (writes with the same request_id)")
+	case errors.Is(err, eventstore.ErrResourceExhausted):
+		log.WarnContext(ctx, "jetstream refused a write for lack of resources", "order_id", orderID, "err", err)
+		return status.Error(codes.ResourceExhausted, "JetStream has no room for the write")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "call cancelled")
+	case errors.Is(err, eventstore.ErrCorruptEvent):
+		log.ErrorContext(ctx, "unreadable event in the stream", "order_id", orderID, "err", err)
+		return status.Errorf(codes.DataLoss, "a stored event of order %q is unreadable", orderID)
+	default:
+		log.ErrorContext(ctx, "unexpected error", "order_id", orderID, "err", err)
+		return status.Error(codes.Internal, "internal error")
+	}
+}

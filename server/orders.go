@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// OrderStore is what the service needs of the event store.
+type OrderStore interface {
+	Create(ctx context.Context, in eventstore.NewOrder) (eventstore.Result, error)
+	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
+	Get(ctx context.Context, orderID string) (*ordersv1.Order, error)
+	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error
+}
+
+// OrderService implements ordersv1.OrderServiceServer on an OrderStore.
+type OrderService struct {
+	ordersv1.UnimplementedOrderServiceServer
+	store OrderStore
+	log   *slog.Logger
+}
+
+// NewOrderService returns the OrderService backed by store.
+func NewOrderService(store OrderStore, log *slog.Logger) *OrderService {
+	return &OrderService{store: store, log: log}
+}
+
+// CreateOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequest) (*ordersv1.CreateOrderResponse, error) {
+	if err := validateCreate(req); err != nil {
+		return nil, err
+	}
+	res, err := s.store.Create(ctx, eventstore.NewOrder{
+		RequestID:    req.GetRequestId(),
+		OrderID:      req.GetOrderId(),
+		CustomerID:   req.GetCustomerId(),
+		Items:        req.GetItems(),
+		CurrencyCode: req.GetCurrencyCode(),
+	})
+	if err != nil {
+		return nil, toStatus(ctx, s.log, req.GetOrderId(), err)
+	}
+	return &ordersv1.CreateOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// GetOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
+	if err := validateOrderID(req.GetOrderId()); err != nil {
+		return nil, err
+	}
+	order, err := s.store.Get(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, req.GetOrderId(), err)
+	}
+	return &ordersv1.GetOrderResponse{Order: order}, nil
+}
+
+// ApproveOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) ApproveOrder(ctx context.Context, req *ordersv1.ApproveOrderRequest) (*ordersv1.ApproveOrderResponse, error) {
+	res, err := s.transition(ctx, req, ordersv1.OrderStatus_ORDER_STATUS_APPROVED, "", reasonNone)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.ApproveOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// RejectOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) RejectOrder(ctx context.Context, req *ordersv1.RejectOrderRequest) (*ordersv1.RejectOrderResponse, error) {
+	res, err := s.transition(ctx, req, ordersv1.OrderStatus_ORDER_STATUS_REJECTED, req.GetReason(), reasonRequired)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.RejectOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// PayOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) PayOrder(ctx context.Context, req *ordersv1.PayOrderRequest) (*ordersv1.PayOrderResponse, error) {
+	res, err := s.transition(ctx, req, ordersv1.OrderStatus_ORDER_STATUS_PAID, "", reasonNone)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.PayOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// ShipOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) ShipOrder(ctx context.Context, req *ordersv1.ShipOrderRequest) (*ordersv1.ShipOrderResponse, error) {
+	res, err := s.transition(ctx, req, ordersv1.OrderStatus_ORDER_STATUS_SHIPPED, "", reasonNone)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.ShipOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// CancelOrder implements ordersv1.OrderServiceServer.
+func (s *OrderService) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequest) (*ordersv1.CancelOrderResponse, error) {
+	res, err := s.transition(ctx, req, ordersv1.OrderStatus_ORDER_STATUS_CANCELLED, req.GetReason(), reasonOptional)
+	if err != nil {
+		return nil, err
+	}
+	return &ordersv1.CancelOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// transition is the one path of every transition RPC: validate, then let
+// the store check and apply the change.
+func (s *OrderService) transition(ctx context.Context, req transitionRequest, to ordersv1.OrderStatus, reason string, rule reasonRule) (eventstore.Result, error) {
+	if err := validateTransition(req, reason, rule); err != nil {
+		return eventstore.Result{}, err
+	}
+	res, err := s.store.Transition(ctx, eventstore.Change{
+		OrderID:          req.GetOrderId(),
+		RequestID:        req.GetRequestId(),
+		ExpectedRevision: req.GetExpectedRevision(),
+		To:               to,
+		Reason:           reason,
+	})
+	if err != nil {
+		return eventstore.Result{}, toStatus(ctx, s.log, req.GetOrderId(), err)
+	}
+	return res, nil
+}
