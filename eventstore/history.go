@@ -47,40 +47,51 @@ func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1
 	defer s.deleteConsumer(stream, cons)
 
 	for {
-		// Each fetch is bounded by the store's timeout; sending to a slow
-		// client is bounded only by the caller's context.
-		batch, err := cons.Fetch(historyBatch, jetstream.FetchMaxWait(s.opTimeout), jetstream.FetchContext(ctx))
-		if err != nil {
-			return s.classify(err)
-		}
-		received := 0
-		for msg := range batch.Messages() {
-			received++
-			meta, err := msg.Metadata()
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrCorruptEvent, err)
-			}
-			ev, err := decodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
-			if err != nil {
-				return err
-			}
-			if err := send(ev.event); err != nil {
-				return err
-			}
-			if meta.Sequence.Stream >= last.event.GetSequence() {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return s.classify(err)
-		}
-		if ctx.Err() != nil {
+		done, received, err := s.historyFetch(ctx, cons, last.event.GetSequence(), send)
+		switch {
+		case err != nil:
+			return err
+		case done:
+			return nil
+		case ctx.Err() != nil:
 			return ctx.Err()
-		}
-		if received == 0 {
+		case received == 0:
 			return fmt.Errorf("%w: history of %s stopped before revision %d", ErrUnavailable, orderID, last.event.GetSequence())
 		}
 	}
+}
+
+// historyFetch runs one fetch of the history loop and sends what it
+// brings; done once the event at lastSeq is sent. The fetch waits at most
+// the store's timeout; sending to a slow client is bounded only by ctx.
+func (s *Store) historyFetch(ctx context.Context, cons jetstream.Consumer, lastSeq uint64, send func(*ordersv1.OrderEvent) error) (done bool, received int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	defer cancel()
+	batch, err := cons.Fetch(historyBatch, jetstream.FetchContext(ctx))
+	if err != nil {
+		return false, 0, s.classify(err)
+	}
+	for msg := range batch.Messages() {
+		received++
+		meta, err := msg.Metadata()
+		if err != nil {
+			return false, received, fmt.Errorf("%w: %v", ErrCorruptEvent, err)
+		}
+		ev, err := decodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		if err != nil {
+			return false, received, err
+		}
+		if err := send(ev.event); err != nil {
+			return false, received, err
+		}
+		if meta.Sequence.Stream >= lastSeq {
+			return true, received, nil
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return false, received, s.classify(err)
+	}
+	return false, received, nil
 }
 
 // deleteConsumer removes a finished ephemeral consumer; a failure only

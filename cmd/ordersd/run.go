@@ -97,7 +97,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 
 // stopGRPC stops taking calls and waits for those in flight, then cuts
 // off whatever is left after timeout (long streams, slow clients).
-func stopGRPC(gs interface{ GracefulStop(); Stop() }, timeout time.Duration, log *slog.Logger) {
+func stopGRPC(gs interface {
+	GracefulStop()
+	Stop()
+}, timeout time.Duration, log *slog.Logger) {
 	done := make(chan struct{})
 	go func() {
 		gs.GracefulStop()

@@ -1,0 +1,223 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/server"
+)
+
+// testNode is one ordersd node in the test process: a real NATS server with
+// JetStream, the event store, and the gRPC server on a loopback port, with a
+// client connected to it.
+type testNode struct {
+	addr   string
+	client ordersv1.OrderServiceClient
+	health healthpb.HealthClient
+	js     jetstream.JetStream // a separate NATS connection, to look at the stream directly
+}
+
+func testLogger() *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("ORDERSD_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// startNode runs ordersd's parts against an embedded NATS server.
+func startNode(t *testing.T) *testNode {
+	t.Helper()
+	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := eventstore.Connect("", ns, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) })
+}
+
+// startService serves the OrderService over nc and connects a gRPC client.
+// inspect opens the test's own connection for looking at the stream.
+func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error)) *testNode {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := testLogger()
+	store := eventstore.New(js, eventstore.Options{OpTimeout: 2 * time.Second, Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := store.Ready(ctx); err != nil {
+		t.Logf("store not ready at start: %v", err)
+	}
+	hs := server.NewHealthServer()
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		server.WatchHealth(ctx, hs, nc, store.Ready, 200*time.Millisecond, log)
+	}()
+	gs := server.NewGRPCServer(server.NewOrderService(store, log), hs, log)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(func() { cancel(); <-healthDone; gs.Stop() })
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+
+	inc, err := inspect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inc.Close)
+	ijs, err := jetstream.New(inc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testNode{addr: lis.Addr().String(), client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
+}
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// streamMsgs counts the messages in the stream ORDERS (all of them, or on
+// one subject filter).
+func (n *testNode) streamMsgs(t *testing.T, filter string) uint64 {
+	t.Helper()
+	ctx := testCtx(t)
+	stream, err := n.js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filter == "" {
+		return stream.CachedInfo().State.Msgs
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, n := range info.State.Subjects {
+		total += n
+	}
+	return total
+}
+
+// storedOrder reads the message at seq straight from the stream and decodes it.
+func (n *testNode) storedOrder(t *testing.T, seq uint64) (*jetstream.RawStreamMsg, *ordersv1.Order) {
+	t.Helper()
+	ctx := testCtx(t)
+	stream, err := n.js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		t.Fatalf("get message %d: %v", seq, err)
+	}
+	order := &ordersv1.Order{}
+	if err := proto.Unmarshal(raw.Data, order); err != nil {
+		t.Fatalf("decode message %d: %v", seq, err)
+	}
+	return raw, order
+}
+
+func validCreate(requestID string) *ordersv1.CreateOrderRequest {
+	return &ordersv1.CreateOrderRequest{
+		RequestId:    requestID,
+		CustomerId:   "customer-1",
+		CurrencyCode: "EUR",
+		Items: []*ordersv1.LineItem{
+			{Sku: "BOOK-1", Quantity: 2, UnitPriceMinor: 1250},
+			{Sku: "PEN-7", Quantity: 1, UnitPriceMinor: 99},
+		},
+	}
+}
+
+// create makes an order and fails the test if it cannot.
+func (n *testNode) create(t *testing.T) *ordersv1.Order {
+	t.Helper()
+	res, err := n.client.CreateOrder(testCtx(t), validCreate(""))
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	return res.GetOrder()
+}
+
+// transition calls the RPC that moves an order to status to.
+func (n *testNode) transition(ctx context.Context, to ordersv1.OrderStatus, orderID, requestID string, expected uint64) (*ordersv1.Order, bool, error) {
+	type result interface {
+		GetOrder() *ordersv1.Order
+		GetDuplicate() bool
+	}
+	var (
+		res result
+		err error
+	)
+	switch to {
+	case ordersv1.OrderStatus_ORDER_STATUS_APPROVED:
+		res, err = n.client.ApproveOrder(ctx, &ordersv1.ApproveOrderRequest{OrderId: orderID, RequestId: requestID, ExpectedRevision: expected})
+	case ordersv1.OrderStatus_ORDER_STATUS_REJECTED:
+		res, err = n.client.RejectOrder(ctx, &ordersv1.RejectOrderRequest{OrderId: orderID, RequestId: requestID, ExpectedRevision: expected, Reason: "over the limit"})
+	case ordersv1.OrderStatus_ORDER_STATUS_PAID:
+		res, err = n.client.PayOrder(ctx, &ordersv1.PayOrderRequest{OrderId: orderID, RequestId: requestID, ExpectedRevision: expected})
+	case ordersv1.OrderStatus_ORDER_STATUS_SHIPPED:
+		res, err = n.client.ShipOrder(ctx, &ordersv1.ShipOrderRequest{OrderId: orderID, RequestId: requestID, ExpectedRevision: expected})
+	case ordersv1.OrderStatus_ORDER_STATUS_CANCELLED:
+		res, err = n.client.CancelOrder(ctx, &ordersv1.CancelOrderRequest{OrderId: orderID, RequestId: requestID, ExpectedRevision: expected, Reason: "changed my mind"})
+	default:
+		panic("no RPC for " + to.String())
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return res.GetOrder(), res.GetDuplicate(), nil
+}
+
+// history reads an order's whole history through GetOrderHistory.
+func (n *testNode) history(t *testing.T, orderID string) []*ordersv1.OrderEvent {
+	t.Helper()
+	stream, err := n.client.GetOrderHistory(testCtx(t), &ordersv1.GetOrderHistoryRequest{OrderId: orderID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []*ordersv1.OrderEvent
+	for {
+		res, err := stream.Recv()
+		if err == io.EOF {
+			return events
+		}
+		if err != nil {
+			t.Fatalf("GetOrderHistory(%s): %v", orderID, err)
+		}
+		events = append(events, res.GetEvent())
+	}
+}
