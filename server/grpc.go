@@ -13,8 +13,11 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	"github.com/ordersd/ordersd/api"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
@@ -45,6 +48,20 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	gs := grpc.NewServer(opts...)
 	ordersv1.RegisterOrderServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	registerReflection(gs, log)
 	return gs
+}
+
+// registerReflection serves gRPC reflection (v1 and v1alpha, which older
+// grpcurl builds use) from the documented descriptors of package api, so
+// `grpcurl describe` shows the comments of proto/.
+func registerReflection(gs *grpc.Server, log *slog.Logger) {
+	opts := reflection.ServerOptions{Services: gs}
+	if resolver, err := api.NewResolver(); err == nil {
+		opts.DescriptorResolver = resolver
+	} else {
+		log.Warn("reflection falls back to descriptors without comments", "err", err)
+	}
+	reflectionv1.RegisterServerReflectionServer(gs, reflection.NewServerV1(opts))
+	reflectionv1alpha.RegisterServerReflectionServer(gs, reflection.NewServer(opts))
 }
