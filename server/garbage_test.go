@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
 // rawCodec sends bytes exactly as given, to put messages on the wire that
@@ -52,5 +54,29 @@ func TestUndecodableRequestsAreRefused(t *testing.T) {
 	res, err := n.health.Check(testCtx(t), &healthpb.HealthCheckRequest{})
 	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health after garbage: %v %v", res, err)
+	}
+}
+
+// A message another publisher put on ORDERS.> is never taken for an order:
+// reads of it fail with DATA_LOSS, and writes on top of it are refused.
+func TestForeignMessageInTheStream(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.create(t) // provisions the stream
+	if _, err := n.js.Publish(testCtx(t), "ORDERS.created.foreign-1", []byte("not an order")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.client.GetOrder(testCtx(t), &ordersv1.GetOrderRequest{OrderId: "foreign-1"}); status.Code(err) != codes.DataLoss {
+		t.Errorf("GetOrder: %v, want DATA_LOSS", err)
+	}
+	if _, _, err := n.transition(testCtx(t), approved, "foreign-1", "", 0); status.Code(err) != codes.DataLoss {
+		t.Errorf("ApproveOrder: %v, want DATA_LOSS", err)
+	}
+	stream, err := n.client.GetOrderHistory(testCtx(t), &ordersv1.GetOrderHistoryRequest{OrderId: "foreign-1"})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.DataLoss {
+		t.Errorf("GetOrderHistory: %v, want DATA_LOSS", err)
 	}
 }
