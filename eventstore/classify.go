@@ -13,9 +13,18 @@ import (
 // (storage limits, message too large).
 var ErrResourceExhausted = errors.New("jetstream resources exhausted")
 
-// classify turns an error from nats.go into one of the package's sentinels,
-// keeping the original text for logs. A cancelled context is returned as is.
+// classify is Classify that also forgets the stream handle when the
+// stream is gone, so that it is provisioned again on next use.
 func (s *Store) classify(err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s.stream.Store(nil)
+	}
+	return Classify(err)
+}
+
+// Classify turns an error from nats.go into one of the package's sentinels,
+// keeping the original text for logs. A cancelled context is returned as is.
+func Classify(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -35,7 +44,6 @@ func (s *Store) classify(err error) error {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		s.stream.Store(nil) // deleted behind our back: provision again on next use
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),

@@ -62,15 +62,22 @@ func msgID(status ordersv1.OrderStatus, orderID, requestID string) string {
 	return EventType(status) + ":" + orderID + ":" + requestID
 }
 
-// storedEvent is an event read back from the stream.
+// storedEvent is an event read back from the stream, with the request id
+// that stored it.
 type storedEvent struct {
 	event     *ordersv1.OrderEvent
 	requestID string
 }
 
-// decodeEvent reads a stored message back into an OrderEvent, checking that
-// its subject, headers and payload agree. Messages that other publishers put
-// on ORDERS.> fail here instead of being taken for orders.
+// DecodeEvent reads a stored message back into an OrderEvent, checking
+// that its subject and payload agree. Messages that other publishers put on
+// ORDERS.> fail with ErrCorruptEvent instead of being taken for orders.
+func DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (*ordersv1.OrderEvent, error) {
+	ev, err := decodeEvent(subject, header, data, seq, stored)
+	return ev.event, err
+}
+
+// decodeEvent is DecodeEvent that also returns the request id.
 func decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
 	status, orderID, ok := parseSubject(subject)
 	if !ok {

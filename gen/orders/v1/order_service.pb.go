@@ -9,6 +9,8 @@ package ordersv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +22,67 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// AckAction is what to do with a delivered event.
+type AckAction int32
+
+const (
+	// Not an action; refused.
+	AckAction_ACK_ACTION_UNSPECIFIED AckAction = 0
+	// Processed: never deliver it again.
+	AckAction_ACK_ACTION_ACK AckAction = 1
+	// Not processed: deliver it again, after nak_delay if set.
+	AckAction_ACK_ACTION_NAK AckAction = 2
+	// Still working on it: restart its ack wait.
+	AckAction_ACK_ACTION_IN_PROGRESS AckAction = 3
+	// Cannot ever be processed: never deliver it again (reason says why).
+	AckAction_ACK_ACTION_TERM AckAction = 4
+)
+
+// Enum value maps for AckAction.
+var (
+	AckAction_name = map[int32]string{
+		0: "ACK_ACTION_UNSPECIFIED",
+		1: "ACK_ACTION_ACK",
+		2: "ACK_ACTION_NAK",
+		3: "ACK_ACTION_IN_PROGRESS",
+		4: "ACK_ACTION_TERM",
+	}
+	AckAction_value = map[string]int32{
+		"ACK_ACTION_UNSPECIFIED": 0,
+		"ACK_ACTION_ACK":         1,
+		"ACK_ACTION_NAK":         2,
+		"ACK_ACTION_IN_PROGRESS": 3,
+		"ACK_ACTION_TERM":        4,
+	}
+)
+
+func (x AckAction) Enum() *AckAction {
+	p := new(AckAction)
+	*p = x
+	return p
+}
+
+func (x AckAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AckAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_orders_v1_order_service_proto_enumTypes[0].Descriptor()
+}
+
+func (AckAction) Type() protoreflect.EnumType {
+	return &file_orders_v1_order_service_proto_enumTypes[0]
+}
+
+func (x AckAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AckAction.Descriptor instead.
+func (AckAction) EnumDescriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{0}
+}
 
 // CreateOrderRequest is the input of CreateOrder.
 type CreateOrderRequest struct {
@@ -966,11 +1029,762 @@ func (x *GetOrderHistoryResponse) GetEvent() *OrderEvent {
 	return nil
 }
 
+// ConsumerSettings configure a durable consumer when ConsumeOrders creates
+// it. For an existing consumer, every field that is set must match it (else
+// FAILED_PRECONDITION names the difference); unset fields match anything.
+type ConsumerSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long a delivered event may stay unacknowledged before it is
+	// redelivered: 1s to 12h. Default 30s.
+	AckWait *durationpb.Duration `protobuf:"bytes,1,opt,name=ack_wait,json=ackWait,proto3" json:"ack_wait,omitempty"`
+	// How many times an event is delivered before it is given up: 1 to 10000.
+	// 0 means no limit.
+	MaxDeliveries int32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
+	// Redelivery delays, one per delivery attempt (the last repeats); when
+	// set, they replace ack_wait. Up to 10, each 1s to 12h; max_deliveries,
+	// when set, must be greater than their count.
+	Backoff []*durationpb.Duration `protobuf:"bytes,3,rep,name=backoff,proto3" json:"backoff,omitempty"`
+	// Where a new consumer starts. Default: the first stored event.
+	//
+	// Types that are valid to be assigned to Start:
+	//
+	//	*ConsumerSettings_StartNew
+	//	*ConsumerSettings_StartSequence
+	//	*ConsumerSettings_StartTime
+	Start         isConsumerSettings_Start `protobuf_oneof:"start"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumerSettings) Reset() {
+	*x = ConsumerSettings{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumerSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumerSettings) ProtoMessage() {}
+
+func (x *ConsumerSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumerSettings.ProtoReflect.Descriptor instead.
+func (*ConsumerSettings) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConsumerSettings) GetAckWait() *durationpb.Duration {
+	if x != nil {
+		return x.AckWait
+	}
+	return nil
+}
+
+func (x *ConsumerSettings) GetMaxDeliveries() int32 {
+	if x != nil {
+		return x.MaxDeliveries
+	}
+	return 0
+}
+
+func (x *ConsumerSettings) GetBackoff() []*durationpb.Duration {
+	if x != nil {
+		return x.Backoff
+	}
+	return nil
+}
+
+func (x *ConsumerSettings) GetStart() isConsumerSettings_Start {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *ConsumerSettings) GetStartNew() bool {
+	if x != nil {
+		if x, ok := x.Start.(*ConsumerSettings_StartNew); ok {
+			return x.StartNew
+		}
+	}
+	return false
+}
+
+func (x *ConsumerSettings) GetStartSequence() uint64 {
+	if x != nil {
+		if x, ok := x.Start.(*ConsumerSettings_StartSequence); ok {
+			return x.StartSequence
+		}
+	}
+	return 0
+}
+
+func (x *ConsumerSettings) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Start.(*ConsumerSettings_StartTime); ok {
+			return x.StartTime
+		}
+	}
+	return nil
+}
+
+type isConsumerSettings_Start interface {
+	isConsumerSettings_Start()
+}
+
+type ConsumerSettings_StartNew struct {
+	// Only events stored after the consumer is created.
+	StartNew bool `protobuf:"varint,4,opt,name=start_new,json=startNew,proto3,oneof"`
+}
+
+type ConsumerSettings_StartSequence struct {
+	// The first event at or after this stream sequence (1 or more).
+	StartSequence uint64 `protobuf:"varint,5,opt,name=start_sequence,json=startSequence,proto3,oneof"`
+}
+
+type ConsumerSettings_StartTime struct {
+	// The first event stored at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=start_time,json=startTime,proto3,oneof"`
+}
+
+func (*ConsumerSettings_StartNew) isConsumerSettings_Start() {}
+
+func (*ConsumerSettings_StartSequence) isConsumerSettings_Start() {}
+
+func (*ConsumerSettings_StartTime) isConsumerSettings_Start() {}
+
+// ConsumeOrdersRequest is the input of ConsumeOrders.
+type ConsumeOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The durable consumer's name, 1 to 64 letters, digits, '-' or '_'.
+	// Created on first use. Required.
+	Consumer string `protobuf:"bytes,1,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// The event types the consumer receives (the consumer's filter); empty
+	// means every event. Must match an existing consumer's filter exactly.
+	Statuses []OrderStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=orders.v1.OrderStatus" json:"statuses,omitempty"`
+	// How many events this client may hold unacknowledged: 1 to 1000, default
+	// 64. ordersd never fetches more than the free part of it, so nothing sits
+	// in a buffer while its ack wait runs out.
+	MaxInFlight int32 `protobuf:"varint,3,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	// Settings used when the consumer is created.
+	Settings *ConsumerSettings `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
+	// At-most-once mode: every event is acknowledged as soon as it is handed
+	// to gRPC, before the client has it. An event lost in transit is never
+	// redelivered. Off by default; AckOrders is not needed when on.
+	AutoAck bool `protobuf:"varint,5,opt,name=auto_ack,json=autoAck,proto3" json:"auto_ack,omitempty"`
+	// How long the stream may be idle before a heartbeat is sent: 1s to 5m,
+	// default 15s.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ConsumeOrdersRequest) Reset() {
+	*x = ConsumeOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOrdersRequest) ProtoMessage() {}
+
+func (x *ConsumeOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOrdersRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ConsumeOrdersRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *ConsumeOrdersRequest) GetStatuses() []OrderStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ConsumeOrdersRequest) GetMaxInFlight() int32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
+func (x *ConsumeOrdersRequest) GetSettings() *ConsumerSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ConsumeOrdersRequest) GetAutoAck() bool {
+	if x != nil {
+		return x.AutoAck
+	}
+	return false
+}
+
+func (x *ConsumeOrdersRequest) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+// ConsumeOrdersResponse is one message of the ConsumeOrders stream: an
+// event to process, or a heartbeat.
+type ConsumeOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event; unset on heartbeats.
+	Event *OrderEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// How many times this event has been delivered, this time included (1 on
+	// the first delivery).
+	DeliveryAttempt uint64 `protobuf:"varint,2,opt,name=delivery_attempt,json=deliveryAttempt,proto3" json:"delivery_attempt,omitempty"`
+	// How many more events of the consumer wait to be delivered.
+	NumPending uint64 `protobuf:"varint,3,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
+	// Opaque token to pass to AckOrders, on any ordersd node of this
+	// deployment. Empty when auto_ack is on.
+	AckToken string `protobuf:"bytes,4,opt,name=ack_token,json=ackToken,proto3" json:"ack_token,omitempty"`
+	// True on a heartbeat: the stream is alive but had nothing to send.
+	Heartbeat     bool `protobuf:"varint,5,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeOrdersResponse) Reset() {
+	*x = ConsumeOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOrdersResponse) ProtoMessage() {}
+
+func (x *ConsumeOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOrdersResponse.ProtoReflect.Descriptor instead.
+func (*ConsumeOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ConsumeOrdersResponse) GetEvent() *OrderEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ConsumeOrdersResponse) GetDeliveryAttempt() uint64 {
+	if x != nil {
+		return x.DeliveryAttempt
+	}
+	return 0
+}
+
+func (x *ConsumeOrdersResponse) GetNumPending() uint64 {
+	if x != nil {
+		return x.NumPending
+	}
+	return 0
+}
+
+func (x *ConsumeOrdersResponse) GetAckToken() string {
+	if x != nil {
+		return x.AckToken
+	}
+	return ""
+}
+
+func (x *ConsumeOrdersResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
+// Ack settles one delivered event.
+type Ack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ack_token of the ConsumeOrdersResponse. Required.
+	AckToken string `protobuf:"bytes,1,opt,name=ack_token,json=ackToken,proto3" json:"ack_token,omitempty"`
+	// What to do with the event. Required.
+	Action AckAction `protobuf:"varint,2,opt,name=action,proto3,enum=orders.v1.AckAction" json:"action,omitempty"`
+	// For ACK_ACTION_NAK: wait this long before redelivering, 0 to 12h.
+	NakDelay *durationpb.Duration `protobuf:"bytes,3,opt,name=nak_delay,json=nakDelay,proto3" json:"nak_delay,omitempty"`
+	// For ACK_ACTION_TERM: why, up to 512 characters, no control characters.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ack) Reset() {
+	*x = Ack{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ack) ProtoMessage() {}
+
+func (x *Ack) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ack.ProtoReflect.Descriptor instead.
+func (*Ack) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Ack) GetAckToken() string {
+	if x != nil {
+		return x.AckToken
+	}
+	return ""
+}
+
+func (x *Ack) GetAction() AckAction {
+	if x != nil {
+		return x.Action
+	}
+	return AckAction_ACK_ACTION_UNSPECIFIED
+}
+
+func (x *Ack) GetNakDelay() *durationpb.Duration {
+	if x != nil {
+		return x.NakDelay
+	}
+	return nil
+}
+
+func (x *Ack) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// AckOrdersRequest is the input of AckOrders.
+type AckOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The acks to apply: 1 to 1000.
+	Acks          []*Ack `protobuf:"bytes,1,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckOrdersRequest) Reset() {
+	*x = AckOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckOrdersRequest) ProtoMessage() {}
+
+func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckOrdersRequest.ProtoReflect.Descriptor instead.
+func (*AckOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AckOrdersRequest) GetAcks() []*Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// AckResult is the outcome of one Ack.
+type AckResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when JetStream confirmed it received the ack. False when it did not
+	// answer in time: the event may already be due for redelivery (its ack
+	// wait passed), or JetStream is unreachable; acking again is safe.
+	Confirmed bool `protobuf:"varint,1,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	// Why the ack was not confirmed; empty when confirmed.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResult) Reset() {
+	*x = AckResult{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResult) ProtoMessage() {}
+
+func (x *AckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
+func (*AckResult) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AckResult) GetConfirmed() bool {
+	if x != nil {
+		return x.Confirmed
+	}
+	return false
+}
+
+func (x *AckResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// AckOrdersResponse is the output of AckOrders.
+type AckOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per ack, in the order of the request.
+	Results       []*AckResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckOrdersResponse) Reset() {
+	*x = AckOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckOrdersResponse) ProtoMessage() {}
+
+func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckOrdersResponse.ProtoReflect.Descriptor instead.
+func (*AckOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AckOrdersResponse) GetResults() []*AckResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// WatchOrdersRequest is the input of WatchOrders. All filters must match for
+// an event to be sent.
+type WatchOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only these event types; empty means all.
+	Statuses []OrderStatus `protobuf:"varint,1,rep,packed,name=statuses,proto3,enum=orders.v1.OrderStatus" json:"statuses,omitempty"`
+	// Only this order's events; optional.
+	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Only events of this customer's orders; optional.
+	CustomerId string `protobuf:"bytes,3,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Where to start. Default: only events stored from now on.
+	//
+	// Types that are valid to be assigned to Start:
+	//
+	//	*WatchOrdersRequest_ReplayAll
+	//	*WatchOrdersRequest_StartSequence
+	//	*WatchOrdersRequest_StartTime
+	Start isWatchOrdersRequest_Start `protobuf_oneof:"start"`
+	// How long the stream may be idle before a heartbeat is sent: 1s to 5m,
+	// default 15s.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,7,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *WatchOrdersRequest) Reset() {
+	*x = WatchOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersRequest) ProtoMessage() {}
+
+func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WatchOrdersRequest) GetStatuses() []OrderStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *WatchOrdersRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *WatchOrdersRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *WatchOrdersRequest) GetStart() isWatchOrdersRequest_Start {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *WatchOrdersRequest) GetReplayAll() bool {
+	if x != nil {
+		if x, ok := x.Start.(*WatchOrdersRequest_ReplayAll); ok {
+			return x.ReplayAll
+		}
+	}
+	return false
+}
+
+func (x *WatchOrdersRequest) GetStartSequence() uint64 {
+	if x != nil {
+		if x, ok := x.Start.(*WatchOrdersRequest_StartSequence); ok {
+			return x.StartSequence
+		}
+	}
+	return 0
+}
+
+func (x *WatchOrdersRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		if x, ok := x.Start.(*WatchOrdersRequest_StartTime); ok {
+			return x.StartTime
+		}
+	}
+	return nil
+}
+
+func (x *WatchOrdersRequest) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+type isWatchOrdersRequest_Start interface {
+	isWatchOrdersRequest_Start()
+}
+
+type WatchOrdersRequest_ReplayAll struct {
+	// Every stored event first, then live ones.
+	ReplayAll bool `protobuf:"varint,4,opt,name=replay_all,json=replayAll,proto3,oneof"`
+}
+
+type WatchOrdersRequest_StartSequence struct {
+	// Events from this stream sequence on (1 or more): pass the last
+	// sequence you saw + 1 to resume without gap or duplicate.
+	StartSequence uint64 `protobuf:"varint,5,opt,name=start_sequence,json=startSequence,proto3,oneof"`
+}
+
+type WatchOrdersRequest_StartTime struct {
+	// Events stored at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=start_time,json=startTime,proto3,oneof"`
+}
+
+func (*WatchOrdersRequest_ReplayAll) isWatchOrdersRequest_Start() {}
+
+func (*WatchOrdersRequest_StartSequence) isWatchOrdersRequest_Start() {}
+
+func (*WatchOrdersRequest_StartTime) isWatchOrdersRequest_Start() {}
+
+// WatchOrdersResponse is one message of the WatchOrders stream: exactly one
+// of its fields is set.
+type WatchOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An event that matches the filters.
+	Event *OrderEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// Sent once: every stored event asked for has been sent; what follows is
+	// live.
+	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// The stream is alive but had nothing to send.
+	Heartbeat     bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrdersResponse) Reset() {
+	*x = WatchOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrdersResponse) ProtoMessage() {}
+
+func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *WatchOrdersResponse) GetEvent() *OrderEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchOrdersResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
+func (x *WatchOrdersResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
 var File_orders_v1_order_service_proto protoreflect.FileDescriptor
 
 const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dorders/v1/order_service.proto\x12\torders.v1\x1a\x15orders/v1/order.proto\"\xbf\x01\n" +
+	"\x1dorders/v1/order_service.proto\x12\torders.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15orders/v1/order.proto\"\xbf\x01\n" +
 	"\x12CreateOrderRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x19\n" +
@@ -1031,7 +1845,64 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x16GetOrderHistoryRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\"F\n" +
 	"\x17GetOrderHistoryResponse\x12+\n" +
-	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event2\xf7\x04\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\"\xb2\x02\n" +
+	"\x10ConsumerSettings\x124\n" +
+	"\back_wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\aackWait\x12%\n" +
+	"\x0emax_deliveries\x18\x02 \x01(\x05R\rmaxDeliveries\x123\n" +
+	"\abackoff\x18\x03 \x03(\v2\x19.google.protobuf.DurationR\abackoff\x12\x1d\n" +
+	"\tstart_new\x18\x04 \x01(\bH\x00R\bstartNew\x12'\n" +
+	"\x0estart_sequence\x18\x05 \x01(\x04H\x00R\rstartSequence\x12;\n" +
+	"\n" +
+	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTimeB\a\n" +
+	"\x05start\"\xa8\x02\n" +
+	"\x14ConsumeOrdersRequest\x12\x1a\n" +
+	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x122\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\"\n" +
+	"\rmax_in_flight\x18\x03 \x01(\x05R\vmaxInFlight\x127\n" +
+	"\bsettings\x18\x04 \x01(\v2\x1b.orders.v1.ConsumerSettingsR\bsettings\x12\x19\n" +
+	"\bauto_ack\x18\x05 \x01(\bR\aautoAck\x12H\n" +
+	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xcb\x01\n" +
+	"\x15ConsumeOrdersResponse\x12+\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12)\n" +
+	"\x10delivery_attempt\x18\x02 \x01(\x04R\x0fdeliveryAttempt\x12\x1f\n" +
+	"\vnum_pending\x18\x03 \x01(\x04R\n" +
+	"numPending\x12\x1b\n" +
+	"\tack_token\x18\x04 \x01(\tR\backToken\x12\x1c\n" +
+	"\theartbeat\x18\x05 \x01(\bR\theartbeat\"\xa0\x01\n" +
+	"\x03Ack\x12\x1b\n" +
+	"\tack_token\x18\x01 \x01(\tR\backToken\x12,\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x14.orders.v1.AckActionR\x06action\x126\n" +
+	"\tnak_delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bnakDelay\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"6\n" +
+	"\x10AckOrdersRequest\x12\"\n" +
+	"\x04acks\x18\x01 \x03(\v2\x0e.orders.v1.AckR\x04acks\"?\n" +
+	"\tAckResult\x12\x1c\n" +
+	"\tconfirmed\x18\x01 \x01(\bR\tconfirmed\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"C\n" +
+	"\x11AckOrdersResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.orders.v1.AckResultR\aresults\"\xde\x02\n" +
+	"\x12WatchOrdersRequest\x122\n" +
+	"\bstatuses\x18\x01 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1f\n" +
+	"\vcustomer_id\x18\x03 \x01(\tR\n" +
+	"customerId\x12\x1f\n" +
+	"\n" +
+	"replay_all\x18\x04 \x01(\bH\x00R\treplayAll\x12'\n" +
+	"\x0estart_sequence\x18\x05 \x01(\x04H\x00R\rstartSequence\x12;\n" +
+	"\n" +
+	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTime\x12H\n" +
+	"\x12heartbeat_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatIntervalB\a\n" +
+	"\x05start\"}\n" +
+	"\x13WatchOrdersResponse\x12+\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12\x1b\n" +
+	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12\x1c\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat*\x80\x01\n" +
+	"\tAckAction\x12\x1a\n" +
+	"\x16ACK_ACTION_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
+	"\x0eACK_ACTION_NAK\x10\x02\x12\x1a\n" +
+	"\x16ACK_ACTION_IN_PROGRESS\x10\x03\x12\x13\n" +
+	"\x0fACK_ACTION_TERM\x10\x042\xe5\x06\n" +
 	"\fOrderService\x12L\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12C\n" +
 	"\bGetOrder\x12\x1a.orders.v1.GetOrderRequest\x1a\x1b.orders.v1.GetOrderResponse\x12O\n" +
@@ -1040,7 +1911,10 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\bPayOrder\x12\x1a.orders.v1.PayOrderRequest\x1a\x1b.orders.v1.PayOrderResponse\x12F\n" +
 	"\tShipOrder\x12\x1b.orders.v1.ShipOrderRequest\x1a\x1c.orders.v1.ShipOrderResponse\x12L\n" +
 	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\x12Z\n" +
-	"\x0fGetOrderHistory\x12!.orders.v1.GetOrderHistoryRequest\x1a\".orders.v1.GetOrderHistoryResponse0\x01B\x9a\x01\n" +
+	"\x0fGetOrderHistory\x12!.orders.v1.GetOrderHistoryRequest\x1a\".orders.v1.GetOrderHistoryResponse0\x01\x12T\n" +
+	"\rConsumeOrders\x12\x1f.orders.v1.ConsumeOrdersRequest\x1a .orders.v1.ConsumeOrdersResponse0\x01\x12F\n" +
+	"\tAckOrders\x12\x1b.orders.v1.AckOrdersRequest\x1a\x1c.orders.v1.AckOrdersResponse\x12N\n" +
+	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01B\x9a\x01\n" +
 	"\rcom.orders.v1B\x11OrderServiceProtoP\x01Z1github.com/ordersd/ordersd/gen/orders/v1;ordersv1\xa2\x02\x03OXX\xaa\x02\tOrders.V1\xca\x02\tOrders\\V1\xe2\x02\x15Orders\\V1\\GPBMetadata\xea\x02\n" +
 	"Orders::V1b\x06proto3"
 
@@ -1056,59 +1930,94 @@ func file_orders_v1_order_service_proto_rawDescGZIP() []byte {
 	return file_orders_v1_order_service_proto_rawDescData
 }
 
-var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_orders_v1_order_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_orders_v1_order_service_proto_goTypes = []any{
-	(*CreateOrderRequest)(nil),      // 0: orders.v1.CreateOrderRequest
-	(*CreateOrderResponse)(nil),     // 1: orders.v1.CreateOrderResponse
-	(*GetOrderRequest)(nil),         // 2: orders.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),        // 3: orders.v1.GetOrderResponse
-	(*ApproveOrderRequest)(nil),     // 4: orders.v1.ApproveOrderRequest
-	(*ApproveOrderResponse)(nil),    // 5: orders.v1.ApproveOrderResponse
-	(*RejectOrderRequest)(nil),      // 6: orders.v1.RejectOrderRequest
-	(*RejectOrderResponse)(nil),     // 7: orders.v1.RejectOrderResponse
-	(*PayOrderRequest)(nil),         // 8: orders.v1.PayOrderRequest
-	(*PayOrderResponse)(nil),        // 9: orders.v1.PayOrderResponse
-	(*ShipOrderRequest)(nil),        // 10: orders.v1.ShipOrderRequest
-	(*ShipOrderResponse)(nil),       // 11: orders.v1.ShipOrderResponse
-	(*CancelOrderRequest)(nil),      // 12: orders.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),     // 13: orders.v1.CancelOrderResponse
-	(*GetOrderHistoryRequest)(nil),  // 14: orders.v1.GetOrderHistoryRequest
-	(*GetOrderHistoryResponse)(nil), // 15: orders.v1.GetOrderHistoryResponse
-	(*LineItem)(nil),                // 16: orders.v1.LineItem
-	(*Order)(nil),                   // 17: orders.v1.Order
-	(*OrderEvent)(nil),              // 18: orders.v1.OrderEvent
+	(AckAction)(0),                  // 0: orders.v1.AckAction
+	(*CreateOrderRequest)(nil),      // 1: orders.v1.CreateOrderRequest
+	(*CreateOrderResponse)(nil),     // 2: orders.v1.CreateOrderResponse
+	(*GetOrderRequest)(nil),         // 3: orders.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),        // 4: orders.v1.GetOrderResponse
+	(*ApproveOrderRequest)(nil),     // 5: orders.v1.ApproveOrderRequest
+	(*ApproveOrderResponse)(nil),    // 6: orders.v1.ApproveOrderResponse
+	(*RejectOrderRequest)(nil),      // 7: orders.v1.RejectOrderRequest
+	(*RejectOrderResponse)(nil),     // 8: orders.v1.RejectOrderResponse
+	(*PayOrderRequest)(nil),         // 9: orders.v1.PayOrderRequest
+	(*PayOrderResponse)(nil),        // 10: orders.v1.PayOrderResponse
+	(*ShipOrderRequest)(nil),        // 11: orders.v1.ShipOrderRequest
+	(*ShipOrderResponse)(nil),       // 12: orders.v1.ShipOrderResponse
+	(*CancelOrderRequest)(nil),      // 13: orders.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),     // 14: orders.v1.CancelOrderResponse
+	(*GetOrderHistoryRequest)(nil),  // 15: orders.v1.GetOrderHistoryRequest
+	(*GetOrderHistoryResponse)(nil), // 16: orders.v1.GetOrderHistoryResponse
+	(*ConsumerSettings)(nil),        // 17: orders.v1.ConsumerSettings
+	(*ConsumeOrdersRequest)(nil),    // 18: orders.v1.ConsumeOrdersRequest
+	(*ConsumeOrdersResponse)(nil),   // 19: orders.v1.ConsumeOrdersResponse
+	(*Ack)(nil),                     // 20: orders.v1.Ack
+	(*AckOrdersRequest)(nil),        // 21: orders.v1.AckOrdersRequest
+	(*AckResult)(nil),               // 22: orders.v1.AckResult
+	(*AckOrdersResponse)(nil),       // 23: orders.v1.AckOrdersResponse
+	(*WatchOrdersRequest)(nil),      // 24: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),     // 25: orders.v1.WatchOrdersResponse
+	(*LineItem)(nil),                // 26: orders.v1.LineItem
+	(*Order)(nil),                   // 27: orders.v1.Order
+	(*OrderEvent)(nil),              // 28: orders.v1.OrderEvent
+	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(OrderStatus)(0),                // 31: orders.v1.OrderStatus
 }
 var file_orders_v1_order_service_proto_depIdxs = []int32{
-	16, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
-	17, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
-	17, // 2: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	17, // 3: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
-	17, // 4: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
-	17, // 5: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
-	17, // 6: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
-	17, // 7: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	18, // 8: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
-	0,  // 9: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	2,  // 10: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	4,  // 11: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
-	6,  // 12: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
-	8,  // 13: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
-	10, // 14: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	12, // 15: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	14, // 16: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
-	1,  // 17: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	3,  // 18: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	5,  // 19: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
-	7,  // 20: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
-	9,  // 21: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
-	11, // 22: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	13, // 23: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	15, // 24: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	26, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
+	27, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	27, // 2: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	27, // 3: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
+	27, // 4: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
+	27, // 5: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
+	27, // 6: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
+	27, // 7: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	28, // 8: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
+	29, // 9: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
+	29, // 10: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
+	30, // 11: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
+	31, // 12: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	17, // 13: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
+	29, // 14: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	28, // 15: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	0,  // 16: orders.v1.Ack.action:type_name -> orders.v1.AckAction
+	29, // 17: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
+	20, // 18: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
+	22, // 19: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
+	31, // 20: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	30, // 21: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
+	29, // 22: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	28, // 23: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	1,  // 24: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	3,  // 25: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	5,  // 26: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
+	7,  // 27: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
+	9,  // 28: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
+	11, // 29: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	13, // 30: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	15, // 31: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
+	18, // 32: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
+	21, // 33: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
+	24, // 34: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 35: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	4,  // 36: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	6,  // 37: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
+	8,  // 38: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
+	10, // 39: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
+	12, // 40: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	14, // 41: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	16, // 42: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
+	19, // 43: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
+	23, // 44: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
+	25, // 45: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_order_service_proto_init() }
@@ -1117,18 +2026,29 @@ func file_orders_v1_order_service_proto_init() {
 		return
 	}
 	file_orders_v1_order_proto_init()
+	file_orders_v1_order_service_proto_msgTypes[16].OneofWrappers = []any{
+		(*ConsumerSettings_StartNew)(nil),
+		(*ConsumerSettings_StartSequence)(nil),
+		(*ConsumerSettings_StartTime)(nil),
+	}
+	file_orders_v1_order_service_proto_msgTypes[23].OneofWrappers = []any{
+		(*WatchOrdersRequest_ReplayAll)(nil),
+		(*WatchOrdersRequest_StartSequence)(nil),
+		(*WatchOrdersRequest_StartTime)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_order_service_proto_rawDesc), len(file_orders_v1_order_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   16,
+			NumEnums:      1,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_orders_v1_order_service_proto_goTypes,
 		DependencyIndexes: file_orders_v1_order_service_proto_depIdxs,
+		EnumInfos:         file_orders_v1_order_service_proto_enumTypes,
 		MessageInfos:      file_orders_v1_order_service_proto_msgTypes,
 	}.Build()
 	File_orders_v1_order_service_proto = out.File

@@ -27,6 +27,9 @@ const (
 	OrderService_ShipOrder_FullMethodName       = "/orders.v1.OrderService/ShipOrder"
 	OrderService_CancelOrder_FullMethodName     = "/orders.v1.OrderService/CancelOrder"
 	OrderService_GetOrderHistory_FullMethodName = "/orders.v1.OrderService/GetOrderHistory"
+	OrderService_ConsumeOrders_FullMethodName   = "/orders.v1.OrderService/ConsumeOrders"
+	OrderService_AckOrders_FullMethodName       = "/orders.v1.OrderService/AckOrders"
+	OrderService_WatchOrders_FullMethodName     = "/orders.v1.OrderService/WatchOrders"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -63,6 +66,29 @@ type OrderServiceClient interface {
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
 	GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetOrderHistoryResponse], error)
+	// ConsumeOrders streams order events from a durable work queue (a
+	// JetStream pull consumer). Each event must be acknowledged with
+	// AckOrders, on any ordersd node; until then it counts against
+	// max_in_flight, and it is redelivered (to this client or another one on
+	// the same consumer) when its ack wait passes. Several clients naming the
+	// same consumer share its events: each goes to one of them. The stream
+	// sends a heartbeat when it has been idle for heartbeat_interval.
+	ConsumeOrders(ctx context.Context, in *ConsumeOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeOrdersResponse], error)
+	// AckOrders settles events received from ConsumeOrders: acknowledge,
+	// release for redelivery (with an optional delay), extend the deadline of
+	// long work, or drop for good. Every token is checked before any is
+	// applied: a malformed one fails the call with INVALID_ARGUMENT, one not
+	// signed by this deployment with PERMISSION_DENIED.
+	AckOrders(ctx context.Context, in *AckOrdersRequest, opts ...grpc.CallOption) (*AckOrdersResponse, error)
+	// WatchOrders streams order events as they are stored, optionally after
+	// replaying stored ones. It sends caught_up once when the replay reaches
+	// the live tail (at once when nothing is replayed) and a heartbeat when
+	// idle. Every event carries its stream sequence: a watcher that
+	// reconnects with start_sequence = last sequence + 1 misses nothing and
+	// sees nothing twice. A watcher that reads too slowly is ended with
+	// RESOURCE_EXHAUSTED; the status message and a google.rpc.ErrorInfo detail
+	// (metadata "resume_sequence") say where to resume.
+	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
 type orderServiceClient struct {
@@ -162,6 +188,54 @@ func (c *orderServiceClient) GetOrderHistory(ctx context.Context, in *GetOrderHi
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrderService_GetOrderHistoryClient = grpc.ServerStreamingClient[GetOrderHistoryResponse]
 
+func (c *orderServiceClient) ConsumeOrders(ctx context.Context, in *ConsumeOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[1], OrderService_ConsumeOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeOrdersRequest, ConsumeOrdersResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_ConsumeOrdersClient = grpc.ServerStreamingClient[ConsumeOrdersResponse]
+
+func (c *orderServiceClient) AckOrders(ctx context.Context, in *AckOrdersRequest, opts ...grpc.CallOption) (*AckOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckOrdersResponse)
+	err := c.cc.Invoke(ctx, OrderService_AckOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *orderServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[2], OrderService_WatchOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrdersRequest, WatchOrdersResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrdersResponse]
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -196,6 +270,29 @@ type OrderServiceServer interface {
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
 	GetOrderHistory(*GetOrderHistoryRequest, grpc.ServerStreamingServer[GetOrderHistoryResponse]) error
+	// ConsumeOrders streams order events from a durable work queue (a
+	// JetStream pull consumer). Each event must be acknowledged with
+	// AckOrders, on any ordersd node; until then it counts against
+	// max_in_flight, and it is redelivered (to this client or another one on
+	// the same consumer) when its ack wait passes. Several clients naming the
+	// same consumer share its events: each goes to one of them. The stream
+	// sends a heartbeat when it has been idle for heartbeat_interval.
+	ConsumeOrders(*ConsumeOrdersRequest, grpc.ServerStreamingServer[ConsumeOrdersResponse]) error
+	// AckOrders settles events received from ConsumeOrders: acknowledge,
+	// release for redelivery (with an optional delay), extend the deadline of
+	// long work, or drop for good. Every token is checked before any is
+	// applied: a malformed one fails the call with INVALID_ARGUMENT, one not
+	// signed by this deployment with PERMISSION_DENIED.
+	AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error)
+	// WatchOrders streams order events as they are stored, optionally after
+	// replaying stored ones. It sends caught_up once when the replay reaches
+	// the live tail (at once when nothing is replayed) and a heartbeat when
+	// idle. Every event carries its stream sequence: a watcher that
+	// reconnects with start_sequence = last sequence + 1 misses nothing and
+	// sees nothing twice. A watcher that reads too slowly is ended with
+	// RESOURCE_EXHAUSTED; the status message and a google.rpc.ErrorInfo detail
+	// (metadata "resume_sequence") say where to resume.
+	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -229,6 +326,15 @@ func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrder
 }
 func (UnimplementedOrderServiceServer) GetOrderHistory(*GetOrderHistoryRequest, grpc.ServerStreamingServer[GetOrderHistoryResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetOrderHistory not implemented")
+}
+func (UnimplementedOrderServiceServer) ConsumeOrders(*ConsumeOrdersRequest, grpc.ServerStreamingServer[ConsumeOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method ConsumeOrders not implemented")
+}
+func (UnimplementedOrderServiceServer) AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckOrders not implemented")
+}
+func (UnimplementedOrderServiceServer) WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -388,6 +494,46 @@ func _OrderService_GetOrderHistory_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type OrderService_GetOrderHistoryServer = grpc.ServerStreamingServer[GetOrderHistoryResponse]
 
+func _OrderService_ConsumeOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ConsumeOrdersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderServiceServer).ConsumeOrders(m, &grpc.GenericServerStream[ConsumeOrdersRequest, ConsumeOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_ConsumeOrdersServer = grpc.ServerStreamingServer[ConsumeOrdersResponse]
+
+func _OrderService_AckOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).AckOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_AckOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).AckOrders(ctx, req.(*AckOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _OrderService_WatchOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrdersRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderServiceServer).WatchOrders(m, &grpc.GenericServerStream[WatchOrdersRequest, WatchOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrdersServer = grpc.ServerStreamingServer[WatchOrdersResponse]
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -423,11 +569,25 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CancelOrder",
 			Handler:    _OrderService_CancelOrder_Handler,
 		},
+		{
+			MethodName: "AckOrders",
+			Handler:    _OrderService_AckOrders_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "GetOrderHistory",
 			Handler:       _OrderService_GetOrderHistory_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ConsumeOrders",
+			Handler:       _OrderService_ConsumeOrders_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchOrders",
+			Handler:       _OrderService_WatchOrders_Handler,
 			ServerStreams: true,
 		},
 	},

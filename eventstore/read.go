@@ -1,0 +1,169 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// readBatch is how many events one fetch of a read asks for.
+const readBatch = 256
+
+// ReadRequest says which stored events Read sends.
+type ReadRequest struct {
+	// Filters are subject filters (see OrderSubjects, StatusSubjects); all
+	// of ORDERS.> when empty.
+	Filters []string
+	// StartSequence, when not 0, starts at this stream sequence.
+	StartSequence uint64
+	// StartTime, when not zero (and StartSequence is 0), starts at the first
+	// event stored at or after it. With neither, the read starts at the
+	// first stored event.
+	StartTime time.Time
+	// UpTo, when not 0, ends the read once the event at or past this
+	// sequence has been sent; otherwise the read ends when it has caught up
+	// with the stream.
+	UpTo uint64
+	// SkipUnreadable sends nothing for messages that are not order events
+	// (another publisher's, on ORDERS.>) instead of failing with
+	// ErrCorruptEvent; skipped tells about each one.
+	SkipUnreadable bool
+	Skipped        func(seq uint64, err error)
+}
+
+// Read sends stored events in stream order, from a start position until it
+// has caught up with the stream (or reached UpTo), and returns the sequence
+// of the last message it read (0 when none). It reads through an ephemeral
+// pull consumer (no acks, memory state) and a fetch loop, and deletes the
+// consumer when done.
+func (s *Store) Read(ctx context.Context, req ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error) {
+	opCtx, cancel, stream, err := s.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		Description:   "ordersd read",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		Replicas:      1,
+		// Removed by the server if this process dies before deleting it.
+		InactiveThreshold: time.Minute,
+	}
+	switch {
+	case req.StartSequence != 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, req.StartSequence
+	case !req.StartTime.IsZero():
+		start := req.StartTime
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	if len(req.Filters) == 1 {
+		cfg.FilterSubject = req.Filters[0]
+	} else {
+		cfg.FilterSubjects = req.Filters
+	}
+	cons, err := stream.CreateConsumer(opCtx, cfg)
+	cancel()
+	if err != nil {
+		return 0, s.classify(err)
+	}
+	defer s.deleteConsumer(stream, cons)
+	if cons.CachedInfo().NumPending == 0 {
+		return 0, nil // nothing stored from the start position on
+	}
+	r := reader{store: s, req: req, send: send}
+	for {
+		done, received, err := r.fetch(ctx, cons)
+		switch {
+		case err != nil:
+			return r.last, err
+		case done:
+			return r.last, nil
+		case ctx.Err() != nil:
+			return r.last, ctx.Err()
+		case received == 0:
+			return r.last, fmt.Errorf("%w: read stopped after sequence %d", ErrUnavailable, r.last)
+		}
+	}
+}
+
+// reader is the state of one Read.
+type reader struct {
+	store *Store
+	req   ReadRequest
+	send  func(*ordersv1.OrderEvent) error
+	last  uint64 // sequence of the last message read
+}
+
+// fetch runs one fetch of the read loop and sends what it brings; done
+// once caught up or past UpTo. The fetch waits at most the store's
+// timeout; sending to a slow client is bounded only by ctx.
+func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool, received int, err error) {
+	ctx, cancel := context.WithTimeout(ctx, r.store.opTimeout)
+	defer cancel()
+	batch, err := cons.Fetch(readBatch, jetstream.FetchContext(ctx))
+	if err != nil {
+		return false, 0, r.store.classify(err)
+	}
+	for msg := range batch.Messages() {
+		received++
+		meta, err := msg.Metadata()
+		if err != nil {
+			return false, received, fmt.Errorf("%w: %v", ErrCorruptEvent, err)
+		}
+		r.last = meta.Sequence.Stream
+		ev, err := DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		switch {
+		case err != nil && r.req.SkipUnreadable:
+			if r.req.Skipped != nil {
+				r.req.Skipped(meta.Sequence.Stream, err)
+			}
+		case err != nil:
+			return false, received, err
+		default:
+			if err := r.send(ev); err != nil {
+				return false, received, err
+			}
+		}
+		if (r.req.UpTo != 0 && meta.Sequence.Stream >= r.req.UpTo) || meta.NumPending == 0 {
+			return true, received, nil
+		}
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		return false, received, r.store.classify(err)
+	}
+	return false, received, nil
+}
+
+// History sends every event of one order, oldest first, up to the event
+// that was the order's last when History began.
+func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error {
+	opCtx, cancel, stream, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	last, err := s.lastEvent(opCtx, stream, orderID)
+	cancel()
+	if err != nil {
+		return s.classify(err)
+	}
+	filter, _ := OrderSubjects(orderID) // valid: lastEvent checked it
+	_, err = s.Read(ctx, ReadRequest{Filters: []string{filter}, UpTo: last.event.GetSequence()}, send)
+	return err
+}
+
+// deleteConsumer removes a finished ephemeral consumer; a failure only
+// leaves it to its inactivity threshold.
+func (s *Store) deleteConsumer(stream jetstream.Stream, cons jetstream.Consumer) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opTimeout)
+	defer cancel()
+	name := cons.CachedInfo().Name
+	if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		s.log.Debug("read consumer not deleted; it expires by itself", "consumer", name, "err", err)
+	}
+}
