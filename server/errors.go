@@ -9,8 +9,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
 )
+
+// permissionDenied is the status of a request this deployment refuses to trust.
+func permissionDenied(msg string) error {
+	return status.Error(codes.PermissionDenied, msg)
+}
 
 // toStatus maps an error of the event store to the gRPC status the client
 // gets. It is the only place that does: every code a client can see is
@@ -28,6 +34,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		transition *eventstore.TransitionError
 	)
 	switch {
+	case errors.Is(context.Cause(ctx), errShuttingDown):
+		return status.Error(codes.Unavailable, "ordersd is shutting down; reconnect (a watch resumes with start_sequence = last sequence + 1)")
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded before JetStream answered; for a write the outcome is unknown: retry with the same request_id")
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -52,6 +60,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
 		}})
+	case errors.Is(err, consumers.ErrConsumerMismatch):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, eventstore.ErrUnavailable):

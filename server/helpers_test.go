@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/server"
@@ -24,8 +25,15 @@ import (
 // testNode is one ordersd node in the test process: a real NATS server with
 // JetStream, the event store, and the gRPC server on a loopback port, with a
 // client connected to it.
+// testAckKey signs ack tokens on every test node, as a shared key file
+// would in a deployment.
+const testAckKey = "test-ack-token-key-0123456789abcdef"
+
 type testNode struct {
-	addr   string
+	addr    string
+	nc      *nats.Conn // the node's own connection
+	monitor *consumers.Monitor
+	store   *eventstore.Store
 	client ordersv1.OrderServiceClient
 	health healthpb.HealthClient
 	js     jetstream.JetStream // a separate NATS connection, to look at the stream directly
@@ -75,7 +83,21 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 		defer close(healthDone)
 		server.WatchHealth(ctx, hs, nc, store.Ready, 200*time.Millisecond, log)
 	}()
-	gs := server.NewGRPCServer(server.NewOrderService(store, log), hs, log)
+	tokens, err := consumers.NewAckTokens([]byte(testAckKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitor := consumers.NewMonitor(nc, log)
+	t.Cleanup(func() { _ = monitor.Close() })
+	svc := server.NewOrderService(server.Deps{
+		Store:      store,
+		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
+		Tokens:     tokens,
+		Acker:      consumers.NewAcker(nc, 2*time.Second),
+		Watcher:    consumers.NewWatcher(monitor, store),
+		Stopping:   ctx,
+	}, log)
+	gs := server.NewGRPCServer(svc, hs, log)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +120,7 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testNode{addr: lis.Addr().String(), client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
+	return &testNode{addr: lis.Addr().String(), nc: nc, monitor: monitor, store: store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -12,7 +12,7 @@ func (s *OrderService) GetOrderHistory(req *ordersv1.GetOrderHistoryRequest, str
 		return err
 	}
 	ctx := stream.Context()
-	err := s.store.History(ctx, req.GetOrderId(), func(ev *ordersv1.OrderEvent) error {
+	err := s.Store.History(ctx, req.GetOrderId(), func(ev *ordersv1.OrderEvent) error {
 		return stream.Send(&ordersv1.GetOrderHistoryResponse{Event: ev})
 	})
 	return toStatus(ctx, s.log, req.GetOrderId(), err)

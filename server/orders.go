@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -16,16 +17,48 @@ type OrderStore interface {
 	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error
 }
 
-// OrderService implements ordersv1.OrderServiceServer on an OrderStore.
-type OrderService struct {
-	ordersv1.UnimplementedOrderServiceServer
-	store OrderStore
-	log   *slog.Logger
+// WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).
+type WorkQueues interface {
+	Consume(ctx context.Context, spec consumers.ConsumeSpec, send func(consumers.Delivery) error) error
 }
 
-// NewOrderService returns the OrderService backed by store.
-func NewOrderService(store OrderStore, log *slog.Logger) *OrderService {
-	return &OrderService{store: store, log: log}
+// AckTokenVerifier checks ack tokens (consumers.AckTokens).
+type AckTokenVerifier interface {
+	Verify(token string) (consumers.AckSubject, error)
+}
+
+// Acker applies verified acks (consumers.Acker).
+type Acker interface {
+	Apply(ctx context.Context, settles []consumers.Settle) []consumers.SettleResult
+}
+
+// Watcher serves WatchOrders streams (consumers.Watcher).
+type Watcher interface {
+	Watch(ctx context.Context, spec consumers.WatchSpec, send func(consumers.WatchUpdate) error) error
+}
+
+// Deps are what the OrderService is built on.
+type Deps struct {
+	Store      OrderStore
+	WorkQueues WorkQueues
+	Tokens     AckTokenVerifier
+	Acker      Acker
+	Watcher    Watcher
+	// Stopping is done when the node begins to shut down; long-lived streams
+	// end then. Optional.
+	Stopping context.Context
+}
+
+// OrderService implements ordersv1.OrderServiceServer.
+type OrderService struct {
+	ordersv1.UnimplementedOrderServiceServer
+	Deps
+	log *slog.Logger
+}
+
+// NewOrderService returns the OrderService built on d.
+func NewOrderService(d Deps, log *slog.Logger) *OrderService {
+	return &OrderService{Deps: d, log: log}
 }
 
 // CreateOrder implements ordersv1.OrderServiceServer.
@@ -33,7 +66,7 @@ func (s *OrderService) CreateOrder(ctx context.Context, req *ordersv1.CreateOrde
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
-	res, err := s.store.Create(ctx, eventstore.NewOrder{
+	res, err := s.Store.Create(ctx, eventstore.NewOrder{
 		RequestID:    req.GetRequestId(),
 		OrderID:      req.GetOrderId(),
 		CustomerID:   req.GetCustomerId(),
@@ -51,7 +84,7 @@ func (s *OrderService) GetOrder(ctx context.Context, req *ordersv1.GetOrderReque
 	if err := validateOrderID(req.GetOrderId()); err != nil {
 		return nil, err
 	}
-	order, err := s.store.Get(ctx, req.GetOrderId())
+	order, err := s.Store.Get(ctx, req.GetOrderId())
 	if err != nil {
 		return nil, toStatus(ctx, s.log, req.GetOrderId(), err)
 	}
@@ -109,7 +142,7 @@ func (s *OrderService) transition(ctx context.Context, req transitionRequest, to
 	if err := validateTransition(req, reason, rule); err != nil {
 		return eventstore.Result{}, err
 	}
-	res, err := s.store.Transition(ctx, eventstore.Change{
+	res, err := s.Store.Transition(ctx, eventstore.Change{
 		OrderID:          req.GetOrderId(),
 		RequestID:        req.GetRequestId(),
 		ExpectedRevision: req.GetExpectedRevision(),

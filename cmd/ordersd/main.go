@@ -32,6 +32,9 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
+	ackTokenKeyFile string
+	review          bool
+	reviewLimit     int64
 }
 
 func main() {
@@ -73,6 +76,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.duplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
 	fs.DurationVar(&c.opTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
+	fs.StringVar(&c.ackTokenKeyFile, "ack-token-key-file", "", "`file` holding the key (32 bytes or more) that signs ack tokens; every node of a deployment needs the same one (a random key when unset: tokens then work only on this process)")
+	fs.BoolVar(&c.review, "review", true, "run the built-in order-review worker")
+	fs.Int64Var(&c.reviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
 	ordersserver "github.com/ordersd/ordersd/server"
 )
@@ -61,8 +64,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
 	}
 
+	tokens, err := ackTokens(cfg.ackTokenKeyFile, log)
+	if err != nil {
+		return err
+	}
+	monitor := consumers.NewMonitor(nc, log)
+	defer monitor.Close()
+	stopping, beginShutdown := context.WithCancel(context.Background())
+	defer beginShutdown()
+	svc := ordersserver.NewOrderService(ordersserver.Deps{
+		Store:      store,
+		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
+		Tokens:     tokens,
+		Acker:      consumers.NewAcker(nc, cfg.opTimeout),
+		Watcher:    consumers.NewWatcher(monitor, store),
+		Stopping:   stopping,
+	}, log)
 	hs := ordersserver.NewHealthServer()
-	gs := ordersserver.NewGRPCServer(ordersserver.NewOrderService(store, log), hs, log)
+	gs := ordersserver.NewGRPCServer(svc, hs, log)
 	lis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.grpcAddr, err)
@@ -79,6 +98,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log)
 		return nil
 	})
+	if cfg.review {
+		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.reviewLimit}, log)
+		g.Go(func() error {
+			reviewer.Run(stopping)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := gs.Serve(lis); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
@@ -89,6 +115,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.shutdownTimeout)
 		stopHealth()
+		beginShutdown() // ends streams and the review worker, releasing what they hold
 		stopGRPC(gs, cfg.shutdownTimeout, log)
 		return nil
 	})
@@ -129,6 +156,24 @@ func drain(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 		log.Warn("NATS drain timed out; closing")
 		nc.Close()
 	}
+}
+
+// ackTokens returns the signer of ack tokens, with the key from keyFile or
+// a random one.
+func ackTokens(keyFile string, log *slog.Logger) (*consumers.AckTokens, error) {
+	if keyFile == "" {
+		log.Warn("no --ack-token-key-file: ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
+		return consumers.RandomAckTokens(), nil
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ack-token-key-file: %w", err)
+	}
+	tokens, err := consumers.NewAckTokens(bytes.TrimSpace(key))
+	if err != nil {
+		return nil, fmt.Errorf("--ack-token-key-file %s: %w", keyFile, err)
+	}
+	return tokens, nil
 }
 
 func natsMode(cfg config) string {

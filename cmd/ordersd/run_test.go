@@ -20,9 +20,10 @@ import (
 // startOrdersd runs ordersd as the binary does (run with a config) on a
 // loopback port and returns a client and a function that stops it and
 // returns run's error.
-func startOrdersd(t *testing.T, dataDir string) (ordersv1.OrderServiceClient, healthpb.HealthClient, func() error) {
+func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.OrderServiceClient, healthpb.HealthClient, func() error) {
 	t.Helper()
-	cfg, err := parseConfig([]string{"--grpc-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, func(string) string { return "" }, io.Discard)
+	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
+	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestOrdersSurviveRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	client, _, stop := startOrdersd(t, dataDir)
+	client, _, stop := startOrdersd(t, dataDir, "--review=false")
 	var orders []*ordersv1.Order
 	for i := range 5 {
 		res, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{
@@ -94,7 +95,7 @@ func TestOrdersSurviveRestart(t *testing.T) {
 		t.Fatalf("run returned %v after shutdown", err)
 	}
 
-	client, health, _ := startOrdersd(t, dataDir)
+	client, health, _ := startOrdersd(t, dataDir, "--review=false")
 	waitServing(t, health)
 	for _, want := range orders {
 		got, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: want.GetOrderId()})
@@ -117,7 +118,7 @@ func TestOrdersSurviveRestart(t *testing.T) {
 // returned OK is stored.
 func TestGracefulShutdownKeepsEveryAcknowledgedWrite(t *testing.T) {
 	dataDir := t.TempDir()
-	client, health, stop := startOrdersd(t, dataDir)
+	client, health, stop := startOrdersd(t, dataDir, "--review=false")
 	waitServing(t, health)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -165,7 +166,7 @@ func TestGracefulShutdownKeepsEveryAcknowledgedWrite(t *testing.T) {
 	if len(acknowledged) == 0 {
 		t.Fatal("no create succeeded before the stop")
 	}
-	client, health, _ = startOrdersd(t, dataDir)
+	client, health, _ = startOrdersd(t, dataDir, "--review=false")
 	waitServing(t, health)
 	for _, want := range acknowledged {
 		got, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: want.GetOrderId()})

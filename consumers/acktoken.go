@@ -1,0 +1,130 @@
+package consumers
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ordersd/ordersd/eventstore"
+)
+
+// Errors of Verify.
+var (
+	// ErrMalformedToken: not an ack token at all (wrong encoding, length or version).
+	ErrMalformedToken = errors.New("malformed ack token")
+	// ErrForgedToken: shaped like a token but not signed with this
+	// deployment's key: forged, altered, or from another deployment.
+	ErrForgedToken = errors.New("ack token not signed by this deployment")
+)
+
+const (
+	tokenVersion = 1
+	macSize      = sha256.Size
+)
+
+// AckTokens signs and verifies ack tokens. A token is the JetStream ack
+// subject of one delivery, signed with HMAC-SHA256, so any ordersd node
+// sharing the key can ack the delivery, and nothing but a subject ordersd
+// itself received from JetStream can ever be published to.
+type AckTokens struct {
+	key []byte
+}
+
+// NewAckTokens returns signer and verifier for key, which must be at least
+// 32 bytes.
+func NewAckTokens(key []byte) (*AckTokens, error) {
+	if len(key) < 32 {
+		return nil, fmt.Errorf("ack token key must be at least 32 bytes, got %d", len(key))
+	}
+	return &AckTokens{key: append([]byte(nil), key...)}, nil
+}
+
+// RandomAckTokens returns AckTokens with a fresh random key: tokens work
+// only on this process, and not after a restart.
+func RandomAckTokens() *AckTokens {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails
+	return &AckTokens{key: key}
+}
+
+// Sign makes the token of an ack subject.
+func (t *AckTokens) Sign(ackSubject string) string {
+	buf := make([]byte, 0, 1+macSize+len(ackSubject))
+	buf = append(buf, tokenVersion)
+	buf = append(buf, t.mac(ackSubject)...)
+	buf = append(buf, ackSubject...)
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+// Verify checks a token and returns the delivery it stands for.
+func (t *AckTokens) Verify(token string) (AckSubject, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) < 1+macSize+1 || raw[0] != tokenVersion {
+		return AckSubject{}, ErrMalformedToken
+	}
+	mac, subject := raw[1:1+macSize], string(raw[1+macSize:])
+	if !hmac.Equal(mac, t.mac(subject)) {
+		return AckSubject{}, ErrForgedToken
+	}
+	ack, ok := ParseAckSubject(subject)
+	if !ok { // signed by us, so never expected; refused all the same
+		return AckSubject{}, ErrMalformedToken
+	}
+	return ack, nil
+}
+
+func (t *AckTokens) mac(subject string) []byte {
+	h := hmac.New(sha256.New, t.key)
+	h.Write([]byte{tokenVersion})
+	h.Write([]byte(subject))
+	return h.Sum(nil)
+}
+
+// AckSubject is a parsed JetStream ack subject: where to publish the ack
+// of one delivery of one event of the stream ORDERS.
+type AckSubject struct {
+	Subject   string // the whole subject, to publish the ack on
+	Consumer  string
+	Delivered uint64 // delivery attempt
+	StreamSeq uint64
+}
+
+// ParseAckSubject parses the reply subject of a message delivered by a
+// consumer of ORDERS:
+//
+//	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>]
+//
+// It accepts nothing else, so a token can only ever ack, never publish
+// elsewhere.
+func ParseAckSubject(subject string) (AckSubject, bool) {
+	tokens := strings.Split(subject, ".")
+	if len(tokens) < 9 || tokens[0] != "$JS" || tokens[1] != "ACK" {
+		return AckSubject{}, false
+	}
+	rest := tokens[2:]
+	switch len(tokens) {
+	case 9:
+	case 11, 12:
+		rest = tokens[4:]
+	default:
+		return AckSubject{}, false
+	}
+	if rest[0] != eventstore.StreamName || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
+		return AckSubject{}, false
+	}
+	var nums [5]uint64
+	for i := range nums {
+		n, err := strconv.ParseUint(rest[2+i], 10, 64)
+		if err != nil {
+			return AckSubject{}, false
+		}
+		nums[i] = n
+	}
+	return AckSubject{Subject: subject, Consumer: rest[1], Delivered: nums[0], StreamSeq: nums[1]}, true
+}

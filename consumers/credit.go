@@ -1,0 +1,112 @@
+package consumers
+
+import (
+	"bytes"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/ordersd/ordersd/eventstore"
+)
+
+// credit tracks what one ConsumeOrders client holds unacknowledged, so the
+// fetch loop asks JetStream for no more than the client can take. A
+// delivery stops counting when it is acked, nak'ed or terminated (on any
+// ordersd node: credit watches the ack subjects on NATS), or when its ack
+// wait has passed and JetStream redelivers it anyway.
+type credit struct {
+	limit int
+	freed chan struct{} // a token when credit was freed
+
+	mu  sync.Mutex           // protects due
+	due map[uint64]time.Time // stream sequence → when JetStream redelivers it
+}
+
+func newCredit(limit int) *credit {
+	return &credit{limit: limit, freed: make(chan struct{}, 1), due: make(map[uint64]time.Time)}
+}
+
+// free is how many more deliveries the client can take now, and the time
+// the earliest held delivery expires (zero when none is held).
+func (c *credit) free(now time.Time) (int, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next time.Time
+	for seq, due := range c.due {
+		if !due.After(now) {
+			delete(c.due, seq)
+		} else if next.IsZero() || due.Before(next) {
+			next = due
+		}
+	}
+	return c.limit - len(c.due), next
+}
+
+// hold counts a delivery until due.
+func (c *credit) hold(seq uint64, due time.Time) {
+	c.mu.Lock()
+	c.due[seq] = due
+	c.mu.Unlock()
+}
+
+// release stops counting a delivery.
+func (c *credit) release(seq uint64) {
+	c.mu.Lock()
+	_, held := c.due[seq]
+	delete(c.due, seq)
+	c.mu.Unlock()
+	if held {
+		c.signal()
+	}
+}
+
+// extend moves a held delivery's expiry (an in-progress ack).
+func (c *credit) extend(seq uint64, due time.Time) {
+	c.mu.Lock()
+	if _, held := c.due[seq]; held {
+		c.due[seq] = due
+	}
+	c.mu.Unlock()
+}
+
+func (c *credit) signal() {
+	select {
+	case c.freed <- struct{}{}:
+	default:
+	}
+}
+
+// watchAcks subscribes to the acks of consumer, wherever they come from,
+// and settles credit with them. wait is how long an in-progress ack extends
+// a delivery.
+func (c *credit) watchAcks(nc *nats.Conn, consumer string, wait time.Duration) ([]*nats.Subscription, error) {
+	handle := func(m *nats.Msg) {
+		ack, ok := ParseAckSubject(m.Subject)
+		if !ok {
+			return
+		}
+		switch {
+		case bytes.HasPrefix(m.Data, []byte("+WPI")):
+			c.extend(ack.StreamSeq, time.Now().Add(wait))
+		case bytes.HasPrefix(m.Data, []byte("+ACK")), bytes.HasPrefix(m.Data, []byte("-NAK")),
+			bytes.HasPrefix(m.Data, []byte("+TERM")), len(m.Data) == 0:
+			c.release(ack.StreamSeq)
+		}
+	}
+	var subs []*nats.Subscription
+	for _, pattern := range []string{
+		"$JS.ACK." + eventstore.StreamName + "." + consumer + ".>",     // without a JetStream domain
+		"$JS.ACK.*.*." + eventstore.StreamName + "." + consumer + ".>", // with one
+	} {
+		sub, err := nc.Subscribe(pattern, handle)
+		if err != nil {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			return nil, err
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}

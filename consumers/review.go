@@ -1,0 +1,157 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// ReviewConsumer is the durable pull consumer of the order-review worker.
+const ReviewConsumer = "order-review"
+
+// ReviewOptions configure the order-review worker.
+type ReviewOptions struct {
+	// LimitMinor is the largest total_minor approved; larger orders are
+	// rejected.
+	LimitMinor int64
+	// AckWait is how long a created event may be in review before it is
+	// delivered again (to this node or another).
+	AckWait time.Duration
+}
+
+// Transitioner is what the review worker needs of the event store: the
+// same transition path the RPCs use.
+type Transitioner interface {
+	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
+	Stream(ctx context.Context) (jetstream.Stream, error)
+}
+
+// Reviewer is the built-in order-review worker (the seed's pull consumer):
+// it takes created orders from the durable consumer order-review as a work
+// queue shared by every ordersd node, approves those whose total is within
+// the limit and rejects the rest, and acks each event only once its
+// transition is stored.
+type Reviewer struct {
+	store Transitioner
+	opts  ReviewOptions
+	log   *slog.Logger
+}
+
+// NewReviewer returns the review worker.
+func NewReviewer(store Transitioner, opts ReviewOptions, log *slog.Logger) *Reviewer {
+	if opts.AckWait == 0 {
+		opts.AckWait = DefaultAckWait
+	}
+	return &Reviewer{store: store, opts: opts, log: log.With("worker", ReviewConsumer)}
+}
+
+// Run reviews orders until ctx ends, retrying (with a pause) while
+// JetStream is unreachable. Events fetched but not reviewed when ctx ends
+// are released at once for another node.
+func (r *Reviewer) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := r.run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("review paused; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (r *Reviewer) run(ctx context.Context) error {
+	stream, err := r.store.Stream(ctx)
+	if err != nil {
+		return err
+	}
+	filter, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       ReviewConsumer,
+		Description:   "ordersd order review: approves or rejects created orders",
+		FilterSubject: filter,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       r.opts.AckWait,
+		MaxAckPending: 1000,
+	})
+	if err != nil {
+		return eventstore.Classify(err)
+	}
+	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor)
+	for {
+		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(maxFetchWait))
+		if err != nil {
+			return eventstore.Classify(err)
+		}
+		for msg := range batch.Messages() {
+			if ctx.Err() != nil {
+				_ = msg.Nak()
+				continue
+			}
+			r.review(ctx, msg)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return eventstore.Classify(err)
+		}
+	}
+}
+
+// review decides one created order and settles its event.
+func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Term()
+		return
+	}
+	ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	if err != nil {
+		r.log.Warn("dropping a message that is not an order event", "seq", meta.Sequence.Stream, "err", err)
+		_ = msg.TermWithReason("not an order event")
+		return
+	}
+	order := ev.GetOrder()
+	change := eventstore.Change{
+		OrderID: order.GetOrderId(),
+		// One request id per order: a redelivered event, on any node, is
+		// answered as a duplicate instead of a second transition.
+		RequestID:        ReviewConsumer,
+		ExpectedRevision: ev.GetSequence(),
+		To:               ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
+	}
+	if order.GetTotalMinor() > r.opts.LimitMinor {
+		change.To = ordersv1.OrderStatus_ORDER_STATUS_REJECTED
+		change.Reason = fmt.Sprintf("total %d %s exceeds the review limit of %d", order.GetTotalMinor(), order.GetCurrencyCode(), r.opts.LimitMinor)
+	}
+	log := r.log.With("order_id", order.GetOrderId(), "attempt", meta.NumDelivered)
+	res, err := r.store.Transition(ctx, change)
+	switch {
+	case err == nil:
+		log.Info("order reviewed", "status", res.Order.GetStatus().String(), "duplicate", res.Duplicate)
+	case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrIllegalTransition),
+		errors.Is(err, eventstore.ErrNotFound), errors.Is(err, eventstore.ErrRequestIDReused):
+		// Someone else moved the order on (cancelled it, say): nothing to review.
+		log.Info("order changed before review; skipped", "reason", err)
+	default:
+		// Not stored (or not known to be): let JetStream deliver it again.
+		log.Warn("review failed; the event will be redelivered", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := msg.DoubleAck(ackCtx); err != nil {
+		log.Warn("review ack not confirmed; the event may be reviewed again (harmlessly)", "err", err)
+	}
+}

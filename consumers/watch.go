@@ -1,0 +1,211 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// WatchSpec is what a WatchOrders client asked for.
+type WatchSpec struct {
+	Statuses   []ordersv1.OrderStatus // every status when empty
+	OrderID    string                 // optional
+	CustomerID string                 // optional
+	// Where to start: with none of these, only events stored from now on.
+	ReplayAll     bool
+	StartSequence uint64
+	StartTime     time.Time
+	Heartbeat     time.Duration
+}
+
+func (s WatchSpec) replays() bool {
+	return s.ReplayAll || s.StartSequence != 0 || !s.StartTime.IsZero()
+}
+
+// matches reports whether an event passes the spec's filters.
+func (s WatchSpec) matches(ev *ordersv1.OrderEvent) bool {
+	o := ev.GetOrder()
+	if s.OrderID != "" && o.GetOrderId() != s.OrderID {
+		return false
+	}
+	if s.CustomerID != "" && o.GetCustomerId() != s.CustomerID {
+		return false
+	}
+	if len(s.Statuses) == 0 {
+		return true
+	}
+	for _, st := range s.Statuses {
+		if st == o.GetStatus() {
+			return true
+		}
+	}
+	return false
+}
+
+// filters are the subject filters that select the spec's events in the
+// stream (the customer filter is applied to the payload).
+func (s WatchSpec) filters() []string {
+	var filters []string
+	switch {
+	case s.OrderID != "" && len(s.Statuses) > 0:
+		for _, st := range s.Statuses {
+			subject, _ := eventstore.EventSubject(st, s.OrderID)
+			filters = append(filters, subject)
+		}
+	case s.OrderID != "":
+		subject, _ := eventstore.OrderSubjects(s.OrderID)
+		filters = append(filters, subject)
+	default:
+		for _, st := range s.Statuses {
+			subject, _ := eventstore.StatusSubjects(st)
+			filters = append(filters, subject)
+		}
+	}
+	return filters
+}
+
+// WatchUpdate is one message of a WatchOrders stream.
+type WatchUpdate struct {
+	Event     *ordersv1.OrderEvent
+	CaughtUp  bool
+	Heartbeat bool
+}
+
+// Watcher serves WatchOrders streams from the node's Monitor and, for
+// replays and catch-up, from the stream itself.
+type Watcher struct {
+	monitor *Monitor
+	store   *eventstore.Store
+}
+
+// NewWatcher returns a Watcher.
+func NewWatcher(monitor *Monitor, store *eventstore.Store) *Watcher {
+	return &Watcher{monitor: monitor, store: store}
+}
+
+// Watch streams the spec's events to send, in stream order, each once,
+// until ctx ends or send fails.
+//
+// It joins the live fan-out first and then, when there is something to
+// replay, reads the stream from the start position until it has caught up;
+// live events at or before the last one replayed are skipped, so the
+// switch from replay to live neither loses nor repeats an event. If the
+// watcher reads so slowly that its live buffer fills, it leaves the
+// fan-out, catches up from the stream at its own pace (JetStream holds the
+// backlog, not ordersd), and joins again: a slow watcher is throttled,
+// never dropped, and never slows the others.
+func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
+	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now()}
+	return s.run(ctx)
+}
+
+// watchStream is the state of one WatchOrders stream.
+type watchStream struct {
+	w        *Watcher
+	spec     WatchSpec
+	send     func(WatchUpdate) error
+	served   uint64 // the stream sequence the watcher has been served up to
+	caughtUp bool   // caught_up has been sent
+	lastSend time.Time
+}
+
+func (s *watchStream) run(ctx context.Context) error {
+	replay := s.spec.replays()
+	for {
+		live, joinedAt, err := s.w.monitor.join(s.spec.matches)
+		if err != nil {
+			return err
+		}
+		if !replay && !s.caughtUp {
+			s.served = joinedAt // only what comes after the call began
+		}
+		if replay {
+			err = s.catchUp(ctx)
+		}
+		if err == nil && !s.caughtUp {
+			err = s.emit(WatchUpdate{CaughtUp: true})
+			s.caughtUp = true
+		}
+		if err == nil {
+			err = s.followLive(ctx, live)
+		}
+		s.w.monitor.leave(live)
+		if !errors.Is(err, errBehind) {
+			return err
+		}
+		replay = true // fell behind: catch up from the stream, then join again
+	}
+}
+
+// errBehind ends followLive when the watcher's live buffer overflowed.
+var errBehind = errors.New("watcher fell behind the live events")
+
+// catchUp reads the stream from where the watcher is until it has caught up.
+func (s *watchStream) catchUp(ctx context.Context) error {
+	req := eventstore.ReadRequest{Filters: s.spec.filters(), SkipUnreadable: true}
+	switch {
+	case s.served != 0:
+		req.StartSequence = s.served + 1
+	case s.spec.StartSequence != 0:
+		req.StartSequence = s.spec.StartSequence
+	case !s.spec.StartTime.IsZero():
+		req.StartTime = s.spec.StartTime
+	}
+	last, err := s.w.store.Read(ctx, req, func(ev *ordersv1.OrderEvent) error {
+		if !s.spec.matches(ev) {
+			return nil
+		}
+		return s.event(ev)
+	})
+	s.served = max(s.served, last)
+	return err
+}
+
+// followLive sends live events until ctx ends, a send fails, or the
+// watcher falls behind.
+func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
+	heartbeat := time.NewTimer(s.spec.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case ev := <-live.events:
+			if ev.GetSequence() <= s.served {
+				continue // already sent by the replay
+			}
+			if err := s.event(ev); err != nil {
+				return err
+			}
+			heartbeat.Reset(s.spec.Heartbeat)
+		case <-live.behind:
+			return errBehind
+		case <-heartbeat.C:
+			if time.Since(s.lastSend) >= s.spec.Heartbeat {
+				if err := s.emit(WatchUpdate{Heartbeat: true}); err != nil {
+					return err
+				}
+			}
+			heartbeat.Reset(s.spec.Heartbeat)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *watchStream) event(ev *ordersv1.OrderEvent) error {
+	if err := s.emit(WatchUpdate{Event: ev}); err != nil {
+		return err
+	}
+	s.served = ev.GetSequence()
+	return nil
+}
+
+func (s *watchStream) emit(u WatchUpdate) error {
+	if err := s.send(u); err != nil {
+		return err
+	}
+	s.lastSend = time.Now()
+	return nil
+}

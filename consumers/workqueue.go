@@ -1,0 +1,204 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// maxFetchWait bounds how long one fetch waits for events. It is also how
+// late, at most, the fetch loop notices that its client went away, so it
+// bounds how long fetched events wait to be released.
+const maxFetchWait = time.Second
+
+// ConsumeSpec is what a ConsumeOrders client asked for.
+type ConsumeSpec struct {
+	Consumer    string
+	Filters     []string // subject filters; every event when empty
+	MaxInFlight int
+	Settings    ConsumerSettings
+	AutoAck     bool
+	Heartbeat   time.Duration
+}
+
+// Delivery is one message of a ConsumeOrders stream: an event, or a heartbeat.
+type Delivery struct {
+	Event      *ordersv1.OrderEvent
+	Attempt    uint64
+	NumPending uint64
+	AckToken   string
+	Heartbeat  bool
+}
+
+// WorkQueues serves ConsumeOrders streams.
+type WorkQueues struct {
+	store  *eventstore.Store
+	nc     *nats.Conn
+	tokens *AckTokens
+	log    *slog.Logger
+}
+
+// NewWorkQueues returns WorkQueues on the store's stream.
+func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, log *slog.Logger) *WorkQueues {
+	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log}
+}
+
+// Consume binds to (or creates) the durable consumer and streams its
+// events to send until ctx ends or send fails. It fetches no more events
+// than the client's free credit; events fetched but not sent when the
+// stream ends are released at once (NAK), so they go to another client
+// right away instead of after their ack wait.
+func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
+	stream, err := w.store.Stream(ctx)
+	if err != nil {
+		return err
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cons, err := ensureConsumer(setupCtx, stream, spec.Consumer, spec.Filters, spec.Settings)
+	cancel()
+	if err != nil {
+		return err
+	}
+	cfg := cons.CachedInfo().Config
+	held := newCredit(spec.MaxInFlight)
+	if !spec.AutoAck {
+		subs, err := held.watchAcks(w.nc, spec.Consumer, ackDeadline(cfg, 1))
+		if err != nil {
+			return eventstore.Classify(err)
+		}
+		defer func() {
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+		}()
+	}
+	loop := fetchLoop{w: w, spec: spec, cfg: cfg, cons: cons, held: held, send: send, lastSend: time.Now()}
+	return loop.run(ctx)
+}
+
+// fetchLoop is the state of one ConsumeOrders stream.
+type fetchLoop struct {
+	w        *WorkQueues
+	spec     ConsumeSpec
+	cfg      jetstream.ConsumerConfig
+	cons     jetstream.Consumer
+	held     *credit
+	send     func(Delivery) error
+	lastSend time.Time
+}
+
+func (l *fetchLoop) run(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		now := time.Now()
+		if now.Sub(l.lastSend) >= l.spec.Heartbeat {
+			if err := l.sendHeartbeat(); err != nil {
+				return err
+			}
+		}
+		free, nextExpiry := l.held.free(now)
+		if free <= 0 {
+			l.waitForCredit(ctx, now, nextExpiry)
+			continue
+		}
+		wait := min(maxFetchWait, l.spec.Heartbeat)
+		batch, err := l.cons.Fetch(free, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return eventstore.Classify(err)
+		}
+		if err := l.deliver(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// waitForCredit sleeps until an ack frees credit, a held delivery expires,
+// a heartbeat is due, or ctx ends.
+func (l *fetchLoop) waitForCredit(ctx context.Context, now, nextExpiry time.Time) {
+	until := l.lastSend.Add(l.spec.Heartbeat)
+	if !nextExpiry.IsZero() && nextExpiry.Before(until) {
+		until = nextExpiry
+	}
+	timer := time.NewTimer(until.Sub(now))
+	defer timer.Stop()
+	select {
+	case <-l.held.freed:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+}
+
+// deliver sends the events of one fetch. Once the stream is broken (ctx
+// ended or a send failed) it releases the rest with a NAK.
+func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) error {
+	var stop error
+	for msg := range batch.Messages() {
+		if stop == nil {
+			stop = ctx.Err()
+		}
+		if stop != nil {
+			_ = msg.Nak()
+			continue
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			_ = msg.Term()
+			continue
+		}
+		ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		if err != nil {
+			l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "seq", meta.Sequence.Stream, "err", err)
+			_ = msg.TermWithReason("not an order event")
+			continue
+		}
+		d := Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}
+		if !l.spec.AutoAck {
+			d.AckToken = l.w.tokens.Sign(msg.Reply())
+			// Held before the send, so an ack that overtakes it still counts.
+			l.held.hold(meta.Sequence.Stream, time.Now().Add(ackDeadline(l.cfg, meta.NumDelivered)))
+		}
+		if err := l.send(d); err != nil {
+			stop = err
+			l.held.release(meta.Sequence.Stream)
+			_ = msg.Nak() // the client may not have it: let it go to another one now
+			continue
+		}
+		l.lastSend = time.Now()
+		if l.spec.AutoAck {
+			_ = msg.Ack()
+		}
+	}
+	if stop != nil {
+		return stop
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		return eventstore.Classify(err)
+	}
+	return nil
+}
+
+func (l *fetchLoop) sendHeartbeat() error {
+	if err := l.send(Delivery{Heartbeat: true}); err != nil {
+		return err
+	}
+	l.lastSend = time.Now()
+	return nil
+}
+
+// ackDeadline is how long JetStream waits for the ack of a delivery's
+// attempt-th delivery before redelivering it.
+func ackDeadline(cfg jetstream.ConsumerConfig, attempt uint64) time.Duration {
+	if n := len(cfg.BackOff); n > 0 {
+		return cfg.BackOff[min(max(int(attempt), 1), n)-1]
+	}
+	return cfg.AckWait
+}

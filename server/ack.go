@@ -1,0 +1,24 @@
+package server
+
+import (
+	"context"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// AckOrders implements ordersv1.OrderServiceServer.
+func (s *OrderService) AckOrders(ctx context.Context, req *ordersv1.AckOrdersRequest) (*ordersv1.AckOrdersResponse, error) {
+	settles, err := ackSettles(req, s.Tokens)
+	if err != nil {
+		return nil, err
+	}
+	res := &ordersv1.AckOrdersResponse{Results: make([]*ordersv1.AckResult, len(settles))}
+	for i, r := range s.Acker.Apply(ctx, settles) {
+		res.Results[i] = &ordersv1.AckResult{Confirmed: r.Confirmed}
+		if !r.Confirmed {
+			res.Results[i].Error = "JetStream did not confirm the ack in time: the event may already be due for redelivery, or JetStream is unreachable; acking again is safe"
+			s.log.DebugContext(ctx, "ack not confirmed", "consumer", settles[i].Ack.Consumer, "seq", settles[i].Ack.StreamSeq, "err", r.Err)
+		}
+	}
+	return res, nil
+}

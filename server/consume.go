@@ -1,0 +1,28 @@
+package server
+
+import (
+	"google.golang.org/grpc"
+
+	"github.com/ordersd/ordersd/consumers"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// ConsumeOrders implements ordersv1.OrderServiceServer.
+func (s *OrderService) ConsumeOrders(req *ordersv1.ConsumeOrdersRequest, stream grpc.ServerStreamingServer[ordersv1.ConsumeOrdersResponse]) error {
+	spec, err := consumeSpec(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.streamContext(stream.Context())
+	defer cancel()
+	err = s.WorkQueues.Consume(ctx, spec, func(d consumers.Delivery) error {
+		return stream.Send(&ordersv1.ConsumeOrdersResponse{
+			Event:           d.Event,
+			DeliveryAttempt: d.Attempt,
+			NumPending:      d.NumPending,
+			AckToken:        d.AckToken,
+			Heartbeat:       d.Heartbeat,
+		})
+	})
+	return toStatus(ctx, s.log, "", err)
+}

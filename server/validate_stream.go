@@ -1,0 +1,213 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ordersd/ordersd/consumers"
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// Bounds and defaults of the streaming RPCs.
+const (
+	defaultMaxInFlight = 64
+	maxMaxInFlight     = 1000
+	maxAcksPerCall     = 1000
+	maxMaxDeliveries   = 10_000
+	maxBackoffSteps    = 10
+	defaultHeartbeat   = 15 * time.Second
+	minHeartbeat       = time.Second
+	maxHeartbeat       = 5 * time.Minute
+	minAckWait         = time.Second
+	maxAckWait         = 12 * time.Hour
+)
+
+// statuses checks a list of event types and returns their subject filters.
+func (v *violations) statuses(field string, statuses []ordersv1.OrderStatus) []string {
+	seen := map[ordersv1.OrderStatus]bool{}
+	var filters []string
+	for i, st := range statuses {
+		subject, err := eventstore.StatusSubjects(st)
+		switch {
+		case err != nil:
+			v.add(fmt.Sprintf("%s[%d]", field, i), "must be a known order status other than ORDER_STATUS_UNSPECIFIED, got %d", int32(st))
+		case seen[st]:
+			v.add(fmt.Sprintf("%s[%d]", field, i), "%s is listed twice", st)
+		default:
+			seen[st] = true
+			filters = append(filters, subject)
+		}
+	}
+	return filters
+}
+
+// duration checks an optional duration against bounds; zero when unset.
+func (v *violations) duration(field string, d *durationpb.Duration, lo, hi time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	if err := d.CheckValid(); err != nil || d.AsDuration() < lo || d.AsDuration() > hi {
+		v.add(field, "must be between %s and %s", lo, hi)
+		return 0
+	}
+	return d.AsDuration()
+}
+
+// timestamp checks an optional timestamp; zero when unset.
+func (v *violations) timestamp(field string, ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	if err := ts.CheckValid(); err != nil {
+		v.add(field, "must be a valid timestamp")
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+func (v *violations) heartbeat(field string, d *durationpb.Duration) time.Duration {
+	if hb := v.duration(field, d, minHeartbeat, maxHeartbeat); hb != 0 {
+		return hb
+	}
+	return defaultHeartbeat
+}
+
+func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, error) {
+	var v violations
+	v.id("consumer", req.GetConsumer(), eventstore.MaxIDLen, true)
+	spec := consumers.ConsumeSpec{
+		Consumer:    req.GetConsumer(),
+		Filters:     v.statuses("statuses", req.GetStatuses()),
+		MaxInFlight: int(req.GetMaxInFlight()),
+		AutoAck:     req.GetAutoAck(),
+		Heartbeat:   v.heartbeat("heartbeat_interval", req.GetHeartbeatInterval()),
+	}
+	switch n := req.GetMaxInFlight(); {
+	case n == 0:
+		spec.MaxInFlight = defaultMaxInFlight
+	case n < 1 || n > maxMaxInFlight:
+		v.add("max_in_flight", "must be between 1 and %d, got %d", maxMaxInFlight, n)
+	}
+	s := req.GetSettings()
+	spec.Settings.AckWait = v.duration("settings.ack_wait", s.GetAckWait(), minAckWait, maxAckWait)
+	switch n := s.GetMaxDeliveries(); {
+	case n < 0 || n > maxMaxDeliveries:
+		v.add("settings.max_deliveries", "must be between 0 (no limit) and %d, got %d", maxMaxDeliveries, n)
+	default:
+		spec.Settings.MaxDeliveries = int(n)
+	}
+	if len(s.GetBackoff()) > maxBackoffSteps {
+		v.add("settings.backoff", "at most %d steps are allowed", maxBackoffSteps)
+	} else {
+		for i, d := range s.GetBackoff() {
+			spec.Settings.Backoff = append(spec.Settings.Backoff, v.duration(fmt.Sprintf("settings.backoff[%d]", i), d, minAckWait, maxAckWait))
+		}
+		if n := len(s.GetBackoff()); n > 0 && spec.Settings.MaxDeliveries != 0 && spec.Settings.MaxDeliveries <= n {
+			v.add("settings.max_deliveries", "must be greater than the %d backoff steps", n)
+		}
+	}
+	switch start := s.GetStart().(type) {
+	case *ordersv1.ConsumerSettings_StartNew:
+		spec.Settings.StartNew = start.StartNew
+	case *ordersv1.ConsumerSettings_StartSequence:
+		if start.StartSequence == 0 {
+			v.add("settings.start_sequence", "must be 1 or more")
+		}
+		spec.Settings.StartSequence = start.StartSequence
+	case *ordersv1.ConsumerSettings_StartTime:
+		spec.Settings.StartTime = v.timestamp("settings.start_time", start.StartTime)
+	}
+	return spec, v.err()
+}
+
+func watchSpec(req *ordersv1.WatchOrdersRequest) (consumers.WatchSpec, error) {
+	var v violations
+	v.statuses("statuses", req.GetStatuses())
+	v.id("order_id", req.GetOrderId(), eventstore.MaxIDLen, false)
+	v.id("customer_id", req.GetCustomerId(), eventstore.MaxIDLen, false)
+	spec := consumers.WatchSpec{
+		Statuses:   req.GetStatuses(),
+		OrderID:    req.GetOrderId(),
+		CustomerID: req.GetCustomerId(),
+		Heartbeat:  v.heartbeat("heartbeat_interval", req.GetHeartbeatInterval()),
+	}
+	switch start := req.GetStart().(type) {
+	case *ordersv1.WatchOrdersRequest_ReplayAll:
+		spec.ReplayAll = start.ReplayAll
+	case *ordersv1.WatchOrdersRequest_StartSequence:
+		if start.StartSequence == 0 {
+			v.add("start_sequence", "must be 1 or more")
+		}
+		spec.StartSequence = start.StartSequence
+	case *ordersv1.WatchOrdersRequest_StartTime:
+		spec.StartTime = v.timestamp("start_time", start.StartTime)
+	}
+	return spec, v.err()
+}
+
+// ackSettles checks an AckOrders request and verifies every token before
+// any ack is applied. Malformed input is INVALID_ARGUMENT; a token not
+// signed by this deployment is PERMISSION_DENIED.
+func ackSettles(req *ordersv1.AckOrdersRequest, tokens AckTokenVerifier) ([]consumers.Settle, error) {
+	var v violations
+	switch n := len(req.GetAcks()); {
+	case n == 0:
+		v.add("acks", "at least one ack is required")
+	case n > maxAcksPerCall:
+		v.add("acks", "at most %d acks are allowed per call, got %d", maxAcksPerCall, n)
+	}
+	if len(v) > 0 {
+		return nil, v.err()
+	}
+	settles := make([]consumers.Settle, len(req.GetAcks()))
+	var forged []int
+	for i, a := range req.GetAcks() {
+		field := fmt.Sprintf("acks[%d]", i)
+		s := &settles[i]
+		switch a.GetAction() {
+		case ordersv1.AckAction_ACK_ACTION_ACK:
+			s.Action = consumers.ActionAck
+		case ordersv1.AckAction_ACK_ACTION_NAK:
+			s.Action = consumers.ActionNak
+			s.NakDelay = v.duration(field+".nak_delay", a.GetNakDelay(), 0, maxAckWait)
+		case ordersv1.AckAction_ACK_ACTION_IN_PROGRESS:
+			s.Action = consumers.ActionInProgress
+		case ordersv1.AckAction_ACK_ACTION_TERM:
+			s.Action = consumers.ActionTerm
+			v.text(field+".reason", a.GetReason(), maxReasonLen, false)
+			s.Reason = a.GetReason()
+		default:
+			v.add(field+".action", "must be ACK_ACTION_ACK, _NAK, _IN_PROGRESS or _TERM, got %d", int32(a.GetAction()))
+		}
+		if a.GetNakDelay() != nil && a.GetAction() != ordersv1.AckAction_ACK_ACTION_NAK {
+			v.add(field+".nak_delay", "is only for ACK_ACTION_NAK")
+		}
+		if a.GetReason() != "" && a.GetAction() != ordersv1.AckAction_ACK_ACTION_TERM {
+			v.add(field+".reason", "is only for ACK_ACTION_TERM")
+		}
+		if a.GetAckToken() == "" {
+			v.add(field+".ack_token", "is required")
+			continue
+		}
+		ack, err := tokens.Verify(a.GetAckToken())
+		switch {
+		case errors.Is(err, consumers.ErrForgedToken):
+			forged = append(forged, i)
+		case err != nil:
+			v.add(field+".ack_token", "is not an ack token from ConsumeOrders")
+		}
+		s.Ack = ack
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if len(forged) > 0 {
+		return nil, permissionDenied(fmt.Sprintf("ack token of acks[%d] was not issued by this deployment", forged[0]))
+	}
+	return settles, nil
+}

@@ -1,0 +1,22 @@
+package server
+
+import (
+	"google.golang.org/grpc"
+
+	"github.com/ordersd/ordersd/consumers"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// WatchOrders implements ordersv1.OrderServiceServer.
+func (s *OrderService) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc.ServerStreamingServer[ordersv1.WatchOrdersResponse]) error {
+	spec, err := watchSpec(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.streamContext(stream.Context())
+	defer cancel()
+	err = s.Watcher.Watch(ctx, spec, func(u consumers.WatchUpdate) error {
+		return stream.Send(&ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat})
+	})
+	return toStatus(ctx, s.log, req.GetOrderId(), err)
+}
