@@ -34,9 +34,9 @@ type testNode struct {
 	nc      *nats.Conn // the node's own connection
 	monitor *consumers.Monitor
 	store   *eventstore.Store
-	client ordersv1.OrderServiceClient
-	health healthpb.HealthClient
-	js     jetstream.JetStream // a separate NATS connection, to look at the stream directly
+	client  ordersv1.OrderServiceClient
+	health  healthpb.HealthClient
+	js      jetstream.JetStream // a separate NATS connection, to look at the stream directly
 }
 
 func testLogger() *slog.Logger {
@@ -242,4 +242,22 @@ func (n *testNode) history(t *testing.T, orderID string) []*ordersv1.OrderEvent 
 		}
 		events = append(events, res.GetEvent())
 	}
+}
+
+func (n *testNode) consumerInfo(t *testing.T, name string) *jetstream.ConsumerInfo {
+	t.Helper()
+	ctx := testCtx(t)
+	stream, err := n.js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.Consumer(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }

@@ -1,0 +1,85 @@
+package consumers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// The review worker approves orders within the limit and rejects the rest;
+// a created event delivered again after its order was already reviewed (an
+// ack lost in a crash) or changed (cancelled first) is acked without a
+// second transition.
+func TestReviewerDecidesOnceAndAcks(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	create := func(id string, price int64) {
+		t.Helper()
+		if _, err := e.store.Create(ctx, eventstore.NewOrder{
+			OrderID: id, CustomerID: "c", CurrencyCode: "EUR",
+			Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: price}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("within", 100)
+	create("over", 900)
+	create("reviewed-before-crash", 100)
+	create("cancelled-first", 100)
+	// A previous reviewer stored its decision but died before acking.
+	if _, err := e.store.Transition(ctx, eventstore.Change{OrderID: "reviewed-before-crash", RequestID: ReviewConsumer, To: ordersv1.OrderStatus_ORDER_STATUS_APPROVED}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Transition(ctx, eventstore.Change{OrderID: "cancelled-first", To: ordersv1.OrderStatus_ORDER_STATUS_CANCELLED}); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		NewReviewer(e.store, ReviewOptions{LimitMinor: 500}, e.log).Run(runCtx)
+	}()
+	defer func() { stop(); <-done }()
+
+	want := map[string]ordersv1.OrderStatus{
+		"within":                ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
+		"over":                  ordersv1.OrderStatus_ORDER_STATUS_REJECTED,
+		"reviewed-before-crash": ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
+		"cancelled-first":       ordersv1.OrderStatus_ORDER_STATUS_CANCELLED,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stream, err := e.store.Stream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cons, err := stream.Consumer(ctx, ReviewConsumer)
+		if err == nil {
+			info, err := cons.Info(ctx)
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream > 0 {
+				break // all four created events acked
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the review worker did not ack every created event")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for id, status := range want {
+		order, err := e.store.Get(ctx, id)
+		if err != nil || order.GetStatus() != status {
+			t.Errorf("%s: %v, %v; want %v", id, order.GetStatus(), err, status)
+		}
+		events := 0
+		if err := e.store.History(ctx, id, func(*ordersv1.OrderEvent) error { events++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if events != 2 {
+			t.Errorf("%s has %d events, want 2 (created and one decision)", id, events)
+		}
+	}
+}
