@@ -103,7 +103,19 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 		t.Fatal(err)
 	}
 	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(func() { cancel(); <-healthDone; gs.Stop() })
+	t.Cleanup(func() {
+		// As ordersd shuts down: end the streams, then wait for every handler.
+		cancel()
+		<-healthDone
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Error("handlers still running 10s after shutdown began")
+			gs.Stop()
+		}
+	})
 
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
