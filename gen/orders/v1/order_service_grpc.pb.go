@@ -85,9 +85,9 @@ type OrderServiceClient interface {
 	// the live tail (at once when nothing is replayed) and a heartbeat when
 	// idle. Every event carries its stream sequence: a watcher that
 	// reconnects with start_sequence = last sequence + 1 misses nothing and
-	// sees nothing twice. A watcher that reads too slowly is ended with
-	// RESOURCE_EXHAUSTED; the status message and a google.rpc.ErrorInfo detail
-	// (metadata "resume_sequence") say where to resume.
+	// sees nothing twice. A watcher that reads more slowly than events arrive
+	// is never dropped: it is served from the stream at its own pace until it
+	// catches up, and never slows other watchers.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -289,9 +289,9 @@ type OrderServiceServer interface {
 	// the live tail (at once when nothing is replayed) and a heartbeat when
 	// idle. Every event carries its stream sequence: a watcher that
 	// reconnects with start_sequence = last sequence + 1 misses nothing and
-	// sees nothing twice. A watcher that reads too slowly is ended with
-	// RESOURCE_EXHAUSTED; the status message and a google.rpc.ErrorInfo detail
-	// (metadata "resume_sequence") say where to resume.
+	// sees nothing twice. A watcher that reads more slowly than events arrive
+	// is never dropped: it is served from the stream at its own pace until it
+	// catches up, and never slows other watchers.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }
