@@ -279,3 +279,33 @@ func TestExistingConsumerWithOtherSettingsIsRefused(t *testing.T) {
 		t.Fatalf("binding with unset settings: %v, %v", res, err)
 	}
 }
+
+// A delivery from one node is acked on another: JetStream confirms it, and
+// the first node sees the ack and gives the client its credit back at
+// once (with max_in_flight 1, the next event depends on it).
+func TestAckOnAnotherNode(t *testing.T) {
+	t.Parallel()
+	nodes := startNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	a.createMany(t, 3)
+	req := createdQueue("cross-node")
+	req.MaxInFlight = 1
+	req.Settings = &ordersv1.ConsumerSettings{AckWait: dur(time.Minute)}
+	stream, _ := a.consume(t, req)
+	var seqs []uint64
+	for range 3 {
+		res := nextEvent(t, stream)
+		seqs = append(seqs, res.GetEvent().GetSequence())
+		start := time.Now()
+		b.ack(t, ordersv1.AckAction_ACK_ACTION_ACK, res.GetAckToken())
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("ack took %v", took)
+		}
+	}
+	if seqs[0] == seqs[1] || seqs[1] == seqs[2] {
+		t.Fatalf("sequences %v: an acked event came back", seqs)
+	}
+	if info := a.consumerInfo(t, "cross-node"); info.NumAckPending != 0 {
+		t.Fatalf("%d events unacked", info.NumAckPending)
+	}
+}

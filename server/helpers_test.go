@@ -50,17 +50,28 @@ func testLogger() *slog.Logger {
 // startNode runs ordersd's parts against an embedded NATS server.
 func startNode(t *testing.T) *testNode {
 	t.Helper()
+	return startNodes(t, 1)[0]
+}
+
+// startNodes runs count ordersd nodes on one embedded NATS server, as
+// replicas behind a load balancer share one NATS deployment.
+func startNodes(t *testing.T, count int) []*testNode {
+	t.Helper()
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := eventstore.Connect("", ns, testLogger())
-	if err != nil {
-		t.Fatal(err)
+	var nodes []*testNode
+	for range count {
+		nc, err := eventstore.Connect("", ns, testLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		nodes = append(nodes, startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }))
 	}
-	t.Cleanup(nc.Close)
-	return startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) })
+	return nodes
 }
 
 // startService serves the OrderService over nc and connects a gRPC client.
