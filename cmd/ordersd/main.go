@@ -19,22 +19,16 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ordersd/ordersd/node"
 )
 
-// config is everything run needs, from flags and environment.
+// config is the node's configuration and the log settings, from flags and
+// environment.
 type config struct {
-	grpcAddr        string
-	dataDir         string
-	natsURL         string
-	replicas        int
-	duplicateWindow time.Duration
-	opTimeout       time.Duration
-	shutdownTimeout time.Duration
-	logLevel        string
-	logFormat       string
-	ackTokenKeyFile string
-	review          bool
-	reviewLimit     int64
+	node.Config
+	logLevel  string
+	logFormat string
 }
 
 func main() {
@@ -57,7 +51,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg, log, nil); err != nil {
+	if err := node.Run(ctx, cfg.Config, log); err != nil {
 		log.Error("ordersd stopped", "err", err)
 		os.Exit(1)
 	}
@@ -69,16 +63,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	var c config
 	fs := flag.NewFlagSet("ordersd", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
-	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "`directory` where the embedded NATS server keeps JetStream data (ignored with --nats-url)")
-	fs.StringVar(&c.natsURL, "nats-url", "", "comma-separated NATS server `urls` to use instead of the embedded server")
-	fs.IntVar(&c.replicas, "replicas", 1, "`copies` JetStream keeps of the stream ORDERS (3 on a three-node cluster)")
-	fs.DurationVar(&c.duplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
-	fs.DurationVar(&c.opTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
-	fs.StringVar(&c.ackTokenKeyFile, "ack-token-key-file", "", "`file` holding the key (32 bytes or more) that signs ack tokens; every node of a deployment needs the same one (a random key when unset: tokens then work only on this process)")
-	fs.BoolVar(&c.review, "review", true, "run the built-in order-review worker")
-	fs.Int64Var(&c.reviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
+	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(), "`directory` where the embedded NATS server keeps JetStream data (ignored with --nats-url)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated NATS server `urls` to use instead of the embedded server")
+	fs.IntVar(&c.Replicas, "replicas", 1, "`copies` JetStream keeps of the stream ORDERS (3 on a three-node cluster)")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
+	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
+	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key (32 bytes or more) that signs ack tokens; every node of a deployment needs the same one (a random key when unset: tokens then work only on this process)")
+	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
+	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -108,11 +102,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, envErr
 	}
 	switch {
-	case c.replicas < 1 || c.replicas > 5:
-		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.replicas)
-	case c.duplicateWindow <= 0 || c.opTimeout <= 0 || c.shutdownTimeout <= 0:
+	case c.Replicas < 1 || c.Replicas > 5:
+		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.Replicas)
+	case c.DuplicateWindow <= 0 || c.OpTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return c, errors.New("--duplicate-window, --nats-timeout and --shutdown-timeout must be positive")
-	case c.natsURL == "" && c.dataDir == "":
+	case c.NATSURL == "" && c.DataDir == "":
 		return c, errors.New("--data-dir is required for the embedded NATS server")
 	}
 	return c, nil

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/node"
 )
 
 // startOrdersd runs ordersd as the binary does (run with a config) on a
@@ -31,7 +32,8 @@ func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.Order
 	addrs := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- run(ctx, cfg, log, func(a net.Addr) { addrs <- a }) }()
+	cfg.OnReady = func(r node.Ready) { addrs <- r.GRPCAddr }
+	go func() { done <- node.Run(ctx, cfg.Config, log) }()
 	var addr net.Addr
 	select {
 	case addr = <-addrs:
@@ -198,7 +200,7 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.grpcAddr != "127.0.0.1:6000" || cfg.replicas != 1 || cfg.natsURL != "nats://a:4222,nats://b:4222" {
+	if cfg.GRPCAddr != "127.0.0.1:6000" || cfg.Replicas != 1 || cfg.NATSURL != "nats://a:4222,nats://b:4222" {
 		t.Fatalf("got %+v: the flag must win over the environment, the environment over defaults", cfg)
 	}
 	for _, bad := range [][]string{{"--replicas", "0"}, {"--nats-timeout", "-1s"}, {"--log-format", "xml", "extra"}, {"--bogus"}} {

@@ -1,4 +1,9 @@
-package main
+// Package node assembles and runs one ordersd node: the embedded NATS
+// server (or a connection to an existing deployment), the event store, the
+// gRPC server with its services, the watch monitor and the review worker,
+// and their orderly shutdown. cmd/ordersd runs it from flags; benchmarks
+// and tests run the very same code in process.
+package node
 
 import (
 	"bytes"
@@ -24,15 +29,41 @@ import (
 // between connection events.
 const healthInterval = 2 * time.Second
 
-// run starts ordersd and blocks until ctx is cancelled, then shuts down in
-// order: health goes NOT_SERVING, the gRPC server stops taking calls and
-// lets those in flight finish (cut off after cfg.shutdownTimeout), the NATS
-// connection drains, and the embedded NATS server stops. listening, when
-// not nil, is told the gRPC address once it accepts calls.
-func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.Addr)) error {
+// Config is everything a node needs; cmd/ordersd fills it from flags.
+type Config struct {
+	GRPCAddr        string        // where the gRPC server listens
+	DataDir         string        // JetStream data of the embedded server
+	NATSURL         string        // an existing deployment; the embedded server when empty
+	Replicas        int           // copies of the stream ORDERS
+	DuplicateWindow time.Duration // how long JetStream remembers Nats-Msg-Ids
+	OpTimeout       time.Duration // longest wait for one JetStream operation
+	ShutdownTimeout time.Duration // how long shutdown waits for calls in flight
+	AckTokenKeyFile string        // the key signing ack tokens; random when empty
+	Review          bool          // run the order-review worker
+	ReviewLimit     int64         // largest total_minor the review approves
+
+	// OnReady, when set, is called once the node serves gRPC.
+	OnReady func(Ready)
+}
+
+// Ready describes a node that serves.
+type Ready struct {
+	// GRPCAddr is the address the gRPC server listens on.
+	GRPCAddr net.Addr
+	// ConnectNATS opens another connection to the node's NATS (in process
+	// for the embedded server), for clients that talk to JetStream directly.
+	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
+}
+
+// Run starts a node and blocks until ctx is cancelled, then shuts down in
+// order: health goes NOT_SERVING, streams and the review worker end
+// (releasing what they hold), the gRPC server stops taking calls and lets
+// those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
+// connection drains, and the embedded NATS server stops.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var embedded *server.Server
-	if cfg.natsURL == "" {
-		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.dataDir, Logger: log})
+	if cfg.NATSURL == "" {
+		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -42,20 +73,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 			ns.WaitForShutdown()
 			log.Info("embedded NATS stopped")
 		}()
-		log.Info("embedded NATS started", "data_dir", cfg.dataDir)
+		log.Info("embedded NATS started", "data_dir", cfg.DataDir)
 	}
-	nc, err := eventstore.Connect(cfg.natsURL, embedded, log)
+	nc, err := eventstore.Connect(cfg.NATSURL, embedded, log)
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
-	defer drain(nc, cfg.shutdownTimeout, log)
+	defer drain(nc, cfg.ShutdownTimeout, log)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	store := eventstore.New(js, eventstore.Options{
-		Stream:    eventstore.StreamOptions{Replicas: cfg.replicas, DuplicateWindow: cfg.duplicateWindow},
-		OpTimeout: cfg.opTimeout,
+		Stream:    eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
+		OpTimeout: cfg.OpTimeout,
 		Logger:    log,
 	})
 	if err := store.Ready(ctx); err != nil {
@@ -64,7 +95,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
 	}
 
-	tokens, err := ackTokens(cfg.ackTokenKeyFile, log)
+	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
 	if err != nil {
 		return err
 	}
@@ -76,19 +107,24 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		Store:      store,
 		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
 		Tokens:     tokens,
-		Acker:      consumers.NewAcker(nc, cfg.opTimeout),
+		Acker:      consumers.NewAcker(nc, cfg.OpTimeout),
 		Watcher:    consumers.NewWatcher(monitor, store),
 		Stopping:   stopping,
 	}, log)
 	hs := ordersserver.NewHealthServer()
 	gs := ordersserver.NewGRPCServer(svc, hs, log)
-	lis, err := net.Listen("tcp", cfg.grpcAddr)
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.grpcAddr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
 	}
 	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg))
-	if listening != nil {
-		listening(lis.Addr())
+	if cfg.OnReady != nil {
+		cfg.OnReady(Ready{GRPCAddr: lis.Addr(), ConnectNATS: func(opts ...nats.Option) (*nats.Conn, error) {
+			if embedded != nil {
+				return nats.Connect("", append(opts, nats.InProcessServer(embedded))...)
+			}
+			return nats.Connect(cfg.NATSURL, opts...)
+		}})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -98,8 +134,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log)
 		return nil
 	})
-	if cfg.review {
-		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.reviewLimit}, log)
+	if cfg.Review {
+		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
 			reviewer.Run(stopping)
 			return nil
@@ -113,10 +149,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, listening func(net.A
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 		stopHealth()
 		beginShutdown() // ends streams and the review worker, releasing what they hold
-		stopGRPC(gs, cfg.shutdownTimeout, log)
+		stopGRPC(gs, cfg.ShutdownTimeout, log)
 		return nil
 	})
 	return g.Wait()
@@ -162,22 +198,22 @@ func drain(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 // a random one.
 func ackTokens(keyFile string, log *slog.Logger) (*consumers.AckTokens, error) {
 	if keyFile == "" {
-		log.Warn("no --ack-token-key-file: ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
+		log.Warn("no ack token key file (--ack-token-key-file): ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
 		return consumers.RandomAckTokens(), nil
 	}
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("--ack-token-key-file: %w", err)
+		return nil, fmt.Errorf("ack token key file: %w", err)
 	}
 	tokens, err := consumers.NewAckTokens(bytes.TrimSpace(key))
 	if err != nil {
-		return nil, fmt.Errorf("--ack-token-key-file %s: %w", keyFile, err)
+		return nil, fmt.Errorf("ack token key file %s: %w", keyFile, err)
 	}
 	return tokens, nil
 }
 
-func natsMode(cfg config) string {
-	if cfg.natsURL == "" {
+func natsMode(cfg Config) string {
+	if cfg.NATSURL == "" {
 		return "embedded"
 	}
 	return "external"
