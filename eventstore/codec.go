@@ -34,9 +34,11 @@ func encodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	stored := proto.Clone(order).(*ordersv1.Order)
-	stored.Revision = 0
-	data, err := proto.Marshal(stored)
+	// The revision is not stored; it is cleared for the marshalling only.
+	revision := order.Revision
+	order.Revision = 0
+	data, err := proto.Marshal(order)
+	order.Revision = revision
 	if err != nil {
 		return nil, fmt.Errorf("encode order %s: %w", order.GetOrderId(), err)
 	}

@@ -167,59 +167,6 @@ func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error
 	return last.event.GetOrder(), nil
 }
 
-// Create stores a new order as its created event. The event is published
-// with an expected last sequence of 0 on ORDERS.*.<id>, so an order id can
-// be taken only once; a retried request is answered with the original order.
-func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
-	total, err := orderTotal(in.Items)
-	if err != nil {
-		return Result{}, err
-	}
-	ctx, cancel, stream, err := s.begin(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	defer cancel()
-
-	orderID := in.OrderID
-	if orderID == "" {
-		orderID = s.newID()
-	}
-	now := timestamppb.New(s.now())
-	order := &ordersv1.Order{
-		OrderId:      orderID,
-		CustomerId:   in.CustomerID,
-		Status:       ordersv1.OrderStatus_ORDER_STATUS_CREATED,
-		Items:        in.Items,
-		CurrencyCode: in.CurrencyCode,
-		TotalMinor:   total,
-		CreateTime:   now,
-		UpdateTime:   now,
-	}
-	msg, err := encodeEvent(order, in.RequestID)
-	if err != nil {
-		return Result{}, err
-	}
-	filter, _ := OrderSubjects(orderID) // valid: encodeEvent checked orderID
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequenceForSubject(0, filter))
-	switch {
-	case isWrongLastSequence(err):
-		// The order id is taken: by this very request (a retry) or another.
-		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, orderID, in.RequestID); err != nil || ok {
-			return prior, s.classify(err)
-		}
-		return Result{}, fmt.Errorf("%w: order %s", ErrAlreadyExists, orderID)
-	case err != nil:
-		return Result{}, s.classify(err)
-	case ack.Duplicate:
-		// A retry of a create whose order id the server made up: the
-		// duplicate window knows the original event.
-		return s.duplicateAt(ctx, stream, ack.Sequence, in.RequestID, in.OrderID)
-	}
-	order.Revision = ack.Sequence
-	return Result{Order: order}, nil
-}
-
 // Transition moves an order to c.To. It reads the order's last event,
 // checks the expected revision and the state machine, and publishes the new
 // state with an expected last sequence on ORDERS.*.<id>: if anything else

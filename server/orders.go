@@ -12,6 +12,7 @@ import (
 // OrderStore is what the service needs of the event store.
 type OrderStore interface {
 	Create(ctx context.Context, in eventstore.NewOrder) (eventstore.Result, error)
+	CreateAsync(ctx context.Context, in eventstore.NewOrder) (*eventstore.PendingCreate, error)
 	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
 	Get(ctx context.Context, orderID string) (*ordersv1.Order, error)
 	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error
@@ -66,17 +67,22 @@ func (s *OrderService) CreateOrder(ctx context.Context, req *ordersv1.CreateOrde
 	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
-	res, err := s.Store.Create(ctx, eventstore.NewOrder{
+	res, err := s.Store.Create(ctx, newOrder(req))
+	if err != nil {
+		return nil, toStatus(ctx, s.log, req.GetOrderId(), err)
+	}
+	return &ordersv1.CreateOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
+}
+
+// newOrder is the store's input for a validated create request.
+func newOrder(req *ordersv1.CreateOrderRequest) eventstore.NewOrder {
+	return eventstore.NewOrder{
 		RequestID:    req.GetRequestId(),
 		OrderID:      req.GetOrderId(),
 		CustomerID:   req.GetCustomerId(),
 		Items:        req.GetItems(),
 		CurrencyCode: req.GetCurrencyCode(),
-	})
-	if err != nil {
-		return nil, toStatus(ctx, s.log, req.GetOrderId(), err)
 	}
-	return &ordersv1.CreateOrderResponse{Order: res.Order, Duplicate: res.Duplicate}, nil
 }
 
 // GetOrder implements ordersv1.OrderServiceServer.

@@ -229,6 +229,238 @@ func (x *CreateOrderResponse) GetDuplicate() bool {
 	return false
 }
 
+// CreateOrdersRequest is one order of a CreateOrders stream.
+type CreateOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order to create, as for CreateOrder.
+	Order         *CreateOrderRequest `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrdersRequest) Reset() {
+	*x = CreateOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrdersRequest) ProtoMessage() {}
+
+func (x *CreateOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrdersRequest.ProtoReflect.Descriptor instead.
+func (*CreateOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateOrdersRequest) GetOrder() *CreateOrderRequest {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+// CreateOrdersResponse is the result of one CreateOrdersRequest, sent in the
+// order of the requests.
+type CreateOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order as stored; unset when error is set.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	// True when the request_id was seen before and nothing new was stored.
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Why the order was not created; unset when it was.
+	Error         *OrderError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrdersResponse) Reset() {
+	*x = CreateOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrdersResponse) ProtoMessage() {}
+
+func (x *CreateOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrdersResponse.ProtoReflect.Descriptor instead.
+func (*CreateOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CreateOrdersResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *CreateOrdersResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+func (x *CreateOrdersResponse) GetError() *OrderError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// OrderError is the error of one order in a stream of many: what CreateOrder
+// would have answered for it.
+type OrderError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC status code's name: "INVALID_ARGUMENT", "ALREADY_EXISTS",
+	// "UNAVAILABLE" (retry with the same request_id), and so on.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What is wrong, for people.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// For INVALID_ARGUMENT: each bad field (as in google.rpc.BadRequest).
+	FieldViolations []*FieldViolation `protobuf:"bytes,3,rep,name=field_violations,json=fieldViolations,proto3" json:"field_violations,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *OrderError) Reset() {
+	*x = OrderError{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderError) ProtoMessage() {}
+
+func (x *OrderError) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderError.ProtoReflect.Descriptor instead.
+func (*OrderError) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OrderError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *OrderError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *OrderError) GetFieldViolations() []*FieldViolation {
+	if x != nil {
+		return x.FieldViolations
+	}
+	return nil
+}
+
+// FieldViolation names one bad field of a request.
+type FieldViolation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The field's path, such as "items[0].quantity".
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// What is wrong with it.
+	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FieldViolation) Reset() {
+	*x = FieldViolation{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FieldViolation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FieldViolation) ProtoMessage() {}
+
+func (x *FieldViolation) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FieldViolation.ProtoReflect.Descriptor instead.
+func (*FieldViolation) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FieldViolation) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *FieldViolation) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // GetOrderRequest is the input of GetOrder.
 type GetOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -240,7 +472,7 @@ type GetOrderRequest struct {
 
 func (x *GetOrderRequest) Reset() {
 	*x = GetOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[2]
+	mi := &file_orders_v1_order_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -252,7 +484,7 @@ func (x *GetOrderRequest) String() string {
 func (*GetOrderRequest) ProtoMessage() {}
 
 func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[2]
+	mi := &file_orders_v1_order_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -265,7 +497,7 @@ func (x *GetOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{2}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetOrderRequest) GetOrderId() string {
@@ -286,7 +518,7 @@ type GetOrderResponse struct {
 
 func (x *GetOrderResponse) Reset() {
 	*x = GetOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[3]
+	mi := &file_orders_v1_order_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +530,7 @@ func (x *GetOrderResponse) String() string {
 func (*GetOrderResponse) ProtoMessage() {}
 
 func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[3]
+	mi := &file_orders_v1_order_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +543,7 @@ func (x *GetOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{3}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetOrderResponse) GetOrder() *Order {
@@ -339,7 +571,7 @@ type ApproveOrderRequest struct {
 
 func (x *ApproveOrderRequest) Reset() {
 	*x = ApproveOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[4]
+	mi := &file_orders_v1_order_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -351,7 +583,7 @@ func (x *ApproveOrderRequest) String() string {
 func (*ApproveOrderRequest) ProtoMessage() {}
 
 func (x *ApproveOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[4]
+	mi := &file_orders_v1_order_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -364,7 +596,7 @@ func (x *ApproveOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveOrderRequest.ProtoReflect.Descriptor instead.
 func (*ApproveOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{4}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApproveOrderRequest) GetOrderId() string {
@@ -401,7 +633,7 @@ type ApproveOrderResponse struct {
 
 func (x *ApproveOrderResponse) Reset() {
 	*x = ApproveOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[5]
+	mi := &file_orders_v1_order_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +645,7 @@ func (x *ApproveOrderResponse) String() string {
 func (*ApproveOrderResponse) ProtoMessage() {}
 
 func (x *ApproveOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[5]
+	mi := &file_orders_v1_order_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +658,7 @@ func (x *ApproveOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveOrderResponse.ProtoReflect.Descriptor instead.
 func (*ApproveOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{5}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApproveOrderResponse) GetOrder() *Order {
@@ -460,7 +692,7 @@ type RejectOrderRequest struct {
 
 func (x *RejectOrderRequest) Reset() {
 	*x = RejectOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[6]
+	mi := &file_orders_v1_order_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +704,7 @@ func (x *RejectOrderRequest) String() string {
 func (*RejectOrderRequest) ProtoMessage() {}
 
 func (x *RejectOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[6]
+	mi := &file_orders_v1_order_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +717,7 @@ func (x *RejectOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectOrderRequest.ProtoReflect.Descriptor instead.
 func (*RejectOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{6}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RejectOrderRequest) GetOrderId() string {
@@ -529,7 +761,7 @@ type RejectOrderResponse struct {
 
 func (x *RejectOrderResponse) Reset() {
 	*x = RejectOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[7]
+	mi := &file_orders_v1_order_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +773,7 @@ func (x *RejectOrderResponse) String() string {
 func (*RejectOrderResponse) ProtoMessage() {}
 
 func (x *RejectOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[7]
+	mi := &file_orders_v1_order_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +786,7 @@ func (x *RejectOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectOrderResponse.ProtoReflect.Descriptor instead.
 func (*RejectOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{7}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RejectOrderResponse) GetOrder() *Order {
@@ -586,7 +818,7 @@ type PayOrderRequest struct {
 
 func (x *PayOrderRequest) Reset() {
 	*x = PayOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[8]
+	mi := &file_orders_v1_order_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +830,7 @@ func (x *PayOrderRequest) String() string {
 func (*PayOrderRequest) ProtoMessage() {}
 
 func (x *PayOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[8]
+	mi := &file_orders_v1_order_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +843,7 @@ func (x *PayOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayOrderRequest.ProtoReflect.Descriptor instead.
 func (*PayOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{8}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayOrderRequest) GetOrderId() string {
@@ -648,7 +880,7 @@ type PayOrderResponse struct {
 
 func (x *PayOrderResponse) Reset() {
 	*x = PayOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[9]
+	mi := &file_orders_v1_order_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +892,7 @@ func (x *PayOrderResponse) String() string {
 func (*PayOrderResponse) ProtoMessage() {}
 
 func (x *PayOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[9]
+	mi := &file_orders_v1_order_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +905,7 @@ func (x *PayOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayOrderResponse.ProtoReflect.Descriptor instead.
 func (*PayOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{9}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PayOrderResponse) GetOrder() *Order {
@@ -705,7 +937,7 @@ type ShipOrderRequest struct {
 
 func (x *ShipOrderRequest) Reset() {
 	*x = ShipOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[10]
+	mi := &file_orders_v1_order_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +949,7 @@ func (x *ShipOrderRequest) String() string {
 func (*ShipOrderRequest) ProtoMessage() {}
 
 func (x *ShipOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[10]
+	mi := &file_orders_v1_order_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +962,7 @@ func (x *ShipOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrderRequest.ProtoReflect.Descriptor instead.
 func (*ShipOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{10}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShipOrderRequest) GetOrderId() string {
@@ -767,7 +999,7 @@ type ShipOrderResponse struct {
 
 func (x *ShipOrderResponse) Reset() {
 	*x = ShipOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[11]
+	mi := &file_orders_v1_order_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +1011,7 @@ func (x *ShipOrderResponse) String() string {
 func (*ShipOrderResponse) ProtoMessage() {}
 
 func (x *ShipOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[11]
+	mi := &file_orders_v1_order_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +1024,7 @@ func (x *ShipOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrderResponse.ProtoReflect.Descriptor instead.
 func (*ShipOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{11}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ShipOrderResponse) GetOrder() *Order {
@@ -826,7 +1058,7 @@ type CancelOrderRequest struct {
 
 func (x *CancelOrderRequest) Reset() {
 	*x = CancelOrderRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[12]
+	mi := &file_orders_v1_order_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1070,7 @@ func (x *CancelOrderRequest) String() string {
 func (*CancelOrderRequest) ProtoMessage() {}
 
 func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[12]
+	mi := &file_orders_v1_order_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1083,7 @@ func (x *CancelOrderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderRequest.ProtoReflect.Descriptor instead.
 func (*CancelOrderRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{12}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelOrderRequest) GetOrderId() string {
@@ -895,7 +1127,7 @@ type CancelOrderResponse struct {
 
 func (x *CancelOrderResponse) Reset() {
 	*x = CancelOrderResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[13]
+	mi := &file_orders_v1_order_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1139,7 @@ func (x *CancelOrderResponse) String() string {
 func (*CancelOrderResponse) ProtoMessage() {}
 
 func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[13]
+	mi := &file_orders_v1_order_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1152,7 @@ func (x *CancelOrderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrderResponse.ProtoReflect.Descriptor instead.
 func (*CancelOrderResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{13}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelOrderResponse) GetOrder() *Order {
@@ -948,7 +1180,7 @@ type GetOrderHistoryRequest struct {
 
 func (x *GetOrderHistoryRequest) Reset() {
 	*x = GetOrderHistoryRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[14]
+	mi := &file_orders_v1_order_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1192,7 @@ func (x *GetOrderHistoryRequest) String() string {
 func (*GetOrderHistoryRequest) ProtoMessage() {}
 
 func (x *GetOrderHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[14]
+	mi := &file_orders_v1_order_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1205,7 @@ func (x *GetOrderHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetOrderHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{14}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetOrderHistoryRequest) GetOrderId() string {
@@ -994,7 +1226,7 @@ type GetOrderHistoryResponse struct {
 
 func (x *GetOrderHistoryResponse) Reset() {
 	*x = GetOrderHistoryResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[15]
+	mi := &file_orders_v1_order_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1238,7 @@ func (x *GetOrderHistoryResponse) String() string {
 func (*GetOrderHistoryResponse) ProtoMessage() {}
 
 func (x *GetOrderHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[15]
+	mi := &file_orders_v1_order_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1251,7 @@ func (x *GetOrderHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetOrderHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{15}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetOrderHistoryResponse) GetEvent() *OrderEvent {
@@ -1058,7 +1290,7 @@ type ConsumerSettings struct {
 
 func (x *ConsumerSettings) Reset() {
 	*x = ConsumerSettings{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[16]
+	mi := &file_orders_v1_order_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1302,7 @@ func (x *ConsumerSettings) String() string {
 func (*ConsumerSettings) ProtoMessage() {}
 
 func (x *ConsumerSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[16]
+	mi := &file_orders_v1_order_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1315,7 @@ func (x *ConsumerSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerSettings.ProtoReflect.Descriptor instead.
 func (*ConsumerSettings) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{16}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ConsumerSettings) GetAckWait() *durationpb.Duration {
@@ -1194,7 +1426,7 @@ type ConsumeOrdersRequest struct {
 
 func (x *ConsumeOrdersRequest) Reset() {
 	*x = ConsumeOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[17]
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1438,7 @@ func (x *ConsumeOrdersRequest) String() string {
 func (*ConsumeOrdersRequest) ProtoMessage() {}
 
 func (x *ConsumeOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[17]
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1451,7 @@ func (x *ConsumeOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{17}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConsumeOrdersRequest) GetConsumer() string {
@@ -1286,7 +1518,7 @@ type ConsumeOrdersResponse struct {
 
 func (x *ConsumeOrdersResponse) Reset() {
 	*x = ConsumeOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[18]
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1530,7 @@ func (x *ConsumeOrdersResponse) String() string {
 func (*ConsumeOrdersResponse) ProtoMessage() {}
 
 func (x *ConsumeOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[18]
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1543,7 @@ func (x *ConsumeOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{18}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConsumeOrdersResponse) GetEvent() *OrderEvent {
@@ -1366,7 +1598,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[19]
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1610,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[19]
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1623,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{19}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Ack) GetAckToken() string {
@@ -1433,7 +1665,7 @@ type AckOrdersRequest struct {
 
 func (x *AckOrdersRequest) Reset() {
 	*x = AckOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[20]
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1677,7 @@ func (x *AckOrdersRequest) String() string {
 func (*AckOrdersRequest) ProtoMessage() {}
 
 func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[20]
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1690,7 @@ func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOrdersRequest.ProtoReflect.Descriptor instead.
 func (*AckOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{20}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AckOrdersRequest) GetAcks() []*Ack {
@@ -1483,7 +1715,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	mi := &file_orders_v1_order_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1727,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	mi := &file_orders_v1_order_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1740,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{21}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckResult) GetConfirmed() bool {
@@ -1536,7 +1768,7 @@ type AckOrdersResponse struct {
 
 func (x *AckOrdersResponse) Reset() {
 	*x = AckOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	mi := &file_orders_v1_order_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1780,7 @@ func (x *AckOrdersResponse) String() string {
 func (*AckOrdersResponse) ProtoMessage() {}
 
 func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	mi := &file_orders_v1_order_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1793,7 @@ func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOrdersResponse.ProtoReflect.Descriptor instead.
 func (*AckOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{22}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AckOrdersResponse) GetResults() []*AckResult {
@@ -1598,7 +1830,7 @@ type WatchOrdersRequest struct {
 
 func (x *WatchOrdersRequest) Reset() {
 	*x = WatchOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	mi := &file_orders_v1_order_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1842,7 @@ func (x *WatchOrdersRequest) String() string {
 func (*WatchOrdersRequest) ProtoMessage() {}
 
 func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	mi := &file_orders_v1_order_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1855,7 @@ func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{23}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WatchOrdersRequest) GetStatuses() []OrderStatus {
@@ -1731,7 +1963,7 @@ type WatchOrdersResponse struct {
 
 func (x *WatchOrdersResponse) Reset() {
 	*x = WatchOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	mi := &file_orders_v1_order_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1975,7 @@ func (x *WatchOrdersResponse) String() string {
 func (*WatchOrdersResponse) ProtoMessage() {}
 
 func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	mi := &file_orders_v1_order_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1988,7 @@ func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{24}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchOrdersResponse) GetEvent() *OrderEvent {
@@ -1795,7 +2027,21 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\rcurrency_code\x18\x05 \x01(\tR\fcurrencyCode\"[\n" +
 	"\x13CreateOrderResponse\x12&\n" +
 	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\",\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"J\n" +
+	"\x13CreateOrdersRequest\x123\n" +
+	"\x05order\x18\x01 \x01(\v2\x1d.orders.v1.CreateOrderRequestR\x05order\"\x89\x01\n" +
+	"\x14CreateOrdersResponse\x12&\n" +
+	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12+\n" +
+	"\x05error\x18\x03 \x01(\v2\x15.orders.v1.OrderErrorR\x05error\"\x80\x01\n" +
+	"\n" +
+	"OrderError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12D\n" +
+	"\x10field_violations\x18\x03 \x03(\v2\x19.orders.v1.FieldViolationR\x0ffieldViolations\"H\n" +
+	"\x0eFieldViolation\x12\x14\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\",\n" +
 	"\x0fGetOrderRequest\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\":\n" +
 	"\x10GetOrderResponse\x12&\n" +
@@ -1902,9 +2148,10 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
 	"\x0eACK_ACTION_NAK\x10\x02\x12\x1a\n" +
 	"\x16ACK_ACTION_IN_PROGRESS\x10\x03\x12\x13\n" +
-	"\x0fACK_ACTION_TERM\x10\x042\xe5\x06\n" +
+	"\x0fACK_ACTION_TERM\x10\x042\xba\a\n" +
 	"\fOrderService\x12L\n" +
-	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12C\n" +
+	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12S\n" +
+	"\fCreateOrders\x12\x1e.orders.v1.CreateOrdersRequest\x1a\x1f.orders.v1.CreateOrdersResponse(\x010\x01\x12C\n" +
 	"\bGetOrder\x12\x1a.orders.v1.GetOrderRequest\x1a\x1b.orders.v1.GetOrderResponse\x12O\n" +
 	"\fApproveOrder\x12\x1e.orders.v1.ApproveOrderRequest\x1a\x1f.orders.v1.ApproveOrderResponse\x12L\n" +
 	"\vRejectOrder\x12\x1d.orders.v1.RejectOrderRequest\x1a\x1e.orders.v1.RejectOrderResponse\x12C\n" +
@@ -1931,93 +2178,103 @@ func file_orders_v1_order_service_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_order_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_orders_v1_order_service_proto_goTypes = []any{
 	(AckAction)(0),                  // 0: orders.v1.AckAction
 	(*CreateOrderRequest)(nil),      // 1: orders.v1.CreateOrderRequest
 	(*CreateOrderResponse)(nil),     // 2: orders.v1.CreateOrderResponse
-	(*GetOrderRequest)(nil),         // 3: orders.v1.GetOrderRequest
-	(*GetOrderResponse)(nil),        // 4: orders.v1.GetOrderResponse
-	(*ApproveOrderRequest)(nil),     // 5: orders.v1.ApproveOrderRequest
-	(*ApproveOrderResponse)(nil),    // 6: orders.v1.ApproveOrderResponse
-	(*RejectOrderRequest)(nil),      // 7: orders.v1.RejectOrderRequest
-	(*RejectOrderResponse)(nil),     // 8: orders.v1.RejectOrderResponse
-	(*PayOrderRequest)(nil),         // 9: orders.v1.PayOrderRequest
-	(*PayOrderResponse)(nil),        // 10: orders.v1.PayOrderResponse
-	(*ShipOrderRequest)(nil),        // 11: orders.v1.ShipOrderRequest
-	(*ShipOrderResponse)(nil),       // 12: orders.v1.ShipOrderResponse
-	(*CancelOrderRequest)(nil),      // 13: orders.v1.CancelOrderRequest
-	(*CancelOrderResponse)(nil),     // 14: orders.v1.CancelOrderResponse
-	(*GetOrderHistoryRequest)(nil),  // 15: orders.v1.GetOrderHistoryRequest
-	(*GetOrderHistoryResponse)(nil), // 16: orders.v1.GetOrderHistoryResponse
-	(*ConsumerSettings)(nil),        // 17: orders.v1.ConsumerSettings
-	(*ConsumeOrdersRequest)(nil),    // 18: orders.v1.ConsumeOrdersRequest
-	(*ConsumeOrdersResponse)(nil),   // 19: orders.v1.ConsumeOrdersResponse
-	(*Ack)(nil),                     // 20: orders.v1.Ack
-	(*AckOrdersRequest)(nil),        // 21: orders.v1.AckOrdersRequest
-	(*AckResult)(nil),               // 22: orders.v1.AckResult
-	(*AckOrdersResponse)(nil),       // 23: orders.v1.AckOrdersResponse
-	(*WatchOrdersRequest)(nil),      // 24: orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil),     // 25: orders.v1.WatchOrdersResponse
-	(*LineItem)(nil),                // 26: orders.v1.LineItem
-	(*Order)(nil),                   // 27: orders.v1.Order
-	(*OrderEvent)(nil),              // 28: orders.v1.OrderEvent
-	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
-	(OrderStatus)(0),                // 31: orders.v1.OrderStatus
+	(*CreateOrdersRequest)(nil),     // 3: orders.v1.CreateOrdersRequest
+	(*CreateOrdersResponse)(nil),    // 4: orders.v1.CreateOrdersResponse
+	(*OrderError)(nil),              // 5: orders.v1.OrderError
+	(*FieldViolation)(nil),          // 6: orders.v1.FieldViolation
+	(*GetOrderRequest)(nil),         // 7: orders.v1.GetOrderRequest
+	(*GetOrderResponse)(nil),        // 8: orders.v1.GetOrderResponse
+	(*ApproveOrderRequest)(nil),     // 9: orders.v1.ApproveOrderRequest
+	(*ApproveOrderResponse)(nil),    // 10: orders.v1.ApproveOrderResponse
+	(*RejectOrderRequest)(nil),      // 11: orders.v1.RejectOrderRequest
+	(*RejectOrderResponse)(nil),     // 12: orders.v1.RejectOrderResponse
+	(*PayOrderRequest)(nil),         // 13: orders.v1.PayOrderRequest
+	(*PayOrderResponse)(nil),        // 14: orders.v1.PayOrderResponse
+	(*ShipOrderRequest)(nil),        // 15: orders.v1.ShipOrderRequest
+	(*ShipOrderResponse)(nil),       // 16: orders.v1.ShipOrderResponse
+	(*CancelOrderRequest)(nil),      // 17: orders.v1.CancelOrderRequest
+	(*CancelOrderResponse)(nil),     // 18: orders.v1.CancelOrderResponse
+	(*GetOrderHistoryRequest)(nil),  // 19: orders.v1.GetOrderHistoryRequest
+	(*GetOrderHistoryResponse)(nil), // 20: orders.v1.GetOrderHistoryResponse
+	(*ConsumerSettings)(nil),        // 21: orders.v1.ConsumerSettings
+	(*ConsumeOrdersRequest)(nil),    // 22: orders.v1.ConsumeOrdersRequest
+	(*ConsumeOrdersResponse)(nil),   // 23: orders.v1.ConsumeOrdersResponse
+	(*Ack)(nil),                     // 24: orders.v1.Ack
+	(*AckOrdersRequest)(nil),        // 25: orders.v1.AckOrdersRequest
+	(*AckResult)(nil),               // 26: orders.v1.AckResult
+	(*AckOrdersResponse)(nil),       // 27: orders.v1.AckOrdersResponse
+	(*WatchOrdersRequest)(nil),      // 28: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),     // 29: orders.v1.WatchOrdersResponse
+	(*LineItem)(nil),                // 30: orders.v1.LineItem
+	(*Order)(nil),                   // 31: orders.v1.Order
+	(*OrderEvent)(nil),              // 32: orders.v1.OrderEvent
+	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(OrderStatus)(0),                // 35: orders.v1.OrderStatus
 }
 var file_orders_v1_order_service_proto_depIdxs = []int32{
-	26, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
-	27, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
-	27, // 2: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	27, // 3: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
-	27, // 4: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
-	27, // 5: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
-	27, // 6: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
-	27, // 7: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	28, // 8: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
-	29, // 9: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
-	29, // 10: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
-	30, // 11: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
-	31, // 12: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	17, // 13: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
-	29, // 14: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	28, // 15: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	0,  // 16: orders.v1.Ack.action:type_name -> orders.v1.AckAction
-	29, // 17: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
-	20, // 18: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
-	22, // 19: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
-	31, // 20: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	30, // 21: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
-	29, // 22: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	28, // 23: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	1,  // 24: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	3,  // 25: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	5,  // 26: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
-	7,  // 27: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
-	9,  // 28: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
-	11, // 29: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	13, // 30: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	15, // 31: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
-	18, // 32: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
-	21, // 33: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
-	24, // 34: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	2,  // 35: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	4,  // 36: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	6,  // 37: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
-	8,  // 38: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
-	10, // 39: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
-	12, // 40: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	14, // 41: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	16, // 42: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
-	19, // 43: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
-	23, // 44: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
-	25, // 45: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	30, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
+	31, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	1,  // 2: orders.v1.CreateOrdersRequest.order:type_name -> orders.v1.CreateOrderRequest
+	31, // 3: orders.v1.CreateOrdersResponse.order:type_name -> orders.v1.Order
+	5,  // 4: orders.v1.CreateOrdersResponse.error:type_name -> orders.v1.OrderError
+	6,  // 5: orders.v1.OrderError.field_violations:type_name -> orders.v1.FieldViolation
+	31, // 6: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	31, // 7: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
+	31, // 8: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
+	31, // 9: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
+	31, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
+	31, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	32, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
+	33, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
+	33, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
+	34, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
+	35, // 16: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	21, // 17: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
+	33, // 18: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	32, // 19: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	0,  // 20: orders.v1.Ack.action:type_name -> orders.v1.AckAction
+	33, // 21: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
+	24, // 22: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
+	26, // 23: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
+	35, // 24: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	34, // 25: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
+	33, // 26: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	32, // 27: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	1,  // 28: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	3,  // 29: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
+	7,  // 30: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	9,  // 31: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
+	11, // 32: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
+	13, // 33: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
+	15, // 34: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	17, // 35: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	19, // 36: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
+	22, // 37: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
+	25, // 38: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
+	28, // 39: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 40: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	4,  // 41: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
+	8,  // 42: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	10, // 43: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
+	12, // 44: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
+	14, // 45: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
+	16, // 46: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	18, // 47: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	20, // 48: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
+	23, // 49: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
+	27, // 50: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
+	29, // 51: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	40, // [40:52] is the sub-list for method output_type
+	28, // [28:40] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_order_service_proto_init() }
@@ -2026,12 +2283,12 @@ func file_orders_v1_order_service_proto_init() {
 		return
 	}
 	file_orders_v1_order_proto_init()
-	file_orders_v1_order_service_proto_msgTypes[16].OneofWrappers = []any{
+	file_orders_v1_order_service_proto_msgTypes[20].OneofWrappers = []any{
 		(*ConsumerSettings_StartNew)(nil),
 		(*ConsumerSettings_StartSequence)(nil),
 		(*ConsumerSettings_StartTime)(nil),
 	}
-	file_orders_v1_order_service_proto_msgTypes[23].OneofWrappers = []any{
+	file_orders_v1_order_service_proto_msgTypes[27].OneofWrappers = []any{
 		(*WatchOrdersRequest_ReplayAll)(nil),
 		(*WatchOrdersRequest_StartSequence)(nil),
 		(*WatchOrdersRequest_StartTime)(nil),
@@ -2042,7 +2299,7 @@ func file_orders_v1_order_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_order_service_proto_rawDesc), len(file_orders_v1_order_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	OrderService_CreateOrder_FullMethodName     = "/orders.v1.OrderService/CreateOrder"
+	OrderService_CreateOrders_FullMethodName    = "/orders.v1.OrderService/CreateOrders"
 	OrderService_GetOrder_FullMethodName        = "/orders.v1.OrderService/GetOrder"
 	OrderService_ApproveOrder_FullMethodName    = "/orders.v1.OrderService/ApproveOrder"
 	OrderService_RejectOrder_FullMethodName     = "/orders.v1.OrderService/RejectOrder"
@@ -50,6 +51,14 @@ type OrderServiceClient interface {
 	// Retrying with the same request_id returns the original order with
 	// duplicate set and stores nothing new.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
+	// CreateOrders places many orders over one stream, for bulk loads and
+	// high-rate producers: one CreateOrdersResponse per CreateOrdersRequest,
+	// in the same order. The orders are published in a pipeline (many in
+	// flight at once), each with every guarantee of CreateOrder: idempotent
+	// with a request_id, an order_id taken once. An order that fails gets an
+	// error result of its own and the stream goes on; the stream ends when
+	// the client closes its side and every result has been sent.
+	CreateOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CreateOrdersRequest, CreateOrdersResponse], error)
 	// GetOrder returns an order's current state: its latest event, read from
 	// the stream (strongly consistent: it sees every write that returned).
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
@@ -108,6 +117,19 @@ func (c *orderServiceClient) CreateOrder(ctx context.Context, in *CreateOrderReq
 	}
 	return out, nil
 }
+
+func (c *orderServiceClient) CreateOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CreateOrdersRequest, CreateOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[0], OrderService_CreateOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CreateOrdersRequest, CreateOrdersResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_CreateOrdersClient = grpc.BidiStreamingClient[CreateOrdersRequest, CreateOrdersResponse]
 
 func (c *orderServiceClient) GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -171,7 +193,7 @@ func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderReq
 
 func (c *orderServiceClient) GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetOrderHistoryResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[0], OrderService_GetOrderHistory_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[1], OrderService_GetOrderHistory_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +212,7 @@ type OrderService_GetOrderHistoryClient = grpc.ServerStreamingClient[GetOrderHis
 
 func (c *orderServiceClient) ConsumeOrders(ctx context.Context, in *ConsumeOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeOrdersResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[1], OrderService_ConsumeOrders_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[2], OrderService_ConsumeOrders_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +241,7 @@ func (c *orderServiceClient) AckOrders(ctx context.Context, in *AckOrdersRequest
 
 func (c *orderServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[2], OrderService_WatchOrders_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[3], OrderService_WatchOrders_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +276,14 @@ type OrderServiceServer interface {
 	// Retrying with the same request_id returns the original order with
 	// duplicate set and stores nothing new.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)
+	// CreateOrders places many orders over one stream, for bulk loads and
+	// high-rate producers: one CreateOrdersResponse per CreateOrdersRequest,
+	// in the same order. The orders are published in a pipeline (many in
+	// flight at once), each with every guarantee of CreateOrder: idempotent
+	// with a request_id, an order_id taken once. An order that fails gets an
+	// error result of its own and the stream goes on; the stream ends when
+	// the client closes its side and every result has been sent.
+	CreateOrders(grpc.BidiStreamingServer[CreateOrdersRequest, CreateOrdersResponse]) error
 	// GetOrder returns an order's current state: its latest event, read from
 	// the stream (strongly consistent: it sees every write that returned).
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
@@ -305,6 +335,9 @@ type UnimplementedOrderServiceServer struct{}
 
 func (UnimplementedOrderServiceServer) CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) CreateOrders(grpc.BidiStreamingServer[CreateOrdersRequest, CreateOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method CreateOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOrder not implemented")
@@ -374,6 +407,13 @@ func _OrderService_CreateOrder_Handler(srv interface{}, ctx context.Context, dec
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _OrderService_CreateOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(OrderServiceServer).CreateOrders(&grpc.GenericServerStream[CreateOrdersRequest, CreateOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_CreateOrdersServer = grpc.BidiStreamingServer[CreateOrdersRequest, CreateOrdersResponse]
 
 func _OrderService_GetOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetOrderRequest)
@@ -575,6 +615,12 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "CreateOrders",
+			Handler:       _OrderService_CreateOrders_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "GetOrderHistory",
 			Handler:       _OrderService_GetOrderHistory_Handler,

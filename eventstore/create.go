@@ -1,0 +1,135 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// Create stores a new order as its created event. The event is published
+// with an expected last sequence of 0 on ORDERS.*.<id>, so an order id can
+// be taken only once; a retried request is answered with the original order.
+func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
+	order, msg, err := s.createdEvent(in)
+	if err != nil {
+		return Result{}, err
+	}
+	ctx, cancel, stream, err := s.begin(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cancel()
+	ack, err := s.js.PublishMsg(ctx, msg, expectNewOrder(order))
+	return s.settleCreate(ctx, stream, in, order, ack, err)
+}
+
+// PendingCreate is a create whose event is on its way to JetStream.
+type PendingCreate struct {
+	store  *Store
+	in     NewOrder
+	order  *ordersv1.Order
+	future jetstream.PubAckFuture
+	stream jetstream.Stream
+}
+
+// CreateAsync publishes a new order's created event without waiting for
+// JetStream's answer, so that many creates can be in flight at once over
+// one connection; Wait gives the same result Create would have. Every
+// check of Create applies: the expected sequence, the request id, the
+// resolution of retries.
+func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, error) {
+	order, msg, err := s.createdEvent(in)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := s.Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	future, err := s.js.PublishMsgAsync(msg, expectNewOrder(order))
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	return &PendingCreate{store: s, in: in, order: order, future: future, stream: stream}, nil
+}
+
+// Wait returns the create's result once JetStream has answered, or
+// ErrUnavailable if it does not within the store's timeout (the outcome is
+// then unknown: retry with the same request id).
+func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
+	s := p.store
+	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	defer cancel()
+	var (
+		ack *jetstream.PubAck
+		err error
+	)
+	select {
+	case ack = <-p.future.Ok():
+	case err = <-p.future.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	return s.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
+}
+
+// createdEvent builds a new order and the message of its created event.
+func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
+	total, err := orderTotal(in.Items)
+	if err != nil {
+		return nil, nil, err
+	}
+	orderID := in.OrderID
+	if orderID == "" {
+		orderID = s.newID()
+	}
+	now := timestamppb.New(s.now())
+	order := &ordersv1.Order{
+		OrderId:      orderID,
+		CustomerId:   in.CustomerID,
+		Status:       ordersv1.OrderStatus_ORDER_STATUS_CREATED,
+		Items:        in.Items,
+		CurrencyCode: in.CurrencyCode,
+		TotalMinor:   total,
+		CreateTime:   now,
+		UpdateTime:   now,
+	}
+	msg, err := encodeEvent(order, in.RequestID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return order, msg, nil
+}
+
+// expectNewOrder makes the publish fail unless the order has no event yet.
+func expectNewOrder(order *ordersv1.Order) jetstream.PublishOpt {
+	filter, _ := OrderSubjects(order.GetOrderId()) // valid: encodeEvent checked it
+	return jetstream.WithExpectLastSequenceForSubject(0, filter)
+}
+
+// settleCreate turns JetStream's answer to a created event into the
+// create's result.
+func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in NewOrder, order *ordersv1.Order, ack *jetstream.PubAck, err error) (Result, error) {
+	switch {
+	case isWrongLastSequence(err):
+		// The order id is taken: by this very request (a retry) or another.
+		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, order.GetOrderId(), in.RequestID); err != nil || ok {
+			return prior, s.classify(err)
+		}
+		return Result{}, fmt.Errorf("%w: order %s", ErrAlreadyExists, order.GetOrderId())
+	case err != nil:
+		return Result{}, s.classify(err)
+	case ack.Duplicate:
+		// A retry of a create whose order id the server made up: the
+		// duplicate window knows the original event.
+		return s.duplicateAt(ctx, stream, ack.Sequence, in.RequestID, in.OrderID)
+	}
+	order.Revision = ack.Sequence
+	return Result{Order: order}, nil
+}
+
