@@ -132,4 +132,3 @@ func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in Ne
 	order.Revision = ack.Sequence
 	return Result{Order: order}, nil
 }
-
