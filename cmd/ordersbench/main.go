@@ -1,0 +1,236 @@
+// Command ordersbench measures ordersd against a direct nats.go client
+// doing the same work, in the same process and the same run: it starts an
+// ordersd node in process (embedded JetStream, gRPC over loopback TCP, the
+// code path of the binary), runs each workload through ordersd and
+// directly against the same NATS server, and prints a table of rates,
+// ratios and latencies, also written as JSON.
+//
+//	go run ./cmd/ordersbench                # the default run, about a minute
+//	go run ./cmd/ordersbench -duration 5s -workloads create,transition
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/node"
+)
+
+// options are the benchmark's flags.
+type options struct {
+	duration      time.Duration
+	concurrency   []int
+	transitionC   int
+	consumeEvents int
+	watchers      int
+	watchersAll   int
+	watchRate     int
+	watchDuration time.Duration
+	workloads     map[string]bool
+	jsonOut       string
+	cpuProfile    string
+}
+
+func main() {
+	o, err := parseOptions(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ordersbench:", err)
+		os.Exit(2)
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "ordersbench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseOptions(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("ordersbench", flag.ContinueOnError)
+	fs.DurationVar(&o.duration, "duration", 2*time.Second, "how long each side of each throughput workload runs")
+	conc := fs.String("concurrency", "1,16,64", "concurrencies of the unary create workload")
+	fs.IntVar(&o.transitionC, "transition-concurrency", 64, "concurrency of the transition workload")
+	fs.IntVar(&o.consumeEvents, "consume-events", 100_000, "events consumed and acked by each side of the consume workload")
+	fs.IntVar(&o.watchers, "watchers", 1000, "concurrent WatchOrders streams, each following one customer")
+	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event")
+	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
+	fs.DurationVar(&o.watchDuration, "watch-duration", 5*time.Second, "how long events are published during the watch workload")
+	work := fs.String("workloads", "create,stream,transition,consume,watch", "workloads to run")
+	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for _, c := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("-concurrency: %q is not a positive number", c)
+		}
+		o.concurrency = append(o.concurrency, n)
+	}
+	o.workloads = map[string]bool{}
+	for _, w := range strings.Split(*work, ",") {
+		o.workloads[strings.TrimSpace(w)] = true
+	}
+	return o, nil
+}
+
+// bench is what every workload works with.
+type bench struct {
+	o       options
+	client  ordersv1.OrderServiceClient
+	conn    *grpc.ClientConn
+	addr    string
+	nc      *nats.Conn // the direct client's own connection
+	js      jetstream.JetStream
+	connect func(opts ...nats.Option) (*nats.Conn, error)
+	results []result
+	syncC64 side // direct synchronous publishing at concurrency 64, for the streamed comparison
+}
+
+func run(o options) error {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	dataDir, err := os.MkdirTemp("", "ordersbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+
+	keyFile := dataDir + "/ack-token.key"
+	if err := os.WriteFile(keyFile, []byte("ordersbench-ack-token-key-0123456789"), 0o600); err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	ready := make(chan node.Ready, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg := node.Config{
+		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
+		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
+		AckTokenKeyFile: keyFile, Review: false,
+		OnReady: func(r node.Ready) { ready <- r },
+	}
+	go func() { done <- node.Run(ctx, cfg, log) }()
+	var r node.Ready
+	select {
+	case r = <-ready:
+	case err := <-done:
+		return fmt.Errorf("ordersd did not start: %w", err)
+	}
+	defer func() { stop(); <-done }() // runs before the deferred stop above
+
+	b := &bench{o: o, addr: r.GRPCAddr.String(), connect: r.ConnectNATS}
+	b.conn, err = grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer b.conn.Close()
+	b.client = ordersv1.NewOrderServiceClient(b.conn)
+	if b.nc, err = r.ConnectNATS(nats.Name("ordersbench-direct")); err != nil {
+		return err
+	}
+	defer b.nc.Close()
+	if b.js, err = jetstream.New(b.nc); err != nil {
+		return err
+	}
+	if err := b.waitServing(); err != nil {
+		return err
+	}
+
+	fmt.Printf("ordersbench: ordersd at %s, embedded JetStream in %s\n\n", b.addr, dataDir)
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"create", b.createUnary},
+		{"stream", b.createStreamed},
+		{"transition", b.transition},
+		{"consume", b.consume},
+		{"watch", b.watch},
+	}
+	for _, s := range steps {
+		if !o.workloads[s.name] {
+			continue
+		}
+		if err := s.run(); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	b.print(os.Stdout)
+	if o.jsonOut != "" {
+		data, _ := json.MarshalIndent(b.results, "", "  ")
+		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("\nresults written to %s\n", o.jsonOut)
+	}
+	return nil
+}
+
+// waitServing waits until the node answers.
+func (b *bench) waitServing() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := b.client.GetOrder(context.Background(), &ordersv1.GetOrderRequest{OrderId: "warm-up"})
+		if err == nil || strings.Contains(err.Error(), "not found") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.New("ordersd not serving after 30s: " + err.Error())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *bench) add(r result) {
+	b.results = append(b.results, r)
+	fmt.Printf("%-34s direct %9.0f/s   ordersd %9.0f/s   ratio %.2f\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio)
+}
+
+func (b *bench) print(w io.Writer) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tdirect/s\tordersd/s\tratio\tdirect p50 ms\tdirect p99 ms\tordersd p50 ms\tordersd p99 ms\ttarget\tmet\t")
+	for _, r := range b.results {
+		met := "-"
+		if r.Target != "" {
+			met = map[bool]string{true: "yes", false: "NO"}[r.Met]
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio,
+			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, r.Target, met)
+	}
+	tw.Flush()
+	for _, r := range b.results {
+		if r.Note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.Workload, r.Note)
+		}
+	}
+}
+

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// histogram records latencies in 10 µs buckets up to 2 s (the last bucket
+// takes everything longer). It is safe for concurrent use and needs no
+// memory per sample, so it can count millions of them.
+type histogram struct {
+	buckets [200_001]atomic.Uint32
+	count   atomic.Uint64
+}
+
+const bucketWidth = 10 * time.Microsecond
+
+func (h *histogram) record(d time.Duration) {
+	i := int(d / bucketWidth)
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(h.buckets) {
+		i = len(h.buckets) - 1
+	}
+	h.buckets[i].Add(1)
+	h.count.Add(1)
+}
+
+// quantile returns the latency below which a fraction q of samples fall.
+func (h *histogram) quantile(q float64) time.Duration {
+	n := h.count.Load()
+	if n == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(n)))
+	var seen uint64
+	for i := range h.buckets {
+		seen += uint64(h.buckets[i].Load())
+		if seen >= rank {
+			return time.Duration(i+1) * bucketWidth
+		}
+	}
+	return time.Duration(len(h.buckets)) * bucketWidth
+}
+
+// side is one measured run: a number of operations over a span of time.
+type side struct {
+	ops     uint64
+	elapsed time.Duration
+	lat     *histogram
+}
+
+func (s side) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.ops) / s.elapsed.Seconds()
+}
+
+// runFor calls op from workers goroutines until d has passed (or op says
+// stop) and measures each call.
+func runFor(d time.Duration, workers int, op func(worker int) (stop bool, err error)) (side, error) {
+	h := &histogram{}
+	var (
+		ops      atomic.Uint64
+		wg       sync.WaitGroup
+		firstErr atomic.Value
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				stop, err := op(w)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				if stop {
+					return
+				}
+				h.record(time.Since(t0))
+				ops.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	s := side{ops: ops.Load(), elapsed: time.Since(start), lat: h}
+	if err, ok := firstErr.Load().(error); ok {
+		return s, err
+	}
+	return s, nil
+}
+
+// result is one row of the table.
+type result struct {
+	Workload     string  `json:"workload"`
+	DirectRate   float64 `json:"direct_ops_per_s"`
+	OrdersdRate  float64 `json:"ordersd_ops_per_s"`
+	Ratio        float64 `json:"ratio"`
+	DirectP50Ms  float64 `json:"direct_p50_ms"`
+	DirectP99Ms  float64 `json:"direct_p99_ms"`
+	OrdersdP50Ms float64 `json:"ordersd_p50_ms"`
+	OrdersdP99Ms float64 `json:"ordersd_p99_ms"`
+	Target       string  `json:"target"`
+	Met          bool    `json:"met"`
+	Note         string  `json:"note,omitempty"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*1000) / 1000 }
+
+// compare makes a row from a direct and an ordersd run; the target is met
+// when the ratio is at least minRatio.
+func compare(name string, direct, ordersd side, minRatio float64) result {
+	r := result{
+		Workload:     name,
+		DirectRate:   math.Round(direct.rate()),
+		OrdersdRate:  math.Round(ordersd.rate()),
+		DirectP50Ms:  ms(direct.lat.quantile(0.5)),
+		DirectP99Ms:  ms(direct.lat.quantile(0.99)),
+		OrdersdP50Ms: ms(ordersd.lat.quantile(0.5)),
+		OrdersdP99Ms: ms(ordersd.lat.quantile(0.99)),
+	}
+	if direct.rate() > 0 {
+		r.Ratio = math.Round(ordersd.rate()/direct.rate()*100) / 100
+	}
+	if minRatio > 0 {
+		r.Target = "≥ " + trimFloat(minRatio) + "×"
+		r.Met = r.Ratio >= minRatio
+	}
+	return r
+}
+
+func trimFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
