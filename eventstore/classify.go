@@ -54,6 +54,9 @@ func Classify(err error) error {
 		// gRPC layer reports DEADLINE_EXCEEDED instead when the caller's own
 		// deadline is what ran out.
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+		// Too many publishes wait for their acks: back-pressure, not a hang.
+		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
 	case errors.As(err, &apiErr) && apiErr.Code == 503:
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || apiErr.ErrorCode == 10023 /* insufficient resources */ || apiErr.ErrorCode == 10047 /* storage resources exceeded */):

@@ -24,7 +24,7 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 		return Result{}, err
 	}
 	defer cancel()
-	ack, err := s.js.PublishMsg(ctx, msg, expectNewOrder(order))
+	ack, err := s.publish(ctx, msg, expectNewOrder(order))
 	return s.settleCreate(ctx, stream, in, order, ack, err)
 }
 
@@ -62,20 +62,10 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 // ErrUnavailable if it does not within the store's timeout (the outcome is
 // then unknown: retry with the same request id).
 func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
-	s := p.store
-	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.store.opTimeout)
 	defer cancel()
-	var (
-		ack *jetstream.PubAck
-		err error
-	)
-	select {
-	case ack = <-p.future.Ok():
-	case err = <-p.future.Err():
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	return s.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
+	ack, err := awaitAck(ctx, p.future)
+	return p.store.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
 }
 
 // createdEvent builds a new order and the message of its created event.

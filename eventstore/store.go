@@ -206,7 +206,7 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 		return Result{}, err
 	}
 	filter, _ := OrderSubjects(c.OrderID) // valid: lastEvent checked it
-	ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequenceForSubject(current.GetRevision(), filter))
+	ack, err := s.publish(ctx, msg, jetstream.WithExpectLastSequenceForSubject(current.GetRevision(), filter))
 	switch {
 	case isWrongLastSequence(err):
 		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: current.GetRevision()})

@@ -69,7 +69,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return status.Error(codes.Unavailable, "JetStream is unavailable; retry later (writes with the same request_id)")
 	case errors.Is(err, eventstore.ErrResourceExhausted):
 		log.WarnContext(ctx, "jetstream refused a write for lack of resources", "order_id", orderID, "err", err)
-		return status.Error(codes.ResourceExhausted, "JetStream has no room for the write")
+		return status.Error(codes.ResourceExhausted, "JetStream cannot take the write now (storage full, or too many writes waiting for acks); retry with backoff")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call cancelled")
 	case errors.Is(err, eventstore.ErrCorruptEvent):

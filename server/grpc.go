@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -36,6 +37,8 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 		return status.Error(codes.Internal, "internal error")
 	})}
 	opts = append([]grpc.ServerOption{
+		// Serve calls from a pool of goroutines instead of a new one each.
+		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
 		grpc.ChainUnaryInterceptor(
 			logging.UnaryServerInterceptor(callLog, logOpts...),
 			recovery.UnaryServerInterceptor(recoverOpts...),
