@@ -3,7 +3,7 @@ package consumers
 import (
 	"context"
 	"fmt"
-	"sync"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,20 +66,64 @@ func NewAcker(nc *nats.Conn, timeout time.Duration) *Acker {
 	return &Acker{nc: nc, timeout: timeout}
 }
 
-// Apply sends every ack at once and waits for their confirmations.
+// Apply sends every ack at once and waits for their confirmations. The
+// acks share one reply subscription (ack i is answered on <inbox>.<i>), so
+// a batch costs one subscription, not one request each.
 func (a *Acker) Apply(ctx context.Context, settles []Settle) []SettleResult {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	results := make([]SettleResult, len(settles))
-	var wg sync.WaitGroup
-	for i, s := range settles {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := a.nc.RequestWithContext(ctx, s.Ack.Subject, s.body())
-			results[i] = SettleResult{Confirmed: err == nil, Err: err}
-		}()
+	inbox := a.nc.NewInbox()
+	replies := make(chan *nats.Msg, len(settles))
+	sub, err := a.nc.ChanSubscribe(inbox+".*", replies)
+	if err != nil {
+		return failAll(results, err)
 	}
-	wg.Wait()
+	defer func() { _ = sub.Unsubscribe() }()
+	for i, s := range settles {
+		msg := &nats.Msg{Subject: s.Ack.Subject, Reply: inbox + "." + strconv.Itoa(i), Data: s.body()}
+		if err := a.nc.PublishMsg(msg); err != nil {
+			results[i].Err = err
+		}
+	}
+	if err := a.nc.FlushWithContext(ctx); err != nil {
+		return failAll(results, err)
+	}
+	for waiting := awaiting(results); waiting > 0; {
+		select {
+		case m := <-replies:
+			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+			if err != nil || i < 0 || i >= len(results) || results[i].Confirmed {
+				continue
+			}
+			results[i].Confirmed = true
+			waiting--
+		case <-ctx.Done():
+			for i := range results {
+				if !results[i].Confirmed && results[i].Err == nil {
+					results[i].Err = ctx.Err()
+				}
+			}
+			return results
+		}
+	}
+	return results
+}
+
+// awaiting is how many acks were published and wait for their answer.
+func awaiting(results []SettleResult) int {
+	n := 0
+	for _, r := range results {
+		if r.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func failAll(results []SettleResult, err error) []SettleResult {
+	for i := range results {
+		results[i].Err = err
+	}
 	return results
 }

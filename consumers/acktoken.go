@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ordersd/ordersd/eventstore"
 )
@@ -32,7 +34,8 @@ const (
 // sharing the key can ack the delivery, and nothing but a subject ordersd
 // itself received from JetStream can ever be published to.
 type AckTokens struct {
-	key []byte
+	key  []byte
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 with key, reused
 }
 
 // NewAckTokens returns signer and verifier for key, which must be at least
@@ -41,7 +44,7 @@ func NewAckTokens(key []byte) (*AckTokens, error) {
 	if len(key) < 32 {
 		return nil, fmt.Errorf("ack token key must be at least 32 bytes, got %d", len(key))
 	}
-	return &AckTokens{key: append([]byte(nil), key...)}, nil
+	return newAckTokens(append([]byte(nil), key...)), nil
 }
 
 // RandomAckTokens returns AckTokens with a fresh random key: tokens work
@@ -49,7 +52,13 @@ func NewAckTokens(key []byte) (*AckTokens, error) {
 func RandomAckTokens() *AckTokens {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails
-	return &AckTokens{key: key}
+	return newAckTokens(key)
+}
+
+func newAckTokens(key []byte) *AckTokens {
+	t := &AckTokens{key: key}
+	t.macs.New = func() any { return hmac.New(sha256.New, t.key) }
+	return t
 }
 
 // Sign makes the token of an ack subject.
@@ -79,7 +88,9 @@ func (t *AckTokens) Verify(token string) (AckSubject, error) {
 }
 
 func (t *AckTokens) mac(subject string) []byte {
-	h := hmac.New(sha256.New, t.key)
+	h := t.macs.Get().(hash.Hash)
+	defer t.macs.Put(h)
+	h.Reset()
 	h.Write([]byte{tokenVersion})
 	h.Write([]byte(subject))
 	return h.Sum(nil)

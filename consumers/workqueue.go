@@ -137,44 +137,72 @@ func (l *fetchLoop) waitForCredit(ctx context.Context, now, nextExpiry time.Time
 	}
 }
 
-// deliver sends the events of one fetch. Once the stream is broken (ctx
-// ended or a send failed) it releases the rest with a NAK.
+// prepared is a fetched message made ready to send: decoded and signed.
+type prepared struct {
+	msg      jetstream.Msg
+	delivery Delivery
+	seq      uint64
+	ok       bool // false: not an order event (already terminated)
+}
+
+// prepare decodes and signs one message; it runs beside the sends, so
+// that the CPU work of one event overlaps the network work of another.
+func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
+	meta, err := msg.Metadata()
+	if err != nil {
+		_ = msg.Term()
+		return prepared{msg: msg}
+	}
+	ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	if err != nil {
+		l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "seq", meta.Sequence.Stream, "err", err)
+		_ = msg.TermWithReason("not an order event")
+		return prepared{msg: msg}
+	}
+	p := prepared{msg: msg, seq: meta.Sequence.Stream, ok: true,
+		delivery: Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
+	if !l.spec.AutoAck {
+		p.delivery.AckToken = l.w.tokens.Sign(msg.Reply())
+	}
+	return p
+}
+
+// deliver sends the events of one fetch, prepared by a helper goroutine.
+// Once the stream is broken (ctx ended or a send failed) it releases the
+// rest with a NAK.
 func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) error {
+	ready := make(chan prepared, 64)
+	go func() {
+		defer close(ready)
+		for msg := range batch.Messages() {
+			ready <- l.prepare(msg)
+		}
+	}()
 	var stop error
-	for msg := range batch.Messages() {
+	for p := range ready {
 		if stop == nil {
 			stop = ctx.Err()
 		}
+		if !p.ok {
+			continue
+		}
 		if stop != nil {
-			_ = msg.Nak()
+			_ = p.msg.Nak()
 			continue
 		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			_ = msg.Term()
-			continue
-		}
-		ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
-		if err != nil {
-			l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "seq", meta.Sequence.Stream, "err", err)
-			_ = msg.TermWithReason("not an order event")
-			continue
-		}
-		d := Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}
 		if !l.spec.AutoAck {
-			d.AckToken = l.w.tokens.Sign(msg.Reply())
 			// Held before the send, so an ack that overtakes it still counts.
-			l.held.hold(meta.Sequence.Stream, time.Now().Add(ackDeadline(l.cfg, meta.NumDelivered)))
+			l.held.hold(p.seq, time.Now().Add(ackDeadline(l.cfg, p.delivery.Attempt)))
 		}
-		if err := l.send(d); err != nil {
+		if err := l.send(p.delivery); err != nil {
 			stop = err
-			l.held.release(meta.Sequence.Stream)
-			_ = msg.Nak() // the client may not have it: let it go to another one now
+			l.held.release(p.seq)
+			_ = p.msg.Nak() // the client may not have it: let it go to another one now
 			continue
 		}
 		l.lastSend = time.Now()
 		if l.spec.AutoAck {
-			_ = msg.Ack()
+			_ = p.msg.Ack()
 		}
 	}
 	if stop != nil {

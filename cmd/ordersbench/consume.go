@@ -54,7 +54,7 @@ func (b *bench) consume() error {
 		return err
 	}
 	h := &histogram{}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
 	if err != nil {
 		return err
@@ -75,14 +75,14 @@ func (b *bench) consume() error {
 	if err := b.nc.Flush(); err != nil {
 		return err
 	}
-	direct := side{ops: uint64(n), elapsed: time.Since(start), lat: h}
+	direct := side{ops: uint64(n), elapsed: time.Since(start), cpu: cpuTime() - cpu0, lat: h}
 
 	// ordersd: one ConsumeOrders stream; acks sent in batches by another
 	// goroutine, several calls in flight, as a real client would.
 	h = &histogram{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start = time.Now()
+	start, cpu0 = time.Now(), cpuTime()
 	cstream, err := b.client.ConsumeOrders(ctx, &ordersv1.ConsumeOrdersRequest{
 		Consumer: "bench-ordersd", Statuses: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_PAID}, MaxInFlight: 1000,
 		Settings: &ordersv1.ConsumerSettings{Start: &ordersv1.ConsumerSettings_StartSequence{StartSequence: first}},
@@ -90,22 +90,49 @@ func (b *bench) consume() error {
 	if err != nil {
 		return err
 	}
+	// Acks are collected into batches (at most 100 tokens, or what came in
+	// 1 ms) and sent by 4 goroutines, so several AckOrders calls are in
+	// flight while events keep coming.
 	tokens := make(chan string, 1000)
+	batches := make(chan []*ordersv1.Ack, 16)
 	var (
 		ackWG  sync.WaitGroup
 		ackErr error
 		mu     sync.Mutex
 	)
-	const ackers, batch = 4, 250
+	const ackers, batchSize = 4, 100
+	go func() {
+		defer close(batches)
+		var acks []*ordersv1.Ack
+		flush := time.NewTicker(time.Millisecond)
+		defer flush.Stop()
+		for {
+			select {
+			case tok, ok := <-tokens:
+				if !ok {
+					if len(acks) > 0 {
+						batches <- acks
+					}
+					return
+				}
+				acks = append(acks, &ordersv1.Ack{AckToken: tok, Action: ordersv1.AckAction_ACK_ACTION_ACK})
+				if len(acks) == batchSize {
+					batches <- acks
+					acks = nil
+				}
+			case <-flush.C:
+				if len(acks) > 0 {
+					batches <- acks
+					acks = nil
+				}
+			}
+		}
+	}()
 	for range ackers {
 		ackWG.Add(1)
 		go func() {
 			defer ackWG.Done()
-			acks := make([]*ordersv1.Ack, 0, batch)
-			flush := func() {
-				if len(acks) == 0 {
-					return
-				}
+			for acks := range batches {
 				res, err := b.client.AckOrders(context.Background(), &ordersv1.AckOrdersRequest{Acks: acks})
 				if err == nil {
 					for _, r := range res.GetResults() {
@@ -119,22 +146,6 @@ func (b *bench) consume() error {
 					mu.Lock()
 					ackErr = err
 					mu.Unlock()
-				}
-				acks = acks[:0]
-			}
-			for {
-				select {
-				case tok, ok := <-tokens:
-					if !ok {
-						flush()
-						return
-					}
-					acks = append(acks, &ordersv1.Ack{AckToken: tok, Action: ordersv1.AckAction_ACK_ACTION_ACK})
-					if len(acks) == batch {
-						flush()
-					}
-				case <-time.After(2 * time.Millisecond):
-					flush()
 				}
 			}
 		}()
@@ -153,7 +164,7 @@ func (b *bench) consume() error {
 	}
 	close(tokens)
 	ackWG.Wait()
-	ordersd := side{ops: uint64(n), elapsed: time.Since(start), lat: h}
+	ordersd := side{ops: uint64(n), elapsed: time.Since(start), cpu: cpuTime() - cpu0, lat: h}
 	cancel()
 	if ackErr != nil {
 		return ackErr

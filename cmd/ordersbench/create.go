@@ -72,7 +72,7 @@ func (b *bench) createStreamed() error {
 			}
 		}
 	}()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	var ops uint64
 	for time.Since(start) < b.o.duration {
 		order := newDirectOrder()
@@ -89,7 +89,7 @@ func (b *bench) createStreamed() error {
 	if waitErr != nil {
 		return waitErr
 	}
-	direct := side{ops: ops, elapsed: time.Since(start), lat: h}
+	direct := side{ops: ops, elapsed: time.Since(start), cpu: cpuTime() - cpu0, lat: h}
 
 	// ordersd: one CreateOrders stream, sender and receiver running apart.
 	h = &histogram{}
@@ -99,7 +99,7 @@ func (b *bench) createStreamed() error {
 	}
 	sent := make(chan time.Time, window)
 	sendErr := make(chan error, 1)
-	start = time.Now()
+	start, cpu0 = time.Now(), cpuTime()
 	go func() {
 		defer close(sent)
 		for time.Since(start) < b.o.duration {
@@ -130,7 +130,7 @@ func (b *bench) createStreamed() error {
 	if _, err := stream.Recv(); err != io.EOF {
 		return fmt.Errorf("CreateOrders did not end cleanly: %v", err)
 	}
-	ordersd := side{ops: ops, elapsed: time.Since(start), lat: h}
+	ordersd := side{ops: ops, elapsed: time.Since(start), cpu: cpuTime() - cpu0, lat: h}
 
 	b.add(compare("create, streamed vs PublishAsync", direct, ordersd, 0.6))
 	if b.syncC64.ops > 0 {

@@ -217,14 +217,14 @@ func (b *bench) add(r result) {
 func (b *bench) print(w io.Writer) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tdirect/s\tordersd/s\tratio\tdirect p50 ms\tdirect p99 ms\tordersd p50 ms\tordersd p99 ms\ttarget\tmet\t")
+	fmt.Fprintln(tw, "workload\tdirect/s\tordersd/s\tratio\tdirect p50 ms\tdirect p99 ms\tordersd p50 ms\tordersd p99 ms\tdirect cpu µs/op\tordersd cpu µs/op\ttarget\tmet\t")
 	for _, r := range b.results {
 		met := "-"
 		if r.Target != "" {
 			met = map[bool]string{true: "yes", false: "NO"}[r.Met]
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio,
-			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, r.Target, met)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s\t%s\t\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio,
+			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, r.DirectCPUUs, r.OrdersdCPUUs, r.Target, met)
 	}
 	tw.Flush()
 	for _, r := range b.results {

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"strconv"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,17 @@ func (h *histogram) quantile(q float64) time.Duration {
 type side struct {
 	ops     uint64
 	elapsed time.Duration
+	cpu     time.Duration // CPU time the whole process used meanwhile
 	lat     *histogram
+}
+
+// cpuPerOp is the CPU time of the whole process (client, ordersd and NATS
+// together) per operation.
+func (s side) cpuPerOp() time.Duration {
+	if s.ops == 0 {
+		return 0
+	}
+	return s.cpu / time.Duration(s.ops)
 }
 
 func (s side) rate() float64 {
@@ -70,7 +81,7 @@ func runFor(d time.Duration, workers int, op func(worker int) (stop bool, err er
 		wg       sync.WaitGroup
 		firstErr atomic.Value
 	)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	deadline := start.Add(d)
 	for w := range workers {
 		wg.Add(1)
@@ -92,7 +103,7 @@ func runFor(d time.Duration, workers int, op func(worker int) (stop bool, err er
 		}()
 	}
 	wg.Wait()
-	s := side{ops: ops.Load(), elapsed: time.Since(start), lat: h}
+	s := side{ops: ops.Load(), elapsed: time.Since(start), cpu: cpuTime() - cpu0, lat: h}
 	if err, ok := firstErr.Load().(error); ok {
 		return s, err
 	}
@@ -109,10 +120,14 @@ type result struct {
 	DirectP99Ms  float64 `json:"direct_p99_ms"`
 	OrdersdP50Ms float64 `json:"ordersd_p50_ms"`
 	OrdersdP99Ms float64 `json:"ordersd_p99_ms"`
+	DirectCPUUs  float64 `json:"direct_cpu_us_per_op"`
+	OrdersdCPUUs float64 `json:"ordersd_cpu_us_per_op"`
 	Target       string  `json:"target"`
 	Met          bool    `json:"met"`
 	Note         string  `json:"note,omitempty"`
 }
+
+func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Millisecond)*1000) / 1000 }
 
@@ -127,6 +142,8 @@ func compare(name string, direct, ordersd side, minRatio float64) result {
 		DirectP99Ms:  ms(direct.lat.quantile(0.99)),
 		OrdersdP50Ms: ms(ordersd.lat.quantile(0.5)),
 		OrdersdP99Ms: ms(ordersd.lat.quantile(0.99)),
+		DirectCPUUs:  us(direct.cpuPerOp()),
+		OrdersdCPUUs: us(ordersd.cpuPerOp()),
 	}
 	if direct.rate() > 0 {
 		r.Ratio = math.Round(ordersd.rate()/direct.rate()*100) / 100
@@ -139,3 +156,12 @@ func compare(name string, direct, ordersd side, minRatio float64) result {
 }
 
 func trimFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// cpuTime is the CPU time the process has used so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
