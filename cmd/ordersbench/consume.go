@@ -55,7 +55,7 @@ func (b *bench) consume() error {
 	}
 	h := &histogram{}
 	start, cpu0 := time.Now(), cpuTime()
-	it, err := cons.Messages(jetstream.PullMaxMessages(1000))
+	it, err := cons.Messages(jetstream.PullMaxMessages(1000), jetstream.WithMessagesErrOnMissingHeartbeat(false))
 	if err != nil {
 		return err
 	}

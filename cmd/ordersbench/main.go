@@ -70,7 +70,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.watchers, "watchers", 1000, "concurrent WatchOrders streams, each following one customer")
 	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event")
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
-	fs.DurationVar(&o.watchDuration, "watch-duration", 5*time.Second, "how long events are published during the watch workload")
+	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
 	work := fs.String("workloads", "create,stream,transition,consume,watch", "workloads to run")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -179,9 +179,11 @@ func run(o options) error {
 		if !o.workloads[s.name] {
 			continue
 		}
+		began := time.Now()
 		if err := s.run(); err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
+		fmt.Printf("  (%s took %s)\n", s.name, time.Since(began).Round(100*time.Millisecond))
 	}
 	b.print(os.Stdout)
 	if o.jsonOut != "" {
@@ -192,6 +194,13 @@ func run(o options) error {
 		fmt.Printf("\nresults written to %s\n", o.jsonOut)
 	}
 	return nil
+}
+
+func orDash(f float64) string {
+	if f == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(f, 'f', 1, 64)
 }
 
 // waitServing waits until the node answers.
@@ -223,8 +232,8 @@ func (b *bench) print(w io.Writer) {
 		if r.Target != "" {
 			met = map[bool]string{true: "yes", false: "NO"}[r.Met]
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%.1f\t%.1f\t%s\t%s\t\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio,
-			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, r.DirectCPUUs, r.OrdersdCPUUs, r.Target, met)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio,
+			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, orDash(r.DirectCPUUs), orDash(r.OrdersdCPUUs), r.Target, met)
 	}
 	tw.Flush()
 	for _, r := range b.results {

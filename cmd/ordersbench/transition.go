@@ -21,7 +21,7 @@ func (b *bench) transition() error {
 	ctx := context.Background()
 	c := b.o.transitionC
 	// Enough created orders for each side never to run out.
-	const perSide = 60_000
+	const perSide = 40_000
 	directIDs, err := b.seedOrders(perSide)
 	if err != nil {
 		return err
