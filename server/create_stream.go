@@ -17,7 +17,7 @@ import (
 // are in flight (published, answer not yet sent). It keeps JetStream busy
 // while bounding memory; a client sending faster is slowed by gRPC flow
 // control.
-const createPipelineDepth = 256
+const createPipelineDepth = 1024
 
 // pendingResult is one order of a CreateOrders stream on its way: either
 // already answered (a validation error), or waiting for JetStream.

@@ -49,7 +49,7 @@ func (b *bench) createUnary() error {
 // with synchronous publishing at concurrency 64.
 func (b *bench) createStreamed() error {
 	ctx := context.Background()
-	const window = 256 // in flight at once, on both sides
+	const window = 1024 // in flight at once, on both sides
 
 	// Direct: PublishMsgAsync with at most window acks outstanding.
 	h := &histogram{}
