@@ -173,7 +173,8 @@ func (b *bench) watchRun(watchers int, perCustomer bool) error {
 		r.Met = r.Met && max(perWatcherRSS, perWatcherHeap) <= 64*1024
 		r.Note += fmt.Sprintf("; memory per watcher: %.1f KiB resident, %.1f KiB Go heap and stacks (server and client sides together)", perWatcherRSS/1024, perWatcherHeap/1024)
 	} else {
-		r.Target = "p99 ≤ 50 ms"
+		// A capacity figure, not one of the targets: every watcher gets every event.
+		r.Target, r.Met = "", false
 	}
 	b.add(r)
 	return nil
