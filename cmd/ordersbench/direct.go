@@ -64,7 +64,9 @@ func expectNew(order *ordersv1.Order) jetstream.PublishOpt {
 
 var requestIDs atomic.Uint64
 
-func nextRequestID() string { return fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), requestIDs.Add(1)) }
+func nextRequestID() string {
+	return fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), requestIDs.Add(1))
+}
 
 // benchCreate is the CreateOrder request of the ordersd side.
 func benchCreate() *ordersv1.CreateOrderRequest {

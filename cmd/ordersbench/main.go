@@ -242,4 +242,3 @@ func (b *bench) print(w io.Writer) {
 		}
 	}
 }
-

@@ -3,9 +3,9 @@ package main
 import (
 	"math"
 	"strconv"
-	"syscall"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
