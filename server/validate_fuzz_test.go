@@ -1,0 +1,99 @@
+package server
+
+import (
+	"errors"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersd/ordersd/consumers"
+	"github.com/ordersd/ordersd/eventstore"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// FuzzRequestValidation decodes arbitrary bytes as each request type and
+// validates it, as the handlers do: validation never panics, answers only
+// INVALID_ARGUMENT or PERMISSION_DENIED, and what it lets through is safe
+// to put in subjects and headers.
+func FuzzRequestValidation(f *testing.F) {
+	for _, m := range []proto.Message{
+		&ordersv1.CreateOrderRequest{RequestId: "r", CustomerId: "c", CurrencyCode: "EUR", Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 5}}},
+		&ordersv1.CreateOrderRequest{OrderId: "a.b", Items: []*ordersv1.LineItem{{Quantity: -1}}},
+		&ordersv1.RejectOrderRequest{OrderId: "o", Reason: "why"},
+		&ordersv1.ConsumeOrdersRequest{Consumer: "c", Statuses: []ordersv1.OrderStatus{1, 99}, MaxInFlight: 5},
+		&ordersv1.WatchOrdersRequest{OrderId: "o", Start: &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: 3}},
+		&ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: "x", Action: 2}}},
+	} {
+		data, _ := proto.Marshal(m)
+		for kind := range byte(5) {
+			f.Add(kind, data)
+		}
+	}
+	tokens := consumers.RandomAckTokens()
+	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
+		var err error
+		safe := func(id string, required bool) {
+			if (id != "" || required) && !eventstore.ValidToken(id, eventstore.MaxRequestIDLen) {
+				t.Fatalf("let %q through", id)
+			}
+		}
+		switch kind % 5 {
+		case 0:
+			req := &ordersv1.CreateOrderRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			if err = validateCreate(req); err == nil {
+				safe(req.GetOrderId(), false)
+				safe(req.GetCustomerId(), true)
+				safe(req.GetRequestId(), false)
+			}
+		case 1:
+			req := &ordersv1.RejectOrderRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			if err = validateTransition(req, req.GetReason(), reasonRequired); err == nil {
+				safe(req.GetOrderId(), true)
+				safe(req.GetRequestId(), false)
+			}
+		case 2:
+			req := &ordersv1.ConsumeOrdersRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			var spec consumers.ConsumeSpec
+			if spec, err = consumeSpec(req); err == nil {
+				safe(spec.Consumer, true)
+				if spec.MaxInFlight < 1 || spec.Heartbeat <= 0 {
+					t.Fatalf("accepted %+v", spec)
+				}
+			}
+		case 3:
+			req := &ordersv1.WatchOrdersRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			var spec consumers.WatchSpec
+			if spec, err = watchSpec(req); err == nil {
+				safe(spec.OrderID, false)
+				safe(spec.CustomerID, false)
+			}
+		case 4:
+			req := &ordersv1.AckOrdersRequest{}
+			if proto.Unmarshal(data, req) != nil {
+				return
+			}
+			_, err = ackSettles(req, tokens)
+		}
+		if c := status.Code(err); err != nil && c != codes.InvalidArgument && c != codes.PermissionDenied {
+			t.Fatalf("validation answered %v", err)
+		}
+		var st interface{ GRPCStatus() *status.Status }
+		if err != nil && !errors.As(err, &st) {
+			t.Fatalf("validation error %v is not a status", err)
+		}
+	})
+}
