@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
@@ -39,6 +40,7 @@ type Config struct {
 	OpTimeout       time.Duration // longest wait for one JetStream operation
 	ShutdownTimeout time.Duration // how long shutdown waits for calls in flight
 	AckTokenKeyFile string        // the key signing ack tokens; random when empty
+	TLS             TLSConfig     // the gRPC server's TLS; plaintext when empty
 	Review          bool          // run the order-review worker
 	ReviewLimit     int64         // largest total_minor the review approves
 
@@ -111,13 +113,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Watcher:    consumers.NewWatcher(monitor, store),
 		Stopping:   stopping,
 	}, log)
+	creds, err := serverCredentials(cfg.TLS, cfg.GRPCAddr, log)
+	if err != nil {
+		return err
+	}
+	var grpcOpts []grpc.ServerOption
+	if creds != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+	}
 	hs := ordersserver.NewHealthServer()
-	gs := ordersserver.NewGRPCServer(svc, hs, log)
+	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts...)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg))
+	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", creds != nil, "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
 		cfg.OnReady(Ready{GRPCAddr: lis.Addr(), ConnectNATS: func(opts ...nats.Option) (*nats.Conn, error) {
 			if embedded != nil {

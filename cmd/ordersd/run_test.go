@@ -18,10 +18,10 @@ import (
 	"github.com/ordersd/ordersd/node"
 )
 
-// startOrdersd runs ordersd as the binary does (run with a config) on a
-// loopback port and returns a client and a function that stops it and
-// returns run's error.
-func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.OrderServiceClient, healthpb.HealthClient, func() error) {
+// runOrdersd runs ordersd as the binary does (flags, then node.Run) on a
+// loopback port, and returns its address and a function that stops it and
+// returns node.Run's error.
+func runOrdersd(t *testing.T, dataDir string, flags ...string) (string, func() error) {
 	t.Helper()
 	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
@@ -38,13 +38,11 @@ func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.Order
 	select {
 	case addr = <-addrs:
 	case err := <-done:
+		cancel()
 		t.Fatalf("ordersd did not start: %v", err)
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatal("ordersd did not start within 30s")
-	}
-	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
 	}
 	stopped := false
 	stop := func() error {
@@ -53,7 +51,6 @@ func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.Order
 		}
 		stopped = true
 		cancel()
-		defer conn.Close()
 		select {
 		case err := <-done:
 			return err
@@ -63,6 +60,18 @@ func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.Order
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
+	return addr.String(), stop
+}
+
+// startOrdersd runs ordersd and connects a plaintext client to it.
+func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.OrderServiceClient, healthpb.HealthClient, func() error) {
+	t.Helper()
+	addr, stop := runOrdersd(t, dataDir, flags...)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
 	return ordersv1.NewOrderServiceClient(conn), healthpb.NewHealthClient(conn), stop
 }
 
