@@ -41,6 +41,7 @@ type Config struct {
 	ShutdownTimeout time.Duration // how long shutdown waits for calls in flight
 	AckTokenKeyFile string        // the key signing ack tokens; random when empty
 	TLS             TLSConfig     // the gRPC server's TLS; plaintext when empty
+	Limits          Limits        // bounds on what clients can make the node hold
 	Review          bool          // run the order-review worker
 	ReviewLimit     int64         // largest total_minor the review approves
 
@@ -106,18 +107,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	defer beginShutdown()
 	svc := ordersserver.NewOrderService(ordersserver.Deps{
-		Store:      store,
-		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
-		Tokens:     tokens,
-		Acker:      consumers.NewAcker(nc, cfg.OpTimeout),
-		Watcher:    consumers.NewWatcher(monitor, store),
-		Stopping:   stopping,
+		Store:        store,
+		WorkQueues:   consumers.NewWorkQueues(store, nc, tokens, log),
+		Tokens:       tokens,
+		Acker:        consumers.NewAcker(nc, cfg.OpTimeout),
+		Watcher:      consumers.NewWatcher(monitor, store),
+		Stopping:     stopping,
+		MaxWatchers:  cfg.Limits.MaxWatchers,
+		MaxConsumers: cfg.Limits.MaxConsumers,
 	}, log)
 	creds, err := serverCredentials(cfg.TLS, cfg.GRPCAddr, log)
 	if err != nil {
 		return err
 	}
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := cfg.Limits.serverOptions()
 	if creds != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(creds))
 	}

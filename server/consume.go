@@ -13,6 +13,10 @@ func (s *OrderService) ConsumeOrders(req *ordersv1.ConsumeOrdersRequest, stream 
 	if err != nil {
 		return err
 	}
+	if err := s.consuming.acquire(); err != nil {
+		return err
+	}
+	defer s.consuming.release()
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
 	err = s.WorkQueues.Consume(ctx, spec, func(d consumers.Delivery) error {

@@ -55,7 +55,7 @@ func startNode(t *testing.T) *testNode {
 
 // startNodes runs count ordersd nodes on one embedded NATS server, as
 // replicas behind a load balancer share one NATS deployment.
-func startNodes(t *testing.T, count int) []*testNode {
+func startNodes(t *testing.T, count int, tune ...func(*server.Deps)) []*testNode {
 	t.Helper()
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
 	if err != nil {
@@ -69,14 +69,14 @@ func startNodes(t *testing.T, count int) []*testNode {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		nodes = append(nodes, startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }))
+		nodes = append(nodes, startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }, tune...))
 	}
 	return nodes
 }
 
 // startService serves the OrderService over nc and connects a gRPC client.
 // inspect opens the test's own connection for looking at the stream.
-func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error)) *testNode {
+func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), tune ...func(*server.Deps)) *testNode {
 	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -100,14 +100,18 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 	}
 	monitor := consumers.NewMonitor(nc, log)
 	t.Cleanup(func() { _ = monitor.Close() })
-	svc := server.NewOrderService(server.Deps{
+	deps := server.Deps{
 		Store:      store,
 		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
 		Tokens:     tokens,
 		Acker:      consumers.NewAcker(nc, 2*time.Second),
 		Watcher:    consumers.NewWatcher(monitor, store),
 		Stopping:   ctx,
-	}, log)
+	}
+	for _, f := range tune {
+		f(&deps)
+	}
+	svc := server.NewOrderService(deps, log)
 	gs := server.NewGRPCServer(svc, hs, log)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

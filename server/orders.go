@@ -48,18 +48,24 @@ type Deps struct {
 	// Stopping is done when the node begins to shut down; long-lived streams
 	// end then. Optional.
 	Stopping context.Context
+	// MaxWatchers and MaxConsumers bound the WatchOrders and ConsumeOrders
+	// streams served at once; 0 means no limit.
+	MaxWatchers, MaxConsumers int
 }
 
 // OrderService implements ordersv1.OrderServiceServer.
 type OrderService struct {
 	ordersv1.UnimplementedOrderServiceServer
 	Deps
-	log *slog.Logger
+	log       *slog.Logger
+	watching  *slots
+	consuming *slots
 }
 
 // NewOrderService returns the OrderService built on d.
 func NewOrderService(d Deps, log *slog.Logger) *OrderService {
-	return &OrderService{Deps: d, log: log}
+	return &OrderService{Deps: d, log: log,
+		watching: newSlots("WatchOrders streams", d.MaxWatchers), consuming: newSlots("ConsumeOrders streams", d.MaxConsumers)}
 }
 
 // CreateOrder implements ordersv1.OrderServiceServer.

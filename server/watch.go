@@ -13,6 +13,10 @@ func (s *OrderService) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc
 	if err != nil {
 		return err
 	}
+	if err := s.watching.acquire(); err != nil {
+		return err
+	}
+	defer s.watching.release()
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
 	err = s.Watcher.Watch(ctx, spec, func(u consumers.WatchUpdate) error {

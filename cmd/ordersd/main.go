@@ -74,6 +74,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "`file` with the gRPC server's certificate chain (PEM); plaintext when unset")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "`file` with the private key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca", "", "`file` with the CA certificates (PEM) that sign client certificates: turns on mutual TLS")
+	c.Limits = node.DefaultLimits
+	fs.IntVar(&c.Limits.MaxRecvMsgSize, "max-recv-msg-size", c.Limits.MaxRecvMsgSize, "largest request message, in `bytes`")
+	maxStreams := fs.Uint("max-concurrent-streams", uint(c.Limits.MaxConcurrentStreams), "calls in progress at once on one client connection")
+	fs.IntVar(&c.Limits.MaxWatchers, "max-watchers", c.Limits.MaxWatchers, "WatchOrders streams served at once by this node; more are refused with RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.Limits.MaxConsumers, "max-consumers", c.Limits.MaxConsumers, "ConsumeOrders streams served at once by this node; more are refused with RESOURCE_EXHAUSTED")
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -104,11 +109,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if envErr != nil {
 		return c, envErr
 	}
+	c.Limits.MaxConcurrentStreams = uint32(min(*maxStreams, 1<<31))
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
 		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.Replicas)
 	case c.DuplicateWindow <= 0 || c.OpTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return c, errors.New("--duplicate-window, --nats-timeout and --shutdown-timeout must be positive")
+	case c.Limits.MaxRecvMsgSize < 1024 || c.Limits.MaxConcurrentStreams < 1 || c.Limits.MaxWatchers < 1 || c.Limits.MaxConsumers < 1:
+		return c, errors.New("--max-recv-msg-size must be at least 1024, and the other --max- limits at least 1")
 	case c.NATSURL == "" && c.DataDir == "":
 		return c, errors.New("--data-dir is required for the embedded NATS server")
 	}
