@@ -3,7 +3,9 @@ package eventstore
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,10 +23,17 @@ type EmbeddedOptions struct {
 	// ReadyTimeout bounds start-up, including JetStream's recovery of the
 	// stored data; 30s when zero.
 	ReadyTimeout time.Duration
+	// ListenAddr, when set (host:port), opens the server to NATS clients;
+	// otherwise it accepts in-process connections only. Clients, ordersd's
+	// own included, must then authenticate with User and Password, or Token.
+	ListenAddr     string
+	User, Password string
+	Token          string
 }
 
-// StartEmbedded starts a NATS server with JetStream that accepts only
-// in-process connections (it opens no port) and stores under o.DataDir.
+// StartEmbedded starts a NATS server with JetStream that stores under
+// o.DataDir and, unless o.ListenAddr is set, accepts only in-process
+// connections (it opens no port).
 // Shut it down with Shutdown and WaitForShutdown after draining clients.
 func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.DataDir == "" {
@@ -42,13 +51,25 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	ns, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: o.ServerName,
 		JetStream:  true,
 		StoreDir:   o.DataDir,
 		DontListen: true, // in-process clients only
 		NoSigs:     true, // ordersd handles signals itself
-	})
+	}
+	if o.ListenAddr != "" {
+		host, port, err := net.SplitHostPort(o.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS listen address: %w", err)
+		}
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("embedded NATS listen port %q: %w", port, err)
+		}
+		opts.Host, opts.DontListen = host, false
+		opts.Username, opts.Password, opts.Authorization = o.User, o.Password, o.Token
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}

@@ -32,18 +32,20 @@ const healthInterval = 2 * time.Second
 
 // Config is everything a node needs; cmd/ordersd fills it from flags.
 type Config struct {
-	GRPCAddr        string        // where the gRPC server listens
-	DataDir         string        // JetStream data of the embedded server
-	NATSURL         string        // an existing deployment; the embedded server when empty
-	Replicas        int           // copies of the stream ORDERS
-	DuplicateWindow time.Duration // how long JetStream remembers Nats-Msg-Ids
-	OpTimeout       time.Duration // longest wait for one JetStream operation
-	ShutdownTimeout time.Duration // how long shutdown waits for calls in flight
-	AckTokenKeyFile string        // the key signing ack tokens; random when empty
-	TLS             TLSConfig     // the gRPC server's TLS; plaintext when empty
-	Limits          Limits        // bounds on what clients can make the node hold
-	Review          bool          // run the order-review worker
-	ReviewLimit     int64         // largest total_minor the review approves
+	GRPCAddr        string         // where the gRPC server listens
+	DataDir         string         // JetStream data of the embedded server
+	NATSURL         string         // an existing deployment; the embedded server when empty
+	NATSAuth        NATSAuth       // credentials and TLS for NATSURL
+	EmbeddedListen  EmbeddedListen // opens the embedded server to NATS clients
+	Replicas        int            // copies of the stream ORDERS
+	DuplicateWindow time.Duration  // how long JetStream remembers Nats-Msg-Ids
+	OpTimeout       time.Duration  // longest wait for one JetStream operation
+	ShutdownTimeout time.Duration  // how long shutdown waits for calls in flight
+	AckTokenKeyFile string         // the key signing ack tokens; random when empty
+	TLS             TLSConfig      // the gRPC server's TLS; plaintext when empty
+	Limits          Limits         // bounds on what clients can make the node hold
+	Review          bool           // run the order-review worker
+	ReviewLimit     int64          // largest total_minor the review approves
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
@@ -64,9 +66,26 @@ type Ready struct {
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	natsOpts, err := cfg.NATSAuth.options()
+	if err != nil {
+		return err
+	}
 	var embedded *server.Server
 	if cfg.NATSURL == "" {
-		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log})
+		l := cfg.EmbeddedListen
+		if err := l.check(log); err != nil {
+			return err
+		}
+		switch {
+		case l.Addr != "" && l.Token != "":
+			natsOpts = []nats.Option{nats.Token(l.Token)}
+		case l.Addr != "":
+			natsOpts = []nats.Option{nats.UserInfo(l.User, l.Password)}
+		default:
+			natsOpts = nil
+		}
+		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
+			ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token})
 		if err != nil {
 			return err
 		}
@@ -76,9 +95,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			ns.WaitForShutdown()
 			log.Info("embedded NATS stopped")
 		}()
-		log.Info("embedded NATS started", "data_dir", cfg.DataDir)
+		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr)
 	}
-	nc, err := eventstore.Connect(cfg.NATSURL, embedded, log)
+	nc, err := eventstore.Connect(cfg.NATSURL, embedded, log, natsOpts...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
 	}
@@ -133,6 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", creds != nil, "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
 		cfg.OnReady(Ready{GRPCAddr: lis.Addr(), ConnectNATS: func(opts ...nats.Option) (*nats.Conn, error) {
+			opts = append(opts, natsOpts...)
 			if embedded != nil {
 				return nats.Connect("", append(opts, nats.InProcessServer(embedded))...)
 			}
