@@ -15,6 +15,10 @@ type Limits struct {
 	MaxConcurrentStreams uint32 // calls in progress at once on one connection
 	MaxWatchers          int    // WatchOrders streams on the node
 	MaxConsumers         int    // ConsumeOrders streams on the node
+	// RatePerSecond and RateBurst bound each caller's calls (per identity,
+	// or per IP address without authentication); 0: no limit.
+	RatePerSecond float64
+	RateBurst     int
 }
 
 // DefaultLimits fit the API's own bounds (a create holds at most 100 items

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
 	ordersserver "github.com/ordersd/ordersd/server"
@@ -44,6 +45,8 @@ type Config struct {
 	AckTokenKeyFile string         // the key signing ack tokens; random when empty
 	TLS             TLSConfig      // the gRPC server's TLS; plaintext when empty
 	Limits          Limits         // bounds on what clients can make the node hold
+	Auth            auth.Config    // who may call what; off when empty
+	PublicServices  []string       // gRPC services open without a token
 	Review          bool           // run the order-review worker
 	ReviewLimit     int64          // largest total_minor the review approves
 
@@ -139,12 +142,21 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	grpcOpts := cfg.Limits.serverOptions()
+	grpcOpts := ordersserver.GRPCOptions{ServerOptions: cfg.Limits.serverOptions(), PublicServices: cfg.PublicServices}
 	if creds != nil {
-		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+		grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.Creds(creds))
+	}
+	if grpcOpts.Auth, err = auth.New(cfg.Auth); err != nil {
+		return err
+	}
+	if grpcOpts.Auth == nil {
+		log.Warn("authentication is off: every caller may call every RPC; see --auth-tokens-file and --auth-jwt-*")
+	}
+	if cfg.Limits.RatePerSecond > 0 {
+		grpcOpts.RateLimit = auth.NewRateLimiter(cfg.Limits.RatePerSecond, cfg.Limits.RateBurst)
 	}
 	hs := ordersserver.NewHealthServer()
-	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts...)
+	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/ordersd/ordersd/auth"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
@@ -11,6 +13,11 @@ func (s *OrderService) AckOrders(ctx context.Context, req *ordersv1.AckOrdersReq
 	settles, err := ackSettles(req, s.Tokens)
 	if err != nil {
 		return nil, err
+	}
+	for i, st := range settles {
+		if !auth.MayConsume(ctx, st.Ack.Consumer) {
+			return nil, permissionDenied(fmt.Sprintf("acks[%d]: not allowed to ack on consumer %q", i, st.Ack.Consumer))
+		}
 	}
 	res := &ordersv1.AckOrdersResponse{Results: make([]*ordersv1.AckResult, len(settles))}
 	for i, r := range s.Acker.Apply(ctx, settles) {

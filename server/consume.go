@@ -1,8 +1,11 @@
 package server
 
 import (
+	"fmt"
+
 	"google.golang.org/grpc"
 
+	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -12,6 +15,9 @@ func (s *OrderService) ConsumeOrders(req *ordersv1.ConsumeOrdersRequest, stream 
 	spec, err := consumeSpec(req)
 	if err != nil {
 		return err
+	}
+	if !auth.MayConsume(stream.Context(), spec.Consumer) {
+		return permissionDenied(fmt.Sprintf("not allowed to consume from %q", spec.Consumer))
 	}
 	if err := s.consuming.acquire(); err != nil {
 		return err

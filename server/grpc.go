@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/ratelimit"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,15 +20,28 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/api"
+	"github.com/ordersd/ordersd/auth"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
+// GRPCOptions are the optional parts of the gRPC server.
+type GRPCOptions struct {
+	// Auth authenticates and authorizes calls; nil: authentication off.
+	Auth *auth.Authenticator
+	// PublicServices are served without a token (auth.DefaultPublicServices).
+	PublicServices []string
+	// RateLimit bounds each caller's calls; nil: no limit.
+	RateLimit ratelimit.Limiter
+	// ServerOptions are passed to grpc.NewServer (TLS, limits, ...).
+	ServerOptions []grpc.ServerOption
+}
+
 // NewGRPCServer assembles the gRPC server: the OrderService, the standard
-// health service (hs; see WatchHealth) and server reflection, behind a
-// logging interceptor (one line per finished call, with its code and
-// duration) and a recovery interceptor (a panic becomes INTERNAL and a
-// logged stack, never a crashed process).
-func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+// health service (hs; see WatchHealth) and server reflection, behind
+// interceptors, outermost first: logging (one line per finished call, with
+// its code, duration and caller), recovery (a panic becomes INTERNAL and a
+// logged stack, never a crashed process), authentication, rate limiting.
+func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) *grpc.Server {
 	callLog := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
@@ -36,23 +50,42 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})}
-	opts = append([]grpc.ServerOption{
+	unary := []grpc.UnaryServerInterceptor{
+		logging.UnaryServerInterceptor(callLog, logOpts...),
+		recovery.UnaryServerInterceptor(recoverOpts...),
+	}
+	stream := []grpc.StreamServerInterceptor{
+		logging.StreamServerInterceptor(callLog, logOpts...),
+		recovery.StreamServerInterceptor(recoverOpts...),
+	}
+	if o.Auth != nil {
+		u, s := o.Auth.Interceptors(o.PublicServices)
+		unary, stream = append(unary, u), append(stream, s)
+	}
+	if o.RateLimit != nil {
+		unary = append(unary, ratelimit.UnaryServerInterceptor(o.RateLimit))
+		stream = append(stream, ratelimit.StreamServerInterceptor(o.RateLimit))
+	}
+	unary = append(unary, logOrderID)
+	opts := append([]grpc.ServerOption{
 		// Serve calls from a pool of goroutines instead of a new one each.
 		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(callLog, logOpts...),
-			recovery.UnaryServerInterceptor(recoverOpts...),
-		),
-		grpc.ChainStreamInterceptor(
-			logging.StreamServerInterceptor(callLog, logOpts...),
-			recovery.StreamServerInterceptor(recoverOpts...),
-		),
-	}, opts...)
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+	}, o.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	ordersv1.RegisterOrderServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, hs)
 	registerReflection(gs, log)
 	return gs
+}
+
+// logOrderID adds the order id of a unary request to the call's log line.
+func logOrderID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if r, ok := req.(interface{ GetOrderId() string }); ok && r.GetOrderId() != "" {
+		logging.AddFields(ctx, logging.Fields{"order_id", r.GetOrderId()})
+	}
+	return handler(ctx, req)
 }
 
 // registerReflection serves gRPC reflection (v1 and v1alpha, which older

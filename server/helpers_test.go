@@ -77,6 +77,11 @@ func startNodes(t *testing.T, count int, tune ...func(*server.Deps)) []*testNode
 // startService serves the OrderService over nc and connects a gRPC client.
 // inspect opens the test's own connection for looking at the stream.
 func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), tune ...func(*server.Deps)) *testNode {
+	return startServiceWith(t, nc, inspect, server.GRPCOptions{}, tune...)
+}
+
+// startServiceWith is startService with gRPC options (authentication, rate limits).
+func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) *testNode {
 	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -112,7 +117,7 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 		f(&deps)
 	}
 	svc := server.NewOrderService(deps, log)
-	gs := server.NewGRPCServer(svc, hs, log)
+	gs := server.NewGRPCServer(svc, hs, log, grpcOpts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

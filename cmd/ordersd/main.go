@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/node"
 )
 
@@ -91,6 +92,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	maxStreams := fs.Uint("max-concurrent-streams", uint(c.Limits.MaxConcurrentStreams), "calls in progress at once on one client connection")
 	fs.IntVar(&c.Limits.MaxWatchers, "max-watchers", c.Limits.MaxWatchers, "WatchOrders streams served at once by this node; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.Limits.MaxConsumers, "max-consumers", c.Limits.MaxConsumers, "ConsumeOrders streams served at once by this node; more are refused with RESOURCE_EXHAUSTED")
+	fs.Float64Var(&c.Limits.RatePerSecond, "rate-limit", 0, "calls a second allowed to each caller (identity, or IP address without authentication); over it: RESOURCE_EXHAUSTED; 0: no limit")
+	fs.IntVar(&c.Limits.RateBurst, "rate-burst", 100, "calls a caller may make at once above --rate-limit")
+	fs.StringVar(&c.Auth.TokensFile, "auth-tokens-file", "", "`file` (JSON) listing static bearer tokens, their identities and permissions; turns authentication on")
+	fs.StringVar(&c.Auth.JWTHMACKeyFile, "auth-jwt-hmac-key-file", "", "`file` with the shared key of HS256/384/512 JWTs; turns authentication on")
+	fs.StringVar(&c.Auth.JWTPublicKeyFile, "auth-jwt-public-key-file", "", "`file` with the PEM public key (RSA, ECDSA, Ed25519) that verifies JWTs; turns authentication on")
+	fs.StringVar(&c.Auth.JWKSFile, "auth-jwks-file", "", "`file` with a JSON Web Key Set that verifies JWTs (by kid); turns authentication on")
+	fs.StringVar(&c.Auth.Issuer, "auth-jwt-issuer", "", "required iss of JWTs, when set")
+	fs.StringVar(&c.Auth.Audience, "auth-jwt-audience", "", "required aud of JWTs, when set")
+	public := fs.String("auth-public-services", strings.Join(auth.DefaultPublicServices, ","), "gRPC services callable without a token (comma-separated; empty: none)")
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -122,6 +132,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, envErr
 	}
 	c.Limits.MaxConcurrentStreams = uint32(min(*maxStreams, 1<<31))
+	c.PublicServices = nil
+	for _, svc := range strings.Split(*public, ",") {
+		if svc = strings.TrimSpace(svc); svc != "" {
+			c.PublicServices = append(c.PublicServices, svc)
+		}
+	}
 	switch {
 	case c.Replicas < 1 || c.Replicas > 5:
 		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.Replicas)
