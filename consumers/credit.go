@@ -16,15 +16,16 @@ import (
 // ordersd node: credit watches the ack subjects on NATS), or when its ack
 // wait has passed and JetStream redelivers it anyway.
 type credit struct {
-	limit int
-	freed chan struct{} // a token when credit was freed
+	limit   int
+	freed   chan struct{} // a token when credit was freed
+	changed func(delta int) // told how the number held moves (metrics)
 
 	mu  sync.Mutex           // protects due
 	due map[uint64]time.Time // stream sequence → when JetStream redelivers it
 }
 
-func newCredit(limit int) *credit {
-	return &credit{limit: limit, freed: make(chan struct{}, 1), due: make(map[uint64]time.Time)}
+func newCredit(limit int, changed func(delta int)) *credit {
+	return &credit{limit: limit, freed: make(chan struct{}, 1), changed: changed, due: make(map[uint64]time.Time)}
 }
 
 // free is how many more deliveries the client can take now, and the time
@@ -33,21 +34,38 @@ func (c *credit) free(now time.Time) (int, time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var next time.Time
+	expired := 0
 	for seq, due := range c.due {
 		if !due.After(now) {
 			delete(c.due, seq)
+			expired++
 		} else if next.IsZero() || due.Before(next) {
 			next = due
 		}
 	}
+	c.changed(-expired)
 	return c.limit - len(c.due), next
 }
 
 // hold counts a delivery until due.
 func (c *credit) hold(seq uint64, due time.Time) {
 	c.mu.Lock()
+	_, held := c.due[seq]
 	c.due[seq] = due
 	c.mu.Unlock()
+	if !held {
+		c.changed(1)
+	}
+}
+
+// drop forgets every held delivery, when the stream ends: JetStream
+// redelivers them after their ack wait.
+func (c *credit) drop() {
+	c.mu.Lock()
+	n := len(c.due)
+	clear(c.due)
+	c.mu.Unlock()
+	c.changed(-n)
 }
 
 // release stops counting a delivery.
@@ -57,6 +75,7 @@ func (c *credit) release(seq uint64) {
 	delete(c.due, seq)
 	c.mu.Unlock()
 	if held {
+		c.changed(-1)
 		c.signal()
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/metrics"
 )
 
 // liveBuffer is how many events a watcher may have waiting in the live
@@ -23,8 +24,9 @@ const liveBuffer = 256
 // event is delivered by JetStream once per node and decoded once, whatever
 // the number of watchers.
 type Monitor struct {
-	nc  *nats.Conn
-	log *slog.Logger
+	nc      *nats.Conn
+	log     *slog.Logger
+	metrics *metrics.Metrics
 
 	mu       sync.Mutex // protects the fields below
 	sub      *nats.Subscription
@@ -33,9 +35,10 @@ type Monitor struct {
 	closed   bool
 }
 
-// NewMonitor returns a Monitor; it subscribes when the first watcher joins.
-func NewMonitor(nc *nats.Conn, log *slog.Logger) *Monitor {
-	return &Monitor{nc: nc, log: log, watchers: make(map[*liveWatcher]struct{})}
+// NewMonitor returns a Monitor; it subscribes when the first watcher
+// joins. m may be nil.
+func NewMonitor(nc *nats.Conn, log *slog.Logger, m *metrics.Metrics) *Monitor {
+	return &Monitor{nc: nc, log: log, metrics: m, watchers: make(map[*liveWatcher]struct{})}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
@@ -105,6 +108,7 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 		return
 	}
 	ev, decodeErr := eventstore.DecodeEvent(msg.Subject, msg.Header, msg.Data, meta.Sequence.Stream, meta.Timestamp)
+	m.metrics.WatchEvent()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.last = meta.Sequence.Stream

@@ -98,6 +98,8 @@ func NewWatcher(monitor *Monitor, store *eventstore.Store) *Watcher {
 // backlog, not ordersd), and joins again: a slow watcher is throttled,
 // never dropped, and never slows the others.
 func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
+	w.monitor.metrics.Watching(1)
+	defer w.monitor.metrics.Watching(-1)
 	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now()}
 	return s.run(ctx)
 }
@@ -136,6 +138,7 @@ func (s *watchStream) run(ctx context.Context) error {
 		if !errors.Is(err, errBehind) {
 			return err
 		}
+		s.w.monitor.metrics.WatcherThrottled()
 		replay = true // fell behind: catch up from the stream, then join again
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/metrics"
 )
 
 // maxFetchWait bounds how long one fetch waits for events. It is also how
@@ -39,15 +40,16 @@ type Delivery struct {
 
 // WorkQueues serves ConsumeOrders streams.
 type WorkQueues struct {
-	store  *eventstore.Store
-	nc     *nats.Conn
-	tokens *AckTokens
-	log    *slog.Logger
+	store   *eventstore.Store
+	nc      *nats.Conn
+	tokens  *AckTokens
+	log     *slog.Logger
+	metrics *metrics.Metrics
 }
 
-// NewWorkQueues returns WorkQueues on the store's stream.
-func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, log *slog.Logger) *WorkQueues {
-	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log}
+// NewWorkQueues returns WorkQueues on the store's stream; m may be nil.
+func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics) *WorkQueues {
+	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log, metrics: m}
 }
 
 // Consume binds to (or creates) the durable consumer and streams its
@@ -67,7 +69,8 @@ func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(De
 		return err
 	}
 	cfg := cons.CachedInfo().Config
-	held := newCredit(spec.MaxInFlight)
+	held := newCredit(spec.MaxInFlight, func(delta int) { w.metrics.InFlight(spec.Consumer, delta) })
+	defer held.drop()
 	if !spec.AutoAck {
 		subs, err := held.watchAcks(w.nc, spec.Consumer, ackDeadline(cfg, 1))
 		if err != nil {
@@ -201,6 +204,7 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 			continue
 		}
 		l.lastSend = time.Now()
+		l.w.metrics.Delivered(l.spec.Consumer, p.delivery.Attempt)
 		if l.spec.AutoAck {
 			_ = p.msg.Ack()
 		}

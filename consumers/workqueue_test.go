@@ -59,7 +59,7 @@ func (e testEnv) createOrders(t *testing.T, count int) {
 func TestFetchedButUnsentEventsAreReleasedAtOnce(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 20)
-	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log)
+	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil)
 	spec := ConsumeSpec{Consumer: "q", MaxInFlight: 20, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
 	broken := errors.New("client gone")

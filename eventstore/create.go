@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +34,8 @@ type PendingCreate struct {
 	store  *Store
 	in     NewOrder
 	order  *ordersv1.Order
+	msg    *nats.Msg
+	start  time.Time
 	future jetstream.PubAckFuture
 	stream jetstream.Stream
 }
@@ -51,11 +54,13 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	future, err := s.js.PublishMsgAsync(msg, expectNewOrder(order))
 	if err != nil {
+		s.observePublish(msg, start, err)
 		return nil, s.classify(err)
 	}
-	return &PendingCreate{store: s, in: in, order: order, future: future, stream: stream}, nil
+	return &PendingCreate{store: s, in: in, order: order, msg: msg, start: start, future: future, stream: stream}, nil
 }
 
 // Wait returns the create's result once JetStream has answered, or
@@ -65,6 +70,7 @@ func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.store.opTimeout)
 	defer cancel()
 	ack, err := awaitAck(ctx, p.future)
+	p.store.observePublish(p.msg, p.start, err)
 	return p.store.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/metrics"
 )
 
 // DefaultOpTimeout bounds one store operation when the caller's context
@@ -28,6 +29,7 @@ type Options struct {
 	// OpTimeout bounds each operation; DefaultOpTimeout when zero.
 	OpTimeout time.Duration
 	Logger    *slog.Logger
+	Metrics   *metrics.Metrics // optional
 }
 
 // Store reads and writes order events in the stream ORDERS. It is safe for
@@ -38,6 +40,7 @@ type Store struct {
 	opts      StreamOptions
 	opTimeout time.Duration
 	log       *slog.Logger
+	metrics   *metrics.Metrics
 	now       func() time.Time
 	newID     func() string
 
@@ -60,6 +63,7 @@ func New(js jetstream.JetStream, o Options) *Store {
 		opts:      o.Stream.withDefaults(),
 		opTimeout: o.OpTimeout,
 		log:       o.Logger,
+		metrics:   o.Metrics,
 		now:       time.Now,
 		newID:     func() string { return ulid.Make().String() },
 	}

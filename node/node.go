@@ -15,15 +15,19 @@ import (
 	"os"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/metrics"
 	ordersserver "github.com/ordersd/ordersd/server"
 )
 
@@ -34,6 +38,7 @@ const healthInterval = 2 * time.Second
 // Config is everything a node needs; cmd/ordersd fills it from flags.
 type Config struct {
 	GRPCAddr        string         // where the gRPC server listens
+	MetricsAddr     string         // where /metrics, /livez and /readyz are served; off when empty
 	DataDir         string         // JetStream data of the embedded server
 	NATSURL         string         // an existing deployment; the embedded server when empty
 	NATSAuth        NATSAuth       // credentials and TLS for NATSURL
@@ -58,6 +63,8 @@ type Config struct {
 type Ready struct {
 	// GRPCAddr is the address the gRPC server listens on.
 	GRPCAddr net.Addr
+	// MetricsAddr is the address of /metrics, /livez and /readyz (nil when off).
+	MetricsAddr net.Addr
 	// ConnectNATS opens another connection to the node's NATS (in process
 	// for the embedded server), for clients that talk to JetStream directly.
 	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
@@ -109,10 +116,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
 	store := eventstore.New(js, eventstore.Options{
 		Stream:    eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout: cfg.OpTimeout,
 		Logger:    log,
+		Metrics:   m,
 	})
 	if err := store.Ready(ctx); err != nil {
 		// Not fatal: the health watcher keeps trying, and reports
@@ -124,13 +135,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	monitor := consumers.NewMonitor(nc, log)
+	monitor := consumers.NewMonitor(nc, log, m)
 	defer monitor.Close()
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	defer beginShutdown()
 	svc := ordersserver.NewOrderService(ordersserver.Deps{
 		Store:        store,
-		WorkQueues:   consumers.NewWorkQueues(store, nc, tokens, log),
+		WorkQueues:   consumers.NewWorkQueues(store, nc, tokens, log, m),
 		Tokens:       tokens,
 		Acker:        consumers.NewAcker(nc, cfg.OpTimeout),
 		Watcher:      consumers.NewWatcher(monitor, store),
@@ -142,7 +153,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	grpcOpts := ordersserver.GRPCOptions{ServerOptions: cfg.Limits.serverOptions(), PublicServices: cfg.PublicServices}
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(grpcMetrics)
+	grpcOpts := ordersserver.GRPCOptions{ServerOptions: cfg.Limits.serverOptions(), PublicServices: cfg.PublicServices, Metrics: grpcMetrics}
 	if creds != nil {
 		grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.Creds(creds))
 	}
@@ -157,28 +170,44 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	hs := ordersserver.NewHealthServer()
 	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts)
+	grpcMetrics.InitializeMetrics(gs)
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
 	}
+	var ops *opsServer
+	if cfg.MetricsAddr != "" {
+		if ops, err = newOpsServer(cfg.MetricsAddr, reg, hs); err != nil {
+			lis.Close()
+			return fmt.Errorf("listen on %s (metrics): %w", cfg.MetricsAddr, err)
+		}
+	}
 	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", creds != nil, "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
-		cfg.OnReady(Ready{GRPCAddr: lis.Addr(), ConnectNATS: func(opts ...nats.Option) (*nats.Conn, error) {
+		ready := Ready{GRPCAddr: lis.Addr()}
+		if ops != nil {
+			ready.MetricsAddr = ops.lis.Addr()
+		}
+		ready.ConnectNATS = func(opts ...nats.Option) (*nats.Conn, error) {
 			opts = append(opts, natsOpts...)
 			if embedded != nil {
 				return nats.Connect("", append(opts, nats.InProcessServer(embedded))...)
 			}
 			return nats.Connect(cfg.NATSURL, opts...)
-		}})
+		}
+		cfg.OnReady(ready)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	healthCtx, stopHealth := context.WithCancel(gctx)
 	defer stopHealth()
 	g.Go(func() error {
-		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log)
+		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log, m)
 		return nil
 	})
+	if ops != nil {
+		g.Go(func() error { return ops.serve(log) })
+	}
 	if cfg.Review {
 		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
@@ -198,6 +227,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		stopHealth()
 		beginShutdown() // ends streams and the review worker, releasing what they hold
 		stopGRPC(gs, cfg.ShutdownTimeout, log)
+		if ops != nil {
+			ops.stop(time.Second)
+		}
 		return nil
 	})
 	return g.Wait()

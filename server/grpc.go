@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/ratelimit"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -32,13 +33,15 @@ type GRPCOptions struct {
 	PublicServices []string
 	// RateLimit bounds each caller's calls; nil: no limit.
 	RateLimit ratelimit.Limiter
+	// Metrics records the gRPC server metrics; nil: none.
+	Metrics *grpcprom.ServerMetrics
 	// ServerOptions are passed to grpc.NewServer (TLS, limits, ...).
 	ServerOptions []grpc.ServerOption
 }
 
 // NewGRPCServer assembles the gRPC server: the OrderService, the standard
 // health service (hs; see WatchHealth) and server reflection, behind
-// interceptors, outermost first: logging (one line per finished call, with
+// interceptors, outermost first: metrics, logging (one line per finished call, with
 // its code, duration and caller), recovery (a panic becomes INTERNAL and a
 // logged stack, never a crashed process), authentication, rate limiting.
 func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) *grpc.Server {
@@ -50,14 +53,15 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})}
-	unary := []grpc.UnaryServerInterceptor{
-		logging.UnaryServerInterceptor(callLog, logOpts...),
-		recovery.UnaryServerInterceptor(recoverOpts...),
+	var (
+		unary  []grpc.UnaryServerInterceptor
+		stream []grpc.StreamServerInterceptor
+	)
+	if o.Metrics != nil {
+		unary, stream = append(unary, o.Metrics.UnaryServerInterceptor()), append(stream, o.Metrics.StreamServerInterceptor())
 	}
-	stream := []grpc.StreamServerInterceptor{
-		logging.StreamServerInterceptor(callLog, logOpts...),
-		recovery.StreamServerInterceptor(recoverOpts...),
-	}
+	unary = append(unary, logging.UnaryServerInterceptor(callLog, logOpts...), recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, logging.StreamServerInterceptor(callLog, logOpts...), recovery.StreamServerInterceptor(recoverOpts...))
 	if o.Auth != nil {
 		u, s := o.Auth.Interceptors(o.PublicServices)
 		unary, stream = append(unary, u), append(stream, s)

@@ -10,6 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/metrics"
 )
 
 // NewHealthServer returns the standard gRPC health service, NOT_SERVING
@@ -35,7 +36,7 @@ func setServing(hs *health.Server, ok bool) {
 // connection changes state, so a disconnect shows within milliseconds.
 // When ctx ends every service is marked NOT_SERVING, for load balancers to
 // stop sending calls before the server stops.
-func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready func(context.Context) error, interval time.Duration, log *slog.Logger) {
+func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready func(context.Context) error, interval time.Duration, log *slog.Logger, m *metrics.Metrics) {
 	changes := nc.StatusChanged()
 	defer nc.RemoveStatusListener(changes)
 	tick := time.NewTicker(interval)
@@ -47,6 +48,7 @@ func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready fu
 		if ctx.Err() != nil {
 			return
 		}
+		m.State(nc.IsConnected(), err == nil)
 		if now := err == nil; now != serving {
 			serving = now
 			setServing(hs, serving)

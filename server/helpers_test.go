@@ -97,17 +97,17 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 	healthDone := make(chan struct{})
 	go func() {
 		defer close(healthDone)
-		server.WatchHealth(ctx, hs, nc, store.Ready, 200*time.Millisecond, log)
+		server.WatchHealth(ctx, hs, nc, store.Ready, 200*time.Millisecond, log, nil)
 	}()
 	tokens, err := consumers.NewAckTokens([]byte(testAckKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	monitor := consumers.NewMonitor(nc, log)
+	monitor := consumers.NewMonitor(nc, log, nil)
 	t.Cleanup(func() { _ = monitor.Close() })
 	deps := server.Deps{
 		Store:      store,
-		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log),
+		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log, nil),
 		Tokens:     tokens,
 		Acker:      consumers.NewAcker(nc, 2*time.Second),
 		Watcher:    consumers.NewWatcher(monitor, store),

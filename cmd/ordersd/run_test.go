@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -21,22 +20,22 @@ import (
 // runOrdersd runs ordersd as the binary does (flags, then node.Run) on a
 // loopback port, and returns its address and a function that stops it and
 // returns node.Run's error.
-func runOrdersd(t *testing.T, dataDir string, flags ...string) (string, func() error) {
+func runOrdersd(t *testing.T, dataDir string, flags ...string) (node.Ready, func() error) {
 	t.Helper()
-	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
+	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan net.Addr, 1)
+	readies := make(chan node.Ready, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg.OnReady = func(r node.Ready) { addrs <- r.GRPCAddr }
+	cfg.OnReady = func(r node.Ready) { readies <- r }
 	go func() { done <- node.Run(ctx, cfg.Config, log) }()
-	var addr net.Addr
+	var ready node.Ready
 	select {
-	case addr = <-addrs:
+	case ready = <-readies:
 	case err := <-done:
 		cancel()
 		t.Fatalf("ordersd did not start: %v", err)
@@ -60,14 +59,14 @@ func runOrdersd(t *testing.T, dataDir string, flags ...string) (string, func() e
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return addr.String(), stop
+	return ready, stop
 }
 
 // startOrdersd runs ordersd and connects a plaintext client to it.
 func startOrdersd(t *testing.T, dataDir string, flags ...string) (ordersv1.OrderServiceClient, healthpb.HealthClient, func() error) {
 	t.Helper()
-	addr, stop := runOrdersd(t, dataDir, flags...)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	ready, stop := runOrdersd(t, dataDir, flags...)
+	conn, err := grpc.NewClient(ready.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

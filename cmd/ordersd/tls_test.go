@@ -101,10 +101,11 @@ func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	serverCA, clientCA, otherCA := newTestCA(t, "server CA"), newTestCA(t, "client CA"), newTestCA(t, "another CA")
 	serverCert, serverKey := serverCA.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
-	addr, _ := runOrdersd(t, t.TempDir(), "--review=false",
+	ready, _ := runOrdersd(t, t.TempDir(), "--review=false",
 		"--tls-cert", writeFile(t, dir, "server.pem", serverCert),
 		"--tls-key", writeFile(t, dir, "server-key.pem", serverKey),
 		"--tls-client-ca", writeFile(t, dir, "client-ca.pem", clientCA.pem))
+	addr := ready.GRPCAddr.String()
 
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(serverCA.pem)
@@ -140,8 +141,9 @@ func TestServerTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := newTestCA(t, "server CA")
 	cert, key := ca.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
-	addr, _ := runOrdersd(t, t.TempDir(), "--review=false",
+	ready, _ := runOrdersd(t, t.TempDir(), "--review=false",
 		"--tls-cert", writeFile(t, dir, "server.pem", cert), "--tls-key", writeFile(t, dir, "key.pem", key))
+	addr := ready.GRPCAddr.String()
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.pem)
 	if err := healthCheck(addr, credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})); err != nil {

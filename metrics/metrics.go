@@ -1,0 +1,136 @@
+// Package metrics holds ordersd's own Prometheus metrics. Every method is
+// safe on a nil *Metrics (it does nothing), so packages record without
+// checking whether metrics are on.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the series ordersd records besides the gRPC server's.
+type Metrics struct {
+	publishDuration *prometheus.HistogramVec
+	publishErrors   *prometheus.CounterVec
+	inFlight        *prometheus.GaugeVec
+	deliveries      *prometheus.CounterVec
+	redeliveries    *prometheus.CounterVec
+	watchers        prometheus.Gauge
+	watchersBehind  prometheus.Counter
+	watchEvents     prometheus.Counter
+	natsConnected   prometheus.Gauge
+	ready           prometheus.Gauge
+}
+
+// New creates the metrics and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		publishDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ordersd_publish_duration_seconds", Help: "Time from publishing an order event to JetStream's ack, by event type.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}, []string{"event"}),
+		publishErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersd_publish_errors_total", Help: "Publishes of order events that JetStream refused or did not answer, by reason.",
+		}, []string{"reason"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ordersd_consumer_in_flight", Help: "Events delivered by ConsumeOrders on this node and not yet acked, by consumer.",
+		}, []string{"consumer"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersd_consumer_deliveries_total", Help: "Events delivered by ConsumeOrders on this node, by consumer.",
+		}, []string{"consumer"}),
+		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersd_consumer_redeliveries_total", Help: "Events delivered by ConsumeOrders again (attempt 2 or more), by consumer.",
+		}, []string{"consumer"}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordersd_watchers", Help: "WatchOrders streams open on this node.",
+		}),
+		watchersBehind: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ordersd_watchers_throttled_total", Help: "Times a watcher fell behind the live events and was served from the stream at its own pace (no event is dropped).",
+		}),
+		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ordersd_watch_events_total", Help: "Events the node's monitor subscription received and fanned out.",
+		}),
+		natsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordersd_nats_connected", Help: "1 while the NATS connection is up.",
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordersd_jetstream_ready", Help: "1 while JetStream answers and the stream ORDERS exists (the readiness of the node).",
+		}),
+	}
+	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
+		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready)
+	return m
+}
+
+// Published records one publish: its event type, how long JetStream took
+// to answer, and the reason it failed ("" when it did not).
+func (m *Metrics) Published(event string, took time.Duration, failure string) {
+	if m == nil {
+		return
+	}
+	if failure != "" {
+		m.publishErrors.WithLabelValues(failure).Inc()
+		return
+	}
+	m.publishDuration.WithLabelValues(event).Observe(took.Seconds())
+}
+
+// Delivered records a ConsumeOrders delivery of the given attempt.
+func (m *Metrics) Delivered(consumer string, attempt uint64) {
+	if m == nil {
+		return
+	}
+	m.deliveries.WithLabelValues(consumer).Inc()
+	if attempt > 1 {
+		m.redeliveries.WithLabelValues(consumer).Inc()
+	}
+}
+
+// InFlight moves the count of unacked deliveries of a consumer by delta.
+func (m *Metrics) InFlight(consumer string, delta int) {
+	if m == nil || delta == 0 {
+		return
+	}
+	m.inFlight.WithLabelValues(consumer).Add(float64(delta))
+}
+
+// Watching moves the count of open watchers by delta.
+func (m *Metrics) Watching(delta int) {
+	if m == nil {
+		return
+	}
+	m.watchers.Add(float64(delta))
+}
+
+// WatcherThrottled records a watcher that fell behind.
+func (m *Metrics) WatcherThrottled() {
+	if m == nil {
+		return
+	}
+	m.watchersBehind.Inc()
+}
+
+// WatchEvent records an event fanned out by the monitor.
+func (m *Metrics) WatchEvent() {
+	if m == nil {
+		return
+	}
+	m.watchEvents.Inc()
+}
+
+// State records the NATS connection and JetStream readiness.
+func (m *Metrics) State(connected, ready bool) {
+	if m == nil {
+		return
+	}
+	m.natsConnected.Set(b2f(connected))
+	m.ready.Set(b2f(ready))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
