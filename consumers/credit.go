@@ -17,7 +17,7 @@ import (
 // wait has passed and JetStream redelivers it anyway.
 type credit struct {
 	limit   int
-	freed   chan struct{} // a token when credit was freed
+	freed   chan struct{}   // a token when credit was freed
 	changed func(delta int) // told how the number held moves (metrics)
 
 	mu  sync.Mutex           // protects due

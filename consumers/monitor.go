@@ -1,16 +1,20 @@
 package consumers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/metrics"
+	"github.com/ordersd/ordersd/telemetry"
 )
 
 // liveBuffer is how many events a watcher may have waiting in the live
@@ -109,6 +113,9 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 	}
 	ev, decodeErr := eventstore.DecodeEvent(msg.Subject, msg.Header, msg.Data, meta.Sequence.Stream, meta.Timestamp)
 	m.metrics.WatchEvent()
+	_, span := telemetry.Tracer().Start(telemetry.Extract(context.Background(), msg.Header), "WatchOrders fan-out",
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(meta.Sequence.Stream))))
+	defer span.End()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.last = meta.Sequence.Stream
@@ -116,6 +123,7 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 		m.log.Warn("monitor skips a message that is not an order event", "seq", meta.Sequence.Stream, "err", decodeErr)
 		return
 	}
+	span.SetAttributes(attribute.Int("ordersd.watchers", len(m.watchers)))
 	for w := range m.watchers {
 		if !w.match(ev) {
 			continue

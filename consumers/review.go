@@ -8,9 +8,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/telemetry"
 )
 
 // ReviewConsumer is the durable pull consumer of the order-review worker.
@@ -122,6 +126,11 @@ func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	order := ev.GetOrder()
+	// The review continues the trace of the call that created the order.
+	ctx, span := telemetry.Tracer().Start(telemetry.Extract(ctx, msg.Headers()), ReviewConsumer,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("ordersd.order_id", order.GetOrderId()), attribute.Int64("ordersd.delivery_attempt", int64(meta.NumDelivered))))
+	defer span.End()
 	change := eventstore.Change{
 		OrderID: order.GetOrderId(),
 		// One request id per order: a redelivered event, on any node, is
@@ -134,7 +143,8 @@ func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
 		change.To = ordersv1.OrderStatus_ORDER_STATUS_REJECTED
 		change.Reason = fmt.Sprintf("total %d %s exceeds the review limit of %d", order.GetTotalMinor(), order.GetCurrencyCode(), r.opts.LimitMinor)
 	}
-	log := r.log.With("order_id", order.GetOrderId(), "attempt", meta.NumDelivered)
+	span.SetAttributes(attribute.String("ordersd.decision", eventstore.EventType(change.To)))
+	log := r.log.With("order_id", order.GetOrderId(), "attempt", meta.NumDelivered, "trace_id", telemetry.TraceID(ctx))
 	res, err := r.store.Transition(ctx, change)
 	switch {
 	case err == nil:
@@ -146,6 +156,7 @@ func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
 	default:
 		// Not stored (or not known to be): let JetStream deliver it again.
 		log.Warn("review failed; the event will be redelivered", "err", err)
+		span.SetStatus(codes.Error, "review failed")
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}

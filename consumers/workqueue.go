@@ -8,10 +8,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/metrics"
+	"github.com/ordersd/ordersd/telemetry"
 )
 
 // maxFetchWait bounds how long one fetch waits for events. It is also how
@@ -197,7 +200,8 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 			// Held before the send, so an ack that overtakes it still counts.
 			l.held.hold(p.seq, time.Now().Add(ackDeadline(l.cfg, p.delivery.Attempt)))
 		}
-		if err := l.send(p.delivery); err != nil {
+		err := l.sendTraced(ctx, p)
+		if err != nil {
 			stop = err
 			l.held.release(p.seq)
 			_ = p.msg.Nak() // the client may not have it: let it go to another one now
@@ -216,6 +220,19 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 		return eventstore.Classify(err)
 	}
 	return nil
+}
+
+// sendTraced sends one delivery inside a span that continues the trace of
+// the call that stored the event, linked to the ConsumeOrders call.
+func (l *fetchLoop) sendTraced(ctx context.Context, p prepared) error {
+	_, span := telemetry.Tracer().Start(telemetry.Extract(context.Background(), p.msg.Headers()), "ConsumeOrders deliver",
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(trace.LinkFromContext(ctx)),
+		trace.WithAttributes(attribute.String("ordersd.consumer", l.spec.Consumer),
+			attribute.String("ordersd.order_id", p.delivery.Event.GetOrder().GetOrderId()),
+			attribute.Int64("ordersd.delivery_attempt", int64(p.delivery.Attempt))))
+	defer span.End()
+	return l.send(p.delivery)
 }
 
 func (l *fetchLoop) sendHeartbeat() error {

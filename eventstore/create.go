@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -31,13 +30,12 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 
 // PendingCreate is a create whose event is on its way to JetStream.
 type PendingCreate struct {
-	store  *Store
-	in     NewOrder
-	order  *ordersv1.Order
-	msg    *nats.Msg
-	start  time.Time
-	future jetstream.PubAckFuture
-	stream jetstream.Stream
+	store      *Store
+	in         NewOrder
+	order      *ordersv1.Order
+	publishing publishing
+	future     jetstream.PubAckFuture
+	stream     jetstream.Stream
 }
 
 // CreateAsync publishes a new order's created event without waiting for
@@ -54,13 +52,13 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 	if err != nil {
 		return nil, err
 	}
-	start := time.Now()
+	p := s.startPublish(ctx, msg)
 	future, err := s.js.PublishMsgAsync(msg, expectNewOrder(order))
 	if err != nil {
-		s.observePublish(msg, start, err)
+		p.end(nil, err)
 		return nil, s.classify(err)
 	}
-	return &PendingCreate{store: s, in: in, order: order, msg: msg, start: start, future: future, stream: stream}, nil
+	return &PendingCreate{store: s, in: in, order: order, publishing: p, future: future, stream: stream}, nil
 }
 
 // Wait returns the create's result once JetStream has answered, or
@@ -70,7 +68,7 @@ func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.store.opTimeout)
 	defer cancel()
 	ack, err := awaitAck(ctx, p.future)
-	p.store.observePublish(p.msg, p.start, err)
+	p.publishing.end(ack, err)
 	return p.store.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/ordersd/ordersd/eventstore"
 	"github.com/ordersd/ordersd/metrics"
 	ordersserver "github.com/ordersd/ordersd/server"
+	"github.com/ordersd/ordersd/telemetry"
 )
 
 // healthInterval is how often the health service re-checks JetStream
@@ -57,6 +59,8 @@ type Config struct {
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
+	// Version names the build in traces.
+	Version string
 }
 
 // Ready describes a node that serves.
@@ -76,6 +80,20 @@ type Ready struct {
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	stopTracing, err := telemetry.Setup(ctx, cfg.Version)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("trace export did not flush", "err", err)
+		}
+	}()
+	if telemetry.ExportConfigured() {
+		log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
+	}
 	natsOpts, err := cfg.NATSAuth.options()
 	if err != nil {
 		return err
@@ -156,6 +174,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
 	grpcOpts := ordersserver.GRPCOptions{ServerOptions: cfg.Limits.serverOptions(), PublicServices: cfg.PublicServices, Metrics: grpcMetrics}
+	// Spans for every call, continuing the W3C trace context of the caller.
+	grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.StatsHandler(otelgrpc.NewServerHandler()))
 	if creds != nil {
 		grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.Creds(creds))
 	}

@@ -52,6 +52,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cfg.Version = version()
 	if err := node.Run(ctx, cfg.Config, log); err != nil {
 		log.Error("ordersd stopped", "err", err)
 		os.Exit(1)
