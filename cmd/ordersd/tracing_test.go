@@ -81,4 +81,3 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 	}
 	return out
 }
-
