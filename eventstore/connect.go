@@ -15,13 +15,19 @@ import (
 // gRPC server can start and report NOT_SERVING until NATS is there.
 func Connect(url string, embedded *server.Server, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	log := logger.With("component", "nats")
+	where := func(nc *nats.Conn) string {
+		if embedded != nil {
+			return "embedded server, in process"
+		}
+		return nc.ConnectedUrlRedacted()
+	}
 	opts := []nats.Option{
 		nats.Name("ordersd"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
 		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info("connected", "server", nc.ConnectedUrlRedacted())
+			log.Info("connected", "server", where(nc))
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -29,7 +35,7 @@ func Connect(url string, embedded *server.Server, logger *slog.Logger, extra ...
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("reconnected", "server", where(nc))
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { log.Info("connection closed") }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
