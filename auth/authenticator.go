@@ -214,11 +214,11 @@ func (a *Authenticator) authorize(ctx context.Context) (context.Context, error) 
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "invalid or expired bearer token")
 	}
+	logging.AddFields(ctx, logging.Fields{"identity", id.Name})
 	method, _ := grpc.Method(ctx)
 	group, known := groups[method]
 	if !known || !id.may(group) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s (needs %q)", id.Name, method, group)
 	}
-	logging.AddFields(ctx, logging.Fields{"identity", id.Name})
 	return WithIdentity(ctx, id), nil
 }
