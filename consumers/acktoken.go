@@ -123,6 +123,14 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 	case 9:
 	case 11, 12:
 		rest = tokens[4:]
+		// The domain, account hash and trailing token: plain names, never
+		// empty, never a wildcard or a space (found by FuzzAckToken).
+		extra := append([]string{tokens[2], tokens[3]}, tokens[11:]...)
+		for _, tok := range extra {
+			if !eventstore.ValidToken(tok, 256) {
+				return AckSubject{}, false
+			}
+		}
 	default:
 		return AckSubject{}, false
 	}
