@@ -8,14 +8,12 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/auth"
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/server"
 )
@@ -38,21 +36,11 @@ func startGuardedNode(t *testing.T, tokensJSON string, hmacKey []byte, rate *aut
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := eventstore.Connect("", ns, testLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	opts := server.GRPCOptions{Auth: authn, PublicServices: auth.DefaultPublicServices}
 	if rate != nil {
 		opts.RateLimit = rate
 	}
-	return startServiceWith(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }, opts)
+	return startNodesWith(t, 1, opts)[0]
 }
 
 func bearer(ctx context.Context, token string) context.Context {

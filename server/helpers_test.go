@@ -57,6 +57,12 @@ func startNode(t *testing.T) *testNode {
 // replicas behind a load balancer share one NATS deployment.
 func startNodes(t *testing.T, count int, tune ...func(*server.Deps)) []*testNode {
 	t.Helper()
+	return startNodesWith(t, count, server.GRPCOptions{}, tune...)
+}
+
+// startNodesWith is startNodes with gRPC options (authentication, rate limits).
+func startNodesWith(t *testing.T, count int, grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) []*testNode {
+	t.Helper()
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +75,7 @@ func startNodes(t *testing.T, count int, tune ...func(*server.Deps)) []*testNode
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		nodes = append(nodes, startService(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }, tune...))
+		nodes = append(nodes, startServiceWith(t, nc, func() (*nats.Conn, error) { return nats.Connect("", nats.InProcessServer(ns)) }, grpcOpts, tune...))
 	}
 	return nodes
 }
