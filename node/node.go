@@ -8,22 +8,17 @@ package node
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 
 	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/consumers"
@@ -94,42 +89,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if telemetry.ExportConfigured() {
 		log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
 	}
-	natsOpts, err := cfg.NATSAuth.options()
+	conn, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
 	}
-	var embedded *server.Server
-	if cfg.NATSURL == "" {
-		l := cfg.EmbeddedListen
-		if err := l.check(log); err != nil {
-			return err
-		}
-		switch {
-		case l.Addr != "" && l.Token != "":
-			natsOpts = []nats.Option{nats.Token(l.Token)}
-		case l.Addr != "":
-			natsOpts = []nats.Option{nats.UserInfo(l.User, l.Password)}
-		default:
-			natsOpts = nil
-		}
-		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
-			ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token})
-		if err != nil {
-			return err
-		}
-		embedded = ns
-		defer func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-			log.Info("embedded NATS stopped")
-		}()
-		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr)
-	}
-	nc, err := eventstore.Connect(cfg.NATSURL, embedded, log, natsOpts...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
-	}
-	defer drain(nc, cfg.ShutdownTimeout, log)
+	defer conn.close(cfg.ShutdownTimeout, log)
+	nc := conn.nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
@@ -167,26 +132,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxWatchers:  cfg.Limits.MaxWatchers,
 		MaxConsumers: cfg.Limits.MaxConsumers,
 	}, log)
-	creds, err := serverCredentials(cfg.TLS, cfg.GRPCAddr, log)
+	grpcOpts, grpcMetrics, err := grpcOptions(cfg, reg, log)
 	if err != nil {
 		return err
-	}
-	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	reg.MustRegister(grpcMetrics)
-	grpcOpts := ordersserver.GRPCOptions{ServerOptions: cfg.Limits.serverOptions(), PublicServices: cfg.PublicServices, Metrics: grpcMetrics}
-	// Spans for every call, continuing the W3C trace context of the caller.
-	grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.StatsHandler(otelgrpc.NewServerHandler()))
-	if creds != nil {
-		grpcOpts.ServerOptions = append(grpcOpts.ServerOptions, grpc.Creds(creds))
-	}
-	if grpcOpts.Auth, err = auth.New(cfg.Auth); err != nil {
-		return err
-	}
-	if grpcOpts.Auth == nil {
-		log.Warn("authentication is off: every caller may call every RPC; see --auth-tokens-file and --auth-jwt-*")
-	}
-	if cfg.Limits.RatePerSecond > 0 {
-		grpcOpts.RateLimit = auth.NewRateLimiter(cfg.Limits.RatePerSecond, cfg.Limits.RateBurst)
 	}
 	hs := ordersserver.NewHealthServer()
 	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts)
@@ -202,19 +150,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return fmt.Errorf("listen on %s (metrics): %w", cfg.MetricsAddr, err)
 		}
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", creds != nil, "mutual_tls", cfg.TLS.ClientCAFile != "")
+	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
 		ready := Ready{GRPCAddr: lis.Addr()}
 		if ops != nil {
 			ready.MetricsAddr = ops.lis.Addr()
 		}
-		ready.ConnectNATS = func(opts ...nats.Option) (*nats.Conn, error) {
-			opts = append(opts, natsOpts...)
-			if embedded != nil {
-				return nats.Connect("", append(opts, nats.InProcessServer(embedded))...)
-			}
-			return nats.Connect(cfg.NATSURL, opts...)
-		}
+		ready.ConnectNATS = conn.connectAnother
 		cfg.OnReady(ready)
 	}
 
@@ -272,22 +214,6 @@ func stopGRPC(gs interface {
 		log.Warn("calls still running after the shutdown timeout; cutting them off")
 		gs.Stop()
 		<-done
-	}
-}
-
-// drain lets pending NATS work finish and closes the connection, within timeout.
-func drain(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
-	closed := nc.StatusChanged(nats.CLOSED)
-	defer nc.RemoveStatusListener(closed)
-	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		nc.Close()
-		return
-	}
-	select {
-	case <-closed:
-	case <-time.After(timeout):
-		log.Warn("NATS drain timed out; closing")
-		nc.Close()
 	}
 }
 
