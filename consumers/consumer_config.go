@@ -50,7 +50,10 @@ func (s ConsumerSettings) config(name string, filters []string) jetstream.Consum
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxAckPending:  maxAckPending,
 	}
-	if cfg.AckWait == 0 {
+	switch {
+	case len(s.Backoff) > 0:
+		cfg.AckWait = s.Backoff[0] // what JetStream makes of it
+	case cfg.AckWait == 0:
 		cfg.AckWait = DefaultAckWait
 	}
 	if cfg.MaxDeliver == 0 {

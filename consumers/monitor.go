@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
@@ -23,6 +24,9 @@ import (
 // bounded and no watcher ever slows the others.
 const liveBuffer = 256
 
+// subscribeTimeout bounds each JetStream request of starting the monitor.
+const subscribeTimeout = 5 * time.Second
+
 // Monitor is the node's one push subscription on every order event (the
 // seed's "monitor"), fanned out in process to every live watcher: each
 // event is delivered by JetStream once per node and decoded once, whatever
@@ -31,6 +35,8 @@ type Monitor struct {
 	nc      *nats.Conn
 	log     *slog.Logger
 	metrics *metrics.Metrics
+
+	starting chan struct{} // one at a time starts the subscription (see subscribed)
 
 	mu       sync.Mutex // protects the fields below
 	sub      *nats.Subscription
@@ -42,7 +48,7 @@ type Monitor struct {
 // NewMonitor returns a Monitor; it subscribes when the first watcher
 // joins. m may be nil.
 func NewMonitor(nc *nats.Conn, log *slog.Logger, m *metrics.Metrics) *Monitor {
-	return &Monitor{nc: nc, log: log, metrics: m, watchers: make(map[*liveWatcher]struct{})}
+	return &Monitor{nc: nc, log: log, metrics: m, starting: make(chan struct{}, 1), watchers: make(map[*liveWatcher]struct{})}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
@@ -55,16 +61,14 @@ type liveWatcher struct {
 // join adds a watcher to the fan-out. It returns the sequence of the last
 // event fanned out before it joined: the watcher gets every matching event
 // after it.
-func (m *Monitor) join(match func(*ordersv1.OrderEvent) bool) (*liveWatcher, uint64, error) {
+func (m *Monitor) join(ctx context.Context, match func(*ordersv1.OrderEvent) bool) (*liveWatcher, uint64, error) {
+	if err := m.subscribed(ctx); err != nil {
+		return nil, 0, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
-	}
-	if m.sub == nil {
-		if err := m.subscribe(); err != nil {
-			return nil, 0, err
-		}
 	}
 	w := &liveWatcher{match: match, events: make(chan *ordersv1.OrderEvent, liveBuffer), behind: make(chan struct{})}
 	m.watchers[w] = struct{}{}
@@ -85,22 +89,56 @@ func (m *Monitor) Watchers() int {
 	return len(m.watchers)
 }
 
-// subscribe starts the push subscription: an ordered consumer on ORDERS.>
-// from the next event on. Ordered consumers recreate themselves from the
-// last sequence seen after a gap or a reconnect, so the fan-out never skips
-// an event. m.mu must be held.
-func (m *Monitor) subscribe() error {
-	js, err := m.nc.JetStream()
+// subscribed makes sure the push subscription runs, starting it on first
+// use: an ordered consumer on ORDERS.> from the event after the stream's
+// current last one, so that m.last is exact from the start (a watcher
+// asking only for new events never gets older ones). Ordered consumers
+// recreate themselves from the last sequence seen after a gap or a
+// reconnect, so the fan-out never skips an event. Starting it waits for
+// JetStream outside m.mu, so the fan-out and other watchers go on; calls
+// that find NATS disconnected fail at once.
+func (m *Monitor) subscribed(ctx context.Context) error {
+	select {
+	case m.starting <- struct{}{}:
+		defer func() { <-m.starting }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.mu.Lock()
+	running, closed := m.sub != nil, m.closed
+	m.mu.Unlock()
+	switch {
+	case closed:
+		return fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
+	case running:
+		return nil
+	case !m.nc.IsConnected():
+		return fmt.Errorf("%w: not connected to NATS", eventstore.ErrUnavailable)
+	}
+	js, err := m.nc.JetStream(nats.MaxWait(subscribeTimeout))
 	if err != nil {
 		return eventstore.Classify(err)
 	}
-	sub, err := js.Subscribe(eventstore.StreamSubjects, m.fanOut,
-		nats.BindStream(eventstore.StreamName), nats.OrderedConsumer(), nats.DeliverNew())
+	info, err := js.StreamInfo(eventstore.StreamName)
 	if err != nil {
 		return eventstore.Classify(err)
+	}
+	m.mu.Lock()
+	m.last = info.State.LastSeq // before the first event can arrive
+	m.mu.Unlock()
+	sub, err := js.Subscribe(eventstore.StreamSubjects, m.fanOut, nats.BindStream(eventstore.StreamName),
+		nats.OrderedConsumer(), nats.StartSequence(info.State.LastSeq+1))
+	if err != nil {
+		return eventstore.Classify(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
 	m.sub = sub
-	m.log.Info("monitor subscribed", "subjects", eventstore.StreamSubjects)
+	m.log.Info("monitor subscribed", "subjects", eventstore.StreamSubjects, "from_sequence", info.State.LastSeq+1)
 	return nil
 }
 

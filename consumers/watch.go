@@ -106,23 +106,24 @@ func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpda
 
 // watchStream is the state of one WatchOrders stream.
 type watchStream struct {
-	w        *Watcher
-	spec     WatchSpec
-	send     func(WatchUpdate) error
-	served   uint64 // the stream sequence the watcher has been served up to
-	caughtUp bool   // caught_up has been sent
-	lastSend time.Time
+	w          *Watcher
+	spec       WatchSpec
+	send       func(WatchUpdate) error
+	served     uint64 // the stream sequence the watcher has been served up to
+	positioned bool   // served is a position (else the spec's start is)
+	caughtUp   bool   // caught_up has been sent
+	lastSend   time.Time
 }
 
 func (s *watchStream) run(ctx context.Context) error {
 	replay := s.spec.replays()
 	for {
-		live, joinedAt, err := s.w.monitor.join(s.spec.matches)
+		live, joinedAt, err := s.w.monitor.join(ctx, s.spec.matches)
 		if err != nil {
 			return err
 		}
 		if !replay && !s.caughtUp {
-			s.served = joinedAt // only what comes after the call began
+			s.advance(joinedAt) // only what comes after the call began
 		}
 		if replay {
 			err = s.catchUp(ctx)
@@ -150,7 +151,7 @@ var errBehind = errors.New("watcher fell behind the live events")
 func (s *watchStream) catchUp(ctx context.Context) error {
 	req := eventstore.ReadRequest{Filters: s.spec.filters(), SkipUnreadable: true}
 	switch {
-	case s.served != 0:
+	case s.positioned:
 		req.StartSequence = s.served + 1
 	case s.spec.StartSequence != 0:
 		req.StartSequence = s.spec.StartSequence
@@ -163,8 +164,16 @@ func (s *watchStream) catchUp(ctx context.Context) error {
 		}
 		return s.event(ev)
 	})
-	s.served = max(s.served, last)
+	if last > 0 {
+		s.advance(last)
+	}
 	return err
+}
+
+// advance records that the watcher has been served up to seq.
+func (s *watchStream) advance(seq uint64) {
+	s.served = max(s.served, seq)
+	s.positioned = true
 }
 
 // followLive sends live events until ctx ends, a send fails, or the
@@ -201,7 +210,7 @@ func (s *watchStream) event(ev *ordersv1.OrderEvent) error {
 	if err := s.emit(WatchUpdate{Event: ev}); err != nil {
 		return err
 	}
-	s.served = ev.GetSequence()
+	s.advance(ev.GetSequence())
 	return nil
 }
 

@@ -49,12 +49,16 @@ func Classify(err error) error {
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		// A consumer's leader moved, its server shut down, or it went away
+		// (inactivity, an operator): the stream ends, the client reconnects.
+		errors.Is(err, jetstream.ErrConsumerLeadershipChanged), errors.Is(err, jetstream.ErrConsumerDeleted),
+		errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrServerShutdown):
 		// Also the store's own timeout: JetStream did not answer in time. The
 		// gRPC layer reports DEADLINE_EXCEEDED instead when the caller's own
 		// deadline is what ran out.
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs), errors.Is(err, jetstream.ErrMaximumConsumersLimit):
 		// Too many publishes wait for their acks: back-pressure, not a hang.
 		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
 	case errors.As(err, &apiErr) && apiErr.Code == 503:

@@ -42,46 +42,27 @@ type ReadRequest struct {
 // pull consumer (no acks, memory state) and a fetch loop, and deletes the
 // consumer when done.
 func (s *Store) Read(ctx context.Context, req ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error) {
-	opCtx, cancel, stream, err := s.begin(ctx)
-	if err != nil {
+	r := reader{store: s, req: req, send: send}
+	cons, more, err := r.openConsumer(ctx)
+	if err != nil || !more {
 		return 0, err
 	}
-	cfg := jetstream.ConsumerConfig{
-		Description:   "ordersd read",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckNonePolicy,
-		MemoryStorage: true,
-		Replicas:      1,
-		// Removed by the server if this process dies before deleting it.
-		InactiveThreshold: time.Minute,
-	}
-	switch {
-	case req.StartSequence != 0:
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, req.StartSequence
-	case !req.StartTime.IsZero():
-		start := req.StartTime
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	}
-	if len(req.Filters) == 1 {
-		cfg.FilterSubject = req.Filters[0]
-	} else {
-		cfg.FilterSubjects = req.Filters
-	}
-	cons, err := stream.CreateConsumer(opCtx, cfg)
-	cancel()
-	if err != nil {
-		return 0, s.classify(err)
-	}
-	defer s.deleteConsumer(stream, cons)
-	if cons.CachedInfo().NumPending == 0 {
-		return 0, nil // nothing stored from the start position on
-	}
-	r := reader{store: s, req: req, send: send}
+	defer func() { r.store.deleteConsumer(r.stream, cons) }()
 	for {
 		done, received, err := r.fetch(ctx, cons)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			// The reader sat blocked on a slow client past the consumer's
+			// inactivity threshold and the server removed it: go on from
+			// the next sequence with a new one.
+			r.store.deleteConsumer(r.stream, cons)
+			if cons, more, err = r.openConsumer(ctx); err != nil || !more {
+				return r.last, err
+			}
+			continue
+		}
 		switch {
 		case err != nil:
-			return r.last, err
+			return r.last, r.store.classify(err)
 		case done:
 			return r.last, nil
 		case ctx.Err() != nil:
@@ -92,12 +73,57 @@ func (s *Store) Read(ctx context.Context, req ReadRequest, send func(*ordersv1.O
 	}
 }
 
+// openConsumer creates the read's ephemeral pull consumer (no acks, memory
+// state), from the request's start or after the last message read; more
+// is false when nothing is stored from there on.
+func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, more bool, err error) {
+	opCtx, cancel, stream, err := r.store.begin(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer cancel()
+	r.stream = stream
+	cfg := jetstream.ConsumerConfig{
+		Description:   "ordersd read",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		Replicas:      1,
+		// Removed by the server if this process dies before deleting it.
+		InactiveThreshold: time.Minute,
+	}
+	switch {
+	case r.last != 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.last+1
+	case r.req.StartSequence != 0:
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.req.StartSequence
+	case !r.req.StartTime.IsZero():
+		start := r.req.StartTime
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	if len(r.req.Filters) == 1 {
+		cfg.FilterSubject = r.req.Filters[0]
+	} else {
+		cfg.FilterSubjects = r.req.Filters
+	}
+	cons, err = stream.CreateConsumer(opCtx, cfg)
+	if err != nil {
+		return nil, false, r.store.classify(err)
+	}
+	if cons.CachedInfo().NumPending == 0 {
+		r.store.deleteConsumer(stream, cons)
+		return nil, false, nil // nothing stored from there on
+	}
+	return cons, true, nil
+}
+
 // reader is the state of one Read.
 type reader struct {
-	store *Store
-	req   ReadRequest
-	send  func(*ordersv1.OrderEvent) error
-	last  uint64 // sequence of the last message read
+	store  *Store
+	req    ReadRequest
+	send   func(*ordersv1.OrderEvent) error
+	stream jetstream.Stream
+	last   uint64 // sequence of the last message read
 }
 
 // fetch runs one fetch of the read loop and sends what it brings; done
@@ -108,7 +134,7 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 	defer cancel()
 	batch, err := cons.Fetch(readBatch, jetstream.FetchContext(ctx))
 	if err != nil {
-		return false, 0, r.store.classify(err)
+		return false, 0, err
 	}
 	for msg := range batch.Messages() {
 		received++
@@ -135,7 +161,7 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 		}
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-		return false, received, r.store.classify(err)
+		return false, received, err
 	}
 	return false, received, nil
 }

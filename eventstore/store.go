@@ -45,6 +45,7 @@ type Store struct {
 	newID     func() string
 
 	provisionMu sync.Mutex                       // serialises stream provisioning
+	provisioned atomic.Bool                      // the stream was created or updated by this process
 	stream      atomic.Pointer[jetstream.Stream] // nil until the stream is known to exist
 }
 
@@ -101,21 +102,36 @@ type Change struct {
 // Ready checks that JetStream answers and the stream ORDERS exists,
 // provisioning it when it does not. Health checks call it.
 func (s *Store) Ready(ctx context.Context) error {
+	_, err := s.ready(ctx)
+	return err
+}
+
+// ready is Ready that also returns the stream handle. The first success
+// in this process creates or updates the stream to the wanted settings (an
+// operator may have made it with others, direct get among them); later
+// checks only look it up.
+func (s *Store) ready(ctx context.Context) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	if !s.js.Conn().IsConnected() {
-		return fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
+		return nil, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
 	}
-	stream, err := s.js.Stream(ctx, StreamName)
-	if isStreamMissing(err) {
+	var (
+		stream jetstream.Stream
+		err    error
+	)
+	if s.provisioned.Load() {
+		stream, err = s.js.Stream(ctx, StreamName)
+	}
+	if !s.provisioned.Load() || isStreamMissing(err) {
 		stream, err = s.provision(ctx)
 	}
 	if err != nil {
 		s.stream.Store(nil)
-		return s.classify(err)
+		return nil, s.classify(err)
 	}
 	s.stream.Store(&stream)
-	return nil
+	return stream, nil
 }
 
 // provision creates or updates the stream, once at a time.
@@ -124,6 +140,7 @@ func (s *Store) provision(ctx context.Context) (jetstream.Stream, error) {
 	defer s.provisionMu.Unlock()
 	stream, err := provisionStream(ctx, s.js, s.opts)
 	if err == nil {
+		s.provisioned.Store(true)
 		s.log.Info("stream ready", "stream", StreamName, "replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
 	}
 	return stream, err
@@ -140,11 +157,12 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 	if p := s.stream.Load(); p != nil {
 		return ctx, cancel, *p, nil
 	}
-	if err := s.Ready(ctx); err != nil {
+	stream, err := s.ready(ctx)
+	if err != nil {
 		cancel()
 		return nil, nil, nil, err
 	}
-	return ctx, cancel, *s.stream.Load(), nil
+	return ctx, cancel, stream, nil
 }
 
 // Stream returns the stream ORDERS, for consumers of its events.

@@ -95,7 +95,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer conn.close(cfg.ShutdownTimeout, log)
 	nc := conn.nc
-	js, err := jetstream.New(nc)
+	// An async publish whose ack never comes (a leader died mid-write) must
+	// not hold one of the in-flight slots forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.OpTimeout))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

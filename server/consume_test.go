@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -308,4 +309,29 @@ func TestAckOnAnotherNode(t *testing.T) {
 	if info := a.consumerInfo(t, "cross-node"); info.NumAckPending != 0 {
 		t.Fatalf("%d events unacked", info.NumAckPending)
 	}
+}
+
+// A consumer with a backoff is created and bound again with the same
+// settings (JetStream makes the first step its ack wait); ack_wait and
+// backoff together are refused as contradictory.
+func TestConsumerWithBackoff(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.create(t)
+	req := createdQueue("backoff")
+	req.HeartbeatInterval = dur(time.Second)
+	req.Settings = &ordersv1.ConsumerSettings{Backoff: []*durationpb.Duration{dur(time.Second), dur(2 * time.Second)}, MaxDeliveries: 3}
+	for range 2 {
+		stream, cancel := n.consume(t, req)
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("consumer with a backoff: %v", err)
+		}
+		cancel()
+	}
+	req.Settings.AckWait = dur(time.Minute)
+	stream, err := n.client.ConsumeOrders(testCtx(t), req)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	assertFieldViolation(t, err, "settings.ack_wait")
 }

@@ -42,7 +42,10 @@ func (s *OrderService) CreateOrders(stream grpc.BidiStreamingServer[ordersv1.Cre
 	for r := range queue {
 		res := r.done
 		if res == nil {
-			out, err := r.pending.Wait(ctx)
+			// Wait for JetStream's answer even when the node begins to shut
+			// down: the create was sent and its client deserves its result
+			// (Wait is bounded by the store's timeout).
+			out, err := r.pending.Wait(context.WithoutCancel(ctx))
 			if err != nil {
 				res = &ordersv1.CreateOrdersResponse{Error: orderError(toStatus(ctx, s.log, r.orderID, err))}
 			} else {

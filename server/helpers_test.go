@@ -89,7 +89,7 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 // startServiceWith is startService with gRPC options (authentication, rate limits).
 func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) *testNode {
 	t.Helper()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

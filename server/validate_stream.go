@@ -110,6 +110,9 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 		if n := len(s.GetBackoff()); n > 0 && spec.Settings.MaxDeliveries != 0 && spec.Settings.MaxDeliveries <= n {
 			v.add("settings.max_deliveries", "must be greater than the %d backoff steps", n)
 		}
+		if len(s.GetBackoff()) > 0 && s.GetAckWait() != nil {
+			v.add("settings.ack_wait", "cannot be set with backoff: the first backoff step is the ack wait")
+		}
 	}
 	switch start := s.GetStart().(type) {
 	case *ordersv1.ConsumerSettings_StartNew:

@@ -306,3 +306,40 @@ func TestStreamingRequestValidation(t *testing.T) {
 		})
 	}
 }
+
+// A watcher of new events only never gets events stored before its call,
+// even when it joins before the node's monitor has seen any event and then
+// falls behind (it catches up from where it started, not from the start of
+// the stream).
+func TestNewEventsOnlyNeverReplaysOlderOnes(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.storeMany(t, 20) // before any watcher: the monitor has seen nothing
+	old := n.streamMsgs(t, "")
+	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	watch, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(testCtx(t), &ordersv1.WatchOrdersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := watch.Recv(); err != nil || !res.GetCaughtUp() {
+		t.Fatalf("%v, %v", res, err)
+	}
+	n.storeMany(t, 2000) // more than the watcher's live buffer while it does not read
+	for next := old + 1; next <= old+2000; {
+		res, err := watch.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := res.GetEvent(); ev != nil {
+			if ev.GetSequence() != next {
+				t.Fatalf("got sequence %d, want %d (the first %d events were stored before the call)", ev.GetSequence(), next, old)
+			}
+			next++
+		}
+	}
+}

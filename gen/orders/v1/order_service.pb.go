@@ -1273,8 +1273,8 @@ type ConsumerSettings struct {
 	// 0 means no limit.
 	MaxDeliveries int32 `protobuf:"varint,2,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
 	// Redelivery delays, one per delivery attempt (the last repeats); when
-	// set, they replace ack_wait. Up to 10, each 1s to 12h; max_deliveries,
-	// when set, must be greater than their count.
+	// set, they replace ack_wait, which must then be unset. Up to 10, each 1s
+	// to 12h; max_deliveries, when set, must be greater than their count.
 	Backoff []*durationpb.Duration `protobuf:"bytes,3,rep,name=backoff,proto3" json:"backoff,omitempty"`
 	// Where a new consumer starts. Default: the first stored event.
 	//

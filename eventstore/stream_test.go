@@ -1,0 +1,50 @@
+package eventstore
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A stream ORDERS made by someone else with other settings (direct get,
+// which may answer from a lagging replica) is brought to ordersd's
+// settings when ordersd first finds it.
+func TestReadyUpdatesAnExistingStream(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := Connect("", ns, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{StreamSubjects},
+		AllowDirect: true, Duplicates: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	store := New(js, Options{Stream: StreamOptions{DuplicateWindow: 5 * time.Minute}, Logger: log})
+	if err := store.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if cfg.AllowDirect || cfg.Duplicates != 5*time.Minute || !cfg.DenyDelete {
+		t.Fatalf("stream not updated: allow_direct %v, duplicates %v, deny_delete %v", cfg.AllowDirect, cfg.Duplicates, cfg.DenyDelete)
+	}
+}
