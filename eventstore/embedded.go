@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,6 +30,22 @@ type EmbeddedOptions struct {
 	ListenAddr     string
 	User, Password string
 	Token          string
+	// Cluster, when its Name is set, makes the server one node of a
+	// JetStream cluster of embedded servers (ordersd nodes) that replicate
+	// the stream among themselves.
+	Cluster EmbeddedCluster
+	// SyncInterval is how often JetStream fsyncs stored messages to disk
+	// (nats-server's sync_interval; its default, 2 minutes, when zero).
+	// SyncAlways fsyncs every message before it is acknowledged.
+	SyncInterval time.Duration
+	SyncAlways   bool
+}
+
+// EmbeddedCluster places an embedded server in a cluster.
+type EmbeddedCluster struct {
+	Name   string   // the cluster's name, the same on every node
+	Listen string   // host:port this node listens on for its peers
+	Routes []string // the peers' cluster addresses (nats-route://host:port or host:port)
 }
 
 // StartEmbedded starts a NATS server with JetStream that stores under
@@ -58,6 +75,12 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		DontListen: true, // in-process clients only
 		NoSigs:     true, // ordersd handles signals itself
 	}
+	opts.SyncInterval, opts.SyncAlways = o.SyncInterval, o.SyncAlways
+	if o.Cluster.Name != "" {
+		if err := o.Cluster.apply(opts); err != nil {
+			return nil, err
+		}
+	}
 	if o.ListenAddr != "" {
 		host, port, err := net.SplitHostPort(o.ListenAddr)
 		if err != nil {
@@ -80,6 +103,30 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS not ready within %s", o.ReadyTimeout)
 	}
 	return ns, nil
+}
+
+// apply sets the cluster options of a server.
+func (c EmbeddedCluster) apply(opts *server.Options) error {
+	host, port, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("embedded NATS cluster listen address %q: %w", c.Listen, err)
+	}
+	opts.Cluster.Name, opts.Cluster.Host = c.Name, host
+	if opts.Cluster.Port, err = strconv.Atoi(port); err != nil {
+		return fmt.Errorf("embedded NATS cluster port %q: %w", port, err)
+	}
+	var routes []string
+	for _, r := range c.Routes {
+		if !strings.Contains(r, "://") {
+			r = "nats-route://" + r
+		}
+		routes = append(routes, r)
+	}
+	opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+	if len(opts.Routes) != len(routes) {
+		return fmt.Errorf("embedded NATS cluster routes %q are not all valid URLs", c.Routes)
+	}
+	return nil
 }
 
 // natsLogger writes nats-server's log lines to slog.

@@ -43,12 +43,13 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 			c.opts = []nats.Option{nats.UserInfo(l.User, l.Password)}
 		}
 		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
-			ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token})
+			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token,
+			Cluster: cfg.Cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
 		if err != nil {
 			return nil, err
 		}
 		c.embedded = ns
-		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr)
+		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "cluster", cfg.Cluster.Name)
 	}
 	nc, err := eventstore.Connect(c.url, c.embedded, log, c.opts...)
 	if err != nil {

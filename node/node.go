@@ -34,23 +34,27 @@ const healthInterval = 2 * time.Second
 
 // Config is everything a node needs; cmd/ordersd fills it from flags.
 type Config struct {
-	GRPCAddr        string         // where the gRPC server listens
-	MetricsAddr     string         // where /metrics, /livez and /readyz are served; off when empty
-	DataDir         string         // JetStream data of the embedded server
-	NATSURL         string         // an existing deployment; the embedded server when empty
-	NATSAuth        NATSAuth       // credentials and TLS for NATSURL
-	EmbeddedListen  EmbeddedListen // opens the embedded server to NATS clients
-	Replicas        int            // copies of the stream ORDERS
-	DuplicateWindow time.Duration  // how long JetStream remembers Nats-Msg-Ids
-	OpTimeout       time.Duration  // longest wait for one JetStream operation
-	ShutdownTimeout time.Duration  // how long shutdown waits for calls in flight
-	AckTokenKeyFile string         // the key signing ack tokens; random when empty
-	TLS             TLSConfig      // the gRPC server's TLS; plaintext when empty
-	Limits          Limits         // bounds on what clients can make the node hold
-	Auth            auth.Config    // who may call what; off when empty
-	PublicServices  []string       // gRPC services open without a token
-	Review          bool           // run the order-review worker
-	ReviewLimit     int64          // largest total_minor the review approves
+	GRPCAddr        string                     // where the gRPC server listens
+	MetricsAddr     string                     // where /metrics, /livez and /readyz are served; off when empty
+	DataDir         string                     // JetStream data of the embedded server
+	NATSURL         string                     // an existing deployment; the embedded server when empty
+	NATSAuth        NATSAuth                   // credentials and TLS for NATSURL
+	EmbeddedListen  EmbeddedListen             // opens the embedded server to NATS clients
+	ServerName      string                     // the embedded server's name; unique in a cluster
+	Cluster         eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
+	SyncInterval    time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
+	SyncAlways      bool                       // fsync every message before acknowledging it
+	Replicas        int                        // copies of the stream ORDERS
+	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids
+	OpTimeout       time.Duration              // longest wait for one JetStream operation
+	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight
+	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
+	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
+	Limits          Limits                     // bounds on what clients can make the node hold
+	Auth            auth.Config                // who may call what; off when empty
+	PublicServices  []string                   // gRPC services open without a token
+	Review          bool                       // run the order-review worker
+	ReviewLimit     int64                      // largest total_minor the review approves
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)

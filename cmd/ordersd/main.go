@@ -62,7 +62,10 @@ func main() {
 // parseConfig reads flags from args, then fills every flag not given on the
 // command line from its ORDERSD_ environment variable.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
-	var c config
+	var (
+		c    config
+		sync string
+	)
 	fs := flag.NewFlagSet("ordersd", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
@@ -81,6 +84,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.EmbeddedListen.User, "nats-listen-user", "", "the user allowed into the embedded NATS server")
 	fs.StringVar(&c.EmbeddedListen.Password, "nats-listen-password", "", "that user's password (prefer $ORDERSD_NATS_LISTEN_PASSWORD)")
 	fs.StringVar(&c.EmbeddedListen.Token, "nats-listen-token", "", "a token for the embedded NATS server, instead of a user (prefer $ORDERSD_NATS_LISTEN_TOKEN)")
+	fs.StringVar(&c.ServerName, "server-name", defaultServerName(), "`name` of the embedded NATS server; unique in a cluster")
+	fs.StringVar(&c.Cluster.Name, "cluster-name", "", "join the embedded NATS servers of several ordersd nodes into one JetStream cluster of this `name`")
+	fs.StringVar(&c.Cluster.Listen, "cluster-listen", "", "`address` (host:port) where this node's embedded NATS server listens for its cluster peers")
+	routes := fs.String("cluster-routes", "", "the peers' cluster `addresses`, comma-separated (host:port)")
+	fs.StringVar(&sync, "sync-interval", "", "how often the embedded server fsyncs stored events to disk: a `duration`, or \"always\" (every event before it is acknowledged); nats-server's default (2m) when unset")
 	fs.IntVar(&c.Replicas, "replicas", 1, "`copies` JetStream keeps of the stream ORDERS (3 on a three-node cluster)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
 	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
@@ -134,6 +142,24 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, envErr
 	}
 	c.Limits.MaxConcurrentStreams = uint32(min(*maxStreams, 1<<31))
+	for _, r := range strings.Split(*routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.Cluster.Routes = append(c.Cluster.Routes, r)
+		}
+	}
+	switch {
+	case sync == "always":
+		c.SyncAlways = true
+	case sync != "":
+		d, err := time.ParseDuration(sync)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("--sync-interval must be a positive duration or \"always\", got %q", sync)
+		}
+		c.SyncInterval = d
+	}
+	if (c.Cluster.Name != "") != (c.Cluster.Listen != "") {
+		return c, errors.New("--cluster-name and --cluster-listen go together")
+	}
 	c.PublicServices = nil
 	for _, svc := range strings.Split(*public, ",") {
 		if svc = strings.TrimSpace(svc); svc != "" {
@@ -151,6 +177,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, errors.New("--data-dir is required for the embedded NATS server")
 	}
 	return c, nil
+}
+
+// defaultServerName names the embedded NATS server after the host, so
+// that nodes of a cluster on different machines differ without a flag.
+func defaultServerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "ordersd"
+	}
+	return "ordersd-" + host
 }
 
 // envName is the environment variable of a flag: grpc-addr → ORDERSD_GRPC_ADDR.
