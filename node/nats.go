@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +37,12 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 		l := cfg.EmbeddedListen
 		if err := l.check(log); err != nil {
 			return nil, err
+		}
+		if cfg.Cluster.Name != "" && l.Addr == "" {
+			// nats-server starts routing to its peers only once it listens
+			// for clients: listen on a random loopback port, behind a
+			// random token that only this process knows.
+			l = EmbeddedListen{Addr: "127.0.0.1:-1", Token: randomToken()}
 		}
 		switch {
 		case l.Addr != "" && l.Token != "":
@@ -98,4 +106,11 @@ func drain(nc *nats.Conn, timeout time.Duration, log *slog.Logger) {
 		log.Warn("NATS drain timed out; closing")
 		nc.Close()
 	}
+}
+
+// randomToken is a secret for the embedded server's private listener.
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
