@@ -29,7 +29,7 @@ type childOrdersd struct {
 	exited chan error
 }
 
-func startChild(t *testing.T, dataDir string) *childOrdersd {
+func startChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -37,8 +37,8 @@ func startChild(t *testing.T, dataDir string) *childOrdersd {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	cmd := exec.Command(os.Args[0], "--grpc-addr", addr, "--data-dir", dataDir, "--metrics-addr", "",
-		"--review=false", "--shutdown-timeout", "5s", "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], append([]string{"--grpc-addr", addr, "--data-dir", dataDir, "--metrics-addr", "",
+		"--review=false", "--shutdown-timeout", "5s", "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), "ORDERSD_TEST_RUN_MAIN=1")
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
