@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"io"
+	"sync"
 	"log/slog"
 	"net"
 	"os"
@@ -30,6 +31,7 @@ import (
 const testAckKey = "test-ack-token-key-0123456789abcdef"
 
 type testNode struct {
+	kill    func() // the node dies: its gRPC server and NATS connection close at once
 	addr    string
 	nc      *nats.Conn // the node's own connection
 	monitor *consumers.Monitor
@@ -158,7 +160,8 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testNode{addr: lis.Addr().String(), nc: nc, monitor: monitor, store: store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
+	kill := sync.OnceFunc(func() { gs.Stop(); nc.Close() })
+	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: monitor, store: store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
 }
 
 func testCtx(t *testing.T) context.Context {

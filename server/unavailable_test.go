@@ -67,6 +67,15 @@ func TestJetStreamUnreachable(t *testing.T) {
 	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
 	order := n.create(t)
 
+	// Streams open across the cut: afterwards each must go on with no gap
+	// or end with a status to reconnect on, never stall in silence.
+	watching, _ := n.watch(t, &ordersv1.WatchOrdersRequest{HeartbeatInterval: dur(time.Second)})
+	if res, err := watching.Recv(); err != nil || !res.GetCaughtUp() {
+		t.Fatalf("watch: %v, %v", res, err)
+	}
+	consuming, _ := n.consume(t, &ordersv1.ConsumeOrdersRequest{Consumer: "across-the-cut", HeartbeatInterval: dur(time.Second)})
+	nextEvent(t, consuming) // the order created above
+
 	natsPort := ns.Addr().(*net.TCPAddr).Port
 	ns.Shutdown()
 	ns.WaitForShutdown()
@@ -114,7 +123,28 @@ func TestJetStreamUnreachable(t *testing.T) {
 	if err != nil || got.GetOrder().GetRevision() != order.GetRevision() {
 		t.Fatalf("after NATS came back: %v, %v", got, err)
 	}
-	if _, _, err := n.transition(testCtx(t), approved, order.GetOrderId(), "approve-after", 0); err != nil {
+	approvedOrder, _, err := n.transition(testCtx(t), approved, order.GetOrderId(), "approve-after", 0)
+	if err != nil {
 		t.Fatalf("approve after NATS came back: %v", err)
+	}
+	// The watch saw the approval, or ended with a status to resume on.
+	for {
+		res, err := watching.Recv()
+		if err != nil {
+			if c := status.Code(err); c != codes.Unavailable {
+				t.Fatalf("watch across the cut ended with %v, want UNAVAILABLE", err)
+			}
+			break
+		}
+		if ev := res.GetEvent(); ev != nil {
+			if ev.GetSequence() != approvedOrder.GetRevision() {
+				t.Fatalf("watch across the cut: got sequence %d, want %d", ev.GetSequence(), approvedOrder.GetRevision())
+			}
+			break
+		}
+	}
+	// The consume stream goes on (heartbeats) or ended with UNAVAILABLE.
+	if res, err := consuming.Recv(); err != nil && status.Code(err) != codes.Unavailable {
+		t.Fatalf("consume across the cut: %v, %v", res, err)
 	}
 }
