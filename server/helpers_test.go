@@ -3,10 +3,10 @@ package server_test
 import (
 	"context"
 	"io"
-	"sync"
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
