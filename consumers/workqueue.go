@@ -98,6 +98,7 @@ type fetchLoop struct {
 	held     *credit
 	send     func(Delivery) error
 	lastSend time.Time
+	failures int // fetches in a row that failed for a passing reason
 }
 
 func (l *fetchLoop) run(ctx context.Context) error {
@@ -118,12 +119,39 @@ func (l *fetchLoop) run(ctx context.Context) error {
 		}
 		wait := min(maxFetchWait, l.spec.Heartbeat)
 		batch, err := l.cons.Fetch(free, jetstream.FetchMaxWait(wait))
-		if err != nil {
-			return eventstore.Classify(err)
+		if err == nil {
+			err = l.deliver(ctx, batch)
 		}
-		if err := l.deliver(ctx, batch); err != nil {
+		if err = l.retryable(ctx, err); err != nil {
 			return err
 		}
+	}
+}
+
+// maxFetchRetries is how many fetches in a row may fail for a passing
+// reason before the stream ends with UNAVAILABLE.
+const maxFetchRetries = 10
+
+// retryable decides whether the loop may go on after err: yes for the
+// passing failures of a consumer just created by another client, or one
+// whose leader is moving (no responders, leadership change), after a
+// growing pause; no for anything else, or when they go on too long.
+func (l *fetchLoop) retryable(ctx context.Context, err error) error {
+	if err == nil {
+		l.failures = 0
+		return nil
+	}
+	passing := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, jetstream.ErrConsumerLeadershipChanged) || errors.Is(err, nats.ErrTimeout)
+	if !passing || l.failures >= maxFetchRetries || ctx.Err() != nil {
+		return eventstore.Classify(err)
+	}
+	l.failures++
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Duration(l.failures) * 100 * time.Millisecond):
+		return nil
 	}
 }
 
