@@ -89,7 +89,7 @@ func StatusSubjects(status ordersv1.OrderStatus) (string, error) {
 // parseSubject splits ORDERS.<event>.<order_id> into its status and order id.
 func parseSubject(subject string) (ordersv1.OrderStatus, string, bool) {
 	parts := strings.Split(subject, ".")
-	if len(parts) != 3 || parts[0] != StreamName {
+	if len(parts) != 3 || parts[0] != StreamName || !ValidToken(parts[2], MaxIDLen) {
 		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, "", false
 	}
 	for status, token := range eventTokens {
