@@ -32,6 +32,3 @@ func (s *slots) acquire() error {
 }
 
 func (s *slots) release() { s.used.Add(-1) }
-
-// InUse is how many slots are taken.
-func (s *slots) InUse() int64 { return s.used.Load() }
