@@ -168,11 +168,11 @@ func TestInProgressExtendsTheAckWait(t *testing.T) {
 	n := startNode(t)
 	n.create(t)
 	req := createdQueue("slow-work")
-	req.Settings = &ordersv1.ConsumerSettings{AckWait: dur(time.Second)}
+	req.Settings = &ordersv1.ConsumerSettings{AckWait: dur(2 * time.Second)}
 	req.HeartbeatInterval = dur(time.Second)
 	stream, _ := n.consume(t, req)
 	res := nextEvent(t, stream)
-	// Work for 3 ack waits, telling JetStream every half wait.
+	// Work for 2 ack waits, telling JetStream every quarter of one.
 	redelivered := make(chan *ordersv1.ConsumeOrdersResponse, 1)
 	go func() {
 		for {
@@ -186,7 +186,7 @@ func TestInProgressExtendsTheAckWait(t *testing.T) {
 			}
 		}
 	}()
-	for range 6 {
+	for range 8 {
 		n.ack(t, ordersv1.AckAction_ACK_ACTION_IN_PROGRESS, res.GetAckToken())
 		select {
 		case r := <-redelivered:
@@ -198,7 +198,7 @@ func TestInProgressExtendsTheAckWait(t *testing.T) {
 	select {
 	case r := <-redelivered:
 		t.Fatalf("redelivered after the ack: %v", r)
-	case <-time.After(1500 * time.Millisecond):
+	case <-time.After(2500 * time.Millisecond):
 	}
 }
 
