@@ -61,13 +61,15 @@ func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, lo
 // stream ends are released at once (NAK), so they go to another client
 // right away instead of after their ack wait.
 func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
-	stream, err := w.store.Stream(ctx)
-	if err != nil {
-		return err
-	}
-	setupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	cons, err := ensureConsumer(setupCtx, stream, spec.Consumer, spec.Filters, spec.Settings)
-	cancel()
+	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
+		stream, err := w.store.Stream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return ensureConsumer(ctx, stream, spec.Consumer, spec.Filters, spec.Settings)
+	})
 	if err != nil {
 		return err
 	}
@@ -261,6 +263,42 @@ func (l *fetchLoop) sendTraced(ctx context.Context, p prepared) error {
 			attribute.Int64("ordersd.delivery_attempt", int64(p.delivery.Attempt))))
 	defer span.End()
 	return l.send(p.delivery)
+}
+
+// beatingWhile runs setUp while sending a heartbeat every interval: a
+// set-up that waits on JetStream (a consumer's leader being elected after
+// a node died) must not look like a stalled stream to the client. Only the
+// calling goroutine sends.
+func beatingWhile[T any](ctx context.Context, interval time.Duration, send func(Delivery) error, setUp func(context.Context) (T, error)) (T, error) {
+	if interval <= 0 {
+		return setUp(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := setUp(ctx)
+		done <- result{v, err}
+	}()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case r := <-done:
+			return r.v, r.err
+		case <-ticker.C:
+			if err := send(Delivery{Heartbeat: true}); err != nil {
+				cancel()
+				<-done
+				var zero T
+				return zero, err
+			}
+		}
+	}
 }
 
 func (l *fetchLoop) sendHeartbeat() error {

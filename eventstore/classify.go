@@ -49,6 +49,10 @@ func Classify(err error) error {
 		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDisconnected),
+		// An async publish whose ack did not come within the publish timeout
+		// (the stream's leader died mid-write): a retry with the same
+		// request id tells whether it was stored.
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		// A consumer's leader moved, its server shut down, or it went away
 		// (inactivity, an operator): the stream ends, the client reconnects.

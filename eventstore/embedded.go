@@ -112,6 +112,12 @@ func (c EmbeddedCluster) apply(opts *server.Options) error {
 		return fmt.Errorf("embedded NATS cluster listen address %q: %w", c.Listen, err)
 	}
 	opts.Cluster.Name, opts.Cluster.Host = c.Name, host
+	// Clients take their servers from their own configuration (ordersd's
+	// --nats-url lists them), not from the cluster's gossip: the address a
+	// node listens on (0.0.0.0, a container's address) is often not the one
+	// other hosts reach it by, and a client must not route around the
+	// network path it was given (a proxy, a load balancer).
+	opts.Cluster.NoAdvertise = true
 	if opts.Cluster.Port, err = strconv.Atoi(port); err != nil {
 		return fmt.Errorf("embedded NATS cluster port %q: %w", port, err)
 	}

@@ -1,0 +1,188 @@
+// Package faultrun runs ordersd through a randomized mix of faults and
+// reports what clients were told against what the stream holds: every
+// write a client saw acknowledged must be stored, no retried request may
+// store twice, the work queue must deliver every created event, and a
+// watcher resuming from its last sequence must see no gap.
+//
+// The deployment is real and runs as child processes of the ordersd
+// binary: three nodes whose embedded NATS servers form one JetStream
+// cluster (the stream ORDERS on all three), and stateless replicas that
+// reach those servers through TCP proxies. The faults are SIGKILL of the
+// stream leader's node, of a follower node, of a replica, and a cut of a
+// replica's network path to NATS; each is repaired after a while.
+// cmd/ordersfault runs it from the command line, and a test of
+// cmd/ordersd runs it in CI.
+package faultrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options configure a run.
+type Options struct {
+	Duration  time.Duration // how long faults are injected
+	Seed      uint64        // the random schedule; the same seed gives the same kinds, targets and pauses
+	Replicas  int           // stateless ordersd replicas beside the three clustered nodes
+	Creators  int           // clients creating orders
+	Approvers int           // clients approving created orders
+	Pace      time.Duration // pause between one client's operations
+	CallTime  time.Duration // deadline of one call
+	OpTimeout time.Duration // ordersd's --nats-timeout
+	Dir       string        // data directories and process logs
+	// Command returns the command that runs ordersd with args.
+	Command func(args ...string) *exec.Cmd
+	// Progress receives a line per fault; nil discards them.
+	Progress io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Command == nil || o.Dir == "" {
+		return errors.New("faultrun: Command and Dir are required")
+	}
+	if o.Duration <= 0 {
+		o.Duration = 30 * time.Second
+	}
+	o.Replicas = cmpOr(o.Replicas, 2)
+	o.Creators = cmpOr(o.Creators, 8)
+	o.Approvers = cmpOr(o.Approvers, 4)
+	o.Pace = cmpOr(o.Pace, 20*time.Millisecond)
+	o.CallTime = cmpOr(o.CallTime, 5*time.Second)
+	o.OpTimeout = cmpOr(o.OpTimeout, 2*time.Second)
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+func cmpOr[T comparable](v, fallback T) T {
+	var zero T
+	if v == zero {
+		return fallback
+	}
+	return v
+}
+
+// drainTime bounds how long, after the faults stop, operations in flight
+// may keep retrying and the readers may take to catch up.
+const drainTime = time.Minute
+
+// Run starts the deployment, runs the workload under faults for
+// o.Duration, repairs everything, lets the clients finish, and checks the
+// stream. The error is for a run that could not be carried out; what the
+// run found is in the summary (see Summary.Failures).
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	c, err := startCluster(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	fmt.Fprintf(o.Progress, "cluster up in %v: 3 clustered nodes, %d stateless replicas; logs in %s\n",
+		time.Since(started).Round(time.Millisecond), o.Replicas, o.Dir)
+
+	l := newLedger()
+	var finishBy atomic.Int64 // unix nanoseconds; 0 while the run goes on
+	deadline := func() time.Time {
+		if t := finishBy.Load(); t != 0 {
+			return time.Unix(0, t)
+		}
+		return time.Now().Add(time.Hour)
+	}
+	w := &writers{c: c, l: l, callTime: o.CallTime, pace: o.Pace}
+	q := &queueReader{c: c, seen: map[string]int{}}
+	wat := &watcher{c: c}
+
+	writeCtx, stopWrites := context.WithCancel(ctx)
+	defer stopWrites()
+	readCtx, stopReads := context.WithCancel(ctx)
+	defer stopReads()
+	var writing, reading sync.WaitGroup
+	for i := range o.Creators {
+		writing.Go(func() { w.create(writeCtx, i, deadline) })
+	}
+	for range o.Approvers {
+		writing.Go(func() { w.approve(writeCtx, deadline) })
+	}
+	reading.Go(func() { q.run(readCtx) })
+	reading.Go(func() { wat.run(readCtx) })
+
+	sum := &Summary{Duration: o.Duration, Seed: o.Seed, Replicas: o.Replicas, Faults: map[FaultKind]*FaultStats{}}
+	for _, k := range Kinds {
+		sum.Faults[k] = &FaultStats{}
+	}
+	faultCtx, stopFaults := context.WithTimeout(ctx, o.Duration)
+	defer stopFaults()
+	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
+	faultErr := c.injectFaults(faultCtx, rng, sum.Faults, func(format string, args ...any) {
+		fmt.Fprintf(o.Progress, "%6.1fs  "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
+	})
+
+	// Faults over, everything repaired: operations in flight finish, then
+	// the readers catch up with the stream.
+	finishBy.Store(time.Now().Add(drainTime).UnixNano())
+	stopWrites()
+	writing.Wait()
+	caughtUp := waitCaughtUp(ctx, c.js, wat, drainTime)
+	stopReads()
+	reading.Wait()
+	if faultErr != nil {
+		return nil, faultErr
+	}
+
+	s, err := readStored(ctx, c.js)
+	if err != nil {
+		return nil, err
+	}
+	sum.fill(l, q, wat)
+	if caughtUp != nil {
+		sum.note("readers did not catch up within %v: %v", drainTime, caughtUp)
+	}
+	s.check(sum, l, q, wat)
+	sum.Stored = s.lastSeq
+	return sum, nil
+}
+
+// waitCaughtUp waits until the work-queue consumer has nothing pending or
+// unacknowledged and the watcher has reached the stream's last sequence.
+func waitCaughtUp(ctx context.Context, js jetstream.JetStream, w *watcher, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := func() error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			stream, err := js.Stream(ctx, "ORDERS")
+			if err != nil {
+				return err
+			}
+			cons, err := stream.Consumer(ctx, "fault-run")
+			if err != nil {
+				return err
+			}
+			info := cons.CachedInfo()
+			if info.NumPending > 0 || info.NumAckPending > 0 {
+				return fmt.Errorf("work queue: %d pending, %d unacknowledged", info.NumPending, info.NumAckPending)
+			}
+			if last := stream.CachedInfo().State.LastSeq; w.last() != last {
+				return fmt.Errorf("watcher at sequence %d of %d", w.last(), last)
+			}
+			return nil
+		}()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,130 @@
+package faultrun
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// FaultKind is one kind of fault the run injects.
+type FaultKind string
+
+const (
+	// KillLeader sends SIGKILL to the clustered node whose NATS server leads
+	// the stream ORDERS, and restarts it on its data after a while.
+	KillLeader FaultKind = "kill the stream leader's node"
+	// KillFollower does the same to a node that does not lead the stream.
+	KillFollower FaultKind = "kill a follower node"
+	// KillReplica sends SIGKILL to a stateless replica and restarts it.
+	KillReplica FaultKind = "kill a stateless replica"
+	// CutLink cuts a stateless replica's TCP paths to NATS, then restores them.
+	CutLink FaultKind = "cut a replica's NATS link"
+)
+
+// Kinds are the fault kinds, in the order the run first injects each.
+var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, KillFollower}
+
+// FaultStats count one kind of fault.
+type FaultStats struct {
+	Injected        int           `json:"injected"`
+	LongestRecovery time.Duration `json:"longest_recovery"` // from the repair to every process SERVING again
+}
+
+// fault is one injected fault: what was hit, and how to repair it.
+type fault struct {
+	kind   FaultKind
+	target string
+	repair func() error
+}
+
+// inject hits the cluster with one fault of kind k.
+func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (fault, error) {
+	switch k {
+	case KillLeader, KillFollower:
+		leader, err := c.streamLeader(ctx)
+		if err != nil {
+			return fault{}, fmt.Errorf("find the stream leader: %w", err)
+		}
+		target := leader
+		if k == KillFollower {
+			var followers []*process
+			for _, p := range c.nodes {
+				if p != leader {
+					followers = append(followers, p)
+				}
+			}
+			target = followers[rng.IntN(len(followers))]
+		}
+		target.kill()
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }}, nil
+	case KillReplica:
+		target := c.replicas[rng.IntN(len(c.replicas))]
+		target.kill()
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }}, nil
+	case CutLink:
+		target := c.replicas[rng.IntN(len(c.replicas))]
+		for _, l := range target.links {
+			l.Cut()
+		}
+		return fault{kind: k, target: target.name, repair: func() error {
+			for _, l := range target.links {
+				l.Restore()
+			}
+			return nil
+		}}, nil
+	}
+	return fault{}, fmt.Errorf("unknown fault kind %q", k)
+}
+
+// injectFaults runs the fault schedule until ctx ends: a healthy pause,
+// a fault held for a while, its repair, and a wait until every process
+// serves again. Each kind comes once first, in the order of Kinds; then
+// kinds are random. It logs each fault through logf.
+func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[FaultKind]*FaultStats, logf func(string, ...any)) error {
+	for i := 0; ; i++ {
+		if !sleep(ctx, jitter(rng, time.Second, 3*time.Second)) {
+			return nil
+		}
+		kind := Kinds[rng.IntN(len(Kinds))]
+		if i < len(Kinds) {
+			kind = Kinds[i]
+		}
+		f, err := c.inject(ctx, kind, rng)
+		if err != nil {
+			return err
+		}
+		hold := jitter(rng, time.Second, 4*time.Second)
+		logf("fault %d: %s (%s) for %v", i+1, f.kind, f.target, hold.Round(time.Millisecond))
+		stats[kind].Injected++
+		// The repair happens even when the run ends during the hold.
+		sleep(ctx, hold)
+		repaired := time.Now()
+		if err := f.repair(); err != nil {
+			return fmt.Errorf("repair %s (%s): %w", f.kind, f.target, err)
+		}
+		if err := c.waitServing(context.Background(), time.Minute); err != nil {
+			return fmt.Errorf("after %s (%s): %w", f.kind, f.target, err)
+		}
+		recovered := time.Since(repaired)
+		stats[kind].LongestRecovery = max(stats[kind].LongestRecovery, recovered)
+		logf("fault %d repaired; every process SERVING %v later", i+1, recovered.Round(time.Millisecond))
+	}
+}
+
+func jitter(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)))
+}
+
+// sleep waits d, or less when ctx ends first; it reports whether ctx is
+// still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,246 @@
+package faultrun
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// stallAfter is how long a stream with one-second heartbeats may stay
+// silent before the run counts it as stalled and reopens it.
+const stallAfter = 10 * time.Second
+
+// QueueStats describe the work-queue client.
+type QueueStats struct {
+	Delivered   int `json:"delivered"`   // events received
+	Redelivered int `json:"redelivered"` // of which seen before (at-least-once)
+	Missing     int `json:"missing"`     // created events never delivered
+	Reopened    int `json:"reopened"`    // streams that ended and were opened again
+	Stalls      int `json:"stalls"`      // streams silent past stallAfter
+	Unexpected  int `json:"unexpected"`  // streams or acks that failed with a non-retryable status
+}
+
+// WatchStats describe the watcher.
+type WatchStats struct {
+	Events     int           `json:"events"`      // events received
+	Gaps       int           `json:"gaps"`        // times a sequence was skipped
+	Repeated   int           `json:"repeated"`    // events received twice
+	Reopened   int           `json:"reopened"`    // streams that ended and were resumed
+	Stalls     int           `json:"stalls"`      // streams silent past stallAfter
+	Unexpected int           `json:"unexpected"`  // streams that ended with a non-retryable status
+	LongestLag time.Duration `json:"longest_lag"` // the most an event arrived after it was stored
+	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
+}
+
+// queueReader consumes created events through ConsumeOrders and acks each
+// one, reopening its stream on any process whenever it ends.
+type queueReader struct {
+	c      *cluster
+	mu     sync.Mutex
+	stats  QueueStats
+	seen   map[string]int // order id → deliveries
+	errors []string
+}
+
+func (q *queueReader) run(ctx context.Context) {
+	req := &ordersv1.ConsumeOrdersRequest{
+		Consumer:          "fault-run",
+		Statuses:          []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED},
+		MaxInFlight:       64,
+		HeartbeatInterval: durationpb.New(time.Second),
+		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(5 * time.Second)},
+	}
+	for ctx.Err() == nil {
+		p := q.c.randomReplica()
+		err := readStream(ctx, func(ctx context.Context) (func() (any, error), error) {
+			stream, err := p.client.ConsumeOrders(ctx, req)
+			return func() (any, error) { return stream.Recv() }, err
+		}, func(msg any) {
+			res := msg.(*ordersv1.ConsumeOrdersResponse)
+			if res.GetHeartbeat() {
+				return
+			}
+			q.deliver(res.GetEvent().GetOrder().GetOrderId())
+			q.ack(ctx, res.GetAckToken())
+		})
+		q.ended(ctx, p, err)
+	}
+}
+
+func (q *queueReader) deliver(orderID string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stats.Delivered++
+	if q.seen[orderID] > 0 {
+		q.stats.Redelivered++
+	}
+	q.seen[orderID]++
+}
+
+// ack acks one event on any process, a few times if it is not confirmed;
+// an ack that never is leaves the event for redelivery, which is allowed.
+func (q *queueReader) ack(ctx context.Context, token string) {
+	for range 5 {
+		p := q.c.random()
+		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		res, err := p.client.AckOrders(callCtx, &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: token, Action: ordersv1.AckAction_ACK_ACTION_ACK}}})
+		cancel()
+		if err == nil && res.GetResults()[0].GetConfirmed() {
+			return
+		}
+		if err != nil && !retryable(err) && ctx.Err() == nil {
+			q.failed("ack on "+p.name, err)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (q *queueReader) ended(ctx context.Context, p *process, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	q.stats.Reopened++
+	switch {
+	case err == errStalled:
+		q.stats.Stalls++
+		q.note("consume on "+p.name, err)
+	case err != nil && !retryable(err):
+		q.stats.Unexpected++
+		q.note("consume on "+p.name, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+}
+
+func (q *queueReader) failed(what string, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stats.Unexpected++
+	q.note(what, err)
+}
+
+func (q *queueReader) note(what string, err error) {
+	if len(q.errors) < 10 {
+		q.errors = append(q.errors, fmt.Sprintf("%s %s: %v", time.Now().Format(time.TimeOnly), what, err))
+	}
+}
+
+// watcher follows every event through WatchOrders and checks that the
+// sequences it gets have no gap and no repeat, resuming on any process
+// from its last sequence + 1 whenever its stream ends.
+type watcher struct {
+	c      *cluster
+	mu     sync.Mutex
+	stats  WatchStats
+	errors []string
+}
+
+func (w *watcher) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		req := &ordersv1.WatchOrdersRequest{HeartbeatInterval: durationpb.New(time.Second)}
+		if last := w.last(); last == 0 {
+			req.Start = &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}
+		} else {
+			req.Start = &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: last + 1}
+		}
+		p := w.c.randomReplica()
+		err := readStream(ctx, func(ctx context.Context) (func() (any, error), error) {
+			stream, err := p.client.WatchOrders(ctx, req)
+			return func() (any, error) { return stream.Recv() }, err
+		}, func(msg any) {
+			if ev := msg.(*ordersv1.WatchOrdersResponse).GetEvent(); ev != nil {
+				w.event(ev)
+			}
+		})
+		w.ended(ctx, p, err)
+	}
+}
+
+func (w *watcher) last() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats.LastSeq
+}
+
+func (w *watcher) event(ev *ordersv1.OrderEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats.Events++
+	switch seq := ev.GetSequence(); {
+	case seq <= w.stats.LastSeq:
+		w.stats.Repeated++
+		return
+	case seq > w.stats.LastSeq+1:
+		w.stats.Gaps++
+	}
+	w.stats.LastSeq = ev.GetSequence()
+	w.stats.LongestLag = max(w.stats.LongestLag, time.Since(ev.GetPublishTime().AsTime()))
+}
+
+func (w *watcher) ended(ctx context.Context, p *process, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ctx.Err() != nil {
+		return
+	}
+	w.stats.Reopened++
+	if err == errStalled {
+		w.stats.Stalls++
+	} else if err != nil && !retryable(err) {
+		w.stats.Unexpected++
+	}
+	if (err == errStalled || !retryable(err)) && len(w.errors) < 10 {
+		w.errors = append(w.errors, fmt.Sprintf("%s watch on %s: %v", time.Now().Format(time.TimeOnly), p.name, err))
+	}
+	time.Sleep(100 * time.Millisecond)
+}
+
+// errStalled ends a stream that sent nothing, not even a heartbeat, for
+// stallAfter.
+var errStalled = status.Error(codes.Unknown, "stalled: nothing received, not even a heartbeat")
+
+// readStream opens a server stream and hands each message to handle until
+// the stream ends, ctx ends, or it stalls. It returns why it ended.
+func readStream(ctx context.Context, open func(context.Context) (func() (any, error), error), handle func(any)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	recv, err := open(ctx)
+	if err != nil {
+		return err
+	}
+	stalled := false
+	var mu sync.Mutex
+	watchdog := time.AfterFunc(stallAfter, func() {
+		mu.Lock()
+		stalled = true
+		mu.Unlock()
+		cancel()
+	})
+	defer watchdog.Stop()
+	for {
+		msg, err := recv()
+		if err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			if stalled {
+				return errStalled
+			}
+			return err
+		}
+		watchdog.Stop() // handling (acking) is the client's time, not the stream's
+		handle(msg)
+		watchdog.Reset(stallAfter)
+	}
+}
