@@ -46,6 +46,8 @@ type options struct {
 	workloads     map[string]bool
 	jsonOut       string
 	cpuProfile    string
+	syncInterval  time.Duration // the embedded server's fsync interval; 0: nats-server's default
+	syncAlways    bool          // fsync every write before acknowledging it
 }
 
 func main() {
@@ -74,8 +76,20 @@ func parseOptions(args []string) (options, error) {
 	work := fs.String("workloads", "create,stream,transition,consume,watch", "workloads to run")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	sync := fs.String("sync-interval", "", "the embedded server's fsync interval, as ordersd's --sync-interval: a duration, or \"always\"; nats-server's default when empty")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	switch *sync {
+	case "":
+	case "always":
+		o.syncAlways = true
+	default:
+		d, err := time.ParseDuration(*sync)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("-sync-interval: %q is neither a positive duration nor \"always\"", *sync)
+		}
+		o.syncInterval = d
 	}
 	for _, c := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -134,7 +148,7 @@ func run(o options) error {
 	cfg := node.Config{
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
-		AckTokenKeyFile: keyFile, Review: false,
+		AckTokenKeyFile: keyFile, Review: false, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
 		OnReady: func(r node.Ready) { ready <- r },
 	}
 	go func() { done <- node.Run(ctx, cfg, log) }()
