@@ -27,6 +27,20 @@ const liveBuffer = 256
 // subscribeTimeout bounds each JetStream request of starting the monitor.
 const subscribeTimeout = 5 * time.Second
 
+// The monitor's consumer outlives a cut in the NATS connection: JetStream
+// deletes an ephemeral consumer that nobody listens to after 5s by default,
+// and nats.go recreates an ordered consumer only after two idle heartbeats
+// go missing (5s each by default), so after a cut of more than 5s watchers
+// got heartbeats but no events for up to 10s once NATS was back (found by
+// TestNATSConnectionCutByProxy). Kept for monitorKeepAlive, the consumer
+// goes on at once when the connection comes back; after a longer cut, or a
+// server restart that loses it, it is recreated within two
+// monitorHeartbeats.
+const (
+	monitorKeepAlive = time.Minute
+	monitorHeartbeat = time.Second
+)
+
 // Monitor is the node's one push subscription on every order event (the
 // seed's "monitor"), fanned out in process to every live watcher: each
 // event is delivered by JetStream once per node and decoded once, whatever
@@ -127,7 +141,8 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 	m.last = info.State.LastSeq // before the first event can arrive
 	m.mu.Unlock()
 	sub, err := js.Subscribe(eventstore.StreamSubjects, m.fanOut, nats.BindStream(eventstore.StreamName),
-		nats.OrderedConsumer(), nats.StartSequence(info.State.LastSeq+1))
+		nats.OrderedConsumer(), nats.StartSequence(info.State.LastSeq+1),
+		nats.InactiveThreshold(monitorKeepAlive), nats.IdleHeartbeat(monitorHeartbeat))
 	if err != nil {
 		return eventstore.Classify(err)
 	}
