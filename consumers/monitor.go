@@ -153,8 +153,30 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 		return fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
 	m.sub = sub
+	go m.whenLost(sub, sub.StatusChanged(nats.SubscriptionClosed))
 	m.log.Info("monitor subscribed", "subjects", eventstore.StreamSubjects, "from_sequence", info.State.LastSeq+1)
 	return nil
+}
+
+// whenLost handles an end of the subscription the monitor did not ask
+// for: nats.go gives up on an ordered consumer when recreating it fails
+// with an error it does not retry (JetStream answering 503 during an
+// election), and the fan-out would then send heartbeats but no events.
+// Every watcher catches up from the stream on its own instead, as a slow
+// one does, and rejoins; the first rejoin subscribes again.
+func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) {
+	<-ended
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.sub != sub {
+		return
+	}
+	m.sub = nil
+	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "last_seq", m.last)
+	for w := range m.watchers {
+		close(w.behind)
+		delete(m.watchers, w)
+	}
 }
 
 // fanOut hands one event to every watcher it matches, without ever
