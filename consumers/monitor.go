@@ -51,6 +51,7 @@ type Monitor struct {
 	metrics *metrics.Metrics
 
 	starting chan struct{} // one at a time starts the subscription (see subscribed)
+	stopped  chan struct{} // closed by Close
 
 	mu       sync.Mutex // protects the fields below
 	sub      *nats.Subscription
@@ -62,7 +63,7 @@ type Monitor struct {
 // NewMonitor returns a Monitor; it subscribes when the first watcher
 // joins. m may be nil.
 func NewMonitor(nc *nats.Conn, log *slog.Logger, m *metrics.Metrics) *Monitor {
-	return &Monitor{nc: nc, log: log, metrics: m, starting: make(chan struct{}, 1), watchers: make(map[*liveWatcher]struct{})}
+	return &Monitor{nc: nc, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}), watchers: make(map[*liveWatcher]struct{})}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
@@ -165,7 +166,11 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 // Every watcher catches up from the stream on its own instead, as a slow
 // one does, and rejoins; the first rejoin subscribes again.
 func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) {
-	<-ended
+	select {
+	case <-ended:
+	case <-m.stopped: // closing the connection ends subscriptions without a status
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || m.sub != sub {
@@ -217,6 +222,9 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 func (m *Monitor) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.closed {
+		close(m.stopped)
+	}
 	m.closed = true
 	if m.sub == nil {
 		return nil
