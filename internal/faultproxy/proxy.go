@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards every connection it accepts to one target address until
@@ -73,6 +74,7 @@ func (p *Proxy) accept() {
 			return
 		}
 		if err != nil {
+			time.Sleep(10 * time.Millisecond) // out of file descriptors, say: do not spin
 			continue
 		}
 		p.wg.Add(1)
@@ -88,7 +90,7 @@ func (p *Proxy) forward(client net.Conn) {
 		return
 	}
 	defer p.untrack(client)
-	server, err := net.Dial("tcp", p.target)
+	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		return
 	}
