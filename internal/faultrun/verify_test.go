@@ -1,0 +1,59 @@
+package faultrun
+
+import (
+	"strings"
+	"testing"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// The run's checks find what they are there to find: an acknowledged
+// write missing from the stream, a request stored twice, an event the
+// work queue never got, a gap or repeat in the watch.
+func TestChecksFindBrokenPromises(t *testing.T) {
+	l := newLedger()
+	l.created = map[string]string{"create-0-0": "o1", "create-0-1": "o2", "create-0-2": "o3"}
+	l.approved = map[string]uint64{"o1": 2, "o2": 3}
+	l.create.Acknowledged = 3
+	s := &stored{
+		lastSeq: 6,
+		created: map[string][]string{
+			"create-0-0": {"o1"},
+			"create-0-1": {"o2", "o4"}, // stored twice
+			// create-0-2 (o3) is lost
+		},
+		approved: map[string]int{"o1": 2}, // approved twice; o2's approval is lost
+		orders:   map[string]bool{"o1": true, "o2": true, "o4": true},
+	}
+	q := &queueReader{seen: map[string]int{"o1": 1, "o2": 2}} // o4 never delivered
+	w := &watcher{}
+	w.event(&ordersv1.OrderEvent{Sequence: 1})
+	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a gap
+	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a repeat
+
+	sum := &Summary{Faults: map[FaultKind]*FaultStats{}}
+	sum.fill(l, q, w)
+	s.check(sum, l, q, w)
+	sum.Stored = s.lastSeq
+	for what, got := range map[string]int{
+		"lost creates": sum.Create.Lost, "duplicated creates": sum.Create.Duplicated,
+		"lost approvals": sum.Approve.Lost, "duplicated approvals": sum.Approve.Duplicated,
+		"missing deliveries": sum.Queue.Missing, "watch gaps": sum.Watch.Gaps, "watch repeats": sum.Watch.Repeated,
+	} {
+		if got != 1 {
+			t.Errorf("%s: %d, want 1", what, got)
+		}
+	}
+	failures := strings.Join(sum.Failures(), "\n")
+	for _, want := range []string{"acknowledged creates lost", "stored twice", "approved twice", "never delivered", "gaps", "sent twice", "ended at sequence 3 of 6"} {
+		if !strings.Contains(failures, want) {
+			t.Errorf("failures do not mention %q:\n%s", want, failures)
+		}
+	}
+
+	// And a clean run passes.
+	clean := &Summary{Faults: map[FaultKind]*FaultStats{}, Stored: 3, Create: OpStats{Acknowledged: 3}, Watch: WatchStats{LastSeq: 3}}
+	if f := clean.Failures(); len(f) != 0 {
+		t.Errorf("a clean run fails: %v", f)
+	}
+}
