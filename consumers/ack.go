@@ -69,9 +69,25 @@ func NewAcker(nc *nats.Conn, timeout time.Duration) *Acker {
 // Apply sends every ack at once and waits for their confirmations. The
 // acks share one reply subscription (ack i is answered on <inbox>.<i>), so
 // a batch costs one subscription, not one request each.
+//
+// Several acks of one event with the same action (tokens of two of its
+// deliveries) go out once and share the answer: a replicated consumer
+// keeps one pending reply per event, so it would answer only one of them.
+// Apply stops waiting a little before the caller's deadline, so the caller
+// still learns which acks were confirmed.
 func (a *Acker) Apply(ctx context.Context, settles []Settle) []SettleResult {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	ctx, cancel := context.WithDeadline(ctx, a.waitUntil(ctx))
 	defer cancel()
+	repeats := repeatsOf(settles)
+	results := a.apply(ctx, settles, repeats)
+	for i, first := range repeats {
+		results[i] = results[first]
+	}
+	return results
+}
+
+// apply publishes every settle but the repeats and waits for the answers.
+func (a *Acker) apply(ctx context.Context, settles []Settle, repeats map[int]int) []SettleResult {
 	results := make([]SettleResult, len(settles))
 	inbox := a.nc.NewInbox()
 	replies := make(chan *nats.Msg, len(settles))
@@ -80,20 +96,26 @@ func (a *Acker) Apply(ctx context.Context, settles []Settle) []SettleResult {
 		return failAll(results, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	waiting := 0
 	for i, s := range settles {
+		if _, repeat := repeats[i]; repeat {
+			continue
+		}
 		msg := &nats.Msg{Subject: s.Ack.Subject, Reply: inbox + "." + strconv.Itoa(i), Data: s.body()}
 		if err := a.nc.PublishMsg(msg); err != nil {
 			results[i].Err = err
+			continue
 		}
+		waiting++
 	}
 	if err := a.nc.FlushWithContext(ctx); err != nil {
 		return failAll(results, err)
 	}
-	for waiting := awaiting(results); waiting > 0; {
+	for waiting > 0 {
 		select {
 		case m := <-replies:
 			i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
-			if err != nil || i < 0 || i >= len(results) || results[i].Confirmed {
+			if err != nil || i < 0 || i >= len(results) || results[i].Confirmed || results[i].Err != nil {
 				continue
 			}
 			results[i].Confirmed = true
@@ -110,15 +132,45 @@ func (a *Acker) Apply(ctx context.Context, settles []Settle) []SettleResult {
 	return results
 }
 
-// awaiting is how many acks were published and wait for their answer.
-func awaiting(results []SettleResult) int {
-	n := 0
-	for _, r := range results {
-		if r.Err == nil {
-			n++
+// waitUntil is when Apply stops waiting for confirmations: after the
+// Acker's timeout, or shortly before ctx's deadline, whichever is first.
+func (a *Acker) waitUntil(ctx context.Context) time.Time {
+	until := time.Now().Add(a.timeout)
+	if deadline, ok := ctx.Deadline(); ok {
+		margin := min(200*time.Millisecond, time.Until(deadline)/10)
+		if d := deadline.Add(-margin); d.Before(until) {
+			until = d
 		}
 	}
-	return n
+	return until
+}
+
+// settleKey identifies what an ack settles: one action on one event of
+// one consumer, whichever delivery's token names it.
+type settleKey struct {
+	consumer  string
+	streamSeq uint64
+	action    AckAction
+}
+
+// repeatsOf maps the index of every settle whose key an earlier settle
+// has to the index of that earlier one.
+func repeatsOf(settles []Settle) map[int]int {
+	var repeats map[int]int
+	seen := make(map[settleKey]int, len(settles))
+	for i, s := range settles {
+		key := settleKey{s.Ack.Consumer, s.Ack.StreamSeq, s.Action}
+		first, dup := seen[key]
+		if !dup {
+			seen[key] = i
+			continue
+		}
+		if repeats == nil {
+			repeats = map[int]int{}
+		}
+		repeats[i] = first
+	}
+	return repeats
 }
 
 func failAll(results []SettleResult, err error) []SettleResult {

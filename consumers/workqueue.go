@@ -136,15 +136,17 @@ const maxFetchRetries = 10
 
 // retryable decides whether the loop may go on after err: yes for the
 // passing failures of a consumer just created by another client, or one
-// whose leader is moving (no responders, leadership change), after a
-// growing pause; no for anything else, or when they go on too long.
+// whose leader is moving (no responders, leadership change, its server
+// shutting down), after a growing pause; no for anything else, or when
+// they go on too long.
 func (l *fetchLoop) retryable(ctx context.Context, err error) error {
 	if err == nil {
 		l.failures = 0
 		return nil
 	}
 	passing := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, jetstream.ErrConsumerLeadershipChanged) || errors.Is(err, nats.ErrTimeout)
+		errors.Is(err, jetstream.ErrConsumerLeadershipChanged) || errors.Is(err, jetstream.ErrServerShutdown) ||
+		errors.Is(err, nats.ErrTimeout)
 	if !passing || l.failures >= maxFetchRetries || ctx.Err() != nil {
 		return eventstore.Classify(err)
 	}
@@ -247,7 +249,7 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 		return stop
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-		return eventstore.Classify(err)
+		return err // unclassified: the loop tells passing failures (a leader change) from others
 	}
 	return nil
 }
