@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -183,6 +184,24 @@ func (p *process) kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-exited
+}
+
+// stop sends SIGTERM to p and waits for it to shut down in order (a
+// rolling restart), killing it if it has not within a minute.
+func (p *process) stop() {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
 }
 
 // running reports whether p's process is alive.

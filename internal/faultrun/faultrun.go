@@ -126,7 +126,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	faultCtx, stopFaults := context.WithTimeout(ctx, o.Duration)
 	defer stopFaults()
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	faultErr := c.injectFaults(faultCtx, rng, sum.Faults, func(format string, args ...any) {
+	faults, faultErr := c.injectFaults(faultCtx, rng, sum.Faults, func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "%6.1fs  "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
 	})
 
@@ -147,6 +147,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	sum.fill(l, q, wat)
+	sum.attributeOutages(faults, l.outages)
 	if caughtUp != nil {
 		sum.note("readers did not catch up within %v: %v", drainTime, caughtUp)
 	}

@@ -14,6 +14,9 @@ const (
 	// KillLeader sends SIGKILL to the clustered node whose NATS server leads
 	// the stream ORDERS, and restarts it on its data after a while.
 	KillLeader FaultKind = "kill the stream leader's node"
+	// StopLeader sends SIGTERM to the stream leader's node, as a rolling
+	// restart does, and restarts it after a while.
+	StopLeader FaultKind = "stop the stream leader's node"
 	// KillFollower does the same to a node that does not lead the stream.
 	KillFollower FaultKind = "kill a follower node"
 	// KillReplica sends SIGKILL to a stateless replica and restarts it.
@@ -23,25 +26,31 @@ const (
 )
 
 // Kinds are the fault kinds, in the order the run first injects each.
-var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, KillFollower}
+var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower}
 
 // FaultStats count one kind of fault.
 type FaultStats struct {
 	Injected        int           `json:"injected"`
 	LongestRecovery time.Duration `json:"longest_recovery"` // from the repair to every process SERVING again
+	// LongestOutage is the longest time without any acknowledged write
+	// that overlapped one of these faults.
+	LongestOutage time.Duration `json:"longest_outage"`
 }
 
-// fault is one injected fault: what was hit, and how to repair it.
+// fault is one injected fault: what was hit, how to repair it, and when
+// it began and ended.
 type fault struct {
 	kind   FaultKind
 	target string
 	repair func() error
+
+	at, recovered time.Time
 }
 
 // inject hits the cluster with one fault of kind k.
 func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (fault, error) {
 	switch k {
-	case KillLeader, KillFollower:
+	case KillLeader, StopLeader, KillFollower:
 		leader, err := c.streamLeader(ctx)
 		if err != nil {
 			return fault{}, fmt.Errorf("find the stream leader: %w", err)
@@ -56,7 +65,11 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
-		target.kill()
+		if k == StopLeader {
+			target.stop()
+		} else {
+			target.kill()
+		}
 		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }}, nil
 	case KillReplica:
 		target := c.replicas[rng.IntN(len(c.replicas))]
@@ -80,20 +93,23 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 // injectFaults runs the fault schedule until ctx ends: a healthy pause,
 // a fault held for a while, its repair, and a wait until every process
 // serves again. Each kind comes once first, in the order of Kinds; then
-// kinds are random. It logs each fault through logf.
-func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[FaultKind]*FaultStats, logf func(string, ...any)) error {
+// kinds are random. It logs each fault through logf and returns them all.
+func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[FaultKind]*FaultStats, logf func(string, ...any)) ([]fault, error) {
+	var faults []fault
 	for i := 0; ; i++ {
 		if !sleep(ctx, jitter(rng, time.Second, 3*time.Second)) {
-			return nil
+			return faults, nil
 		}
+		at := time.Now()
 		kind := Kinds[rng.IntN(len(Kinds))]
 		if i < len(Kinds) {
 			kind = Kinds[i]
 		}
 		f, err := c.inject(ctx, kind, rng)
 		if err != nil {
-			return err
+			return faults, err
 		}
+		f.at = at
 		hold := jitter(rng, time.Second, 4*time.Second)
 		logf("fault %d: %s (%s) for %v", i+1, f.kind, f.target, hold.Round(time.Millisecond))
 		stats[kind].Injected++
@@ -101,12 +117,14 @@ func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[Fa
 		sleep(ctx, hold)
 		repaired := time.Now()
 		if err := f.repair(); err != nil {
-			return fmt.Errorf("repair %s (%s): %w", f.kind, f.target, err)
+			return faults, fmt.Errorf("repair %s (%s): %w", f.kind, f.target, err)
 		}
 		if err := c.waitServing(context.Background(), time.Minute); err != nil {
-			return fmt.Errorf("after %s (%s): %w", f.kind, f.target, err)
+			return faults, fmt.Errorf("after %s (%s): %w", f.kind, f.target, err)
 		}
-		recovered := time.Since(repaired)
+		f.recovered = time.Now()
+		faults = append(faults, f)
+		recovered := f.recovered.Sub(repaired)
 		stats[kind].LongestRecovery = max(stats[kind].LongestRecovery, recovered)
 		logf("fault %d repaired; every process SERVING %v later", i+1, recovered.Round(time.Millisecond))
 	}

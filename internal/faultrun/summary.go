@@ -35,6 +35,19 @@ func (s *Summary) note(format string, args ...any) {
 	}
 }
 
+// attributeOutages gives each fault kind the longest outage that
+// overlapped a fault of that kind.
+func (s *Summary) attributeOutages(faults []fault, outages []outage) {
+	for _, f := range faults {
+		for _, o := range outages {
+			if o.from.Before(f.recovered) && o.to.After(f.at) {
+				st := s.Faults[f.kind]
+				st.LongestOutage = max(st.LongestOutage, o.to.Sub(o.from))
+			}
+		}
+	}
+}
+
 // fill copies the clients' figures into the summary.
 func (s *Summary) fill(l *ledger, q *queueReader, w *watcher) {
 	s.Create, s.Approve = l.create, l.approve
@@ -81,9 +94,10 @@ func (s *Summary) Print(out io.Writer) {
 	fmt.Fprintf(out, "\nordersd fault run: %v, seed %d; 3 clustered nodes (stream ORDERS, R3), %d stateless replicas\n\n",
 		s.Duration, s.Seed, s.Replicas)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\tinjected\tlongest recovery\t")
+	fmt.Fprintln(tw, "fault\tinjected\tlongest write outage\tlongest recovery\t")
 	for _, k := range Kinds {
-		fmt.Fprintf(tw, "%s\t%d\t%v\t\n", k, s.Faults[k].Injected, s.Faults[k].LongestRecovery.Round(time.Millisecond))
+		f := s.Faults[k]
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t\n", k, f.Injected, f.LongestOutage.Round(time.Millisecond), f.LongestRecovery.Round(time.Millisecond))
 	}
 	tw.Flush()
 	fmt.Fprintln(out)

@@ -35,8 +35,16 @@ type ledger struct {
 
 	lastAck      time.Time     // the latest acknowledged write
 	longestNoAck time.Duration // the longest time without any acknowledged write
+	outages      []outage      // the times without any acknowledged write longer than minOutage
 	longestWait  time.Duration // the longest a retrying client waited for one operation
 }
+
+// outage is a time without any acknowledged write.
+type outage struct{ from, to time.Time }
+
+// minOutage is the shortest time without acknowledged writes recorded as
+// an outage; shorter ones are ordinary pauses between writes.
+const minOutage = 250 * time.Millisecond
 
 func newLedger() *ledger {
 	return &ledger{created: map[string]string{}, approved: map[string]uint64{}, toApprove: make(chan *ordersv1.Order, 4096)}
@@ -47,7 +55,11 @@ func (l *ledger) acked(stats *OpStats, waited time.Duration) {
 	now := time.Now()
 	stats.Acknowledged++
 	if !l.lastAck.IsZero() {
-		l.longestNoAck = max(l.longestNoAck, now.Sub(l.lastAck))
+		gap := now.Sub(l.lastAck)
+		l.longestNoAck = max(l.longestNoAck, gap)
+		if gap >= minOutage {
+			l.outages = append(l.outages, outage{l.lastAck, now})
+		}
 	}
 	l.lastAck = now
 	l.longestWait = max(l.longestWait, waited)
