@@ -15,6 +15,7 @@
 package faultrun
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -52,24 +53,16 @@ func (o *Options) defaults() error {
 	if o.Duration <= 0 {
 		o.Duration = 30 * time.Second
 	}
-	o.Replicas = cmpOr(o.Replicas, 2)
-	o.Creators = cmpOr(o.Creators, 8)
-	o.Approvers = cmpOr(o.Approvers, 4)
-	o.Pace = cmpOr(o.Pace, 20*time.Millisecond)
-	o.CallTime = cmpOr(o.CallTime, 5*time.Second)
-	o.OpTimeout = cmpOr(o.OpTimeout, 2*time.Second)
+	o.Replicas = cmp.Or(o.Replicas, 2)
+	o.Creators = cmp.Or(o.Creators, 8)
+	o.Approvers = cmp.Or(o.Approvers, 4)
+	o.Pace = cmp.Or(o.Pace, 20*time.Millisecond)
+	o.CallTime = cmp.Or(o.CallTime, 5*time.Second)
+	o.OpTimeout = cmp.Or(o.OpTimeout, 2*time.Second)
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
 	return nil
-}
-
-func cmpOr[T comparable](v, fallback T) T {
-	var zero T
-	if v == zero {
-		return fallback
-	}
-	return v
 }
 
 // drainTime bounds how long, after the faults stop, operations in flight
