@@ -134,9 +134,16 @@ func (s *Store) ready(ctx context.Context) (jetstream.Stream, error) {
 	return stream, nil
 }
 
-// provision creates or updates the stream, once at a time.
+// provision creates or updates the stream, once at a time. A call that
+// finds it under way fails at once instead of queueing behind it: on a node
+// whose JetStream is still electing its leaders, provisioning can take the
+// whole operation timeout, and callers do better retrying on another node
+// (found by the fault run: every client ended up waiting on a restarted
+// node).
 func (s *Store) provision(ctx context.Context) (jetstream.Stream, error) {
-	s.provisionMu.Lock()
+	if !s.provisionMu.TryLock() {
+		return nil, fmt.Errorf("%w: the stream is being provisioned", ErrUnavailable)
+	}
 	defer s.provisionMu.Unlock()
 	stream, err := provisionStream(ctx, s.js, s.opts)
 	if err == nil {

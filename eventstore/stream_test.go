@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -46,5 +47,38 @@ func TestReadyUpdatesAnExistingStream(t *testing.T) {
 	cfg := stream.CachedInfo().Config
 	if cfg.AllowDirect || cfg.Duplicates != 5*time.Minute || !cfg.DenyDelete {
 		t.Fatalf("stream not updated: allow_direct %v, duplicates %v, deny_delete %v", cfg.AllowDirect, cfg.Duplicates, cfg.DenyDelete)
+	}
+}
+
+// While one caller provisions the stream (which can take the whole
+// operation timeout on a node still joining its cluster), others fail at
+// once with ErrUnavailable, free to retry on another node, instead of
+// queueing behind it.
+func TestProvisioningUnderWayFailsFast(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := Connect("", ns, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := New(js, Options{Logger: log, OpTimeout: 5 * time.Second})
+	store.provisionMu.Lock() // another caller is provisioning
+	start := time.Now()
+	err = store.Ready(context.Background())
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > time.Second {
+		t.Fatalf("Ready while provisioning is under way: %v after %v, want ErrUnavailable at once", err, time.Since(start))
+	}
+	store.provisionMu.Unlock()
+	if err := store.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready once provisioning is free: %v", err)
 	}
 }

@@ -11,11 +11,13 @@
 //	go run ./cmd/ordersfault                        # 60s of faults; builds ordersd first
 //	go run ./cmd/ordersfault -duration 10m -seed 7  # a longer run, another schedule
 //	go run ./cmd/ordersfault -ordersd ./ordersd     # a binary built beforehand
+//	go run ./cmd/ordersfault -faults kill-leader    # only some kinds of faults
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -29,7 +31,7 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "ordersfault:", err)
 		os.Exit(2)
 	}
@@ -43,10 +45,15 @@ func run() error {
 	fs.IntVar(&o.Replicas, "replicas", 2, "stateless ordersd replicas beside the three clustered nodes")
 	fs.IntVar(&o.Creators, "creators", 8, "clients creating orders")
 	fs.IntVar(&o.Approvers, "approvers", 4, "clients approving created orders")
+	kinds := fs.String("faults", "kill-leader,cut-link,kill-replica,stop-leader,kill-follower", "the `kinds` of faults to inject, comma-separated")
 	binary := fs.String("ordersd", "", "the ordersd `binary` to run; built from ./cmd/ordersd when empty")
 	dir := fs.String("dir", "", "`directory` for data and process logs; a new temporary one, removed after a passing run, when empty")
 	jsonOut := fs.String("json", "", "also write the summary as JSON to this `file`")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	var err error
+	if o.Kinds, err = faultrun.ParseKinds(*kinds); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

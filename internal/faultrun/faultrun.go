@@ -33,6 +33,7 @@ import (
 type Options struct {
 	Duration  time.Duration // how long faults are injected
 	Seed      uint64        // the random schedule; the same seed gives the same kinds, targets and pauses
+	Kinds     []FaultKind   // the faults to inject; all of Kinds when empty
 	Replicas  int           // stateless ordersd replicas beside the three clustered nodes
 	Creators  int           // clients creating orders
 	Approvers int           // clients approving created orders
@@ -52,6 +53,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Duration <= 0 {
 		o.Duration = 30 * time.Second
+	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = Kinds
 	}
 	o.Replicas = cmp.Or(o.Replicas, 2)
 	o.Creators = cmp.Or(o.Creators, 8)
@@ -113,13 +117,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	reading.Go(func() { wat.run(readCtx) })
 
 	sum := &Summary{Duration: o.Duration, Seed: o.Seed, Replicas: o.Replicas, Faults: map[FaultKind]*FaultStats{}}
-	for _, k := range Kinds {
+	for _, k := range o.Kinds {
 		sum.Faults[k] = &FaultStats{}
 	}
 	faultCtx, stopFaults := context.WithTimeout(ctx, o.Duration)
 	defer stopFaults()
 	rng := rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))
-	faults, faultErr := c.injectFaults(faultCtx, rng, sum.Faults, func(format string, args ...any) {
+	faults, faultErr := c.injectFaults(faultCtx, rng, o.Kinds, sum.Faults, func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "%6.1fs  "+format+"\n", append([]any{time.Since(started).Seconds()}, args...)...)
 	})
 

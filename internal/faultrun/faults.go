@@ -4,29 +4,62 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 )
 
-// FaultKind is one kind of fault the run injects.
+// FaultKind is one kind of fault the run injects, by its short name.
 type FaultKind string
 
 const (
 	// KillLeader sends SIGKILL to the clustered node whose NATS server leads
 	// the stream ORDERS, and restarts it on its data after a while.
-	KillLeader FaultKind = "kill the stream leader's node"
+	KillLeader FaultKind = "kill-leader"
 	// StopLeader sends SIGTERM to the stream leader's node, as a rolling
 	// restart does, and restarts it after a while.
-	StopLeader FaultKind = "stop the stream leader's node"
-	// KillFollower does the same to a node that does not lead the stream.
-	KillFollower FaultKind = "kill a follower node"
+	StopLeader FaultKind = "stop-leader"
+	// KillFollower does the same as KillLeader to a node that does not lead
+	// the stream.
+	KillFollower FaultKind = "kill-follower"
 	// KillReplica sends SIGKILL to a stateless replica and restarts it.
-	KillReplica FaultKind = "kill a stateless replica"
+	KillReplica FaultKind = "kill-replica"
 	// CutLink cuts a stateless replica's TCP paths to NATS, then restores them.
-	CutLink FaultKind = "cut a replica's NATS link"
+	CutLink FaultKind = "cut-link"
 )
 
 // Kinds are the fault kinds, in the order the run first injects each.
 var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower}
+
+// Describe says what a fault of kind k does, for people.
+func (k FaultKind) Describe() string {
+	switch k {
+	case KillLeader:
+		return "kill the stream leader's node"
+	case StopLeader:
+		return "stop the stream leader's node"
+	case KillFollower:
+		return "kill a follower node"
+	case KillReplica:
+		return "kill a stateless replica"
+	case CutLink:
+		return "cut a replica's NATS link"
+	}
+	return string(k)
+}
+
+// ParseKinds reads a comma-separated list of fault kinds' short names.
+func ParseKinds(list string) ([]FaultKind, error) {
+	var kinds []FaultKind
+	for _, name := range strings.Split(list, ",") {
+		k := FaultKind(strings.TrimSpace(name))
+		if !slices.Contains(Kinds, k) {
+			return nil, fmt.Errorf("unknown fault kind %q (known: %v)", name, Kinds)
+		}
+		kinds = append(kinds, k)
+	}
+	return kinds, nil
+}
 
 // FaultStats count one kind of fault.
 type FaultStats struct {
@@ -92,18 +125,18 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 
 // injectFaults runs the fault schedule until ctx ends: a healthy pause,
 // a fault held for a while, its repair, and a wait until every process
-// serves again. Each kind comes once first, in the order of Kinds; then
-// kinds are random. It logs each fault through logf and returns them all.
-func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[FaultKind]*FaultStats, logf func(string, ...any)) ([]fault, error) {
+// serves again. Each of kinds comes once first, in order; then kinds are
+// random. It logs each fault through logf and returns them all.
+func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, kinds []FaultKind, stats map[FaultKind]*FaultStats, logf func(string, ...any)) ([]fault, error) {
 	var faults []fault
 	for i := 0; ; i++ {
 		if !sleep(ctx, jitter(rng, time.Second, 3*time.Second)) {
 			return faults, nil
 		}
 		at := time.Now()
-		kind := Kinds[rng.IntN(len(Kinds))]
-		if i < len(Kinds) {
-			kind = Kinds[i]
+		kind := kinds[rng.IntN(len(kinds))]
+		if i < len(kinds) {
+			kind = kinds[i]
 		}
 		f, err := c.inject(ctx, kind, rng)
 		if err != nil {
@@ -111,16 +144,16 @@ func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, stats map[Fa
 		}
 		f.at = at
 		hold := jitter(rng, time.Second, 4*time.Second)
-		logf("fault %d: %s (%s) for %v", i+1, f.kind, f.target, hold.Round(time.Millisecond))
+		logf("fault %d: %s (%s) for %v", i+1, f.kind.Describe(), f.target, hold.Round(time.Millisecond))
 		stats[kind].Injected++
 		// The repair happens even when the run ends during the hold.
 		sleep(ctx, hold)
 		repaired := time.Now()
 		if err := f.repair(); err != nil {
-			return faults, fmt.Errorf("repair %s (%s): %w", f.kind, f.target, err)
+			return faults, fmt.Errorf("repair %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		if err := c.waitServing(context.Background(), time.Minute); err != nil {
-			return faults, fmt.Errorf("after %s (%s): %w", f.kind, f.target, err)
+			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		f.recovered = time.Now()
 		faults = append(faults, f)

@@ -96,8 +96,9 @@ func (s *Summary) Print(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "fault\tinjected\tlongest write outage\tlongest recovery\t")
 	for _, k := range Kinds {
-		f := s.Faults[k]
-		fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t\n", k, f.Injected, f.LongestOutage.Round(time.Millisecond), f.LongestRecovery.Round(time.Millisecond))
+		if f := s.Faults[k]; f != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%v\t%v\t\n", k.Describe(), f.Injected, f.LongestOutage.Round(time.Millisecond), f.LongestRecovery.Round(time.Millisecond))
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(out)
