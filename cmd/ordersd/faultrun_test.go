@@ -13,7 +13,7 @@ import (
 )
 
 var (
-	faultDuration = flag.Duration("fault-duration", 50*time.Second, "how long TestFaultRun injects faults")
+	faultDuration = flag.Duration("fault-duration", 30*time.Second, "how long TestFaultRun injects faults")
 	faultSeed     = flag.Uint64("fault-seed", 0, "seed of TestFaultRun's schedule; 0: a new one")
 )
 

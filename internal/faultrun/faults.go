@@ -125,12 +125,19 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 
 // injectFaults runs the fault schedule until ctx ends: a healthy pause,
 // a fault held for a while, its repair, and a wait until every process
-// serves again. Each of kinds comes once first, in order; then kinds are
-// random. It logs each fault through logf and returns them all.
-func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, kinds []FaultKind, stats map[FaultKind]*FaultStats, logf func(string, ...any)) ([]fault, error) {
+// serves again. Each of kinds comes once first, in order, even when that
+// takes longer than until; then kinds are random until then. It stops
+// early (after repairing) when ctx ends. It logs each fault through logf
+// and returns them all.
+func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.Rand, kinds []FaultKind, stats map[FaultKind]*FaultStats, logf func(string, ...any)) ([]fault, error) {
 	var faults []fault
 	for i := 0; ; i++ {
-		if !sleep(ctx, jitter(rng, time.Second, 3*time.Second)) {
+		pause := jitter(rng, time.Second, 3*time.Second)
+		if i >= len(kinds) && time.Now().Add(pause).After(until) {
+			sleep(ctx, time.Until(until))
+			return faults, nil
+		}
+		if !sleep(ctx, pause) {
 			return faults, nil
 		}
 		at := time.Now()
@@ -146,7 +153,7 @@ func (c *cluster) injectFaults(ctx context.Context, rng *rand.Rand, kinds []Faul
 		hold := jitter(rng, time.Second, 4*time.Second)
 		logf("fault %d: %s (%s) for %v", i+1, f.kind.Describe(), f.target, hold.Round(time.Millisecond))
 		stats[kind].Injected++
-		// The repair happens even when the run ends during the hold.
+		// The repair happens even when the run is stopped during the hold.
 		sleep(ctx, hold)
 		repaired := time.Now()
 		if err := f.repair(); err != nil {
