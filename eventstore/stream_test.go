@@ -15,21 +15,7 @@ import (
 // which may answer from a lagging replica) is brought to ordersd's
 // settings when ordersd first finds it.
 func TestReadyUpdatesAnExistingStream(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := Connect("", ns, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, log := startJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: StreamName, Subjects: []string{StreamSubjects},
@@ -55,25 +41,11 @@ func TestReadyUpdatesAnExistingStream(t *testing.T) {
 // once with ErrUnavailable, free to retry on another node, instead of
 // queueing behind it.
 func TestProvisioningUnderWayFailsFast(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := Connect("", ns, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, log := startJetStream(t)
 	store := New(js, Options{Logger: log, OpTimeout: 5 * time.Second})
 	store.provisionMu.Lock() // another caller is provisioning
 	start := time.Now()
-	err = store.Ready(context.Background())
+	err := store.Ready(context.Background())
 	if !errors.Is(err, ErrUnavailable) || time.Since(start) > time.Second {
 		t.Fatalf("Ready while provisioning is under way: %v after %v, want ErrUnavailable at once", err, time.Since(start))
 	}
@@ -81,4 +53,26 @@ func TestProvisioningUnderWayFailsFast(t *testing.T) {
 	if err := store.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready once provisioning is free: %v", err)
 	}
+}
+
+// startJetStream runs an embedded NATS server for one test and connects
+// to it.
+func startJetStream(t *testing.T) (jetstream.JetStream, *slog.Logger) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := Connect("", ns, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, log
 }

@@ -81,41 +81,7 @@ func TestJetStreamUnreachable(t *testing.T) {
 	ns.WaitForShutdown()
 	waitHealth(t, n, healthpb.HealthCheckResponse_NOT_SERVING)
 
-	const deadline = 3 * time.Second
-	calls := map[string]func(ctx context.Context) error{
-		"GetOrder": func(ctx context.Context) error {
-			_, err := n.client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: order.GetOrderId()})
-			return err
-		},
-		"CreateOrder": func(ctx context.Context) error {
-			_, err := n.client.CreateOrder(ctx, validCreate("while-down"))
-			return err
-		},
-		"ApproveOrder": func(ctx context.Context) error {
-			_, _, err := n.transition(ctx, approved, order.GetOrderId(), "approve-while-down", 0)
-			return err
-		},
-		"GetOrderHistory": func(ctx context.Context) error {
-			stream, err := n.client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: order.GetOrderId()})
-			if err == nil {
-				_, err = stream.Recv()
-			}
-			return err
-		},
-	}
-	for name, call := range calls {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		start := time.Now()
-		err := call(ctx)
-		took := time.Since(start)
-		cancel()
-		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
-			t.Errorf("%s while NATS is down: %v, want UNAVAILABLE", name, err)
-		}
-		if took > deadline+500*time.Millisecond {
-			t.Errorf("%s took %v, past its %v deadline", name, took, deadline)
-		}
-	}
+	checkCallsFailFast(t, n, order, "while NATS is down")
 
 	startNATS(t, storeDir, natsPort)
 	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
@@ -146,5 +112,47 @@ func TestJetStreamUnreachable(t *testing.T) {
 	// The consume stream goes on (heartbeats) or ended with UNAVAILABLE.
 	if res, err := consuming.Recv(); err != nil && status.Code(err) != codes.Unavailable {
 		t.Fatalf("consume across the cut: %v, %v", res, err)
+	}
+}
+
+// checkCallsFailFast makes one call of each kind while JetStream cannot be
+// reached: each must fail with UNAVAILABLE (or, at worst,
+// DEADLINE_EXCEEDED) inside its deadline.
+func checkCallsFailFast(t *testing.T, n *testNode, order *ordersv1.Order, while string) {
+	t.Helper()
+	const deadline = 3 * time.Second
+	calls := map[string]func(ctx context.Context) error{
+		"GetOrder": func(ctx context.Context) error {
+			_, err := n.client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: order.GetOrderId()})
+			return err
+		},
+		"CreateOrder": func(ctx context.Context) error {
+			_, err := n.client.CreateOrder(ctx, validCreate("create-unreachable"))
+			return err
+		},
+		"ApproveOrder": func(ctx context.Context) error {
+			_, _, err := n.transition(ctx, approved, order.GetOrderId(), "approve-unreachable", 0)
+			return err
+		},
+		"GetOrderHistory": func(ctx context.Context) error {
+			stream, err := n.client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: order.GetOrderId()})
+			if err == nil {
+				_, err = stream.Recv()
+			}
+			return err
+		},
+	}
+	for name, call := range calls {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		err := call(ctx)
+		took := time.Since(start)
+		cancel()
+		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
+			t.Errorf("%s %s: %v, want UNAVAILABLE", name, while, err)
+		}
+		if took > deadline+500*time.Millisecond {
+			t.Errorf("%s took %v %s, past its %v deadline", name, took, while, deadline)
+		}
 	}
 }
