@@ -71,6 +71,7 @@ func (q *queueReader) run(ctx context.Context) {
 			q.ack(ctx, res.GetAckToken())
 		})
 		q.ended(ctx, p, err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -121,7 +122,6 @@ func (q *queueReader) ended(ctx context.Context, p *process, err error) {
 		q.stats.Unexpected++
 		q.note("consume on "+p.name, err)
 	}
-	time.Sleep(100 * time.Millisecond)
 }
 
 func (q *queueReader) failed(what string, err error) {
@@ -165,6 +165,7 @@ func (w *watcher) run(ctx context.Context) {
 			}
 		})
 		w.ended(ctx, p, err)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -204,7 +205,6 @@ func (w *watcher) ended(ctx context.Context, p *process, err error) {
 	if (err == errStalled || !retryable(err)) && len(w.errors) < 10 {
 		w.errors = append(w.errors, fmt.Sprintf("%s watch on %s: %v", time.Now().Format(time.TimeOnly), p.name, err))
 	}
-	time.Sleep(100 * time.Millisecond)
 }
 
 // errStalled ends a stream that sent nothing, not even a heartbeat, for
