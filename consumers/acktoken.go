@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // Errors of Verify.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // ErrConsumerMismatch: a consumer exists under the name, with settings

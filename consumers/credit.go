@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // credit tracks what one ConsumeOrders client holds unacknowledged, so the

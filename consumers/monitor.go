@@ -12,10 +12,10 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/metrics"
-	"github.com/ordersd/ordersd/telemetry"
+	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
 // liveBuffer is how many events a watcher may have waiting in the live

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // The review worker approves orders within the limit and rejects the rest;

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"time"
 
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // WatchSpec is what a WatchOrders client asked for.

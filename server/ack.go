@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/ordersd/ordersd/auth"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/auth"
 )
 
 // AckOrders implements ordersv1.OrderServiceServer.

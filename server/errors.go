@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // permissionDenied is the status of a request this deployment refuses to trust.

@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/api"
-	"github.com/ordersd/ordersd/auth"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/telemetry"
+	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
 // GRPCOptions are the optional parts of the gRPC server.

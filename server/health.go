@@ -10,7 +10,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/metrics"
+	"github.com/ordersd/ordersd/internal/metrics"
 )
 
 // NewHealthServer returns the standard gRPC health service, NOT_SERVING

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // OrderStore is what the service needs of the event store.

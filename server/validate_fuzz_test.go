@@ -9,8 +9,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // FuzzRequestValidation decodes arbitrary bytes as each request type and

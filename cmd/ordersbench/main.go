@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/node"
+	"github.com/ordersd/ordersd/internal/node"
 )
 
 // options are the benchmark's flags.

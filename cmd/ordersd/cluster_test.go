@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/node"
+	"github.com/ordersd/ordersd/internal/node"
 )
 
 func freePorts(t *testing.T, n int) []string {

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ordersd/ordersd/auth"
-	"github.com/ordersd/ordersd/node"
+	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/node"
 )
 
 // config is the node's configuration and the log settings, from flags and

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/node"
+	"github.com/ordersd/ordersd/internal/node"
 )
 
 // startSecuredNATS runs a NATS server with JetStream on loopback, with

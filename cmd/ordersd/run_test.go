@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/node"
+	"github.com/ordersd/ordersd/internal/node"
 )
 
 // runOrdersd runs ordersd as the binary does (flags, then node.Run) on a

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/ordersd/ordersd/eventstore"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // natsConn is the node's NATS: its connection and, in the embedded shape,

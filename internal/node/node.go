@@ -20,12 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ordersd/ordersd/auth"
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/eventstore"
-	"github.com/ordersd/ordersd/metrics"
+	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/telemetry"
 	ordersserver "github.com/ordersd/ordersd/server"
-	"github.com/ordersd/ordersd/telemetry"
 )
 
 // healthInterval is how often the health service re-checks JetStream

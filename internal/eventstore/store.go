@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/metrics"
+	"github.com/ordersd/ordersd/internal/metrics"
 )
 
 // DefaultOpTimeout bounds one store operation when the caller's context

@@ -8,7 +8,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 
-	"github.com/ordersd/ordersd/auth"
+	"github.com/ordersd/ordersd/internal/auth"
 	ordersserver "github.com/ordersd/ordersd/server"
 )
 
