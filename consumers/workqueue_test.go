@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 type testEnv struct {
@@ -23,17 +23,8 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := eventstore.Connect("", ns, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	log := testsupport.Logger()
+	nc := testsupport.Connect(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

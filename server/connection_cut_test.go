@@ -14,6 +14,7 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/faultproxy"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // recvWithin is one Recv of a stream that must answer (an event, a
@@ -46,7 +47,7 @@ func recvWithin[T any](t *testing.T, what string, d time.Duration, recv func() (
 // resume from where they were.
 func TestNATSConnectionCutByProxy(t *testing.T) {
 	t.Parallel()
-	ns := startNATS(t, t.TempDir(), 0)
+	ns := testsupport.StartNATS(t)
 	proxy, err := faultproxy.New("127.0.0.1:0", ns.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/server"
 )
 
@@ -41,13 +41,7 @@ type testNode struct {
 	js      jetstream.JetStream // a separate NATS connection, to look at the stream directly
 }
 
-func testLogger() *slog.Logger {
-	level := slog.LevelError
-	if os.Getenv("ORDERSD_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-}
+func testLogger() *slog.Logger { return testsupport.Logger() }
 
 // startNode runs ordersd's parts against an embedded NATS server.
 func startNode(t *testing.T) *testNode {
@@ -65,11 +59,7 @@ func startNodes(t *testing.T, count int, tune ...func(*server.Deps)) []*testNode
 // startNodesWith is startNodes with gRPC options (authentication, rate limits).
 func startNodesWith(t *testing.T, count int, grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) []*testNode {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: t.TempDir(), Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	ns := testsupport.StartNATS(t, testsupport.InProcessOnly)
 	var nodes []*testNode
 	for range count {
 		nc, err := eventstore.Connect("", ns, testLogger())

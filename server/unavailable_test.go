@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -14,26 +13,8 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
-
-// startNATS runs a NATS server with JetStream on a loopback port, as an
-// external deployment would be; port 0 picks a free one.
-func startNATS(t *testing.T, storeDir string, port int) *natsserver.Server {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: storeDir, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
 
 func waitHealth(t *testing.T, n *testNode, want healthpb.HealthCheckResponse_ServingStatus) {
 	t.Helper()
@@ -56,7 +37,7 @@ func waitHealth(t *testing.T, n *testNode, want healthpb.HealthCheckResponse_Ser
 func TestJetStreamUnreachable(t *testing.T) {
 	t.Parallel()
 	storeDir := t.TempDir()
-	ns := startNATS(t, storeDir, 0)
+	ns := testsupport.StartNATS(t, testsupport.StoreDir(storeDir))
 	url := ns.ClientURL()
 	nc, err := eventstore.Connect(url, nil, testLogger())
 	if err != nil {
@@ -83,7 +64,7 @@ func TestJetStreamUnreachable(t *testing.T) {
 
 	checkCallsFailFast(t, n, order, "while NATS is down")
 
-	startNATS(t, storeDir, natsPort)
+	testsupport.StartNATS(t, testsupport.StoreDir(storeDir), testsupport.Port(natsPort))
 	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
 	got, err := n.client.GetOrder(testCtx(t), &ordersv1.GetOrderRequest{OrderId: order.GetOrderId()})
 	if err != nil || got.GetOrder().GetRevision() != order.GetRevision() {

@@ -21,25 +21,8 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/node"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
-
-// startSecuredNATS runs a NATS server with JetStream on loopback, with
-// whatever authentication and TLS opts sets.
-func startSecuredNATS(t *testing.T, tune func(*natsserver.Options)) *natsserver.Server {
-	t.Helper()
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true}
-	tune(opts)
-	ns, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS not ready")
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	return ns
-}
 
 // ordersdWorks starts ordersd with flags and checks that an order can be
 // created and read back through it.
@@ -61,11 +44,11 @@ func ordersdWorks(t *testing.T, flags ...string) {
 // ordersd connects to NATS deployments that require credentials or TLS.
 func TestNATSWithCredentials(t *testing.T) {
 	t.Run("user and password", func(t *testing.T) {
-		ns := startSecuredNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
+		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
 		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--nats-user", "ordersd", "--nats-password", "s3cret")
 	})
 	t.Run("token", func(t *testing.T) {
-		ns := startSecuredNATS(t, func(o *natsserver.Options) { o.Authorization = "t0ken" })
+		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Authorization = "t0ken" })
 		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--nats-token", "t0ken")
 	})
 	t.Run("nkey", func(t *testing.T) {
@@ -75,7 +58,7 @@ func TestNATSWithCredentials(t *testing.T) {
 		}
 		pub, _ := user.PublicKey()
 		seed, _ := user.Seed()
-		ns := startSecuredNATS(t, func(o *natsserver.Options) { o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}} })
+		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}} })
 		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--nats-nkey", writeFile(t, t.TempDir(), "user.nk", seed))
 	})
 	t.Run("TLS", func(t *testing.T) {
@@ -85,7 +68,7 @@ func TestNATSWithCredentials(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ns := startSecuredNATS(t, func(o *natsserver.Options) {
+		ns := testsupport.StartNATS(t, func(o *natsserver.Options) {
 			o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 			o.TLS, o.Username, o.Password = true, "ordersd", "s3cret"
 		})
@@ -93,7 +76,7 @@ func TestNATSWithCredentials(t *testing.T) {
 		ordersdWorks(t, "--nats-url", url, "--nats-ca", writeFile(t, t.TempDir(), "ca.pem", ca.pem), "--nats-user", "ordersd", "--nats-password", "s3cret")
 	})
 	t.Run("wrong password", func(t *testing.T) {
-		ns := startSecuredNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
+		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
 		client, _, _ := startOrdersd(t, t.TempDir(), "--review=false", "--nats-url", ns.ClientURL(), "--nats-user", "ordersd", "--nats-password", "wrong")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

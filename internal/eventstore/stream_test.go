@@ -3,12 +3,13 @@ package eventstore
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // A stream ORDERS made by someone else with other settings (direct get,
@@ -55,24 +56,8 @@ func TestProvisioningUnderWayFailsFast(t *testing.T) {
 	}
 }
 
-// startJetStream runs an embedded NATS server for one test and connects
-// to it.
+// startJetStream runs a NATS server for one test and connects to it.
 func startJetStream(t *testing.T) (jetstream.JetStream, *slog.Logger) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ns, err := StartEmbedded(EmbeddedOptions{DataDir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := Connect("", ns, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js, log
+	return testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
 }
