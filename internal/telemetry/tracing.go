@@ -11,9 +11,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -26,43 +25,35 @@ import (
 func Tracer() trace.Tracer { return otel.Tracer("github.com/ordersd/ordersd") }
 
 // ExportConfigured reports whether the standard OTEL_* environment asks
-// for trace export: an OTLP endpoint is set and OTEL_TRACES_EXPORTER is not
-// "none". Tracing is off by default.
+// for trace export: an OTLP endpoint or an exporter (OTEL_TRACES_EXPORTER)
+// is set, the exporter is not "none" and the SDK is not disabled. Tracing
+// is off by default, so a node without a collector sends nothing.
 func ExportConfigured() bool {
-	if strings.EqualFold(os.Getenv("OTEL_TRACES_EXPORTER"), "none") || strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+	exporter := os.Getenv("OTEL_TRACES_EXPORTER")
+	if strings.EqualFold(exporter, "none") || strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
 		return false
 	}
-	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	return exporter != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
 // Setup installs the W3C trace context propagator and, when the
-// environment asks for it, a tracer provider exporting over OTLP (gRPC,
-// or HTTP when OTEL_EXPORTER_OTLP_PROTOCOL says http/protobuf). The
-// exporter reads the rest of its settings (endpoint, headers, TLS) from
-// the standard OTEL_EXPORTER_OTLP_* variables. The returned function
-// flushes and stops it.
+// environment asks for it (ExportConfigured), a tracer provider with the
+// exporter that OpenTelemetry's autoexport builds from the standard
+// variables: OTLP over gRPC or HTTP (OTEL_EXPORTER_OTLP_PROTOCOL), its
+// endpoint, headers and TLS, or another OTEL_TRACES_EXPORTER such as
+// "console". The returned function flushes and stops it.
 func Setup(ctx context.Context, version string) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	if !ExportConfigured() {
 		return func(context.Context) error { return nil }, nil
 	}
-	var (
-		exporter sdktrace.SpanExporter
-		err      error
-	)
-	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if protocol == "" {
-		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	if strings.HasPrefix(protocol, "http") {
-		exporter, err = otlptracehttp.New(ctx)
-	} else {
-		exporter, err = otlptracegrpc.New(ctx)
-	}
+	exporter, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+		return nil, fmt.Errorf("trace exporter (OTEL_* environment): %w", err)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
+	// Schemaless: the SDK's default resource carries the schema URL of the
+	// SDK's own semconv version, and merging two different ones fails.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName("ordersd"), semconv.ServiceVersion(version)))
 	if err != nil {
 		return nil, err
