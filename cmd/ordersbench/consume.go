@@ -6,10 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // consume: ConsumeOrders + AckOrders vs a direct pull consumer with
@@ -18,7 +20,7 @@ import (
 func (b *bench) consume() error {
 	ctx := context.Background()
 	n := b.o.consumeEvents
-	stream, err := b.js.Stream(ctx, "ORDERS")
+	stream, err := b.js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		return err
 	}
@@ -28,26 +30,20 @@ func (b *bench) consume() error {
 	}
 	first := info.State.LastSeq + 1
 	// Fresh events, all of them "paid", which no other workload writes.
-	for range n {
+	err = b.storeEvents(n, func() (*nats.Msg, jetstream.PublishOpt) {
 		order := newDirectOrder()
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
 		order.UpdateTime = timestamppb.Now()
-		msg := directEvent(order, nextRequestID())
-		msg.Subject = "ORDERS.paid." + order.GetOrderId()
-		msg.Header.Set("Ordersd-Event-Type", "paid")
-		if _, err := b.js.PublishMsgAsync(msg); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-b.js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		return fmt.Errorf("publishing %d events did not complete within a minute", n)
+		return directEvent(order, nextRequestID()), expectNew(order)
+	})
+	if err != nil {
+		return err
 	}
 
 	// Direct: a durable pull consumer, Messages, Ack.
+	paid, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_PAID)
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: "bench-direct", FilterSubject: "ORDERS.paid.*", AckPolicy: jetstream.AckExplicitPolicy,
+		Durable: "bench-direct", FilterSubject: paid, AckPolicy: jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, MaxAckPending: 20_000,
 	})
 	if err != nil {

@@ -7,11 +7,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // transition: ApproveOrder on distinct orders vs the same steps done
@@ -30,7 +33,7 @@ func (b *bench) transition() error {
 	if err != nil {
 		return err
 	}
-	stream, err := b.js.Stream(ctx, "ORDERS")
+	stream, err := b.js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		return err
 	}
@@ -42,7 +45,7 @@ func (b *bench) transition() error {
 			return true, nil
 		}
 		id := directIDs[i]
-		raw, err := stream.GetLastMsgForSubject(ctx, "ORDERS.*."+id)
+		raw, err := stream.GetLastMsgForSubject(ctx, orderSubjects(id))
 		if err != nil {
 			return false, err
 		}
@@ -55,7 +58,7 @@ func (b *bench) transition() error {
 		}
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
 		order.UpdateTime = timestamppb.New(time.Now())
-		_, err = b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), jetstream.WithExpectLastSequenceForSubject(raw.Sequence, "ORDERS.*."+id))
+		_, err = b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), eventstore.ExpectRevision(id, raw.Sequence))
 		return false, err
 	})
 	if err != nil {
@@ -85,17 +88,10 @@ func (b *bench) transition() error {
 // returns their ids.
 func (b *bench) seedOrders(count int) ([]string, error) {
 	ids := make([]string, 0, count)
-	for range count {
+	err := b.storeEvents(count, func() (*nats.Msg, jetstream.PublishOpt) {
 		order := newDirectOrder()
-		if _, err := b.js.PublishMsgAsync(directEvent(order, nextRequestID()), expectNew(order)); err != nil {
-			return nil, err
-		}
 		ids = append(ids, order.GetOrderId())
-	}
-	select {
-	case <-b.js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		return nil, errors.New("seeding orders did not complete within a minute")
-	}
-	return ids, nil
+		return directEvent(order, nextRequestID()), expectNew(order)
+	})
+	return ids, err
 }

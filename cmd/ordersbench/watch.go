@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // watch runs the watch workload twice: many watchers that each follow one
@@ -46,7 +47,7 @@ func (b *bench) watchRun(watchers int, perCustomer bool) error {
 	if err != nil {
 		return err
 	}
-	sub, err := js.Subscribe("ORDERS.>", func(m *nats.Msg) {
+	sub, err := js.Subscribe(eventstore.StreamSubjects, func(m *nats.Msg) {
 		if meta, err := m.Metadata(); err == nil {
 			directLat.record(time.Since(meta.Timestamp))
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -26,10 +27,13 @@ const (
 	ContentTypeOrder = "application/protobuf; proto=orders.v1.Order"
 )
 
-// encodeEvent builds the message that stores order (its state after the
-// event) on its event subject. order.Revision is not stored: it is the
-// message's own stream sequence, known only once stored.
-func encodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
+// EncodeEvent builds the message that stores order (its state after the
+// event) on its event subject, with the event's headers and, for a write
+// with a request id, its Nats-Msg-Id. order.Revision is not stored: it is
+// the message's own stream sequence, known only once stored. Publish it
+// with ExpectRevision. The benchmark's direct client uses it too, so both
+// sides store the very same messages.
+func EncodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
 	subject, err := EventSubject(order.GetStatus(), order.GetOrderId())
 	if err != nil {
 		return nil, err
@@ -62,6 +66,14 @@ func msgID(status ordersv1.OrderStatus, orderID, requestID string) string {
 		return "created:" + requestID
 	}
 	return EventType(status) + ":" + orderID + ":" + requestID
+}
+
+// ExpectRevision makes the publish of an order's event fail unless the
+// order's last event is at stream sequence revision (0: the order has no
+// event yet): the per-order concurrency check of every write.
+func ExpectRevision(orderID string, revision uint64) jetstream.PublishOpt {
+	filter, _ := OrderSubjects(orderID) // the caller encoded the event, which checked the id
+	return jetstream.WithExpectLastSequenceForSubject(revision, filter)
 }
 
 // storedEvent is an event read back from the stream, with the request id

@@ -11,7 +11,7 @@ import (
 func TestDecodeEventRefusesForeignMessages(t *testing.T) {
 	t.Parallel()
 	order := &ordersv1.Order{OrderId: "o-1", Status: ordersv1.OrderStatus_ORDER_STATUS_APPROVED}
-	msg, err := encodeEvent(order, "req-1")
+	msg, err := EncodeEvent(order, "req-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 		return Result{}, err
 	}
 	defer cancel()
-	ack, err := s.publish(ctx, msg, expectNewOrder(order))
+	ack, err := s.publish(ctx, msg, ExpectRevision(order.GetOrderId(), 0))
 	return s.settleCreate(ctx, stream, in, order, ack, err)
 }
 
@@ -53,7 +53,7 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 		return nil, err
 	}
 	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, expectNewOrder(order))
+	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(order.GetOrderId(), 0))
 	if err != nil {
 		p.end(nil, err)
 		return nil, s.classify(err)
@@ -93,17 +93,11 @@ func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
 		CreateTime:   now,
 		UpdateTime:   now,
 	}
-	msg, err := encodeEvent(order, in.RequestID)
+	msg, err := EncodeEvent(order, in.RequestID)
 	if err != nil {
 		return nil, nil, err
 	}
 	return order, msg, nil
-}
-
-// expectNewOrder makes the publish fail unless the order has no event yet.
-func expectNewOrder(order *ordersv1.Order) jetstream.PublishOpt {
-	filter, _ := OrderSubjects(order.GetOrderId()) // valid: encodeEvent checked it
-	return jetstream.WithExpectLastSequenceForSubject(0, filter)
 }
 
 // settleCreate turns JetStream's answer to a created event into the

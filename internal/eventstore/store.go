@@ -230,12 +230,11 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 	next.Status = c.To
 	next.Reason = c.Reason
 	next.UpdateTime = timestamppb.New(s.now())
-	msg, err := encodeEvent(next, c.RequestID)
+	msg, err := EncodeEvent(next, c.RequestID)
 	if err != nil {
 		return Result{}, err
 	}
-	filter, _ := OrderSubjects(c.OrderID) // valid: lastEvent checked it
-	ack, err := s.publish(ctx, msg, jetstream.WithExpectLastSequenceForSubject(current.GetRevision(), filter))
+	ack, err := s.publish(ctx, msg, ExpectRevision(c.OrderID, current.GetRevision()))
 	switch {
 	case isWrongLastSequence(err):
 		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: current.GetRevision()})
