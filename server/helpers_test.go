@@ -86,7 +86,10 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 		t.Fatal(err)
 	}
 	log := testLogger()
-	store := eventstore.New(js, eventstore.Options{OpTimeout: 2 * time.Second, Logger: log})
+	store, err := eventstore.New(js, eventstore.Options{OpTimeout: 2 * time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := store.Ready(ctx); err != nil {
 		t.Logf("store not ready at start: %v", err)

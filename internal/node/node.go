@@ -108,12 +108,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	store := eventstore.New(js, eventstore.Options{
+	store, err := eventstore.New(js, eventstore.Options{
 		Stream:    eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout: cfg.OpTimeout,
 		Logger:    log,
 		Metrics:   m,
 	})
+	if err != nil {
+		return err
+	}
 	if err := store.Ready(ctx); err != nil {
 		// Not fatal: the health watcher keeps trying, and reports
 		// NOT_SERVING until the stream is there.
