@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/internal/auth"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/telemetry"
@@ -31,36 +30,6 @@ import (
 // healthInterval is how often the health service re-checks JetStream
 // between connection events.
 const healthInterval = 2 * time.Second
-
-// Config is everything a node needs; cmd/ordersd fills it from flags.
-type Config struct {
-	GRPCAddr        string                     // where the gRPC server listens
-	MetricsAddr     string                     // where /metrics, /livez and /readyz are served; off when empty
-	DataDir         string                     // JetStream data of the embedded server
-	NATSURL         string                     // an existing deployment; the embedded server when empty
-	NATSAuth        NATSAuth                   // credentials and TLS for NATSURL
-	EmbeddedListen  EmbeddedListen             // opens the embedded server to NATS clients
-	ServerName      string                     // the embedded server's name; unique in a cluster
-	Cluster         eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
-	SyncInterval    time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
-	SyncAlways      bool                       // fsync every message before acknowledging it
-	Replicas        int                        // copies of the stream ORDERS
-	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids
-	OpTimeout       time.Duration              // longest wait for one JetStream operation
-	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight
-	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
-	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
-	Limits          Limits                     // bounds on what clients can make the node hold
-	Auth            auth.Config                // who may call what; off when empty
-	PublicServices  []string                   // gRPC services open without a token
-	Review          bool                       // run the order-review worker
-	ReviewLimit     int64                      // largest total_minor the review approves
-
-	// OnReady, when set, is called once the node serves gRPC.
-	OnReady func(Ready)
-	// Version names the build in traces.
-	Version string
-}
 
 // Ready describes a node that serves.
 type Ready struct {
@@ -78,7 +47,12 @@ type Ready struct {
 // (releasing what they hold), the gRPC server stops taking calls and lets
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
+//
+// A cfg that Validate refuses makes Run fail before it starts anything.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	stopTracing, err := telemetry.Setup(ctx, cfg.Version)
 	if err != nil {
 		return err
