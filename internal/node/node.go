@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -24,7 +23,6 @@ import (
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/telemetry"
-	ordersserver "github.com/ordersd/ordersd/server"
 )
 
 // healthInterval is how often the health service re-checks JetStream
@@ -48,7 +46,10 @@ type Ready struct {
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
 //
-// A cfg that Validate refuses makes Run fail before it starts anything.
+// Run fails before it opens any store when cfg is invalid, when another
+// process holds cfg.DataDir (ErrDataDirLocked), or when a listener's
+// address is taken: the data directory is locked and every listener bound
+// before the embedded NATS server starts.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -67,101 +68,79 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if telemetry.ExportConfigured() {
 		log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
 	}
+	if cfg.NATSURL == "" {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.release() // last, once the embedded server has stopped
+	}
+	lis, opsLis, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lis.Close() // the gRPC server closes it too; this is for early returns
+	if opsLis != nil {
+		defer opsLis.Close()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	grpcOpts, err := grpcOptions(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
+	if err != nil {
+		return err
+	}
+
 	conn, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer conn.close(cfg.ShutdownTimeout, log)
-	nc := conn.nc
-	// An async publish whose ack never comes (a leader died mid-write) must
-	// not hold one of the in-flight slots forever.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.OpTimeout))
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	store, err := eventstore.New(js, eventstore.Options{
-		Stream:    eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
-		OpTimeout: cfg.OpTimeout,
-		Logger:    log,
-		Metrics:   m,
-	})
-	if err != nil {
-		return err
-	}
-	if err := store.Ready(ctx); err != nil {
-		// Not fatal: the health watcher keeps trying, and reports
-		// NOT_SERVING until the stream is there.
-		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
-	}
-
-	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
-	if err != nil {
-		return err
-	}
-	monitor := consumers.NewMonitor(nc, log, m)
-	defer monitor.Close()
-	stopping, beginShutdown := context.WithCancel(context.Background())
-	defer beginShutdown()
-	svc := ordersserver.NewOrderService(ordersserver.Deps{
-		Store:        store,
-		WorkQueues:   consumers.NewWorkQueues(store, nc, tokens, log, m),
+	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
+		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
+		OpTimeout:    cfg.OpTimeout,
 		Tokens:       tokens,
-		Acker:        consumers.NewAcker(nc, cfg.OpTimeout),
-		Watcher:      consumers.NewWatcher(monitor, store),
-		Stopping:     stopping,
+		GRPC:         grpcOpts,
 		MaxWatchers:  cfg.Limits.MaxWatchers,
 		MaxConsumers: cfg.Limits.MaxConsumers,
+		Metrics:      m,
 	}, log)
-	grpcOpts, grpcMetrics, err := grpcOptions(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	hs := ordersserver.NewHealthServer()
-	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts)
-	grpcMetrics.InitializeMetrics(gs)
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
-	}
+	// A no-op after the shutdown below, which comes first in every other way out.
+	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
 	var ops *opsServer
-	if cfg.MetricsAddr != "" {
-		if ops, err = newOpsServer(cfg.MetricsAddr, reg, hs); err != nil {
-			lis.Close()
-			return fmt.Errorf("listen on %s (metrics): %w", cfg.MetricsAddr, err)
-		}
+	if opsLis != nil {
+		ops = newOpsServer(opsLis, reg, svc.Health)
 	}
 	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
-		ready := Ready{GRPCAddr: lis.Addr()}
-		if ops != nil {
-			ready.MetricsAddr = ops.lis.Addr()
+		ready := Ready{GRPCAddr: lis.Addr(), ConnectNATS: conn.connectAnother}
+		if opsLis != nil {
+			ready.MetricsAddr = opsLis.Addr()
 		}
-		ready.ConnectNATS = conn.connectAnother
 		cfg.OnReady(ready)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	healthCtx, stopHealth := context.WithCancel(gctx)
-	defer stopHealth()
-	g.Go(func() error {
-		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log, m)
-		return nil
-	})
 	if ops != nil {
 		g.Go(func() error { return ops.serve(log) })
 	}
 	if cfg.Review {
-		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
+		reviewer := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
-			reviewer.Run(stopping)
+			reviewer.Run(svc.Stopping)
 			return nil
 		})
 	}
 	g.Go(func() error {
-		if err := gs.Serve(lis); err != nil {
+		if err := svc.GRPC.Serve(lis); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
 		return nil
@@ -169,9 +148,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-		stopHealth()
-		beginShutdown() // ends streams and the review worker, releasing what they hold
-		stopGRPC(gs, cfg.ShutdownTimeout, log)
+		_ = svc.Shutdown(cfg.ShutdownTimeout) // logs when calls are cut off
 		if ops != nil {
 			ops.stop(time.Second)
 		}
@@ -180,24 +157,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// stopGRPC stops taking calls and waits for those in flight, then cuts
-// off whatever is left after timeout (long streams, slow clients).
-func stopGRPC(gs interface {
-	GracefulStop()
-	Stop()
-}, timeout time.Duration, log *slog.Logger) {
-	done := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		log.Warn("calls still running after the shutdown timeout; cutting them off")
-		gs.Stop()
-		<-done
+// listenTCP binds a listener; tests wrap it to watch the listeners close.
+var listenTCP = net.Listen
+
+// listen binds the gRPC listener and, unless it is off, the metrics one:
+// a taken address fails the node before it touches any data.
+func listen(cfg Config) (grpcLis, opsLis net.Listener, err error) {
+	grpcLis, err = listenTCP("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s (--grpc-addr): %w", cfg.GRPCAddr, err)
 	}
+	if cfg.MetricsAddr == "" {
+		return grpcLis, nil, nil
+	}
+	if opsLis, err = listenTCP("tcp", cfg.MetricsAddr); err != nil {
+		grpcLis.Close()
+		return nil, nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
+	}
+	return grpcLis, opsLis, nil
 }
 
 // ackTokens returns the signer of ack tokens, with the key from keyFile or
