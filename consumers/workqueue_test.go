@@ -29,7 +29,11 @@ func newTestEnv(t *testing.T) testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{nc: nc, store: eventstore.New(js, eventstore.Options{Logger: log}), log: log}
+	store, err := eventstore.New(js, eventstore.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testEnv{nc: nc, store: store, log: log}
 }
 
 func (e testEnv) createOrders(t *testing.T, count int) {

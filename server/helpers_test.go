@@ -19,6 +19,7 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/server"
 )
@@ -79,59 +80,36 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 }
 
 // startServiceWith is startService with gRPC options (authentication, rate limits).
+// The node is assembled as ordersd assembles it (node.Assemble).
 func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) *testNode {
 	t.Helper()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := testLogger()
-	store := eventstore.New(js, eventstore.Options{OpTimeout: 2 * time.Second, Logger: log})
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := store.Ready(ctx); err != nil {
-		t.Logf("store not ready at start: %v", err)
-	}
-	hs := server.NewHealthServer()
-	healthDone := make(chan struct{})
-	go func() {
-		defer close(healthDone)
-		server.WatchHealth(ctx, hs, nc, store.Ready, 200*time.Millisecond, log, nil)
-	}()
 	tokens, err := consumers.NewAckTokens([]byte(testAckKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	monitor := consumers.NewMonitor(nc, log, nil)
-	t.Cleanup(func() { _ = monitor.Close() })
-	deps := server.Deps{
-		Store:      store,
-		WorkQueues: consumers.NewWorkQueues(store, nc, tokens, log, nil),
-		Tokens:     tokens,
-		Acker:      consumers.NewAcker(nc, 2*time.Second),
-		Watcher:    consumers.NewWatcher(monitor, store),
-		Stopping:   ctx,
+	svc, err := node.Assemble(testCtx(t), nc, node.ServiceOptions{
+		OpTimeout:      2 * time.Second,
+		Tokens:         tokens,
+		GRPC:           grpcOpts,
+		HealthInterval: 200 * time.Millisecond,
+		Tune: func(d *server.Deps) {
+			for _, f := range tune {
+				f(d)
+			}
+		},
+	}, testLogger())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range tune {
-		f(&deps)
-	}
-	svc := server.NewOrderService(deps, log)
-	gs := server.NewGRPCServer(svc, hs, log, grpcOpts)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = gs.Serve(lis) }()
+	go func() { _ = svc.GRPC.Serve(lis) }()
 	t.Cleanup(func() {
-		// As ordersd shuts down: end the streams, then wait for every handler.
-		cancel()
-		<-healthDone
-		stopped := make(chan struct{})
-		go func() { gs.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
-			t.Error("handlers still running 10s after shutdown began")
-			gs.Stop()
+		// As ordersd shuts down: NOT_SERVING, end the streams, then wait for every handler.
+		if err := svc.Shutdown(10 * time.Second); err != nil {
+			t.Errorf("shutdown: %v", err)
 		}
 	})
 
@@ -150,8 +128,8 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	kill := sync.OnceFunc(func() { gs.Stop(); nc.Close() })
-	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: monitor, store: store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
+	kill := sync.OnceFunc(func() { svc.GRPC.Stop(); nc.Close() })
+	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: svc.Monitor, store: svc.Store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
 }
 
 func testCtx(t *testing.T) context.Context {

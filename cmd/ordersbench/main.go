@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -149,6 +150,9 @@ func run(o options) error {
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
 		AckTokenKeyFile: keyFile, Review: false, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
+		// As unbounded as gRPC allows: the bench measures the node, not its
+		// guards (a thousand watchers share one client connection).
+		Limits:  node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt},
 		OnReady: func(r node.Ready) { ready <- r },
 	}
 	go func() { done <- node.Run(ctx, cfg, log) }()

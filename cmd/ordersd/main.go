@@ -60,7 +60,8 @@ func main() {
 }
 
 // parseConfig reads flags from args, then fills every flag not given on the
-// command line from its ORDERSD_ environment variable.
+// command line from its ORDERSD_ environment variable, and has the node
+// validate the result (a wrong setting exits with status 2, as a wrong flag).
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
 	var (
 		c    config
@@ -157,26 +158,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		}
 		c.SyncInterval = d
 	}
-	if (c.Cluster.Name != "") != (c.Cluster.Listen != "") {
-		return c, errors.New("--cluster-name and --cluster-listen go together")
-	}
 	c.PublicServices = nil
 	for _, svc := range strings.Split(*public, ",") {
 		if svc = strings.TrimSpace(svc); svc != "" {
 			c.PublicServices = append(c.PublicServices, svc)
 		}
 	}
-	switch {
-	case c.Replicas < 1 || c.Replicas > 5:
-		return c, fmt.Errorf("--replicas must be 1 to 5, got %d", c.Replicas)
-	case c.DuplicateWindow <= 0 || c.OpTimeout <= 0 || c.ShutdownTimeout <= 0:
-		return c, errors.New("--duplicate-window, --nats-timeout and --shutdown-timeout must be positive")
-	case c.Limits.MaxRecvMsgSize < 1024 || c.Limits.MaxConcurrentStreams < 1 || c.Limits.MaxWatchers < 1 || c.Limits.MaxConsumers < 1:
-		return c, errors.New("--max-recv-msg-size must be at least 1024, and the other --max- limits at least 1")
-	case c.NATSURL == "" && c.DataDir == "":
-		return c, errors.New("--data-dir is required for the embedded NATS server")
-	}
-	return c, nil
+	// The node owns its settings and says which are wrong; main only maps
+	// flags and environment onto them.
+	return c, c.Validate()
 }
 
 // defaultServerName names the embedded NATS server after the host, so

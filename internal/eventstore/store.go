@@ -23,13 +23,46 @@ import (
 // unreachable JetStream.
 const DefaultOpTimeout = 5 * time.Second
 
-// Options configure a Store.
+// ErrInvalidOption is wrapped by the error of New when an Option is out of
+// range.
+var ErrInvalidOption = errors.New("eventstore: invalid option")
+
+// maxReplicas is the most copies JetStream keeps of a stream.
+const maxReplicas = 5
+
+// Options configure a Store. A zero field takes the default its comment
+// names; a value out of range makes New fail with ErrInvalidOption.
 type Options struct {
+	// Stream sets the stream ORDERS: Replicas 1 to 5 (1 when zero) and a
+	// positive DuplicateWindow (10 minutes when zero); see
+	// DefaultStreamOptions.
 	Stream StreamOptions
-	// OpTimeout bounds each operation; DefaultOpTimeout when zero.
+	// OpTimeout bounds each operation; positive, DefaultOpTimeout when zero.
 	OpTimeout time.Duration
-	Logger    *slog.Logger
-	Metrics   *metrics.Metrics // optional
+	// Logger receives the store's log lines; slog.Default() when nil.
+	Logger *slog.Logger
+	// Metrics counts the store's work; none when nil.
+	Metrics *metrics.Metrics
+}
+
+// validate checks o and fills in the defaults of its zero fields.
+func (o Options) validate() (Options, error) {
+	switch {
+	case o.Stream.Replicas < 0 || o.Stream.Replicas > maxReplicas:
+		return o, fmt.Errorf("%w: stream replicas must be 1 to %d, got %d", ErrInvalidOption, maxReplicas, o.Stream.Replicas)
+	case o.Stream.DuplicateWindow < 0:
+		return o, fmt.Errorf("%w: duplicate window must be positive, got %s", ErrInvalidOption, o.Stream.DuplicateWindow)
+	case o.OpTimeout < 0:
+		return o, fmt.Errorf("%w: operation timeout must be positive, got %s", ErrInvalidOption, o.OpTimeout)
+	}
+	o.Stream = o.Stream.withDefaults()
+	if o.OpTimeout == 0 {
+		o.OpTimeout = DefaultOpTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
 }
 
 // Store reads and writes order events in the stream ORDERS. It is safe for
@@ -49,25 +82,28 @@ type Store struct {
 	stream      atomic.Pointer[jetstream.Stream] // nil until the stream is known to exist
 }
 
-// New returns a Store that uses js. It does not contact JetStream: the
-// stream is provisioned by Ready or on first use, so ordersd can start (and
-// report NOT_SERVING) while NATS is still out of reach.
-func New(js jetstream.JetStream, o Options) *Store {
-	if o.OpTimeout <= 0 {
-		o.OpTimeout = DefaultOpTimeout
+// New returns a Store that uses js, or an error wrapping ErrInvalidOption
+// when o is out of range (see Options for the defaults of zero fields). It
+// does not contact JetStream: the stream is provisioned by Ready or on first
+// use, so ordersd can start (and report NOT_SERVING) while NATS is still
+// out of reach.
+func New(js jetstream.JetStream, o Options) (*Store, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: no JetStream context", ErrInvalidOption)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
+	o, err := o.validate()
+	if err != nil {
+		return nil, err
 	}
 	return &Store{
 		js:        js,
-		opts:      o.Stream.withDefaults(),
+		opts:      o.Stream,
 		opTimeout: o.OpTimeout,
 		log:       o.Logger,
 		metrics:   o.Metrics,
 		now:       time.Now,
 		newID:     func() string { return ulid.Make().String() },
-	}
+	}, nil
 }
 
 // Result is the outcome of a write.

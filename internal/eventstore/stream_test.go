@@ -23,7 +23,10 @@ func TestReadyUpdatesAnExistingStream(t *testing.T) {
 		AllowDirect: true, Duplicates: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	store := New(js, Options{Stream: StreamOptions{DuplicateWindow: 5 * time.Minute}, Logger: log})
+	store, err := New(js, Options{Stream: StreamOptions{DuplicateWindow: 5 * time.Minute}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := store.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -43,10 +46,13 @@ func TestReadyUpdatesAnExistingStream(t *testing.T) {
 // queueing behind it.
 func TestProvisioningUnderWayFailsFast(t *testing.T) {
 	js, log := startJetStream(t)
-	store := New(js, Options{Logger: log, OpTimeout: 5 * time.Second})
+	store, err := New(js, Options{Logger: log, OpTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	store.provisionMu.Lock() // another caller is provisioning
 	start := time.Now()
-	err := store.Ready(context.Background())
+	err = store.Ready(context.Background())
 	if !errors.Is(err, ErrUnavailable) || time.Since(start) > time.Second {
 		t.Fatalf("Ready while provisioning is under way: %v after %v, want ErrUnavailable at once", err, time.Since(start))
 	}

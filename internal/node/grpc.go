@@ -15,7 +15,7 @@ import (
 // grpcOptions gathers the gRPC server's optional parts from the config:
 // limits, tracing, metrics (registered with reg), TLS, authentication and
 // rate limits.
-func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (ordersserver.GRPCOptions, *grpcprom.ServerMetrics, error) {
+func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (ordersserver.GRPCOptions, error) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
 	o := ordersserver.GRPCOptions{
@@ -27,13 +27,13 @@ func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (order
 	}
 	creds, err := serverCredentials(cfg.TLS, cfg.GRPCAddr, log)
 	if err != nil {
-		return o, nil, err
+		return o, err
 	}
 	if creds != nil {
 		o.ServerOptions = append(o.ServerOptions, grpc.Creds(creds))
 	}
 	if o.Auth, err = auth.New(cfg.Auth); err != nil {
-		return o, nil, err
+		return o, err
 	}
 	if o.Auth == nil {
 		log.Warn("authentication is off: every caller may call every RPC; see --auth-tokens-file and --auth-jwt-*")
@@ -41,5 +41,5 @@ func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (order
 	if cfg.Limits.RatePerSecond > 0 {
 		o.RateLimit = auth.NewRateLimiter(cfg.Limits.RatePerSecond, cfg.Limits.RateBurst)
 	}
-	return o, grpcMetrics, nil
+	return o, nil
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -34,6 +35,22 @@ var (
 	keepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
 	keepaliveParams      = keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}
 )
+
+// validate requires every limit: a node without bounds is one client
+// away from running out of memory.
+func (l Limits) validate() error {
+	switch {
+	case l.MaxRecvMsgSize < 1024:
+		return errors.New("--max-recv-msg-size must be at least 1024")
+	case l.MaxConcurrentStreams < 1:
+		return errors.New("--max-concurrent-streams must be at least 1")
+	case l.MaxWatchers < 1:
+		return errors.New("--max-watchers must be at least 1")
+	case l.MaxConsumers < 1:
+		return errors.New("--max-consumers must be at least 1")
+	}
+	return nil
+}
 
 func (l Limits) serverOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{

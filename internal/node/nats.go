@@ -35,9 +35,7 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 		c.opts = opts
 	} else {
 		l := cfg.EmbeddedListen
-		if err := l.check(log); err != nil {
-			return nil, err
-		}
+		l.warn(log)
 		if cfg.Cluster.Name != "" && l.Addr == "" {
 			// nats-server starts routing to its peers only once it listens
 			// for clients: listen on a random loopback port, behind a

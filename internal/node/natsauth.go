@@ -19,24 +19,41 @@ type NATSAuth struct {
 	KeyFile        string // its key (PEM)
 }
 
-// options are the nats.go options of these settings.
-func (a NATSAuth) options() ([]nats.Option, error) {
-	var opts []nats.Option
+// validate checks that the settings go together: at most one way to
+// authenticate, and each pair complete.
+func (a NATSAuth) validate() error {
 	methods := 0
 	if a.User != "" || a.Password != "" {
 		if a.User == "" || a.Password == "" {
-			return nil, errors.New("NATS user and password go together")
+			return errors.New("--nats-user and --nats-password go together")
 		}
-		opts = append(opts, nats.UserInfo(a.User, a.Password))
 		methods++
+	}
+	for _, set := range []string{a.Token, a.CredsFile, a.NKeySeedFile} {
+		if set != "" {
+			methods++
+		}
+	}
+	if methods > 1 {
+		return errors.New("give one NATS authentication: --nats-user and --nats-password, --nats-token, --nats-creds or --nats-nkey")
+	}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		return errors.New("--nats-cert and --nats-key go together")
+	}
+	return nil
+}
+
+// options are the nats.go options of these settings, which are validated.
+func (a NATSAuth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
 	}
 	if a.Token != "" {
 		opts = append(opts, nats.Token(a.Token))
-		methods++
 	}
 	if a.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(a.CredsFile))
-		methods++
 	}
 	if a.NKeySeedFile != "" {
 		opt, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
@@ -44,18 +61,11 @@ func (a NATSAuth) options() ([]nats.Option, error) {
 			return nil, fmt.Errorf("NATS nkey seed: %w", err)
 		}
 		opts = append(opts, opt)
-		methods++
-	}
-	if methods > 1 {
-		return nil, errors.New("give one NATS authentication: user and password, token, creds file or nkey seed")
 	}
 	if a.CAFile != "" {
 		opts = append(opts, nats.RootCAs(a.CAFile))
 	}
-	if a.CertFile != "" || a.KeyFile != "" {
-		if a.CertFile == "" || a.KeyFile == "" {
-			return nil, errors.New("NATS client certificate and key go together")
-		}
+	if a.CertFile != "" {
 		opts = append(opts, nats.ClientCert(a.CertFile, a.KeyFile))
 	}
 	return opts, nil
@@ -69,20 +79,23 @@ type EmbeddedListen struct {
 	Token          string // or a token
 }
 
-// check refuses a listener without authentication, and warns when it
-// listens beyond loopback.
-func (l EmbeddedListen) check(log *slog.Logger) error {
+// validate refuses a listener without authentication.
+func (l EmbeddedListen) validate() error {
 	if l.Addr == "" {
 		return nil
 	}
 	if (l.User == "" || l.Password == "") && l.Token == "" {
-		return errors.New("the embedded NATS listener needs authentication: a user and password, or a token")
+		return errors.New("the embedded NATS listener (--nats-listen) needs authentication: --nats-listen-user and --nats-listen-password, or --nats-listen-token")
 	}
 	if l.User != "" && l.Token != "" {
-		return errors.New("the embedded NATS listener takes a user and password, or a token, not both")
-	}
-	if !isLoopback(l.Addr) {
-		log.Warn("the embedded NATS server listens beyond loopback (without TLS)", "addr", l.Addr)
+		return errors.New("the embedded NATS listener takes --nats-listen-user and --nats-listen-password, or --nats-listen-token, not both")
 	}
 	return nil
+}
+
+// warn warns when the listener listens beyond loopback.
+func (l EmbeddedListen) warn(log *slog.Logger) {
+	if l.Addr != "" && !isLoopback(l.Addr) {
+		log.Warn("the embedded NATS server listens beyond loopback (without TLS)", "addr", l.Addr)
+	}
 }

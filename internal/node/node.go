@@ -15,52 +15,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/internal/auth"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/telemetry"
-	ordersserver "github.com/ordersd/ordersd/server"
 )
 
 // healthInterval is how often the health service re-checks JetStream
 // between connection events.
 const healthInterval = 2 * time.Second
-
-// Config is everything a node needs; cmd/ordersd fills it from flags.
-type Config struct {
-	GRPCAddr        string                     // where the gRPC server listens
-	MetricsAddr     string                     // where /metrics, /livez and /readyz are served; off when empty
-	DataDir         string                     // JetStream data of the embedded server
-	NATSURL         string                     // an existing deployment; the embedded server when empty
-	NATSAuth        NATSAuth                   // credentials and TLS for NATSURL
-	EmbeddedListen  EmbeddedListen             // opens the embedded server to NATS clients
-	ServerName      string                     // the embedded server's name; unique in a cluster
-	Cluster         eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
-	SyncInterval    time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
-	SyncAlways      bool                       // fsync every message before acknowledging it
-	Replicas        int                        // copies of the stream ORDERS
-	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids
-	OpTimeout       time.Duration              // longest wait for one JetStream operation
-	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight
-	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
-	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
-	Limits          Limits                     // bounds on what clients can make the node hold
-	Auth            auth.Config                // who may call what; off when empty
-	PublicServices  []string                   // gRPC services open without a token
-	Review          bool                       // run the order-review worker
-	ReviewLimit     int64                      // largest total_minor the review approves
-
-	// OnReady, when set, is called once the node serves gRPC.
-	OnReady func(Ready)
-	// Version names the build in traces.
-	Version string
-}
 
 // Ready describes a node that serves.
 type Ready struct {
@@ -78,7 +45,15 @@ type Ready struct {
 // (releasing what they hold), the gRPC server stops taking calls and lets
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
+//
+// Run fails before it opens any store when cfg is invalid, when another
+// process holds cfg.DataDir (ErrDataDirLocked), or when a listener's
+// address is taken: the data directory is locked and every listener bound
+// before the embedded NATS server starts.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	stopTracing, err := telemetry.Setup(ctx, cfg.Version)
 	if err != nil {
 		return err
@@ -93,98 +68,79 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if telemetry.ExportConfigured() {
 		log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
 	}
+	if cfg.NATSURL == "" {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		defer lock.release() // last, once the embedded server has stopped
+	}
+	lis, opsLis, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer lis.Close() // the gRPC server closes it too; this is for early returns
+	if opsLis != nil {
+		defer opsLis.Close()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	grpcOpts, err := grpcOptions(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
+	if err != nil {
+		return err
+	}
+
 	conn, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer conn.close(cfg.ShutdownTimeout, log)
-	nc := conn.nc
-	// An async publish whose ack never comes (a leader died mid-write) must
-	// not hold one of the in-flight slots forever.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(cfg.OpTimeout))
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	store := eventstore.New(js, eventstore.Options{
-		Stream:    eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
-		OpTimeout: cfg.OpTimeout,
-		Logger:    log,
-		Metrics:   m,
-	})
-	if err := store.Ready(ctx); err != nil {
-		// Not fatal: the health watcher keeps trying, and reports
-		// NOT_SERVING until the stream is there.
-		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
-	}
-
-	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
-	if err != nil {
-		return err
-	}
-	monitor := consumers.NewMonitor(nc, log, m)
-	defer monitor.Close()
-	stopping, beginShutdown := context.WithCancel(context.Background())
-	defer beginShutdown()
-	svc := ordersserver.NewOrderService(ordersserver.Deps{
-		Store:        store,
-		WorkQueues:   consumers.NewWorkQueues(store, nc, tokens, log, m),
+	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
+		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
+		OpTimeout:    cfg.OpTimeout,
 		Tokens:       tokens,
-		Acker:        consumers.NewAcker(nc, cfg.OpTimeout),
-		Watcher:      consumers.NewWatcher(monitor, store),
-		Stopping:     stopping,
+		GRPC:         grpcOpts,
 		MaxWatchers:  cfg.Limits.MaxWatchers,
 		MaxConsumers: cfg.Limits.MaxConsumers,
+		Metrics:      m,
 	}, log)
-	grpcOpts, grpcMetrics, err := grpcOptions(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	hs := ordersserver.NewHealthServer()
-	gs := ordersserver.NewGRPCServer(svc, hs, log, grpcOpts)
-	grpcMetrics.InitializeMetrics(gs)
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.GRPCAddr, err)
-	}
+	// A no-op after the shutdown below, which comes first in every other way out.
+	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
 	var ops *opsServer
-	if cfg.MetricsAddr != "" {
-		if ops, err = newOpsServer(cfg.MetricsAddr, reg, hs); err != nil {
-			lis.Close()
-			return fmt.Errorf("listen on %s (metrics): %w", cfg.MetricsAddr, err)
-		}
+	if opsLis != nil {
+		ops = newOpsServer(opsLis, reg, svc.Health)
 	}
 	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "")
 	if cfg.OnReady != nil {
-		ready := Ready{GRPCAddr: lis.Addr()}
-		if ops != nil {
-			ready.MetricsAddr = ops.lis.Addr()
+		ready := Ready{GRPCAddr: lis.Addr(), ConnectNATS: conn.connectAnother}
+		if opsLis != nil {
+			ready.MetricsAddr = opsLis.Addr()
 		}
-		ready.ConnectNATS = conn.connectAnother
 		cfg.OnReady(ready)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	healthCtx, stopHealth := context.WithCancel(gctx)
-	defer stopHealth()
-	g.Go(func() error {
-		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, healthInterval, log, m)
-		return nil
-	})
 	if ops != nil {
 		g.Go(func() error { return ops.serve(log) })
 	}
 	if cfg.Review {
-		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
+		reviewer := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
-			reviewer.Run(stopping)
+			reviewer.Run(svc.Stopping)
 			return nil
 		})
 	}
 	g.Go(func() error {
-		if err := gs.Serve(lis); err != nil {
+		if err := svc.GRPC.Serve(lis); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
 		return nil
@@ -192,9 +148,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
-		stopHealth()
-		beginShutdown() // ends streams and the review worker, releasing what they hold
-		stopGRPC(gs, cfg.ShutdownTimeout, log)
+		_ = svc.Shutdown(cfg.ShutdownTimeout) // logs when calls are cut off
 		if ops != nil {
 			ops.stop(time.Second)
 		}
@@ -203,24 +157,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return g.Wait()
 }
 
-// stopGRPC stops taking calls and waits for those in flight, then cuts
-// off whatever is left after timeout (long streams, slow clients).
-func stopGRPC(gs interface {
-	GracefulStop()
-	Stop()
-}, timeout time.Duration, log *slog.Logger) {
-	done := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(timeout):
-		log.Warn("calls still running after the shutdown timeout; cutting them off")
-		gs.Stop()
-		<-done
+// listenTCP binds a listener; tests wrap it to watch the listeners close.
+var listenTCP = net.Listen
+
+// listen binds the gRPC listener and, unless it is off, the metrics one:
+// a taken address fails the node before it touches any data.
+func listen(cfg Config) (grpcLis, opsLis net.Listener, err error) {
+	grpcLis, err = listenTCP("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s (--grpc-addr): %w", cfg.GRPCAddr, err)
 	}
+	if cfg.MetricsAddr == "" {
+		return grpcLis, nil, nil
+	}
+	if opsLis, err = listenTCP("tcp", cfg.MetricsAddr); err != nil {
+		grpcLis.Close()
+		return nil, nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
+	}
+	return grpcLis, opsLis, nil
 }
 
 // ackTokens returns the signer of ack tokens, with the key from keyFile or

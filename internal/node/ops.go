@@ -23,11 +23,8 @@ type opsServer struct {
 	lis net.Listener
 }
 
-func newOpsServer(addr string, reg *prometheus.Registry, hs *health.Server) (*opsServer, error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
+// newOpsServer serves on lis, once serve is called.
+func newOpsServer(lis net.Listener, reg *prometheus.Registry, hs *health.Server) *opsServer {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -41,7 +38,7 @@ func newOpsServer(addr string, reg *prometheus.Registry, hs *health.Server) (*op
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	return &opsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, lis: lis}, nil
+	return &opsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, lis: lis}
 }
 
 func (o *opsServer) serve(log *slog.Logger) error {

@@ -21,14 +21,22 @@ type TLSConfig struct {
 	ClientCAFile string
 }
 
+// validate checks that the files go together.
+func (c TLSConfig) validate() error {
+	switch {
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.ClientCAFile != "" && c.CertFile == "":
+		return errors.New("a client CA needs a server certificate and key (--tls-cert, --tls-key)")
+	}
+	return nil
+}
+
 // serverCredentials builds the gRPC server's transport credentials: nil
-// (plaintext) when no certificate is given. Plaintext beyond loopback is
+// (plaintext) when no certificate is given. The config is validated. Plaintext beyond loopback is
 // allowed, with a warning.
 func serverCredentials(c TLSConfig, listenAddr string, log *slog.Logger) (credentials.TransportCredentials, error) {
 	if c.CertFile == "" && c.KeyFile == "" {
-		if c.ClientCAFile != "" {
-			return nil, errors.New("a client CA needs a server certificate and key (--tls-cert, --tls-key)")
-		}
 		if !isLoopback(listenAddr) {
 			log.Warn("gRPC is listening beyond loopback without TLS: calls and their data travel in clear text; set --tls-cert and --tls-key", "addr", listenAddr)
 		}

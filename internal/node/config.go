@@ -1,0 +1,91 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/eventstore"
+)
+
+// ErrInvalidConfig is wrapped by the error of Config.Validate (and so of
+// Run) when a setting is missing or out of range.
+var ErrInvalidConfig = errors.New("invalid configuration")
+
+// maxReplicas is the most copies JetStream keeps of a stream.
+const maxReplicas = 5
+
+// Config is everything a node needs; cmd/ordersd fills it from flags (named
+// in brackets, and in the errors of Validate) and the environment.
+type Config struct {
+	GRPCAddr        string                     // where the gRPC server listens (--grpc-addr)
+	MetricsAddr     string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
+	DataDir         string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
+	NATSURL         string                     // an existing deployment; the embedded server when empty (--nats-url)
+	NATSAuth        NATSAuth                   // credentials and TLS for NATSURL
+	EmbeddedListen  EmbeddedListen             // opens the embedded server to NATS clients
+	ServerName      string                     // the embedded server's name; unique in a cluster (--server-name)
+	Cluster         eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
+	SyncInterval    time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
+	SyncAlways      bool                       // fsync every message before acknowledging it
+	Replicas        int                        // copies of the stream ORDERS, 1 to 5 (--replicas)
+	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
+	OpTimeout       time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
+	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
+	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
+	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
+	Limits          Limits                     // bounds on what clients can make the node hold; see Validate
+	Auth            auth.Config                // who may call what; off when empty
+	PublicServices  []string                   // gRPC services open without a token
+	Review          bool                       // run the order-review worker
+	ReviewLimit     int64                      // largest total_minor the review approves
+
+	// OnReady, when set, is called once the node serves gRPC.
+	OnReady func(Ready)
+	// Version names the build in traces.
+	Version string
+}
+
+// Validate reports the first setting of c that is missing, out of range or
+// at odds with another, as an error that wraps ErrInvalidConfig and names
+// the ordersd flag that sets it. Run calls it before it opens anything. It
+// reads no file: files named by c are read, and their errors reported, by
+// Run.
+func (c Config) Validate() error {
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > maxReplicas:
+		return fmt.Errorf("--replicas must be 1 to %d, got %d", maxReplicas, c.Replicas)
+	case c.DuplicateWindow <= 0:
+		return fmt.Errorf("--duplicate-window must be positive, got %s", c.DuplicateWindow)
+	case c.OpTimeout <= 0:
+		return fmt.Errorf("--nats-timeout must be positive, got %s", c.OpTimeout)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("--sync-interval must be positive, got %s", c.SyncInterval)
+	}
+	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if c.NATSURL != "" {
+		return c.NATSAuth.validate()
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir is required for the embedded NATS server")
+	}
+	if (c.Cluster.Name != "") != (c.Cluster.Listen != "") {
+		return errors.New("--cluster-name and --cluster-listen go together")
+	}
+	return c.EmbeddedListen.validate()
+}

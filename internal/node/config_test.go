@@ -1,0 +1,70 @@
+package node
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
+)
+
+// validConfig is a config Validate accepts: the embedded server on dataDir,
+// loopback ports chosen by the system.
+func validConfig(dataDir string) Config {
+	return Config{
+		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
+		DuplicateWindow: time.Minute, OpTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second,
+		AckTokenKeyFile: "", Limits: DefaultLimits,
+	}
+}
+
+// Validate names the flag to fix in every error, and wraps ErrInvalidConfig.
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(*Config)
+		flag   string // named in the error; "" when the config is valid
+	}{
+		{"the defaults are valid", func(*Config) {}, ""},
+		{"an external deployment needs no data directory", func(c *Config) { c.DataDir, c.NATSURL = "", "nats://a:4222" }, ""},
+		{"an authenticated embedded listener is valid", func(c *Config) { c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", Token: "t"} }, ""},
+		{"zero replicas are refused", func(c *Config) { c.Replicas = 0 }, "--replicas"},
+		{"six replicas are refused", func(c *Config) { c.Replicas = 6 }, "--replicas"},
+		{"a zero duplicate window is refused", func(c *Config) { c.DuplicateWindow = 0 }, "--duplicate-window"},
+		{"a negative operation timeout is refused", func(c *Config) { c.OpTimeout = -time.Second }, "--nats-timeout"},
+		{"a zero shutdown timeout is refused", func(c *Config) { c.ShutdownTimeout = 0 }, "--shutdown-timeout"},
+		{"a negative sync interval is refused", func(c *Config) { c.SyncInterval = -time.Second }, "--sync-interval"},
+		{"a tiny message size is refused", func(c *Config) { c.Limits.MaxRecvMsgSize = 100 }, "--max-recv-msg-size"},
+		{"no concurrent streams are refused", func(c *Config) { c.Limits.MaxConcurrentStreams = 0 }, "--max-concurrent-streams"},
+		{"no watchers are refused", func(c *Config) { c.Limits.MaxWatchers = 0 }, "--max-watchers"},
+		{"no consumers are refused", func(c *Config) { c.Limits.MaxConsumers = 0 }, "--max-consumers"},
+		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
+		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster = eventstore.EmbeddedCluster{Name: "c"} }, "--cluster-listen"},
+		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},
+		{"a listener user and a token are refused together", func(c *Config) {
+			c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", User: "u", Password: "p", Token: "t"}
+		}, "--nats-listen-token"},
+		{"a TLS certificate needs its key", func(c *Config) { c.TLS.CertFile = "cert.pem" }, "--tls-key"},
+		{"a client CA needs a server certificate", func(c *Config) { c.TLS.ClientCAFile = "ca.pem" }, "--tls-cert"},
+		{"a NATS user needs a password", func(c *Config) { c.NATSURL, c.NATSAuth.User = "nats://a:4222", "u" }, "--nats-password"},
+		{"two NATS authentications are refused", func(c *Config) {
+			c.NATSURL, c.NATSAuth = "nats://a:4222", NATSAuth{Token: "t", CredsFile: "x.creds"}
+		}, "--nats-creds"},
+		{"a NATS client certificate needs its key", func(c *Config) { c.NATSURL, c.NATSAuth.CertFile = "nats://a:4222", "c.pem" }, "--nats-key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := validConfig("/nonexistent/ordersd")
+			tc.change(&cfg)
+			err := cfg.Validate()
+			switch {
+			case tc.flag == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.flag != "" && (!errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.flag)):
+				t.Fatalf("Validate = %v; want ErrInvalidConfig naming %s", err, tc.flag)
+			}
+		})
+	}
+}

@@ -1,0 +1,169 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+
+	"github.com/ordersd/ordersd/consumers"
+	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/metrics"
+	ordersserver "github.com/ordersd/ordersd/server"
+)
+
+// ServiceOptions configure the serving parts that Assemble puts together.
+type ServiceOptions struct {
+	// Stream sets the stream ORDERS (eventstore's defaults for zero fields).
+	Stream eventstore.StreamOptions
+	// OpTimeout bounds each JetStream operation, async publish acks
+	// included; eventstore.DefaultOpTimeout when zero.
+	OpTimeout time.Duration
+	// Tokens sign and verify ack tokens; required.
+	Tokens *consumers.AckTokens
+	// GRPC are the gRPC server's options (TLS, limits, authentication).
+	GRPC ordersserver.GRPCOptions
+	// MaxWatchers and MaxConsumers bound the WatchOrders and ConsumeOrders
+	// streams served at once; 0 means no limit.
+	MaxWatchers, MaxConsumers int
+	// HealthInterval is how often health re-checks JetStream between
+	// connection events; 2s when zero.
+	HealthInterval time.Duration
+	// Metrics counts the node's work; none when nil.
+	Metrics *metrics.Metrics
+	// Tune, when set, may change the OrderService's dependencies before it
+	// is built (tests put faults or small limits in).
+	Tune func(*ordersserver.Deps)
+}
+
+// Service is one node's serving parts on a NATS connection: the event
+// store, the watch monitor, the OrderService on a gRPC server and the
+// health service that follows JetStream. It does not listen: serve GRPC on
+// a listener, and call Shutdown when done.
+type Service struct {
+	GRPC    *grpc.Server
+	Health  *health.Server
+	Store   *eventstore.Store
+	Monitor *consumers.Monitor
+	// Stopping is done once Shutdown begins: long-lived streams and the
+	// review worker end then, releasing what they hold.
+	Stopping context.Context
+
+	log           *slog.Logger
+	beginShutdown context.CancelFunc
+	stopHealth    context.CancelFunc
+	healthDone    chan struct{}
+	shutdownOnce  sync.Once
+	shutdownErr   error
+}
+
+// Assemble builds a Service on nc and starts its health watch. The stream
+// ORDERS is provisioned at once when JetStream answers within ctx; when
+// it does not, the service still starts and reports NOT_SERVING until it
+// does.
+func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Logger) (*Service, error) {
+	if o.Tokens == nil {
+		return nil, fmt.Errorf("%w: no ack tokens", ErrInvalidConfig)
+	}
+	if o.OpTimeout == 0 {
+		o.OpTimeout = eventstore.DefaultOpTimeout
+	}
+	if o.HealthInterval == 0 {
+		o.HealthInterval = healthInterval
+	}
+	// An async publish whose ack never comes (a leader died mid-write) must
+	// not hold one of the in-flight slots forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(o.OpTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	store, err := eventstore.New(js, eventstore.Options{Stream: o.Stream, OpTimeout: o.OpTimeout, Logger: log, Metrics: o.Metrics})
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Ready(ctx); err != nil {
+		// Not fatal: the health watch keeps trying, and reports
+		// NOT_SERVING until the stream is there.
+		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
+	}
+	monitor := consumers.NewMonitor(nc, log, o.Metrics)
+	stopping, beginShutdown := context.WithCancel(context.Background())
+	deps := ordersserver.Deps{
+		Store:        store,
+		WorkQueues:   consumers.NewWorkQueues(store, nc, o.Tokens, log, o.Metrics),
+		Tokens:       o.Tokens,
+		Acker:        consumers.NewAcker(nc, o.OpTimeout),
+		Watcher:      consumers.NewWatcher(monitor, store),
+		Stopping:     stopping,
+		MaxWatchers:  o.MaxWatchers,
+		MaxConsumers: o.MaxConsumers,
+	}
+	if o.Tune != nil {
+		o.Tune(&deps)
+	}
+	hs := ordersserver.NewHealthServer()
+	gs := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
+	if o.GRPC.Metrics != nil {
+		o.GRPC.Metrics.InitializeMetrics(gs)
+	}
+	healthCtx, stopHealth := context.WithCancel(context.Background())
+	s := &Service{GRPC: gs, Health: hs, Store: store, Monitor: monitor, Stopping: stopping,
+		log: log, beginShutdown: beginShutdown, stopHealth: stopHealth, healthDone: make(chan struct{})}
+	go func() {
+		defer close(s.healthDone)
+		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, o.HealthInterval, log, o.Metrics)
+	}()
+	return s, nil
+}
+
+// ErrShutdownCutOff is returned by Shutdown when calls were still running
+// after its timeout and were cut off.
+var ErrShutdownCutOff = errors.New("calls still running after the shutdown timeout were cut off")
+
+// Shutdown stops the service in order: health goes NOT_SERVING (for load
+// balancers to stop sending calls), streams and whatever watches Stopping
+// end, the gRPC server stops taking calls and lets those in flight finish,
+// cutting them off after timeout, and the monitor unsubscribes. It does
+// not close the NATS connection. Later calls return the first one's result.
+func (s *Service) Shutdown(timeout time.Duration) error {
+	s.shutdownOnce.Do(func() {
+		s.stopHealth()
+		<-s.healthDone // NOT_SERVING now, before the listener closes
+		s.beginShutdown()
+		if !stopGRPC(s.GRPC, timeout, s.log) {
+			s.shutdownErr = ErrShutdownCutOff
+		}
+		_ = s.Monitor.Close()
+	})
+	return s.shutdownErr
+}
+
+// stopGRPC stops taking calls and waits for those in flight, then cuts
+// off whatever is left after timeout (long streams, slow clients). It
+// reports whether every call finished in time.
+func stopGRPC(gs interface {
+	GracefulStop()
+	Stop()
+}, timeout time.Duration, log *slog.Logger) bool {
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		log.Warn("calls still running after the shutdown timeout; cutting them off")
+		gs.Stop()
+		<-done
+		return false
+	}
+}
