@@ -66,7 +66,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 	if telemetry.ExportConfigured() {
-		log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
+		log.Info("tracing on: exporting spans as the OTEL_* environment says")
 	}
 	if cfg.NATSURL == "" {
 		lock, err := lockDataDir(cfg.DataDir)
