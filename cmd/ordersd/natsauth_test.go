@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,14 +116,38 @@ func TestEmbeddedNATSListener(t *testing.T) {
 	}
 }
 
+// The embedded NATS server refuses to open a listener without
+// authentication, or with two kinds of it: ordersd does not start, with
+// the error that says why, and nothing listens on the address. Every port
+// is a free one, so that a start-up failure of another kind (a port taken)
+// fails the test instead of passing it. internal/node has no sentinel for
+// these errors, so the test matches their text.
 func TestEmbeddedNATSListenerNeedsAuthentication(t *testing.T) {
-	cfg, err := parseConfig([]string{"--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:4999"}, func(string) string { return "" }, os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := node.Run(ctx, cfg.Config, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
-		t.Fatal("an unauthenticated listener was opened")
+	for _, tc := range []struct {
+		name, want string
+		flags      []string
+	}{
+		{"no credentials", "needs authentication", nil},
+		{"a user without a password", "needs authentication", []string{"--nats-listen-user", "admin"}},
+		{"a user and a token", "not both", []string{"--nats-listen-user", "admin", "--nats-listen-password", "pw", "--nats-listen-token", "t"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			natsAddr := freePorts(t, 1)[0]
+			args := append([]string{"--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--review=false", "--nats-listen", natsAddr}, tc.flags...)
+			cfg, err := parseConfig(args, func(string) string { return "" }, os.Stderr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = node.Run(ctx, cfg.Config, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("node.Run = %v, want an error saying %q", err, tc.want)
+			}
+			if conn, err := net.DialTimeout("tcp", natsAddr, time.Second); err == nil {
+				conn.Close()
+				t.Fatalf("something listens on %s", natsAddr)
+			}
+		})
 	}
 }
