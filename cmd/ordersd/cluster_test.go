@@ -70,7 +70,7 @@ func startCluster(t *testing.T) []*clusterNode {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ready, stop := runOrdersd(t, t.TempDir(), "--review=false", "--replicas", "3", "--server-name", name, "--ack-token-key-file", keyFile,
+			ready, stop := runOrdersd(t, t.TempDir(), "--review=false", "--replicas", "3", "--nats-timeout", clusterNATSTimeout.String(), "--server-name", name, "--ack-token-key-file", keyFile,
 				"--cluster-name", "orders", "--cluster-listen", routes[i], "--cluster-routes", strings.Join(peers, ","))
 			nodes[i] = &clusterNode{name: name, ready: ready, stop: stop}
 		}()
@@ -294,6 +294,9 @@ const (
 	// callDeadline is the deadline of the unary calls in the cluster tests
 	// (AckOrders has ackCallDeadline).
 	callDeadline = 5 * time.Second
+	// clusterNATSTimeout is the --nats-timeout of the cluster nodes: the
+	// longest any JetStream operation waits before its call fails.
+	clusterNATSTimeout = 5 * time.Second
 	// maxAttempts bounds the attempts of one request (about 30 × 5s at worst).
 	maxAttempts = 30
 )
