@@ -208,7 +208,7 @@ func TestSIGTERMShutdownKeepsItsPromises(t *testing.T) {
 	}
 	var unsentAcks []*ordersv1.Ack
 	want := len(all) - len(received)
-	err = readUntil(again, releasedWithin, func(res *ordersv1.ConsumeOrdersResponse) bool {
+	err = readUntil(receive(t, again), releasedWithin, func(res *ordersv1.ConsumeOrdersResponse) bool {
 		seq := res.GetEvent().GetSequence()
 		if received[seq] {
 			t.Errorf("event %d, delivered and not acked, came back %v after the restart, before its ack wait (%v)",
@@ -231,7 +231,7 @@ func TestSIGTERMShutdownKeepsItsPromises(t *testing.T) {
 	}
 	var heldAcks []*ordersv1.Ack
 	seen := map[uint64]bool{}
-	err = readUntil(heldAgain, releasedWithin+heldAckWait, func(res *ordersv1.ConsumeOrdersResponse) bool {
+	err = readUntil(receive(t, heldAgain), releasedWithin+heldAckWait, func(res *ordersv1.ConsumeOrdersResponse) bool {
 		seq := res.GetEvent().GetSequence()
 		if first, ok := heldAt[seq]; ok {
 			if res.GetDeliveryAttempt() < 2 {
@@ -290,27 +290,29 @@ func checkAutoAck(ctx context.Context, t *testing.T, child *childOrdersd, natsAd
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[uint64]int{}
-	deadline := time.Now().Add(3*heldAckWait + releasedWithin) // ack wait twice over, after everything came
-	err = readUntil(stream, time.Until(deadline), func(res *ordersv1.ConsumeOrdersResponse) bool {
+	got := map[uint64]bool{}
+	events := receive(t, stream)
+	err = readUntil(events, releasedWithin, func(res *ordersv1.ConsumeOrdersResponse) bool {
 		seq := res.GetEvent().GetSequence()
-		if got[seq]++; got[seq] > 1 || res.GetDeliveryAttempt() > 1 {
-			t.Errorf("auto_ack: event %d delivered again (attempt %d)", seq, res.GetDeliveryAttempt())
+		if got[seq] || res.GetDeliveryAttempt() > 1 {
+			t.Fatalf("auto_ack: event %d delivered again (attempt %d)", seq, res.GetDeliveryAttempt())
 		}
 		if res.GetAckToken() != "" {
-			t.Errorf("auto_ack: event %d came with an ack token", seq)
+			t.Fatalf("auto_ack: event %d came with an ack token", seq)
 		}
-		if len(got) == len(all) {
-			// Everything came once; stay to see that nothing comes again.
-			deadline = time.Now().Add(2 * heldAckWait)
-		}
-		return false
+		got[seq] = true
+		return len(got) == len(all)
+	})
+	if err != nil {
+		t.Fatalf("auto_ack: %d of %d events delivered: %v", len(got), len(all), err)
+	}
+	// Everything came once; past the ack wait, twice over, nothing comes again.
+	err = readUntil(events, 2*heldAckWait, func(res *ordersv1.ConsumeOrdersResponse) bool {
+		t.Errorf("auto_ack: event %d delivered again (attempt %d) after its ack wait", res.GetEvent().GetSequence(), res.GetDeliveryAttempt())
+		return true
 	})
 	if err != nil && !errors.Is(err, errReadTimedOut) {
 		t.Fatalf("auto_ack stream: %v", err)
-	}
-	if len(got) != len(all) {
-		t.Fatalf("auto_ack: %d of %d events delivered", len(got), len(all))
 	}
 	cancel()
 	checkConsumer(ctx, t, inspectJetStream(t, natsAddr), "auto", 0, 0)
@@ -318,21 +320,23 @@ func checkAutoAck(ctx context.Context, t *testing.T, child *childOrdersd, natsAd
 
 var errReadTimedOut = errors.New("timed out")
 
-// readUntil hands the events of stream to take until take returns true
-// (nil), the stream ends (its error), or d passes (errReadTimedOut).
-func readUntil(stream grpc.ServerStreamingClient[ordersv1.ConsumeOrdersResponse], d time.Duration, take func(*ordersv1.ConsumeOrdersResponse) bool) error {
-	type result struct {
-		res *ordersv1.ConsumeOrdersResponse
-		err error
-	}
-	results := make(chan result)
+// consumeResult is one Recv of a ConsumeOrders stream.
+type consumeResult struct {
+	res *ordersv1.ConsumeOrdersResponse
+	err error
+}
+
+// receive reads stream in a goroutine of its own, until it ends or the
+// test does, so that several readUntil calls can take turns on it.
+func receive(t *testing.T, stream grpc.ServerStreamingClient[ordersv1.ConsumeOrdersResponse]) <-chan consumeResult {
+	results := make(chan consumeResult)
 	done := make(chan struct{})
-	defer close(done)
+	t.Cleanup(func() { close(done) })
 	go func() {
 		for {
 			res, err := stream.Recv()
 			select {
-			case results <- result{res, err}:
+			case results <- consumeResult{res, err}:
 			case <-done:
 				return
 			}
@@ -341,6 +345,12 @@ func readUntil(stream grpc.ServerStreamingClient[ordersv1.ConsumeOrdersResponse]
 			}
 		}
 	}()
+	return results
+}
+
+// readUntil hands the events from results to take until take returns true
+// (nil), the stream ends (its error), or d passes (errReadTimedOut).
+func readUntil(results <-chan consumeResult, d time.Duration, take func(*ordersv1.ConsumeOrdersResponse) bool) error {
 	timeout := time.After(d)
 	for {
 		select {
