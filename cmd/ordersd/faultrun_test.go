@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,29 +14,77 @@ import (
 )
 
 var (
-	faultDuration = flag.Duration("fault-duration", 30*time.Second, "how long TestFaultRun injects faults")
-	faultSeed     = flag.Uint64("fault-seed", 0, "seed of TestFaultRun's schedule; 0: a new one")
+	faultDuration = flag.Duration("fault-duration", 30*time.Second, "how long TestFaultRun injects faults with -fault-seed or -fault-random")
+	faultSeed     = flag.Uint64("fault-seed", 0, "run TestFaultRun with this seed (every kind of fault, for -fault-duration) instead of the pinned schedules")
+	faultRandom   = flag.Bool("fault-random", false, "run TestFaultRun with a new random seed (every kind of fault, for -fault-duration) instead of the pinned schedules")
 )
+
+// pinnedFaultRuns are the schedules TestFaultRun runs by default: fixed
+// seeds, so that a failure repeats with the same kinds, targets and pauses,
+// and a pass means the same on every machine. Each run injects two kinds
+// (each once, as the run's first faults; pinnedFaultDuration is shorter
+// than that takes) and together they inject every kind, the leader's
+// crash twice: three short runs cost about what one 30 s run of every
+// kind did.
+var pinnedFaultRuns = []struct {
+	seed  uint64
+	kinds []faultrun.FaultKind
+}{
+	{2026, []faultrun.FaultKind{faultrun.KillLeader, faultrun.CutLink}},
+	{7, []faultrun.FaultKind{faultrun.StopLeader, faultrun.KillReplica}},
+	{42, []faultrun.FaultKind{faultrun.KillFollower, faultrun.KillLeader}},
+}
+
+// pinnedFaultDuration is each pinned run's fault time: shorter than two
+// faults take, so each run injects its two kinds once and stops.
+const pinnedFaultDuration = 5 * time.Second
 
 // The fault run against ordersd processes (this test binary as ordersd):
 // three clustered nodes and two stateless replicas, SIGKILLed (the stream
-// leader's node included) and cut from NATS at random while clients
-// create, approve, consume and watch. Nothing acknowledged may be lost,
-// no retried request stored twice, no event missed by the work queue or a
-// resuming watcher, and no stream may stall. cmd/ordersfault runs the same
-// from the command line; longer here with -fault-duration.
+// leader's node included), stopped and cut from NATS while clients create,
+// approve, consume and watch. Nothing acknowledged may be lost, no retried
+// request stored twice, no event missed by the work queue or a resuming
+// watcher, and no stream may stall. By default it runs the pinned
+// schedules; -fault-seed repeats one schedule of every kind, -fault-random
+// tries a new one (with -fault-duration). cmd/ordersfault runs the same
+// from the command line.
 func TestFaultRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs five ordersd processes under faults")
 	}
-	seed := *faultSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
+	switch {
+	case *faultRandom:
+		runFaults(t, uint64(time.Now().UnixNano()), *faultDuration, faultrun.Kinds)
+		return
+	case *faultSeed != 0:
+		runFaults(t, *faultSeed, *faultDuration, faultrun.Kinds)
+		return
 	}
+	injected := map[faultrun.FaultKind]int{}
+	for _, run := range pinnedFaultRuns {
+		t.Run(fmt.Sprintf("seed %d", run.seed), func(t *testing.T) {
+			for k, n := range runFaults(t, run.seed, pinnedFaultDuration, run.kinds) {
+				injected[k] += n
+			}
+		})
+	}
+	for _, k := range faultrun.Kinds {
+		if injected[k] == 0 {
+			t.Errorf("no pinned run injected a %q fault", k)
+		}
+	}
+}
+
+// runFaults carries out one fault run and fails t with what it found. It
+// returns how many faults of each kind it injected.
+func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.FaultKind) map[faultrun.FaultKind]int {
+	t.Helper()
+	t.Logf("seed %d (go test ./cmd/ordersd -run TestFaultRun -fault-seed %d repeats it with every kind of fault)", seed, seed)
 	var progress strings.Builder
 	sum, err := faultrun.Run(context.Background(), faultrun.Options{
-		Duration: *faultDuration,
+		Duration: d,
 		Seed:     seed,
+		Kinds:    kinds,
 		Dir:      t.TempDir(),
 		Progress: &progress,
 		Command: func(args ...string) *exec.Cmd {
@@ -45,19 +94,21 @@ func TestFaultRun(t *testing.T) {
 		},
 	})
 	if err != nil {
-		t.Fatalf("the fault run could not be carried out: %v\n%s", err, progress.String())
+		t.Fatalf("seed %d: the fault run could not be carried out: %v\n%s", seed, err, progress.String())
 	}
 	sum.Print(&progress)
 	t.Log("\n" + progress.String())
 	for _, f := range sum.Failures() {
 		t.Errorf("seed %d: %s", seed, f)
 	}
-	for _, k := range faultrun.Kinds {
-		if sum.Faults[k].Injected == 0 {
-			t.Errorf("no %q fault was injected in %v", k, *faultDuration)
+	injected := map[faultrun.FaultKind]int{}
+	for _, k := range kinds {
+		if injected[k] = sum.Faults[k].Injected; injected[k] == 0 {
+			t.Errorf("seed %d: no %q fault was injected", seed, k)
 		}
 	}
-	if sum.Create.RetriedCalls == 0 {
-		t.Error("no create failed: the faults hit nothing")
+	if sum.Create.RetriedCalls == 0 { // every pinned run kills a process clients call
+		t.Errorf("seed %d: no create failed: the faults hit nothing", seed)
 	}
+	return injected
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -211,20 +212,42 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	if cfg.GRPCAddr != "127.0.0.1:6000" || cfg.Replicas != 1 || cfg.NATSURL != "nats://a:4222,nats://b:4222" {
 		t.Fatalf("got %+v: the flag must win over the environment, the environment over defaults", cfg)
 	}
-	for _, bad := range [][]string{{"--replicas", "0"}, {"--nats-timeout", "-1s"}, {"--log-format", "xml", "extra"}, {"--bogus"}} {
-		if _, err := parseConfig(bad, func(string) string { return "" }, io.Discard); err == nil {
-			t.Errorf("%v: no error", bad)
+	// Each refused for its own reason: the error names what is wrong, so
+	// that a case cannot pass through another mistake. (A bad --log-format
+	// is refused by newLogger, not parseConfig; see below.)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--replicas", "0"}, "--replicas must be 1 to 5"},
+		{[]string{"--nats-timeout", "-1s"}, "must be positive"},
+		{[]string{"--log-format", "json", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"--cluster-name", "orders"}, "--cluster-name and --cluster-listen go together"},
+		{[]string{"--sync-interval", "0s"}, "--sync-interval must be a positive duration"},
+	} {
+		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
 		}
+	}
+	// A well-formed --log-format passes parseConfig; only newLogger judges it.
+	cfg, err = parseConfig([]string{"--log-format", "xml"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatalf("--log-format xml refused by parseConfig: %v", err)
+	}
+	if _, err := newLogger(cfg.logLevel, cfg.logFormat, io.Discard); err == nil || !strings.Contains(err.Error(), "--log-format must be text or json") {
+		t.Errorf("--log-format xml: %v, want it refused", err)
+	}
+	if _, err := newLogger("loud", "text", io.Discard); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("--log-level loud: %v, want it refused", err)
 	}
 	if _, err := parseConfig(nil, func(k string) string {
 		if k == "ORDERSD_REPLICAS" {
 			return "many"
 		}
 		return ""
-	}, io.Discard); err == nil {
-		t.Error("a malformed environment variable was accepted")
-	}
-	if _, err := newLogger("info", "xml", io.Discard); err == nil {
-		t.Error("log format xml accepted")
+	}, io.Discard); err == nil || !strings.Contains(err.Error(), "$ORDERSD_REPLICAS") {
+		t.Errorf("a malformed environment variable: %v, want it refused by name", err)
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // childOrdersd runs ordersd as a child process (this test binary, see
@@ -29,7 +32,17 @@ type childOrdersd struct {
 	exited chan error
 }
 
+// startChild runs ordersd as a child process and waits until it serves.
 func startChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
+	t.Helper()
+	c := spawnChild(t, dataDir, flags...)
+	waitServing(t, healthpb.NewHealthClient(c.conn))
+	return c
+}
+
+// spawnChild runs ordersd as a child process and connects a client to it,
+// without waiting for it to serve (nodes of a cluster start together).
+func spawnChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +53,25 @@ func startChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	cmd := exec.Command(os.Args[0], append([]string{"--grpc-addr", addr, "--data-dir", dataDir, "--metrics-addr", "",
 		"--review=false", "--shutdown-timeout", "5s", "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), "ORDERSD_TEST_RUN_MAIN=1")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	// Its log goes to a file, shown when the test fails (or as it comes
+	// with ORDERSD_TEST_LOG set): a cluster's survivors log every failed
+	// attempt to reach a killed peer.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "ordersd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = io.Discard, logFile
+	if os.Getenv(testsupport.LogEnv) != "" {
+		cmd.Stderr = os.Stderr
+	}
+	t.Cleanup(func() {
+		defer logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logFile.Name()); err == nil && len(b) > 0 {
+				t.Logf("log of ordersd on %s (last 4 KiB):\n%s", addr, b[max(0, len(b)-4096):])
+			}
+		}
+	})
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +86,25 @@ func startChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	}
 	t.Cleanup(func() { _ = c.conn.Close() })
 	c.client = ordersv1.NewOrderServiceClient(c.conn)
-	waitServing(t, healthpb.NewHealthClient(c.conn))
 	return c
+}
+
+// signal sends sig to the child and waits up to 20s for it to exit; it
+// returns how it exited (a SIGKILL's exit status is no error here).
+func (c *childOrdersd) signal(sig syscall.Signal) error {
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	select {
+	case err := <-c.exited:
+		c.exited <- err // for the cleanup, and a second signal
+		if sig == syscall.SIGKILL {
+			return nil
+		}
+		return err
+	case <-time.After(20 * time.Second):
+		return fmt.Errorf("ordersd did not exit within 20s of %v", sig)
+	}
 }
 
 // SIGTERM during an active ConsumeOrders stream and a burst of creates:

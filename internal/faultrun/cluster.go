@@ -55,11 +55,13 @@ type cluster struct {
 	natsURLs []string // the nodes' NATS client addresses, direct
 	inspect  *nats.Conn
 	js       jetstream.JetStream
+	// stallAfter is how long the run's streams may be silent (stallLimit).
+	stallAfter time.Duration
 }
 
 // startCluster starts every process and waits until all serve.
 func startCluster(ctx context.Context, o Options) (*cluster, error) {
-	c := &cluster{dir: o.Dir, command: o.Command, token: randomHex(16)}
+	c := &cluster{dir: o.Dir, command: o.Command, token: randomHex(16), stallAfter: stallLimit(o.OpTimeout)}
 	keyFile := filepath.Join(o.Dir, "ack-token.key")
 	if err := os.WriteFile(keyFile, []byte(randomHex(32)), 0o600); err != nil {
 		return nil, err

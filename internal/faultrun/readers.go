@@ -13,9 +13,28 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// stallAfter is how long a stream with one-second heartbeats may stay
-// silent before the run counts it as stalled and reopens it.
-const stallAfter = 10 * time.Second
+const (
+	// streamHeartbeat is the heartbeat interval the run's streams ask for.
+	streamHeartbeat = time.Second
+	// maxElection is nats-server's longest leader election: 4 to 9 s after
+	// a leader dies (randomized, not configurable), the stream or consumer
+	// it led has none.
+	maxElection = 9 * time.Second
+)
+
+// stallLimit is how long a stream may send nothing, not even a heartbeat,
+// before the run counts it as stalled and reopens it. ordersd beats while
+// it waits on JetStream, but a stream can be silent for an election (up to
+// maxElection) plus one JetStream operation begun just before it was
+// answered and timed out (opTimeout, ordersd's --nats-timeout) plus a
+// heartbeat interval. The margin on top, half an election again (4.5 s),
+// is for a loaded two-core machine: five race-enabled ordersd processes,
+// their NATS servers and the run's clients, where a timer may fire
+// seconds late. The 10 s this replaced sat inside 4-9 s elections plus
+// --nats-timeout: a slow election read as a stall.
+func stallLimit(opTimeout time.Duration) time.Duration {
+	return maxElection + opTimeout + streamHeartbeat + maxElection/2
+}
 
 // QueueStats describe the work-queue client.
 type QueueStats struct {
@@ -23,7 +42,7 @@ type QueueStats struct {
 	Redelivered int `json:"redelivered"` // of which seen before (at-least-once)
 	Missing     int `json:"missing"`     // created events never delivered
 	Reopened    int `json:"reopened"`    // streams that ended and were opened again
-	Stalls      int `json:"stalls"`      // streams silent past stallAfter
+	Stalls      int `json:"stalls"`      // streams silent past stallLimit
 	Unexpected  int `json:"unexpected"`  // streams or acks that failed with a non-retryable status
 }
 
@@ -33,7 +52,7 @@ type WatchStats struct {
 	Gaps       int           `json:"gaps"`        // times a sequence was skipped
 	Repeated   int           `json:"repeated"`    // events received twice
 	Reopened   int           `json:"reopened"`    // streams that ended and were resumed
-	Stalls     int           `json:"stalls"`      // streams silent past stallAfter
+	Stalls     int           `json:"stalls"`      // streams silent past stallLimit
 	Unexpected int           `json:"unexpected"`  // streams that ended with a non-retryable status
 	LongestLag time.Duration `json:"longest_lag"` // the most an event arrived after it was stored
 	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
@@ -54,12 +73,12 @@ func (q *queueReader) run(ctx context.Context) {
 		Consumer:          "fault-run",
 		Statuses:          []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED},
 		MaxInFlight:       64,
-		HeartbeatInterval: durationpb.New(time.Second),
+		HeartbeatInterval: durationpb.New(streamHeartbeat),
 		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(5 * time.Second)},
 	}
 	for ctx.Err() == nil {
 		p := q.c.randomReplica()
-		err := readStream(ctx, func(ctx context.Context) (func() (any, error), error) {
+		err := readStream(ctx, q.c.stallAfter, func(ctx context.Context) (func() (any, error), error) {
 			stream, err := p.client.ConsumeOrders(ctx, req)
 			return func() (any, error) { return stream.Recv() }, err
 		}, func(msg any) {
@@ -149,14 +168,14 @@ type watcher struct {
 
 func (w *watcher) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		req := &ordersv1.WatchOrdersRequest{HeartbeatInterval: durationpb.New(time.Second)}
+		req := &ordersv1.WatchOrdersRequest{HeartbeatInterval: durationpb.New(streamHeartbeat)}
 		if last := w.last(); last == 0 {
 			req.Start = &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}
 		} else {
 			req.Start = &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: last + 1}
 		}
 		p := w.c.randomReplica()
-		err := readStream(ctx, func(ctx context.Context) (func() (any, error), error) {
+		err := readStream(ctx, w.c.stallAfter, func(ctx context.Context) (func() (any, error), error) {
 			stream, err := p.client.WatchOrders(ctx, req)
 			return func() (any, error) { return stream.Recv() }, err
 		}, func(msg any) {
@@ -208,12 +227,13 @@ func (w *watcher) ended(ctx context.Context, p *process, err error) {
 }
 
 // errStalled ends a stream that sent nothing, not even a heartbeat, for
-// stallAfter.
+// stallLimit.
 var errStalled = status.Error(codes.Unknown, "stalled: nothing received, not even a heartbeat")
 
 // readStream opens a server stream and hands each message to handle until
-// the stream ends, ctx ends, or it stalls. It returns why it ended.
-func readStream(ctx context.Context, open func(context.Context) (func() (any, error), error), handle func(any)) error {
+// the stream ends, ctx ends, or it is silent for stallAfter (stalls). It
+// returns why it ended.
+func readStream(ctx context.Context, stallAfter time.Duration, open func(context.Context) (func() (any, error), error), handle func(any)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	recv, err := open(ctx)
