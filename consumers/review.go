@@ -98,7 +98,7 @@ func (r *Reviewer) run(ctx context.Context) error {
 		}
 		for msg := range batch.Messages() {
 			if ctx.Err() != nil {
-				_ = msg.Nak()
+				release(msg)
 				continue
 			}
 			r.review(ctx, msg)

@@ -225,7 +225,7 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 			continue
 		}
 		if stop != nil {
-			_ = p.msg.Nak()
+			release(p.msg)
 			continue
 		}
 		if !l.spec.AutoAck {
@@ -236,7 +236,7 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 		if err != nil {
 			stop = err
 			l.held.release(p.seq)
-			_ = p.msg.Nak() // the client may not have it: let it go to another one now
+			release(p.msg) // the client may not have it: let it go to another one now
 			continue
 		}
 		l.lastSend = time.Now()

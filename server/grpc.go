@@ -38,6 +38,9 @@ type GRPCOptions struct {
 	Metrics *grpcprom.ServerMetrics
 	// ServerOptions are passed to grpc.NewServer (TLS, limits, ...).
 	ServerOptions []grpc.ServerOption
+	// Stopping ends the health service's Watch streams when it is done;
+	// nil: they end only with their clients.
+	Stopping context.Context
 }
 
 // NewGRPCServer assembles the gRPC server: the OrderService, the standard
@@ -88,7 +91,7 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	}, o.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	ordersv1.RegisterOrderServiceServer(gs, svc)
-	healthpb.RegisterHealthServer(gs, hs)
+	healthpb.RegisterHealthServer(gs, endingWatches(hs, o.Stopping))
 	registerReflection(gs, log)
 	return gs
 }

@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/metrics"
@@ -20,6 +22,43 @@ func NewHealthServer() *health.Server {
 	setServing(hs, false)
 	return hs
 }
+
+// healthService is grpc-go's health server whose Watch streams end, with
+// UNAVAILABLE, once stopping is done. grpc-go's own end only with their
+// client, so a client that checks health by watching it (grpc-go's
+// client-side health checking) would hold a graceful stop until its
+// timeout. By then the watch has already sent NOT_SERVING.
+type healthService struct {
+	*health.Server
+	stopping context.Context
+}
+
+func endingWatches(hs *health.Server, stopping context.Context) healthpb.HealthServer {
+	if stopping == nil {
+		return hs
+	}
+	return healthService{Server: hs, stopping: stopping}
+}
+
+// Watch implements healthpb.HealthServer.
+func (h healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer context.AfterFunc(h.stopping, cancel)()
+	err := h.Server.Watch(req, watchStream{Health_WatchServer: stream, ctx: ctx})
+	if h.stopping.Err() != nil && stream.Context().Err() == nil {
+		return status.Error(codes.Unavailable, "ordersd is shutting down: watch the health of another node")
+	}
+	return err
+}
+
+// watchStream is a Watch stream with a context that also ends on shutdown.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (s watchStream) Context() context.Context { return s.ctx }
 
 func setServing(hs *health.Server, ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING

@@ -94,6 +94,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
 	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", time.Second, "how long shutdown keeps serving after health turns NOT_SERVING, so load balancers and health-checking clients move away first; raise it to your balancer's health-check interval")
 	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key (32 bytes or more) that signs ack tokens; every node of a deployment needs the same one (a random key when unset: tokens then work only on this process)")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "`file` with the gRPC server's certificate chain (PEM); plaintext when unset")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "`file` with the private key of --tls-cert (PEM)")

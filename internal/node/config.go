@@ -33,6 +33,7 @@ type Config struct {
 	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
 	OpTimeout       time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
 	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
+	ShutdownDelay   time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
 	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
 	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
 	Limits          Limits                     // bounds on what clients can make the node hold; see Validate
@@ -69,6 +70,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--nats-timeout must be positive, got %s", c.OpTimeout)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	case c.ShutdownDelay < 0:
+		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval must be positive, got %s", c.SyncInterval)
 	}

@@ -104,6 +104,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,
+		DrainDelay:   cfg.ShutdownDelay,
 		Tokens:       tokens,
 		GRPC:         grpcOpts,
 		MaxWatchers:  cfg.Limits.MaxWatchers,

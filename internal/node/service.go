@@ -33,6 +33,10 @@ type ServiceOptions struct {
 	// MaxWatchers and MaxConsumers bound the WatchOrders and ConsumeOrders
 	// streams served at once; 0 means no limit.
 	MaxWatchers, MaxConsumers int
+	// DrainDelay is how long Shutdown keeps serving after health turned
+	// NOT_SERVING, so that load balancers and health-checking clients
+	// move calls elsewhere before the listener closes; none when zero.
+	DrainDelay time.Duration
 	// HealthInterval is how often health re-checks JetStream between
 	// connection events; 2s when zero.
 	HealthInterval time.Duration
@@ -57,6 +61,7 @@ type Service struct {
 	Stopping context.Context
 
 	log           *slog.Logger
+	drainDelay    time.Duration
 	beginShutdown context.CancelFunc
 	stopHealth    context.CancelFunc
 	healthDone    chan struct{}
@@ -109,13 +114,14 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		o.Tune(&deps)
 	}
 	hs := ordersserver.NewHealthServer()
+	o.GRPC.Stopping = stopping
 	gs := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
 	if o.GRPC.Metrics != nil {
 		o.GRPC.Metrics.InitializeMetrics(gs)
 	}
 	healthCtx, stopHealth := context.WithCancel(context.Background())
 	s := &Service{GRPC: gs, Health: hs, Store: store, Monitor: monitor, Stopping: stopping,
-		log: log, beginShutdown: beginShutdown, stopHealth: stopHealth, healthDone: make(chan struct{})}
+		log: log, drainDelay: o.DrainDelay, beginShutdown: beginShutdown, stopHealth: stopHealth, healthDone: make(chan struct{})}
 	go func() {
 		defer close(s.healthDone)
 		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, o.HealthInterval, log, o.Metrics)
@@ -128,7 +134,8 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 var ErrShutdownCutOff = errors.New("calls still running after the shutdown timeout were cut off")
 
 // Shutdown stops the service in order: health goes NOT_SERVING (for load
-// balancers to stop sending calls), streams and whatever watches Stopping
+// balancers to stop sending calls) and the service keeps serving for the
+// drain delay, then streams, health watches and whatever watches Stopping
 // end, the gRPC server stops taking calls and lets those in flight finish,
 // cutting them off after timeout, and the monitor unsubscribes. It does
 // not close the NATS connection. Later calls return the first one's result.
@@ -136,6 +143,10 @@ func (s *Service) Shutdown(timeout time.Duration) error {
 	s.shutdownOnce.Do(func() {
 		s.stopHealth()
 		<-s.healthDone // NOT_SERVING now, before the listener closes
+		if s.drainDelay > 0 {
+			s.log.Info("health NOT_SERVING; draining before the listener closes", "delay", s.drainDelay)
+			time.Sleep(s.drainDelay)
+		}
 		s.beginShutdown()
 		if !stopGRPC(s.GRPC, timeout, s.log) {
 			s.shutdownErr = ErrShutdownCutOff
