@@ -492,7 +492,10 @@ func observeShutdown(t *testing.T, addr string) *shutdownObserver {
 		t.Cleanup(func() { _ = conn.Close() })
 		return healthpb.NewHealthClient(conn)
 	}
-	watch, err := newHealth().Watch(ctx, &healthpb.HealthCheckRequest{})
+	// The watch ends on its own once it has seen NOT_SERVING; the probes go
+	// on until stop.
+	watchCtx, hangUp := context.WithCancel(ctx)
+	watch, err := newHealth().Watch(watchCtx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +516,7 @@ func observeShutdown(t *testing.T, addr string) *shutdownObserver {
 			o.note(&o.watched, res.GetStatus().String())
 			if res.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
 				// Seen: hang up, as a load balancer drops a backend.
-				cancel()
+				hangUp()
 				return
 			}
 		}
@@ -526,6 +529,9 @@ func observeShutdown(t *testing.T, addr string) *shutdownObserver {
 			cancelCall()
 			what := res.GetStatus().String()
 			if err != nil {
+				if ctx.Err() != nil {
+					return // stopped, not an answer of ordersd's
+				}
 				what = status.Code(err).String()
 			}
 			if what != last {
