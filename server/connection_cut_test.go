@@ -67,6 +67,7 @@ func TestNATSConnectionCutByProxy(t *testing.T) {
 	})
 	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
 	order := n.create(t)
+	token := heldDelivery(t, n)
 
 	// Streams open across the cut, each bounded as a whole; every Recv is
 	// bounded too, at a few heartbeats.
@@ -120,7 +121,7 @@ func TestNATSConnectionCutByProxy(t *testing.T) {
 		t.Errorf("health took %v to go NOT_SERVING after the cut", took)
 	}
 
-	checkCallsFailFast(t, n, order, "while cut")
+	checkCallsFailFast(t, n, order, token, "while cut")
 	// While cut, the streams still speak: heartbeats (nothing can be
 	// stored), or their end with UNAVAILABLE.
 	var watchEnded, consumeEnded error

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -76,23 +77,36 @@ func nextEvent(t *testing.T, stream grpc.ServerStreamingClient[ordersv1.ConsumeO
 	}
 }
 
-// ack settles tokens with one action and fails the test unless every ack
-// is confirmed.
+// ack settles tokens with one action and fails the test unless there is
+// one result per ack and every ack is confirmed. For the test's own
+// goroutine; other goroutines use tryAck.
 func (n *testNode) ack(t *testing.T, action ordersv1.AckAction, tokens ...string) {
 	t.Helper()
+	if err := n.tryAck(testCtx(t), action, tokens...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryAck settles tokens with one action and reports an error unless there
+// is one result per ack and every ack is confirmed.
+func (n *testNode) tryAck(ctx context.Context, action ordersv1.AckAction, tokens ...string) error {
 	req := &ordersv1.AckOrdersRequest{}
 	for _, tok := range tokens {
 		req.Acks = append(req.Acks, &ordersv1.Ack{AckToken: tok, Action: action})
 	}
-	res, err := n.client.AckOrders(testCtx(t), req)
+	res, err := n.client.AckOrders(ctx, req)
 	if err != nil {
-		t.Fatalf("AckOrders: %v", err)
+		return fmt.Errorf("AckOrders: %w", err)
+	}
+	if len(res.GetResults()) != len(tokens) {
+		return fmt.Errorf("AckOrders: %d results for %d acks", len(res.GetResults()), len(tokens))
 	}
 	for i, r := range res.GetResults() {
 		if !r.GetConfirmed() {
-			t.Fatalf("ack %d not confirmed: %s", i, r.GetError())
+			return fmt.Errorf("ack %d not confirmed: %s", i, r.GetError())
 		}
 	}
+	return nil
 }
 
 func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }

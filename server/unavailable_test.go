@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -31,8 +30,7 @@ func waitHealth(t *testing.T, n *testNode, want healthpb.HealthCheckResponse_Ser
 	}
 }
 
-// With NATS gone, every call fails fast with UNAVAILABLE (or, at worst,
-// DEADLINE_EXCEEDED) inside its deadline, health says NOT_SERVING, and all
+// With NATS gone, every call fails fast with UNAVAILABLE, health says NOT_SERVING, and all
 // comes back by itself when NATS does.
 func TestJetStreamUnreachable(t *testing.T) {
 	t.Parallel()
@@ -55,14 +53,14 @@ func TestJetStreamUnreachable(t *testing.T) {
 		t.Fatalf("watch: %v, %v", res, err)
 	}
 	consuming, _ := n.consume(t, &ordersv1.ConsumeOrdersRequest{Consumer: "across-the-cut", HeartbeatInterval: dur(time.Second)})
-	nextEvent(t, consuming) // the order created above
+	held := nextEvent(t, consuming) // the order created above, left unacked
 
 	natsPort := ns.Addr().(*net.TCPAddr).Port
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	waitHealth(t, n, healthpb.HealthCheckResponse_NOT_SERVING)
 
-	checkCallsFailFast(t, n, order, "while NATS is down")
+	checkCallsFailFast(t, n, order, held.GetAckToken(), "while NATS is down")
 
 	testsupport.StartNATS(t, testsupport.StoreDir(storeDir), testsupport.Port(natsPort))
 	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
@@ -96,44 +94,49 @@ func TestJetStreamUnreachable(t *testing.T) {
 	}
 }
 
-// checkCallsFailFast makes one call of each kind while JetStream cannot be
-// reached: each must fail with UNAVAILABLE (or, at worst,
-// DEADLINE_EXCEEDED) inside its deadline.
-func checkCallsFailFast(t *testing.T, n *testNode, order *ordersv1.Order, while string) {
+// checkCallsFailFast makes one call of each RPC kind while NATS is known
+// to be disconnected: each must answer UNAVAILABLE well under
+// --nats-timeout, since nothing is worth waiting for, and long before the
+// client's own deadline (so DEADLINE_EXCEEDED fails). ackToken is a token
+// of an unacked delivery.
+//
+// AckOrders is held only to the stall bound (confirmed false within
+// --nats-timeout): today it waits for its confirmations whatever the
+// connection's state, see TestAcksFailFastWhileNATSIsDisconnected.
+func checkCallsFailFast(t *testing.T, n *testNode, order *ordersv1.Order, ackToken, while string) {
 	t.Helper()
-	const deadline = 3 * time.Second
-	calls := map[string]func(ctx context.Context) error{
-		"GetOrder": func(ctx context.Context) error {
-			_, err := n.client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: order.GetOrderId()})
-			return err
-		},
-		"CreateOrder": func(ctx context.Context) error {
-			_, err := n.client.CreateOrder(ctx, validCreate("create-unreachable"))
-			return err
-		},
-		"ApproveOrder": func(ctx context.Context) error {
-			_, _, err := n.transition(ctx, approved, order.GetOrderId(), "approve-unreachable", 0)
-			return err
-		},
-		"GetOrderHistory": func(ctx context.Context) error {
-			stream, err := n.client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: order.GetOrderId()})
-			if err == nil {
-				_, err = stream.Recv()
-			}
-			return err
-		},
-	}
-	for name, call := range calls {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		start := time.Now()
-		err := call(ctx)
-		took := time.Since(start)
-		cancel()
-		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
-			t.Errorf("%s %s: %v, want UNAVAILABLE", name, while, err)
-		}
-		if took > deadline+500*time.Millisecond {
-			t.Errorf("%s took %v %s, past its %v deadline", name, took, while, deadline)
+	var fast, acks []rpcCall
+	for _, c := range everyRPCKind(n, order, ackToken, "unreachable") {
+		if c.name == "AckOrders" {
+			acks = append(acks, c)
+		} else {
+			fast = append(fast, c)
 		}
 	}
+	// Half of --nats-timeout: a call that waited on JetStream at all takes
+	// a whole one; failing fast takes milliseconds, and the rest is margin
+	// for a loaded 2-core machine.
+	checkAnswers(t, callAll(fast), testOpTimeout/2, while)
+	checkAnswers(t, callAll(acks), stallBound, while)
+}
+
+// AckOrders fails fast too while NATS is known to be disconnected, as the
+// README promises of every call.
+func TestAcksFailFastWhileNATSIsDisconnected(t *testing.T) {
+	t.Skip("known bug in consumers/ (not this branch's to change): Acker.Apply publishes into the reconnect buffer and " +
+		"waits its whole timeout for confirmations that cannot come (measured 2.0s with a 2s timeout) instead of answering " +
+		"at once when the connection is down (consumers/ack.go, apply). Remove this skip with the fix.")
+	t.Parallel()
+	n, proxy, _ := startNodeBehindProxy(t)
+	order := n.create(t)
+	token := heldDelivery(t, n)
+	proxy.Cut()
+	waitHealth(t, n, healthpb.HealthCheckResponse_NOT_SERVING)
+	var acks []rpcCall
+	for _, c := range everyRPCKind(n, order, token, "cut") {
+		if c.name == "AckOrders" {
+			acks = append(acks, c)
+		}
+	}
+	checkAnswers(t, callAll(acks), testOpTimeout/2, "while cut")
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,12 @@ func FuzzRequestValidation(f *testing.F) {
 		&ordersv1.ConsumeOrdersRequest{Consumer: "c", Statuses: []ordersv1.OrderStatus{1, 99}, MaxInFlight: 5},
 		&ordersv1.WatchOrdersRequest{OrderId: "o", Start: &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: 3}},
 		&ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: "x", Action: 2}}},
+		// At and just past the limits: 64 for ids, 128 for request ids.
+		&ordersv1.CreateOrderRequest{OrderId: strings.Repeat("o", 65), RequestId: strings.Repeat("r", 128), CustomerId: strings.Repeat("c", 64), CurrencyCode: "EUR", Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 5}}},
+		&ordersv1.CreateOrderRequest{OrderId: strings.Repeat("o", 64), RequestId: strings.Repeat("r", 129), CustomerId: strings.Repeat("c", 65), CurrencyCode: "EUR", Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 5}}},
+		&ordersv1.RejectOrderRequest{OrderId: strings.Repeat("o", 65), Reason: "why"},
+		&ordersv1.ConsumeOrdersRequest{Consumer: strings.Repeat("c", 65)},
+		&ordersv1.WatchOrdersRequest{OrderId: strings.Repeat("o", 65), CustomerId: strings.Repeat("c", 65)},
 	} {
 		data, _ := proto.Marshal(m)
 		for kind := range byte(5) {
@@ -34,9 +41,12 @@ func FuzzRequestValidation(f *testing.F) {
 	tokens := consumers.RandomAckTokens()
 	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
 		var err error
-		safe := func(id string, required bool) {
-			if (id != "" || required) && !eventstore.ValidToken(id, eventstore.MaxRequestIDLen) {
-				t.Fatalf("let %q through", id)
+		// safe checks an id that reaches a subject or a header: order,
+		// customer and consumer ids are at most eventstore.MaxIDLen (64),
+		// request ids at most eventstore.MaxRequestIDLen (128).
+		safe := func(id string, maxLen int, required bool) {
+			if (id != "" || required) && !eventstore.ValidToken(id, maxLen) {
+				t.Fatalf("let %q through (at most %d allow-listed characters)", id, maxLen)
 			}
 		}
 		switch kind % 5 {
@@ -46,9 +56,9 @@ func FuzzRequestValidation(f *testing.F) {
 				return
 			}
 			if err = validateCreate(req); err == nil {
-				safe(req.GetOrderId(), false)
-				safe(req.GetCustomerId(), true)
-				safe(req.GetRequestId(), false)
+				safe(req.GetOrderId(), eventstore.MaxIDLen, false)
+				safe(req.GetCustomerId(), eventstore.MaxIDLen, true)
+				safe(req.GetRequestId(), eventstore.MaxRequestIDLen, false)
 			}
 		case 1:
 			req := &ordersv1.RejectOrderRequest{}
@@ -56,8 +66,8 @@ func FuzzRequestValidation(f *testing.F) {
 				return
 			}
 			if err = validateTransition(req, req.GetReason(), reasonRequired); err == nil {
-				safe(req.GetOrderId(), true)
-				safe(req.GetRequestId(), false)
+				safe(req.GetOrderId(), eventstore.MaxIDLen, true)
+				safe(req.GetRequestId(), eventstore.MaxRequestIDLen, false)
 			}
 		case 2:
 			req := &ordersv1.ConsumeOrdersRequest{}
@@ -66,7 +76,7 @@ func FuzzRequestValidation(f *testing.F) {
 			}
 			var spec consumers.ConsumeSpec
 			if spec, err = consumeSpec(req); err == nil {
-				safe(spec.Consumer, true)
+				safe(spec.Consumer, eventstore.MaxIDLen, true)
 				if spec.MaxInFlight < 1 || spec.Heartbeat <= 0 {
 					t.Fatalf("accepted %+v", spec)
 				}
@@ -78,8 +88,8 @@ func FuzzRequestValidation(f *testing.F) {
 			}
 			var spec consumers.WatchSpec
 			if spec, err = watchSpec(req); err == nil {
-				safe(spec.OrderID, false)
-				safe(spec.CustomerID, false)
+				safe(spec.OrderID, eventstore.MaxIDLen, false)
+				safe(spec.CustomerID, eventstore.MaxIDLen, false)
 			}
 		case 4:
 			req := &ordersv1.AckOrdersRequest{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,6 +66,13 @@ func Classify(err error) error {
 	case errors.Is(err, jetstream.ErrTooManyStalledMsgs), errors.Is(err, jetstream.ErrMaximumConsumersLimit):
 		// Too many publishes wait for their acks: back-pressure, not a hang.
 		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetStreamStoreFailed && !strings.Contains(apiErr.Description, "closed"):
+		// A stream limit with DiscardNew (messages, bytes, per subject) or
+		// a message too large: no room for the write. JetStream answers it
+		// with code 503, so this comes before the 503 case (found by
+		// TestFullStreamIsResourceExhausted). Its one other answer with
+		// this error code is a closed store: a stream being stopped.
+		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
 	case errors.As(err, &apiErr) && apiErr.Code == 503:
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || apiErr.ErrorCode == 10023 /* insufficient resources */ || apiErr.ErrorCode == 10047 /* storage resources exceeded */):
@@ -72,6 +80,10 @@ func Classify(err error) error {
 	}
 	return err
 }
+
+// jetStreamStoreFailed is JetStream's error code for a write the stream
+// could not store (JSStreamStoreFailedF); nats.go has no constant for it.
+const jetStreamStoreFailed jetstream.ErrorCode = 10077
 
 // isWrongLastSequence reports whether a publish failed its expected-last-
 // sequence check (10071; 10164 on replicated streams).

@@ -182,6 +182,13 @@ func (s *Store) provision(ctx context.Context) (jetstream.Stream, error) {
 	}
 	defer s.provisionMu.Unlock()
 	stream, err := provisionStream(ctx, s.js, s.opts)
+	if err != nil && Classify(err) == err {
+		// Not an error the package knows (another stream holding the
+		// subjects ORDERS.>, say): without the stream no call can be
+		// served, so calls are UNAVAILABLE, as health is NOT_SERVING,
+		// not INTERNAL (found by TestHealthFollowsTheStream).
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	if err == nil {
 		s.provisioned.Store(true)
 		s.log.Info("stream ready", "stream", StreamName, "replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)

@@ -1,11 +1,14 @@
 // Package faultproxy is a TCP proxy to put between ordersd and NATS, so
-// tests and the fault run can cut the connection and restore it, as a
-// network would, without touching either end.
+// tests and the fault run can break the connection and repair it, as a
+// network would, without touching either end. It breaks a link in two
+// ways: a cut closes it (both ends see it end at once), a stall keeps it
+// open while no byte goes through in either direction (both ends see a
+// healthy connection that never answers, as behind a dead router or a
+// full queue).
 package faultproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -17,10 +20,11 @@ type Proxy struct {
 	target string
 	lis    net.Listener
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{} // both ends of every forwarded connection
-	wg    sync.WaitGroup
+	mu      sync.Mutex // protects the fields below
+	cut     bool
+	flowing chan struct{}      // closed while bytes flow; open while stalled
+	links   map[*link]struct{} // every forwarded connection
+	wg      sync.WaitGroup
 }
 
 // New listens on listen (host:port; port 0 picks a free one) and forwards
@@ -30,7 +34,9 @@ func New(listen, target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{target: target, lis: lis, conns: map[net.Conn]struct{}{}}
+	flowing := make(chan struct{})
+	close(flowing)
+	p := &Proxy{target: target, lis: lis, flowing: flowing, links: map[*link]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -45,8 +51,8 @@ func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
-	for c := range p.conns {
-		c.Close()
+	for l := range p.links {
+		l.close()
 	}
 }
 
@@ -55,6 +61,32 @@ func (p *Proxy) Restore() {
 	p.mu.Lock()
 	p.cut = false
 	p.mu.Unlock()
+}
+
+// Stall stops every byte in both directions, on open connections and on
+// those accepted while stalled, without closing anything: what was read
+// from one end is held, and nothing more is read, so the senders' TCP
+// buffers fill as behind a dead link. Resume lets it all through, in
+// order, none lost. Cut still closes stalled connections.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.flowing:
+		p.flowing = make(chan struct{})
+	default: // already stalled
+	}
+}
+
+// Resume ends a Stall: held and new bytes flow again.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.flowing:
+	default:
+		close(p.flowing)
+	}
 }
 
 // Close stops listening, closes every connection and waits for the
@@ -82,50 +114,124 @@ func (p *Proxy) accept() {
 	}
 }
 
+// link is one forwarded connection: its two ends, closed together.
+type link struct {
+	mu     sync.Mutex // protects server
+	client net.Conn
+	server net.Conn // nil until dialled
+	done   chan struct{}
+	once   sync.Once
+}
+
+// close ends both sides of the link and wakes its stalled pipes.
+func (l *link) close() {
+	l.once.Do(func() {
+		close(l.done)
+		l.client.Close()
+		l.mu.Lock()
+		if l.server != nil {
+			l.server.Close()
+		}
+		l.mu.Unlock()
+	})
+}
+
 // forward pipes one client connection to a new connection to the target.
 func (p *Proxy) forward(client net.Conn) {
 	defer p.wg.Done()
-	defer client.Close()
-	if !p.track(client) {
+	l := &link{client: client, done: make(chan struct{})}
+	defer l.close()
+	if !p.track(l) {
 		return
 	}
-	defer p.untrack(client)
+	defer p.untrack(l)
 	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		return
 	}
-	defer server.Close()
-	if !p.track(server) {
+	l.mu.Lock()
+	l.server = server
+	l.mu.Unlock()
+	select {
+	case <-l.done: // cut while dialling
+		server.Close()
 		return
+	default:
 	}
-	defer p.untrack(server)
-	done := make(chan struct{}, 2)
+	ended := make(chan struct{}, 2)
 	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+		p.pipe(l, dst, src)
 		// One direction ended: end both, as a dropped link does.
-		dst.Close()
-		src.Close()
-		done <- struct{}{}
+		l.close()
+		ended <- struct{}{}
 	}
 	go pipe(server, client)
 	go pipe(client, server)
-	<-done
-	<-done
+	<-ended
+	<-ended
 }
 
-// track registers c, or reports false when the proxy is cut.
-func (p *Proxy) track(c net.Conn) bool {
+// pipe copies src to dst until either fails or the link ends, holding each
+// chunk it read while the proxy is stalled.
+func (p *Proxy) pipe(l *link, dst, src net.Conn) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if !p.waitFlowing(l) {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		// Check before the next read too: a stall stops reading, so the
+		// sender's buffers fill rather than the proxy's.
+		if !p.waitFlowing(l) {
+			return
+		}
+	}
+}
+
+// waitFlowing waits while the proxy is stalled; false when the link ended.
+func (p *Proxy) waitFlowing(l *link) bool {
+	for {
+		p.mu.Lock()
+		flowing := p.flowing
+		p.mu.Unlock()
+		select {
+		case <-flowing:
+			// A Stall may have begun between the read and now; it holds
+			// the next chunk. Stall-then-Resume cycles replace the channel,
+			// so check that this one is still current.
+			p.mu.Lock()
+			current := p.flowing == flowing
+			p.mu.Unlock()
+			if current {
+				return true
+			}
+		case <-l.done:
+			return false
+		}
+	}
+}
+
+// track registers l, or reports false when the proxy is cut.
+func (p *Proxy) track(l *link) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cut {
 		return false
 	}
-	p.conns[c] = struct{}{}
+	p.links[l] = struct{}{}
 	return true
 }
 
-func (p *Proxy) untrack(c net.Conn) {
+func (p *Proxy) untrack(l *link) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.conns, c)
+	delete(p.links, l)
 }
