@@ -78,11 +78,14 @@ func (r *Reviewer) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	filter, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
+	filters, err := eventstore.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}})
+	if err != nil {
+		return err
+	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       ReviewConsumer,
 		Description:   "ordersd order review: approves or rejects created orders",
-		FilterSubject: filter,
+		FilterSubject: filters[0], // one status: one filter, as the consumer has always had
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.opts.AckWait,
 		MaxAckPending: 1000,
