@@ -43,10 +43,10 @@ type AckTokens struct {
 }
 
 // NewAckTokens returns signer and verifier for key, which must be at least
-// 32 bytes.
+// 32 bytes (else the error wraps ErrInvalidOption).
 func NewAckTokens(key []byte) (*AckTokens, error) {
 	if len(key) < 32 {
-		return nil, fmt.Errorf("ack token key must be at least 32 bytes, got %d", len(key))
+		return nil, fmt.Errorf("%w: ack token key must be at least 32 bytes, got %d", ErrInvalidOption, len(key))
 	}
 	return newAckTokens(append([]byte(nil), key...)), nil
 }

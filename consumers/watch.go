@@ -58,15 +58,21 @@ type WatchUpdate struct {
 	Heartbeat bool
 }
 
+// EventReader is what a Watcher needs of the event store
+// (*eventstore.Store): reads of stored events, for replays and catch-up.
+type EventReader interface {
+	Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error)
+}
+
 // Watcher serves WatchOrders streams from the node's Monitor and, for
 // replays and catch-up, from the stream itself.
 type Watcher struct {
 	monitor *Monitor
-	store   *eventstore.Store
+	store   EventReader
 }
 
 // NewWatcher returns a Watcher.
-func NewWatcher(monitor *Monitor, store *eventstore.Store) *Watcher {
+func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
 	return &Watcher{monitor: monitor, store: store}
 }
 

@@ -17,6 +17,7 @@ import (
 
 type testEnv struct {
 	nc    *nats.Conn
+	js    jetstream.JetStream // to look at the stream and its consumers directly
 	store *eventstore.Store
 	log   *slog.Logger
 }
@@ -29,7 +30,7 @@ func newTestEnv(t *testing.T) testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{nc: nc, store: eventstore.New(js, eventstore.Options{Logger: log}), log: log}
+	return testEnv{nc: nc, js: js, store: eventstore.New(js, eventstore.Options{Logger: log}), log: log}
 }
 
 func (e testEnv) createOrders(t *testing.T, count int) {

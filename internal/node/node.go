@@ -124,6 +124,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	reviewer, err := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
+	if err != nil {
+		return err
+	}
 	monitor := consumers.NewMonitor(nc, log, m)
 	defer monitor.Close()
 	stopping, beginShutdown := context.WithCancel(context.Background())
@@ -177,7 +181,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return ops.serve(log) })
 	}
 	if cfg.Review {
-		reviewer := consumers.NewReviewer(store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
 			reviewer.Run(stopping)
 			return nil
