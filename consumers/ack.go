@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -34,24 +35,52 @@ type SettleResult struct {
 	Err       error
 }
 
+// The bodies of the JetStream ack protocol: what an ack message carries
+// to the ack subject of a delivery. A NAK may be followed by a delay, a
+// TERM by a reason. (nats.go has the same bodies, but does not export
+// them.)
+const (
+	ackBody        = "+ACK"
+	nakBody        = "-NAK"
+	inProgressBody = "+WPI"
+	termBody       = "+TERM"
+)
+
 // body is the JetStream ack protocol message of s.
 func (s Settle) body() []byte {
 	switch s.Action {
 	case ActionNak:
 		if s.NakDelay > 0 {
-			return fmt.Appendf(nil, `-NAK {"delay": %d}`, s.NakDelay.Nanoseconds())
+			return fmt.Appendf(nil, `%s {"delay": %d}`, nakBody, s.NakDelay.Nanoseconds())
 		}
-		return []byte("-NAK")
+		return []byte(nakBody)
 	case ActionInProgress:
-		return []byte("+WPI")
+		return []byte(inProgressBody)
 	case ActionTerm:
 		if s.Reason != "" {
-			return []byte("+TERM " + s.Reason)
+			return []byte(termBody + " " + s.Reason)
 		}
-		return []byte("+TERM")
+		return []byte(termBody)
 	default:
-		return []byte("+ACK")
+		return []byte(ackBody)
 	}
+}
+
+// actionOf is the action of an ack message's body, from any sender: the
+// reverse of body. An empty body is an ack, as JetStream takes it; a body
+// that is no ack action (+NXT, say) gives false.
+func actionOf(body []byte) (AckAction, bool) {
+	switch {
+	case len(body) == 0, bytes.HasPrefix(body, []byte(ackBody)):
+		return ActionAck, true
+	case bytes.HasPrefix(body, []byte(nakBody)):
+		return ActionNak, true
+	case bytes.HasPrefix(body, []byte(inProgressBody)):
+		return ActionInProgress, true
+	case bytes.HasPrefix(body, []byte(termBody)):
+		return ActionTerm, true
+	}
+	return 0, false
 }
 
 // Acker applies acks with confirmation (JetStream's "double ack": the ack

@@ -27,6 +27,10 @@ var (
 const (
 	tokenVersion = 1
 	macSize      = sha256.Size
+	// maxForeignTokenLen bounds the tokens of an ack subject that are
+	// JetStream's, not ordersd's (domain, account hash, trailing token),
+	// so eventstore.MaxIDLen does not apply to them.
+	maxForeignTokenLen = 256
 )
 
 // AckTokens signs and verifies ack tokens. A token is the JetStream ack
@@ -39,10 +43,10 @@ type AckTokens struct {
 }
 
 // NewAckTokens returns signer and verifier for key, which must be at least
-// 32 bytes.
+// 32 bytes (else the error wraps ErrInvalidOption).
 func NewAckTokens(key []byte) (*AckTokens, error) {
 	if len(key) < 32 {
-		return nil, fmt.Errorf("ack token key must be at least 32 bytes, got %d", len(key))
+		return nil, fmt.Errorf("%w: ack token key must be at least 32 bytes, got %d", ErrInvalidOption, len(key))
 	}
 	return newAckTokens(append([]byte(nil), key...)), nil
 }
@@ -67,13 +71,30 @@ func (t *AckTokens) Sign(ackSubject string) string {
 	buf = append(buf, tokenVersion)
 	buf = append(buf, t.mac(ackSubject)...)
 	buf = append(buf, ackSubject...)
-	return base64.RawURLEncoding.EncodeToString(buf)
+	return tokenEncoding.EncodeToString(buf)
+}
+
+// tokenEncoding is the encoding of tokens. It is strict: unpadded base64
+// ignores the unused low bits of the last character, so without Strict two
+// strings (…LjA and …LjB, say) would decode to the same bytes and verify
+// as one token. Strict still skips CR and LF, which decode checks by
+// length: a token verifies only in the one form Sign wrote it.
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+// decode returns the bytes of a token in its canonical encoding, and
+// false for any other string.
+func decode(token string) ([]byte, bool) {
+	raw, err := tokenEncoding.DecodeString(token)
+	if err != nil || tokenEncoding.EncodedLen(len(raw)) != len(token) {
+		return nil, false
+	}
+	return raw, true
 }
 
 // Verify checks a token and returns the delivery it stands for.
 func (t *AckTokens) Verify(token string) (AckSubject, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(raw) < 1+macSize+1 || raw[0] != tokenVersion {
+	raw, ok := decode(token)
+	if !ok || len(raw) < 1+macSize+1 || raw[0] != tokenVersion {
 		return AckSubject{}, ErrMalformedToken
 	}
 	mac, subject := raw[1:1+macSize], string(raw[1+macSize:])
@@ -127,7 +148,7 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 		// empty, never a wildcard or a space (found by FuzzAckToken).
 		extra := append([]string{tokens[2], tokens[3]}, tokens[11:]...)
 		for _, tok := range extra {
-			if !eventstore.ValidToken(tok, 256) {
+			if !eventstore.ValidToken(tok, maxForeignTokenLen) {
 				return AckSubject{}, false
 			}
 		}

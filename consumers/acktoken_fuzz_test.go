@@ -4,25 +4,38 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // FuzzAckToken feeds arbitrary tokens and subjects to the ack token code:
-// nothing panics, only subjects that are JetStream ack subjects of the
+// nothing panics; only subjects that are JetStream ack subjects of the
 // stream ORDERS are accepted (no wildcard, no other stream, no API
-// subject), a token verifies exactly when it was signed here for such a
-// subject, and any other string is refused as malformed or forged.
+// subject, a consumer name within eventstore.MaxIDLen); a token verifies
+// only when it is byte for byte a token signed here, for such a subject;
+// and any other string is refused as malformed or forged.
+//
+// The seed corpus in testdata/fuzz/FuzzAckToken holds what it found: among
+// them a signed token whose last character's unused bits were changed,
+// which a lax base64 decoder verified as the original.
 func FuzzAckToken(f *testing.F) {
 	tokens := newAckTokens([]byte("fuzz-key-0123456789abcdef0123456789"))
+	signed := tokens.Sign(ackSubject)
 	f.Add("$JS.ACK.ORDERS.c.1.2.3.4.0", "")
 	f.Add("$JS.ACK.domain.hash.ORDERS.c.1.2.3.4.0.xyz", "")
 	f.Add("$JS.API.STREAM.DELETE.ORDERS", "")
 	f.Add("$JS.ACK.ORDERS.*.1.2.3.4.0", "AQ")
-	f.Add("", tokens.Sign("$JS.ACK.ORDERS.c.1.2.3.4.0"))
+	f.Add("$JS.ACK.OTHER.c.1.2.3.4.0", tokens.Sign("$JS.ACK.OTHER.c.1.2.3.4.0"))
+	f.Add("$JS.ACK.ORDERS."+strings.Repeat("c", eventstore.MaxIDLen+1)+".1.2.3.4.0", "")
+	f.Add("", signed)
+	f.Add("", withTrailingBitsChanged(f, signed))
+	f.Add("", signed+"\n")
 	f.Fuzz(func(t *testing.T, subject, token string) {
 		ack, ok := ParseAckSubject(subject)
 		if ok {
-			if strings.ContainsAny(subject, "*> \t\r\n") || !strings.HasPrefix(subject, "$JS.ACK.") || ack.Subject != subject {
-				t.Fatalf("accepted ack subject %q", subject)
+			checkAckSubject(t, ack)
+			if ack.Subject != subject {
+				t.Fatalf("accepted ack subject %q as %q", subject, ack.Subject)
 			}
 			got, err := tokens.Verify(tokens.Sign(subject))
 			if err != nil || got != ack {
@@ -32,11 +45,36 @@ func FuzzAckToken(f *testing.F) {
 		got, err := tokens.Verify(token)
 		switch {
 		case err == nil:
-			if again, ok := ParseAckSubject(got.Subject); !ok || again != got || tokens.Sign(got.Subject) != token {
-				t.Fatalf("verified a token for %q that was not signed here", got.Subject)
+			if tokens.Sign(got.Subject) != token {
+				t.Fatalf("verified %q for %q, but Sign makes %q", token, got.Subject, tokens.Sign(got.Subject))
+			}
+			checkAckSubject(t, got)
+			if again, ok := ParseAckSubject(got.Subject); !ok || again != got {
+				t.Fatalf("verified a token for %q that does not parse back", got.Subject)
 			}
 		case !errors.Is(err, ErrMalformedToken) && !errors.Is(err, ErrForgedToken):
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// checkAckSubject fails unless ack is an ack subject of the stream ORDERS
+// with nothing in it that could make the ack go anywhere else.
+func checkAckSubject(t *testing.T, ack AckSubject) {
+	t.Helper()
+	s := ack.Subject
+	if strings.ContainsAny(s, "*> \t\r\n") || !strings.HasPrefix(s, "$JS.ACK.") {
+		t.Fatalf("accepted ack subject %q", s)
+	}
+	tokens := strings.Split(s, ".")
+	stream := 2 // $JS.ACK.<stream>.<consumer>.…
+	if len(tokens) > 9 {
+		stream = 4 // $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.…
+	}
+	if tokens[stream] != eventstore.StreamName {
+		t.Fatalf("accepted ack subject %q of stream %q", s, tokens[stream])
+	}
+	if tokens[stream+1] != ack.Consumer || !eventstore.ValidToken(ack.Consumer, eventstore.MaxIDLen) {
+		t.Fatalf("accepted ack subject %q with consumer %q", s, ack.Consumer)
+	}
 }

@@ -104,17 +104,12 @@ func (s ConsumerSettings) differences(have jetstream.ConsumerConfig, filters []s
 }
 
 // ensureConsumer binds to the durable consumer name, creating it with the
-// settings when it does not exist.
-func ensureConsumer(ctx context.Context, stream jetstream.Stream, name string, filters []string, s ConsumerSettings) (jetstream.Consumer, error) {
-	cons, err := stream.Consumer(ctx, name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = stream.CreateConsumer(ctx, s.config(name, filters))
-		if errors.Is(err, jetstream.ErrConsumerExists) { // another client created it first
-			cons, err = stream.Consumer(ctx, name)
-		}
-	}
+// settings when it does not exist, and fails with ErrConsumerMismatch when
+// it exists with other settings.
+func ensureConsumer(ctx context.Context, store WorkQueueStore, name string, filters []string, s ConsumerSettings) (jetstream.Consumer, error) {
+	cons, err := store.EnsureConsumer(ctx, s.config(name, filters))
 	if err != nil {
-		return nil, eventstore.Classify(err)
+		return nil, err
 	}
 	if diffs := s.differences(cons.CachedInfo().Config, filters); len(diffs) > 0 {
 		return nil, fmt.Errorf("%w: consumer %q: %s", ErrConsumerMismatch, name, strings.Join(diffs, "; "))

@@ -1,7 +1,6 @@
 package consumers
 
 import (
-	"bytes"
 	"sync"
 	"time"
 
@@ -105,11 +104,12 @@ func (c *credit) watchAcks(nc *nats.Conn, consumer string, wait time.Duration) (
 		if !ok {
 			return
 		}
+		action, ok := actionOf(m.Data)
 		switch {
-		case bytes.HasPrefix(m.Data, []byte("+WPI")):
+		case !ok:
+		case action == ActionInProgress:
 			c.extend(ack.StreamSeq, time.Now().Add(wait))
-		case bytes.HasPrefix(m.Data, []byte("+ACK")), bytes.HasPrefix(m.Data, []byte("-NAK")),
-			bytes.HasPrefix(m.Data, []byte("+TERM")), len(m.Data) == 0:
+		default:
 			c.release(ack.StreamSeq)
 		}
 	}

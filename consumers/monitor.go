@@ -45,6 +45,16 @@ const (
 // seed's "monitor"), fanned out in process to every live watcher: each
 // event is delivered by JetStream once per node and decoded once, whatever
 // the number of watchers.
+//
+// It uses nats.go's legacy JetStream API (nc.JetStream, js.Subscribe with
+// nats.OrderedConsumer) on purpose: the jetstream package (v1.55) has no
+// ordered push consumer. Its OrderedConsumer is a pull consumer (pull
+// requests with client-side heartbeats, not a server-pushed flow with
+// IdleHeartbeat), and its PushConsumer does not reset itself from the last
+// sequence seen after a gap or a lost consumer. Moving would replace the
+// push flow DESIGN.md describes and the recovery whenLost was tuned for
+// (TestNATSConnectionCutByProxy, TestWatchersSurviveTheMonitorsSubscriptionEnding),
+// so the legacy API stays until jetstream offers an ordered push consumer.
 type Monitor struct {
 	nc      *nats.Conn
 	log     *slog.Logger

@@ -23,18 +23,39 @@ const ReviewConsumer = "order-review"
 // ReviewOptions configure the order-review worker.
 type ReviewOptions struct {
 	// LimitMinor is the largest total_minor approved; larger orders are
-	// rejected.
+	// rejected. It must not be negative; 0 approves only orders of total 0.
 	LimitMinor int64
 	// AckWait is how long a created event may be in review before it is
-	// delivered again (to this node or another).
+	// delivered again (to this node or another): DefaultAckWait when 0,
+	// else at least minReviewAckWait.
 	AckWait time.Duration
 }
 
-// Transitioner is what the review worker needs of the event store: the
-// same transition path the RPCs use.
-type Transitioner interface {
+// minReviewAckWait is the shortest AckWait allowed: a review is a read and
+// a write to JetStream, each bounded by the store's timeout, and an ack
+// wait shorter than a second would have healthy reviews redelivered.
+const minReviewAckWait = time.Second
+
+// withDefaults checks o and fills in its defaults.
+func (o ReviewOptions) withDefaults() (ReviewOptions, error) {
+	if o.LimitMinor < 0 {
+		return o, fmt.Errorf("%w: review limit %d is negative", ErrInvalidOption, o.LimitMinor)
+	}
+	switch {
+	case o.AckWait == 0:
+		o.AckWait = DefaultAckWait
+	case o.AckWait < minReviewAckWait:
+		return o, fmt.Errorf("%w: review ack wait %s is shorter than %s", ErrInvalidOption, o.AckWait, minReviewAckWait)
+	}
+	return o, nil
+}
+
+// ReviewStore is what the review worker needs of the event store
+// (*eventstore.Store): its durable consumer, and the same transition path
+// the RPCs use.
+type ReviewStore interface {
+	CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
 	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
-	Stream(ctx context.Context) (jetstream.Stream, error)
 }
 
 // Reviewer is the built-in order-review worker (the seed's pull consumer):
@@ -43,17 +64,19 @@ type Transitioner interface {
 // the limit and rejects the rest, and acks each event only once its
 // transition is stored.
 type Reviewer struct {
-	store Transitioner
+	store ReviewStore
 	opts  ReviewOptions
 	log   *slog.Logger
 }
 
-// NewReviewer returns the review worker.
-func NewReviewer(store Transitioner, opts ReviewOptions, log *slog.Logger) *Reviewer {
-	if opts.AckWait == 0 {
-		opts.AckWait = DefaultAckWait
+// NewReviewer returns the review worker, or an error wrapping
+// ErrInvalidOption when opts cannot work.
+func NewReviewer(store ReviewStore, opts ReviewOptions, log *slog.Logger) (*Reviewer, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	return &Reviewer{store: store, opts: opts, log: log.With("worker", ReviewConsumer)}
+	return &Reviewer{store: store, opts: opts, log: log.With("worker", ReviewConsumer)}, nil
 }
 
 // Run reviews orders until ctx ends, retrying (with a pause) while
@@ -74,21 +97,20 @@ func (r *Reviewer) Run(ctx context.Context) {
 }
 
 func (r *Reviewer) run(ctx context.Context) error {
-	stream, err := r.store.Stream(ctx)
+	filters, err := eventstore.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}})
 	if err != nil {
 		return err
 	}
-	filter, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
-	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := r.store.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       ReviewConsumer,
 		Description:   "ordersd order review: approves or rejects created orders",
-		FilterSubject: filter,
+		FilterSubject: filters[0], // one status: one filter, as the consumer has always had
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.opts.AckWait,
 		MaxAckPending: 1000,
 	})
 	if err != nil {
-		return eventstore.Classify(err)
+		return err
 	}
 	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor)
 	for {

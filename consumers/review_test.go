@@ -37,11 +37,15 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	reviewer, err := NewReviewer(e.store, ReviewOptions{LimitMinor: 500}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		NewReviewer(e.store, ReviewOptions{LimitMinor: 500}, e.log).Run(runCtx)
+		reviewer.Run(runCtx)
 	}()
 	defer func() { stop(); <-done }()
 
@@ -53,11 +57,7 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		stream, err := e.store.Stream(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cons, err := stream.Consumer(ctx, ReviewConsumer)
+		cons, err := e.js.Consumer(ctx, eventstore.StreamName, ReviewConsumer)
 		if err == nil {
 			info, err := cons.Info(ctx)
 			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream > 0 {

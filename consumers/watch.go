@@ -46,25 +46,9 @@ func (s WatchSpec) matches(ev *ordersv1.OrderEvent) bool {
 }
 
 // filters are the subject filters that select the spec's events in the
-// stream (the customer filter is applied to the payload).
-func (s WatchSpec) filters() []string {
-	var filters []string
-	switch {
-	case s.OrderID != "" && len(s.Statuses) > 0:
-		for _, st := range s.Statuses {
-			subject, _ := eventstore.EventSubject(st, s.OrderID)
-			filters = append(filters, subject)
-		}
-	case s.OrderID != "":
-		subject, _ := eventstore.OrderSubjects(s.OrderID)
-		filters = append(filters, subject)
-	default:
-		for _, st := range s.Statuses {
-			subject, _ := eventstore.StatusSubjects(st)
-			filters = append(filters, subject)
-		}
-	}
-	return filters
+// stream (the customer filter is applied to the payload, by matches).
+func (s WatchSpec) filters() ([]string, error) {
+	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, OrderID: s.OrderID})
 }
 
 // WatchUpdate is one message of a WatchOrders stream.
@@ -74,15 +58,21 @@ type WatchUpdate struct {
 	Heartbeat bool
 }
 
+// EventReader is what a Watcher needs of the event store
+// (*eventstore.Store): reads of stored events, for replays and catch-up.
+type EventReader interface {
+	Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error)
+}
+
 // Watcher serves WatchOrders streams from the node's Monitor and, for
 // replays and catch-up, from the stream itself.
 type Watcher struct {
 	monitor *Monitor
-	store   *eventstore.Store
+	store   EventReader
 }
 
 // NewWatcher returns a Watcher.
-func NewWatcher(monitor *Monitor, store *eventstore.Store) *Watcher {
+func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
 	return &Watcher{monitor: monitor, store: store}
 }
 
@@ -149,7 +139,11 @@ var errBehind = errors.New("watcher fell behind the live events")
 
 // catchUp reads the stream from where the watcher is until it has caught up.
 func (s *watchStream) catchUp(ctx context.Context) error {
-	req := eventstore.ReadRequest{Filters: s.spec.filters(), SkipUnreadable: true}
+	filters, err := s.spec.filters()
+	if err != nil {
+		return err
+	}
+	req := eventstore.ReadRequest{Filters: filters, SkipUnreadable: true}
 	switch {
 	case s.positioned:
 		req.StartSequence = s.served + 1

@@ -41,9 +41,15 @@ type Delivery struct {
 	Heartbeat  bool
 }
 
+// WorkQueueStore is what WorkQueues needs of the event store
+// (*eventstore.Store): the durable consumers of the stream.
+type WorkQueueStore interface {
+	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+}
+
 // WorkQueues serves ConsumeOrders streams.
 type WorkQueues struct {
-	store   *eventstore.Store
+	store   WorkQueueStore
 	nc      *nats.Conn
 	tokens  *AckTokens
 	log     *slog.Logger
@@ -51,7 +57,7 @@ type WorkQueues struct {
 }
 
 // NewWorkQueues returns WorkQueues on the store's stream; m may be nil.
-func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics) *WorkQueues {
+func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics) *WorkQueues {
 	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log, metrics: m}
 }
 
@@ -62,13 +68,9 @@ func NewWorkQueues(store *eventstore.Store, nc *nats.Conn, tokens *AckTokens, lo
 // right away instead of after their ack wait.
 func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
 	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
-		stream, err := w.store.Stream(ctx)
-		if err != nil {
-			return nil, err
-		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return ensureConsumer(ctx, stream, spec.Consumer, spec.Filters, spec.Settings)
+		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings)
 	})
 	if err != nil {
 		return err

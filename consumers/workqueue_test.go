@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -16,7 +18,9 @@ import (
 )
 
 type testEnv struct {
+	ns    *natsserver.Server
 	nc    *nats.Conn
+	js    jetstream.JetStream // to look at the stream and its consumers directly
 	store *eventstore.Store
 	log   *slog.Logger
 }
@@ -24,7 +28,8 @@ type testEnv struct {
 func newTestEnv(t *testing.T) testEnv {
 	t.Helper()
 	log := testsupport.Logger()
-	nc := testsupport.Connect(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
+	ns := testsupport.StartNATS(t, testsupport.InProcessOnly)
+	nc := testsupport.Connect(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +38,7 @@ func newTestEnv(t *testing.T) testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{nc: nc, store: store, log: log}
+	return testEnv{ns: ns, nc: nc, js: js, store: store, log: log}
 }
 
 func (e testEnv) createOrders(t *testing.T, count int) {
@@ -46,6 +51,94 @@ func (e testEnv) createOrders(t *testing.T, count int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// waitFor fails the test unless cond holds within d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The fetch loop never has more events out than the client's credit
+// (max_in_flight), and an ack frees credit at once, long before the ack
+// wait: one applied by the Acker on this connection, and one published by
+// another connection (another ordersd node).
+func TestFetchLoopStaysWithinCreditAndAcksFreeIt(t *testing.T) {
+	e := newTestEnv(t)
+	e.createOrders(t, 10)
+	tokens := RandomAckTokens()
+	wq := NewWorkQueues(e.store, e.nc, tokens, e.log, nil)
+	const credit = 3
+	spec := ConsumeSpec{Consumer: "q", MaxInFlight: credit, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
+
+	var sent, acked atomic.Int64
+	deliveries := make(chan Delivery, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- wq.Consume(ctx, spec, func(d Delivery) error {
+			if d.Heartbeat {
+				return nil
+			}
+			if out := sent.Add(1) - acked.Load(); out > credit {
+				t.Errorf("event %d sent with %d unacknowledged, credit is %d", d.Event.GetSequence(), out-1, credit)
+			}
+			deliveries <- d
+			return nil
+		})
+	}()
+	next := func() Delivery {
+		t.Helper()
+		select {
+		case d := <-deliveries:
+			return d
+		case err := <-done:
+			t.Fatalf("Consume ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no delivery within 10s after %d (ack wait is a minute: credit was not freed)", sent.Load())
+		}
+		return Delivery{}
+	}
+	var held []Delivery
+	for range credit {
+		held = append(held, next())
+	}
+
+	// Acked here, with JetStream's confirmation.
+	acked.Add(1)
+	ack, err := tokens.Verify(held[0].AckToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := NewAcker(e.nc, 5*time.Second).Apply(ctx, []Settle{{Ack: ack, Action: ActionAck}})
+	if !res[0].Confirmed {
+		t.Fatalf("ack not confirmed: %v", res[0].Err)
+	}
+	held = append(held, next())
+
+	// Acked by another connection: a plain JetStream ack, as any node sends.
+	other := testsupport.Connect(t, e.ns)
+	ack, err = tokens.Verify(held[1].AckToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked.Add(1)
+	if err := other.Publish(ack.Subject, []byte(ackBody)); err != nil {
+		t.Fatal(err)
+	}
+	held = append(held, next())
+	if got := sent.Load(); got != credit+2 {
+		t.Fatalf("%d events sent after two acks, want %d", got, credit+2)
+	}
+	cancel()
+	<-done
 }
 
 // Events fetched for a client whose stream broke before they were sent are

@@ -27,21 +27,31 @@ const (
 	maxAckWait         = 12 * time.Hour
 )
 
-// statuses checks a list of event types and returns their subject filters.
-func (v *violations) statuses(field string, statuses []ordersv1.OrderStatus) []string {
+// statuses checks a list of event types: each a storable status, none
+// listed twice.
+func (v *violations) statuses(field string, statuses []ordersv1.OrderStatus) {
 	seen := map[ordersv1.OrderStatus]bool{}
-	var filters []string
 	for i, st := range statuses {
-		subject, err := eventstore.StatusSubjects(st)
 		switch {
-		case err != nil:
+		case eventstore.EventType(st) == "":
 			v.add(fmt.Sprintf("%s[%d]", field, i), "must be a known order status other than ORDER_STATUS_UNSPECIFIED, got %d", int32(st))
 		case seen[st]:
 			v.add(fmt.Sprintf("%s[%d]", field, i), "%s is listed twice", st)
 		default:
 			seen[st] = true
-			filters = append(filters, subject)
 		}
+	}
+}
+
+// filters returns the subject filters of f, once the fields it comes from
+// have passed their checks (so that it cannot fail).
+func (v *violations) filters(field string, f eventstore.Filter) []string {
+	if len(*v) > 0 {
+		return nil
+	}
+	filters, err := eventstore.FilterSubjects(f)
+	if err != nil {
+		v.add(field, "%v", err)
 	}
 	return filters
 }
@@ -80,9 +90,9 @@ func (v *violations) heartbeat(field string, d *durationpb.Duration) time.Durati
 func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, error) {
 	var v violations
 	v.id("consumer", req.GetConsumer(), eventstore.MaxIDLen, true)
+	v.statuses("statuses", req.GetStatuses())
 	spec := consumers.ConsumeSpec{
 		Consumer:    req.GetConsumer(),
-		Filters:     v.statuses("statuses", req.GetStatuses()),
 		MaxInFlight: int(req.GetMaxInFlight()),
 		AutoAck:     req.GetAutoAck(),
 		Heartbeat:   v.heartbeat("heartbeat_interval", req.GetHeartbeatInterval()),
@@ -125,6 +135,7 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 	case *ordersv1.ConsumerSettings_StartTime:
 		spec.Settings.StartTime = v.timestamp("settings.start_time", start.StartTime)
 	}
+	spec.Filters = v.filters("statuses", eventstore.Filter{Statuses: req.GetStatuses()})
 	return spec, v.err()
 }
 

@@ -48,10 +48,11 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 	if err != nil {
 		return nil, err
 	}
-	stream, err := s.Stream(ctx)
+	_, cancel, stream, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
+	cancel() // the stream handle outlives the check; the publish has its own bounds
 	p := s.startPublish(ctx, msg)
 	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(order.GetOrderId(), 0))
 	if err != nil {

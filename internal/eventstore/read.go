@@ -16,7 +16,7 @@ const readBatch = 256
 
 // ReadRequest says which stored events Read sends.
 type ReadRequest struct {
-	// Filters are subject filters (see OrderSubjects, StatusSubjects); all
+	// Filters are subject filters (see FilterSubjects); all
 	// of ORDERS.> when empty.
 	Filters []string
 	// StartSequence, when not 0, starts at this stream sequence.

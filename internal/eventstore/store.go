@@ -215,16 +215,6 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 	return ctx, cancel, stream, nil
 }
 
-// Stream returns the stream ORDERS, for consumers of its events.
-func (s *Store) Stream(ctx context.Context) (jetstream.Stream, error) {
-	_, cancel, stream, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	cancel()
-	return stream, nil
-}
-
 // Get returns an order's current state: the last event on ORDERS.*.<id>.
 func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error) {
 	ctx, cancel, stream, err := s.begin(ctx)

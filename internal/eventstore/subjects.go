@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
@@ -98,4 +99,54 @@ func parseSubject(subject string) (ordersv1.OrderStatus, string, bool) {
 		}
 	}
 	return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, "", false
+}
+
+// Filter says which events a reader wants, by what their subjects carry.
+// It is the one place where what a client asks for becomes subject
+// filters: work queues, watches and reads all go through FilterSubjects.
+// (A customer filter belongs here too, once the customer id is a token of
+// the subject; until then it is applied to the payload by the reader.)
+type Filter struct {
+	// Statuses selects events of these types; every type when empty.
+	Statuses []ordersv1.OrderStatus
+	// OrderID selects one order's events; every order's when empty.
+	OrderID string
+}
+
+// FilterSubjects returns the subject filters that select exactly f's
+// events: ORDERS.<event>.* per status, ORDERS.*.<order_id> for an order,
+// ORDERS.<event>.<order_id> per status for both, and none (every event)
+// for an empty f. A status listed twice gives one filter, as JetStream
+// refuses overlapping filters. An unknown status or an order id that is not
+// subject-safe is ErrInvalidArgument.
+func FilterSubjects(f Filter) ([]string, error) {
+	if len(f.Statuses) == 0 {
+		if f.OrderID == "" {
+			return nil, nil
+		}
+		subject, err := OrderSubjects(f.OrderID)
+		if err != nil {
+			return nil, err
+		}
+		return []string{subject}, nil
+	}
+	filters := make([]string, 0, len(f.Statuses))
+	for _, st := range f.Statuses {
+		var (
+			subject string
+			err     error
+		)
+		if f.OrderID == "" {
+			subject, err = StatusSubjects(st)
+		} else {
+			subject, err = EventSubject(st, f.OrderID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(filters, subject) {
+			filters = append(filters, subject)
+		}
+	}
+	return filters, nil
 }

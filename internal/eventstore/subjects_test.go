@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,5 +51,41 @@ func TestSubjectsRoundTrip(t *testing.T) {
 	}
 	if _, err := EventSubject(ordersv1.OrderStatus(99), "o-1"); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unknown status got a subject")
+	}
+}
+
+// FilterSubjects turns statuses and an order id into the subject filters
+// that select exactly their events, and refuses what cannot be a subject.
+func TestFilterSubjects(t *testing.T) {
+	t.Parallel()
+	created, paid := ordersv1.OrderStatus_ORDER_STATUS_CREATED, ordersv1.OrderStatus_ORDER_STATUS_PAID
+	for _, c := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"nothing asked for is every event", Filter{}, nil},
+		{"statuses select their event types", Filter{Statuses: []ordersv1.OrderStatus{created, paid}}, []string{"ORDERS.created.*", "ORDERS.paid.*"}},
+		{"a status listed twice gives one filter", Filter{Statuses: []ordersv1.OrderStatus{paid, created, paid}}, []string{"ORDERS.paid.*", "ORDERS.created.*"}},
+		{"an order id selects its events", Filter{OrderID: "o-1"}, []string{"ORDERS.*.o-1"}},
+		{"both select the order's events of those types", Filter{Statuses: []ordersv1.OrderStatus{paid}, OrderID: "o-1"}, []string{"ORDERS.paid.o-1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := FilterSubjects(c.f)
+			if err != nil || !slices.Equal(got, c.want) {
+				t.Fatalf("FilterSubjects(%+v) = %q, %v; want %q", c.f, got, err, c.want)
+			}
+		})
+	}
+	for _, bad := range []Filter{
+		{Statuses: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED}},
+		{Statuses: []ordersv1.OrderStatus{99}},
+		{OrderID: "a.b"},
+		{OrderID: ">", Statuses: []ordersv1.OrderStatus{created}},
+	} {
+		if got, err := FilterSubjects(bad); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("FilterSubjects(%+v) = %q, %v; want ErrInvalidArgument", bad, got, err)
+		}
 	}
 }

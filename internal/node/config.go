@@ -70,6 +70,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--nats-timeout must be positive, got %s", c.OpTimeout)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
+	case c.ReviewLimit < 0:
+		return fmt.Errorf("--review-limit-minor must not be negative, got %d", c.ReviewLimit)
 	case c.ShutdownDelay < 0:
 		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:

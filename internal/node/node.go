@@ -116,6 +116,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// A no-op after the shutdown below, which comes first in every other way out.
 	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
+	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
+	if err != nil {
+		return fmt.Errorf("--review-limit-minor: %w", err) // Validate refuses what it refuses; this is a backstop
+	}
 	var ops *opsServer
 	if opsLis != nil {
 		ops = newOpsServer(opsLis, reg, svc.Health)
@@ -134,7 +138,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		g.Go(func() error { return ops.serve(log) })
 	}
 	if cfg.Review {
-		reviewer := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 		g.Go(func() error {
 			reviewer.Run(svc.Stopping)
 			return nil

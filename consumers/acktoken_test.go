@@ -1,0 +1,83 @@
+package consumers
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// ackSubject is a JetStream ack subject of the stream ORDERS whose token,
+// 1+32+26 = 59 bytes, ends in a base64 character with unused low bits.
+const ackSubject = "$JS.ACK.ORDERS.c.1.2.3.4.0"
+
+// withTrailingBitsChanged returns tok with the lowest bit of its last
+// character flipped. In unpadded base64 of a length that is not a multiple
+// of 3 that bit is padding: a lax decoder reads the same bytes from both.
+func withTrailingBitsChanged(t testing.TB, tok string) string {
+	t.Helper()
+	if n := len(tok) % 4; n != 2 && n != 3 {
+		t.Fatalf("token of length %d has no trailing bits", len(tok))
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, tok[len(tok)-1])
+	if i < 0 {
+		t.Fatalf("token %q does not end in a base64url character", tok)
+	}
+	return tok[:len(tok)-1] + string(alphabet[i^1])
+}
+
+// Only the exact string Sign made verifies: the same bytes in any other
+// spelling (other padding bits, CR or LF inside), an altered or truncated
+// token, one signed with another key, and anything that is no token at all
+// are refused, each with the error that says why.
+func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
+	t.Parallel()
+	tokens := newAckTokens([]byte("test-key-0123456789abcdef0123456789"))
+	other := newAckTokens([]byte("other-key-0123456789abcdef012345678"))
+	good := tokens.Sign(ackSubject)
+
+	got, err := tokens.Verify(good)
+	if err != nil {
+		t.Fatalf("Verify(Sign(%q)) = %v", ackSubject, err)
+	}
+	want := AckSubject{Subject: ackSubject, Consumer: "c", Delivered: 1, StreamSeq: 2}
+	if got != want {
+		t.Fatalf("Verify(Sign(%q)) = %+v, want %+v", ackSubject, got, want)
+	}
+
+	// A byte of the signed subject changed: the MAC no longer matches.
+	raw, ok := decode(good)
+	if !ok {
+		t.Fatal("a signed token does not decode")
+	}
+	raw[len(raw)-1] ^= 1 // "...4.0" → "...4.1"
+	altered := tokenEncoding.EncodeToString(raw)
+
+	for _, c := range []struct {
+		name, token string
+		want        error
+	}{
+		{"the same bytes with other trailing bits", withTrailingBitsChanged(t, good), ErrMalformedToken},
+		{"a line feed inside", good[:10] + "\n" + good[10:], ErrMalformedToken},
+		{"a carriage return at the end", good + "\r", ErrMalformedToken},
+		{"padding added", good + "=", ErrMalformedToken},
+		{"truncated", good[:len(good)-4], ErrForgedToken},
+		{"the subject altered", altered, ErrForgedToken},
+		{"signed with another key", other.Sign(ackSubject), ErrForgedToken},
+		{"empty", "", ErrMalformedToken},
+		{"not base64", "not a token!", ErrMalformedToken},
+		{"too short for a MAC", tokenEncoding.EncodeToString([]byte{tokenVersion, 1, 2, 3}), ErrMalformedToken},
+		{"another version", tokenEncoding.EncodeToString(append([]byte{tokenVersion + 1}, raw[1:]...)), ErrMalformedToken},
+		{"a signed subject that is not an ack subject", tokens.Sign("$JS.API.STREAM.DELETE.ORDERS"), ErrMalformedToken},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.token == good {
+				t.Fatal("the case is the good token itself")
+			}
+			got, err := tokens.Verify(c.token)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Verify(%q) = %+v, %v; want %v", c.token, got, err, c.want)
+			}
+		})
+	}
+}
