@@ -3,11 +3,14 @@ package consumers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // AckAction is what an ack does to a delivery.
@@ -118,6 +121,11 @@ func (a *Acker) Apply(ctx context.Context, settles []Settle) []SettleResult {
 // apply publishes every settle but the repeats and waits for the answers.
 func (a *Acker) apply(ctx context.Context, settles []Settle, repeats map[int]int) []SettleResult {
 	results := make([]SettleResult, len(settles))
+	if !a.nc.IsConnected() {
+		// Published now, the acks would wait in the reconnect buffer, and
+		// their confirmations could not come before the timeout.
+		return failAll(results, fmt.Errorf("%w: not connected to NATS", eventstore.ErrUnavailable))
+	}
 	inbox := a.nc.NewInbox()
 	replies := make(chan *nats.Msg, len(settles))
 	sub, err := a.nc.ChanSubscribe(inbox+".*", replies)
@@ -147,7 +155,11 @@ func (a *Acker) apply(ctx context.Context, settles []Settle, repeats map[int]int
 			if err != nil || i < 0 || i >= len(results) || results[i].Confirmed || results[i].Err != nil {
 				continue
 			}
-			results[i].Confirmed = true
+			if noResponders(m) {
+				results[i].Err = ErrAckNotApplied
+			} else {
+				results[i].Confirmed = true
+			}
 			waiting--
 		case <-ctx.Done():
 			for i := range results {
@@ -200,6 +212,16 @@ func repeatsOf(settles []Settle) map[int]int {
 		repeats[i] = first
 	}
 	return repeats
+}
+
+// ErrAckNotApplied is a settle's error when nothing took its ack: the
+// consumer it names no longer exists (deleted, or expired while idle).
+var ErrAckNotApplied = errors.New("no consumer took the ack: it was deleted or expired")
+
+// noResponders reports whether m is the status NATS itself sends back to a
+// request that no subscriber received, rather than JetStream's answer.
+func noResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
 func failAll(results []SettleResult, err error) []SettleResult {

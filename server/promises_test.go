@@ -181,9 +181,6 @@ func TestAckOrdersReportsUnconfirmedAcks(t *testing.T) {
 // An ack that nothing can apply (its consumer was deleted) is not
 // confirmed, while an ack beside it in the same call is.
 func TestAckOnADeletedConsumerIsNotConfirmed(t *testing.T) {
-	t.Skip("known bug in consumers/ (not this branch's to change): Acker.apply counts any reply as a confirmation, " +
-		"the no-responders status (503) NATS sends for an ack whose consumer is gone included, so AckOrders answers " +
-		"confirmed: true for an ack that was never applied (consumers/ack.go, apply). Remove this skip with the fix.")
 	t.Parallel()
 	n := startNode(t)
 	n.create(t)

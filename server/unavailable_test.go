@@ -123,9 +123,6 @@ func checkCallsFailFast(t *testing.T, n *testNode, order *ordersv1.Order, ackTok
 // AckOrders fails fast too while NATS is known to be disconnected, as the
 // README promises of every call.
 func TestAcksFailFastWhileNATSIsDisconnected(t *testing.T) {
-	t.Skip("known bug in consumers/ (not this branch's to change): Acker.Apply publishes into the reconnect buffer and " +
-		"waits its whole timeout for confirmations that cannot come (measured 2.0s with a 2s timeout) instead of answering " +
-		"at once when the connection is down (consumers/ack.go, apply). Remove this skip with the fix.")
 	t.Parallel()
 	n, proxy, _ := startNodeBehindProxy(t)
 	order := n.create(t)
