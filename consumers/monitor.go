@@ -24,9 +24,6 @@ import (
 // bounded and no watcher ever slows the others.
 const liveBuffer = 256
 
-// subscribeTimeout bounds each JetStream request of starting the monitor.
-const subscribeTimeout = 5 * time.Second
-
 // The monitor's consumer outlives a cut in the NATS connection: JetStream
 // deletes an ephemeral consumer that nobody listens to after 5s by default,
 // and nats.go recreates an ordered consumer only after two idle heartbeats
@@ -57,6 +54,7 @@ const (
 // so the legacy API stays until jetstream offers an ordered push consumer.
 type Monitor struct {
 	nc      *nats.Conn
+	timeout time.Duration // bounds each JetStream request of subscribing
 	log     *slog.Logger
 	metrics *metrics.Metrics
 
@@ -71,9 +69,10 @@ type Monitor struct {
 }
 
 // NewMonitor returns a Monitor; it subscribes when the first watcher
-// joins. m may be nil.
-func NewMonitor(nc *nats.Conn, log *slog.Logger, m *metrics.Metrics) *Monitor {
-	return &Monitor{nc: nc, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}), watchers: make(map[*liveWatcher]struct{})}
+// joins, waiting at most timeout (--nats-timeout) for each JetStream
+// request of that. m may be nil.
+func NewMonitor(nc *nats.Conn, timeout time.Duration, log *slog.Logger, m *metrics.Metrics) *Monitor {
+	return &Monitor{nc: nc, timeout: timeout, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}), watchers: make(map[*liveWatcher]struct{})}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
@@ -140,7 +139,7 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 	case !m.nc.IsConnected():
 		return fmt.Errorf("%w: not connected to NATS", eventstore.ErrUnavailable)
 	}
-	js, err := m.nc.JetStream(nats.MaxWait(subscribeTimeout))
+	js, err := m.nc.JetStream(nats.MaxWait(m.timeout))
 	if err != nil {
 		return eventstore.Classify(err)
 	}

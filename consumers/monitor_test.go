@@ -6,6 +6,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // When nats.go gives up on the monitor's ordered consumer (recreating it
@@ -14,7 +15,7 @@ import (
 // monitor subscribes again, with no event missed or repeated.
 func TestWatchersSurviveTheMonitorsSubscriptionEnding(t *testing.T) {
 	env := newTestEnv(t)
-	monitor := NewMonitor(env.nc, env.log, nil)
+	monitor := NewMonitor(env.nc, eventstore.DefaultOpTimeout, env.log, nil)
 	defer monitor.Close()
 	watcher := NewWatcher(monitor, env.store)
 	env.createOrders(t, 3)

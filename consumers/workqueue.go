@@ -68,9 +68,7 @@ func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *
 // right away instead of after their ack wait.
 func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
 	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings)
+		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings) // bounded by --nats-timeout
 	})
 	if err != nil {
 		return err

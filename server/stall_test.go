@@ -291,9 +291,6 @@ func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 // --nats-timeout too, as the README promises for every JetStream
 // operation.
 func TestStreamSetUpIsBoundedWhileNATSStalls(t *testing.T) {
-	t.Skip("known bug in consumers/ (not this branch's to change): ConsumeOrders binds its consumer with a 10s bound " +
-		"(consumers/workqueue.go, Consume) and the monitor subscribes with a 5s one (consumers/monitor.go, subscribeTimeout), " +
-		"not --nats-timeout: measured 10.0s and 5.0s with a 2s --nats-timeout. Remove this skip with the fix.")
 	t.Parallel()
 	n, proxy, _ := startNodeBehindProxy(t)
 	order := n.create(t)
