@@ -11,6 +11,16 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
+// NewOrder is the input of Create. Callers validate it first (see package
+// server); the store re-checks only what would be unsafe to store.
+type NewOrder struct {
+	RequestID    string // optional idempotency key
+	OrderID      string // optional; a ULID is made when empty
+	CustomerID   string
+	Items        []*ordersv1.LineItem
+	CurrencyCode string
+}
+
 // Create stores a new order as its created event. The event is published
 // with an expected last sequence of 0 on ORDERS.*.<id>, so an order id can
 // be taken only once; a retried request is answered with the original order.

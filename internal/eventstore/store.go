@@ -11,8 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/ulid/v2"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/metrics"
@@ -116,25 +114,6 @@ type Result struct {
 	Duplicate bool
 }
 
-// NewOrder is the input of Create. Callers validate it first (see package
-// server); the store re-checks only what would be unsafe to store.
-type NewOrder struct {
-	RequestID    string // optional idempotency key
-	OrderID      string // optional; a ULID is made when empty
-	CustomerID   string
-	Items        []*ordersv1.LineItem
-	CurrencyCode string
-}
-
-// Change is the input of Transition.
-type Change struct {
-	OrderID          string
-	RequestID        string // optional idempotency key
-	ExpectedRevision uint64 // 0: no check
-	To               ordersv1.OrderStatus
-	Reason           string // for rejected and cancelled
-}
-
 // Ready checks that JetStream answers and the stream ORDERS exists,
 // provisioning it when it does not. Health checks call it.
 func (s *Store) Ready(ctx context.Context) error {
@@ -213,149 +192,4 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 		return nil, nil, nil, err
 	}
 	return ctx, cancel, stream, nil
-}
-
-// Get returns an order's current state: the last event on ORDERS.*.<id>.
-func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error) {
-	ctx, cancel, stream, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	last, err := s.lastEvent(ctx, stream, orderID)
-	if err != nil {
-		return nil, s.classify(err)
-	}
-	return last.event.GetOrder(), nil
-}
-
-// Transition moves an order to c.To. It reads the order's last event,
-// checks the expected revision and the state machine, and publishes the new
-// state with an expected last sequence on ORDERS.*.<id>: if anything else
-// was stored for the order in between, JetStream refuses the write and the
-// call fails with ErrConflict, so no transition is ever lost or doubled.
-func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
-	ctx, cancel, stream, err := s.begin(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	defer cancel()
-
-	last, err := s.lastEvent(ctx, stream, c.OrderID)
-	if err != nil {
-		return Result{}, s.classify(err)
-	}
-	current := last.event.GetOrder()
-	if c.RequestID != "" && last.requestID == c.RequestID {
-		if current.GetStatus() == c.To {
-			return Result{Order: current, Duplicate: true}, nil
-		}
-		return Result{}, fmt.Errorf("%w: %q made order %s %s", ErrRequestIDReused, c.RequestID, c.OrderID, statusName(current.GetStatus()))
-	}
-	if c.ExpectedRevision != 0 && c.ExpectedRevision != current.GetRevision() {
-		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: c.ExpectedRevision, Actual: current.GetRevision()})
-	}
-	if !CanTransition(current.GetStatus(), c.To) {
-		return s.retriedOr(ctx, stream, c, &TransitionError{From: current.GetStatus(), To: c.To})
-	}
-
-	next := proto.Clone(current).(*ordersv1.Order)
-	next.Status = c.To
-	next.Reason = c.Reason
-	next.UpdateTime = timestamppb.New(s.now())
-	msg, err := EncodeEvent(next, c.RequestID)
-	if err != nil {
-		return Result{}, err
-	}
-	ack, err := s.publish(ctx, msg, ExpectRevision(c.OrderID, current.GetRevision()))
-	switch {
-	case isWrongLastSequence(err):
-		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: current.GetRevision()})
-	case err != nil:
-		return Result{}, s.classify(err)
-	case ack.Duplicate:
-		return s.duplicateAt(ctx, stream, ack.Sequence, c.RequestID, c.OrderID)
-	}
-	next.Revision = ack.Sequence
-	return Result{Order: next}, nil
-}
-
-// retriedOr answers a write that cannot be applied. If the request id
-// already stored the wanted event, the write is a retry and gets its original
-// result; otherwise the write fails with failure. Since an order enters each
-// status at most once, the only event a retry can have stored is the last one
-// on ORDERS.<event>.<id>: one read, however long ago the original was.
-func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, c Change, failure error) (Result, error) {
-	if c.RequestID != "" {
-		prior, ok, err := s.eventWithRequest(ctx, stream, c.To, c.OrderID, c.RequestID)
-		if err != nil {
-			return Result{}, s.classify(err)
-		}
-		if ok {
-			return prior, nil
-		}
-	}
-	return Result{}, failure
-}
-
-// eventWithRequest looks for the order's event of the given status and
-// reports whether request id requestID stored it.
-func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, status ordersv1.OrderStatus, orderID, requestID string) (Result, bool, error) {
-	if requestID == "" {
-		return Result{}, false, nil
-	}
-	subject, err := EventSubject(status, orderID)
-	if err != nil {
-		return Result{}, false, err
-	}
-	raw, err := stream.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Result{}, false, nil
-	}
-	if err != nil {
-		return Result{}, false, err
-	}
-	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
-	if err != nil {
-		return Result{}, false, err
-	}
-	if ev.requestID != requestID {
-		return Result{}, false, nil
-	}
-	return Result{Order: ev.event.GetOrder(), Duplicate: true}, true, nil
-}
-
-// duplicateAt answers a publish that JetStream acknowledged as a duplicate
-// of the event at seq. The event must belong to the same request and, when
-// the caller named one, the same order.
-func (s *Store) duplicateAt(ctx context.Context, stream jetstream.Stream, seq uint64, requestID, orderID string) (Result, error) {
-	raw, err := stream.GetMsg(ctx, seq)
-	if err != nil {
-		return Result{}, s.classify(err)
-	}
-	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
-	if err != nil {
-		return Result{}, err
-	}
-	order := ev.event.GetOrder()
-	if ev.requestID != requestID || (orderID != "" && order.GetOrderId() != orderID) {
-		return Result{}, fmt.Errorf("%w: %q belongs to order %s", ErrRequestIDReused, requestID, order.GetOrderId())
-	}
-	return Result{Order: order, Duplicate: true}, nil
-}
-
-// lastEvent reads the last event of an order.
-func (s *Store) lastEvent(ctx context.Context, stream jetstream.Stream, orderID string) (storedEvent, error) {
-	filter, err := OrderSubjects(orderID)
-	if err != nil {
-		return storedEvent{}, err
-	}
-	raw, err := stream.GetLastMsgForSubject(ctx, filter)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return storedEvent{}, fmt.Errorf("%w: %s", ErrNotFound, orderID)
-	}
-	if err != nil {
-		return storedEvent{}, err
-	}
-	return decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 }

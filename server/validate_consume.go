@@ -5,88 +5,25 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 
 	"github.com/ordersd/ordersd/consumers"
-	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
-// Bounds and defaults of the streaming RPCs.
+// Bounds and defaults of ConsumeOrders and AckOrders.
 const (
 	defaultMaxInFlight = 64
 	maxMaxInFlight     = 1000
 	maxAcksPerCall     = 1000
 	maxMaxDeliveries   = 10_000
 	maxBackoffSteps    = 10
-	defaultHeartbeat   = 15 * time.Second
-	minHeartbeat       = time.Second
-	maxHeartbeat       = 5 * time.Minute
 	minAckWait         = time.Second
 	maxAckWait         = 12 * time.Hour
 )
 
-// statuses checks a list of event types: each a storable status, none
-// listed twice.
-func (v *violations) statuses(field string, statuses []ordersv1.OrderStatus) {
-	seen := map[ordersv1.OrderStatus]bool{}
-	for i, st := range statuses {
-		switch {
-		case eventstore.EventType(st) == "":
-			v.add(fmt.Sprintf("%s[%d]", field, i), "must be a known order status other than ORDER_STATUS_UNSPECIFIED, got %d", int32(st))
-		case seen[st]:
-			v.add(fmt.Sprintf("%s[%d]", field, i), "%s is listed twice", st)
-		default:
-			seen[st] = true
-		}
-	}
-}
-
-// filters returns the subject filters of f, once the fields it comes from
-// have passed their checks (so that it cannot fail).
-func (v *violations) filters(field string, f eventstore.Filter) []string {
-	if len(*v) > 0 {
-		return nil
-	}
-	filters, err := eventstore.FilterSubjects(f)
-	if err != nil {
-		v.add(field, "%v", err)
-	}
-	return filters
-}
-
-// duration checks an optional duration against bounds; zero when unset.
-func (v *violations) duration(field string, d *durationpb.Duration, lo, hi time.Duration) time.Duration {
-	if d == nil {
-		return 0
-	}
-	if err := d.CheckValid(); err != nil || d.AsDuration() < lo || d.AsDuration() > hi {
-		v.add(field, "must be between %s and %s", lo, hi)
-		return 0
-	}
-	return d.AsDuration()
-}
-
-// timestamp checks an optional timestamp; zero when unset.
-func (v *violations) timestamp(field string, ts *timestamppb.Timestamp) time.Time {
-	if ts == nil {
-		return time.Time{}
-	}
-	if err := ts.CheckValid(); err != nil {
-		v.add(field, "must be a valid timestamp")
-		return time.Time{}
-	}
-	return ts.AsTime()
-}
-
-func (v *violations) heartbeat(field string, d *durationpb.Duration) time.Duration {
-	if hb := v.duration(field, d, minHeartbeat, maxHeartbeat); hb != 0 {
-		return hb
-	}
-	return defaultHeartbeat
-}
-
+// consumeSpec checks a ConsumeOrders request and turns it into the work
+// queue it asks for.
 func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, error) {
 	var v violations
 	v.id("consumer", req.GetConsumer(), eventstore.MaxIDLen, true)
@@ -136,31 +73,6 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 		spec.Settings.StartTime = v.timestamp("settings.start_time", start.StartTime)
 	}
 	spec.Filters = v.filters("statuses", eventstore.Filter{Statuses: req.GetStatuses()})
-	return spec, v.err()
-}
-
-func watchSpec(req *ordersv1.WatchOrdersRequest) (consumers.WatchSpec, error) {
-	var v violations
-	v.statuses("statuses", req.GetStatuses())
-	v.id("order_id", req.GetOrderId(), eventstore.MaxIDLen, false)
-	v.id("customer_id", req.GetCustomerId(), eventstore.MaxIDLen, false)
-	spec := consumers.WatchSpec{
-		Statuses:   req.GetStatuses(),
-		OrderID:    req.GetOrderId(),
-		CustomerID: req.GetCustomerId(),
-		Heartbeat:  v.heartbeat("heartbeat_interval", req.GetHeartbeatInterval()),
-	}
-	switch start := req.GetStart().(type) {
-	case *ordersv1.WatchOrdersRequest_ReplayAll:
-		spec.ReplayAll = start.ReplayAll
-	case *ordersv1.WatchOrdersRequest_StartSequence:
-		if start.StartSequence == 0 {
-			v.add("start_sequence", "must be 1 or more")
-		}
-		spec.StartSequence = start.StartSequence
-	case *ordersv1.WatchOrdersRequest_StartTime:
-		spec.StartTime = v.timestamp("start_time", start.StartTime)
-	}
 	return spec, v.err()
 }
 
