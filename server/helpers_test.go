@@ -132,11 +132,18 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: svc.Monitor, store: svc.Store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
 }
 
+// testCtx bounds one call of a test.
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return testsupport.Context(t, 20*time.Second)
+}
+
+// streamCtx bounds a stream a test holds open: it may have to outlast
+// NATS restarting and several health polls (each bounded on its own), so
+// it ends with the test, or after two minutes if something hangs.
+func streamCtx(t *testing.T) context.Context {
+	t.Helper()
+	return testsupport.Context(t, 2*time.Minute)
 }
 
 // streamMsgs counts the messages in the stream ORDERS (all of them, or on

@@ -54,7 +54,7 @@ func (n *testNode) createMany(t *testing.T, count int) []*ordersv1.Order {
 // consume opens a ConsumeOrders stream that ends with the test (or cancel).
 func (n *testNode) consume(t *testing.T, req *ordersv1.ConsumeOrdersRequest) (grpc.ServerStreamingClient[ordersv1.ConsumeOrdersResponse], context.CancelFunc) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(streamCtx(t))
 	t.Cleanup(cancel)
 	stream, err := n.client.ConsumeOrders(ctx, req)
 	if err != nil {
@@ -114,7 +114,7 @@ func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 // watch opens a WatchOrders stream that ends with the test (or cancel).
 func (n *testNode) watch(t *testing.T, req *ordersv1.WatchOrdersRequest) (grpc.ServerStreamingClient[ordersv1.WatchOrdersResponse], context.CancelFunc) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(streamCtx(t))
 	t.Cleanup(cancel)
 	stream, err := n.client.WatchOrders(ctx, req)
 	if err != nil {
