@@ -5,16 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
-	"github.com/ordersd/ordersd/internal/faultproxy"
-	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // recvWithin is one Recv of a stream that must answer (an event, a
@@ -47,25 +43,8 @@ func recvWithin[T any](t *testing.T, what string, d time.Duration, recv func() (
 // resume from where they were.
 func TestNATSConnectionCutByProxy(t *testing.T) {
 	t.Parallel()
-	ns := testsupport.StartNATS(t)
-	proxy, err := faultproxy.New("127.0.0.1:0", ns.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close() })
+	n, proxy, nc := startNodeBehindProxy(t)
 	url := "nats://" + proxy.Addr()
-	// A cluster member tells its clients its peers' URLs (a lone server
-	// has none to tell); ignoring them keeps every reconnect on the proxy,
-	// which a client that learned another way in would bypass.
-	nc, err := eventstore.Connect(url, nil, testLogger(), nats.IgnoreDiscoveredServers())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	n := startService(t, nc, func() (*nats.Conn, error) {
-		return nats.Connect(url, nats.MaxReconnects(-1), nats.IgnoreDiscoveredServers())
-	})
-	waitHealth(t, n, healthpb.HealthCheckResponse_SERVING)
 	order := n.create(t)
 	token := heldDelivery(t, n)
 

@@ -170,9 +170,9 @@ func checkAnswers(t *testing.T, results []callResult, bound time.Duration, while
 	}
 }
 
-// startNodeBehindProxy runs a node whose NATS connection goes through a
-// fault proxy, with one order created and one delivery of it held
-// unacked (its ack token returned).
+// startNodeBehindProxy runs a node whose NATS connection (returned) goes
+// through a fault proxy, while the test's own connection goes straight to
+// NATS.
 func startNodeBehindProxy(t *testing.T) (*testNode, *faultproxy.Proxy, *nats.Conn) {
 	t.Helper()
 	ns := testsupport.StartNATS(t)
@@ -182,8 +182,9 @@ func startNodeBehindProxy(t *testing.T) (*testNode, *faultproxy.Proxy, *nats.Con
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 	url := "nats://" + proxy.Addr()
-	// Discovered servers ignored: every reconnect goes through the proxy
-	// (see TestNATSConnectionCutByProxy).
+	// A cluster member tells its clients its peers' URLs (a lone server
+	// has none to tell); ignoring them keeps every reconnect on the proxy,
+	// which a client that learned another way in would bypass.
 	nc, err := eventstore.Connect(url, nil, testLogger(), nats.IgnoreDiscoveredServers())
 	if err != nil {
 		t.Fatal(err)
