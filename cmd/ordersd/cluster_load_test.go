@@ -270,6 +270,25 @@ func (l *clusterLoad) checkRetries(ctx context.Context, t *testing.T, n int) {
 	}
 }
 
+// settleWithin bounds how long a check after the faults retries a read
+// that finds JetStream unavailable: the cluster may still elect a leader
+// (of the stream, or of JetStream's meta layer) after the load stopped,
+// and UNAVAILABLE promises only that the call may be retried.
+const settleWithin = 30 * time.Second
+
+// readSettled reads an order, retrying while JetStream is unavailable for
+// at most settleWithin; any other answer is returned at once.
+func readSettled(ctx context.Context, client ordersv1.OrderServiceClient, orderID string) (*ordersv1.GetOrderResponse, error) {
+	deadline := time.Now().Add(settleWithin)
+	for {
+		got, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: orderID})
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			return got, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // checkStored reads every acknowledged order on every node (after the load
 // stopped): an approved one is APPROVED at its acknowledged revision or
 // later, any other one is exactly as created.
@@ -288,7 +307,7 @@ func (l *clusterLoad) checkStored(ctx context.Context, t *testing.T) {
 					want = a.order
 				}
 				for _, n := range l.nodes {
-					got, err := n.client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: want.GetOrderId()})
+					got, err := readSettled(ctx, n.client, want.GetOrderId())
 					if err != nil || got.GetOrder().GetStatus() != want.GetStatus() || got.GetOrder().GetRevision() < want.GetRevision() ||
 						!approved && got.GetOrder().GetRevision() != want.GetRevision() {
 						t.Errorf("acknowledged order %s (%v at revision %d) on %s: %v, %v",
