@@ -2,17 +2,20 @@ package consumers
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
-// The review worker approves orders within the limit and rejects the rest;
-// a created event delivered again after its order was already reviewed (an
-// ack lost in a crash) or changed (cancelled first) is acked without a
-// second transition.
+// The review worker approves orders within the limit (the limit itself
+// included) and rejects the rest; a created event delivered again after its
+// order was already reviewed (an ack lost in a crash) is answered as a
+// duplicate, and one whose order changed first (cancelled) is left alone;
+// both are acked without a second transition.
 func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := context.Background()
@@ -26,6 +29,7 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 		}
 	}
 	create("within", 100)
+	create("at-the-limit", 500)
 	create("over", 900)
 	create("reviewed-before-crash", 100)
 	create("cancelled-first", 100)
@@ -51,6 +55,7 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 
 	want := map[string]ordersv1.OrderStatus{
 		"within":                ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
+		"at-the-limit":          ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
 		"over":                  ordersv1.OrderStatus_ORDER_STATUS_REJECTED,
 		"reviewed-before-crash": ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
 		"cancelled-first":       ordersv1.OrderStatus_ORDER_STATUS_CANCELLED,
@@ -61,7 +66,7 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 		if err == nil {
 			info, err := cons.Info(ctx)
 			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream > 0 {
-				break // all four created events acked
+				break // every created event acked
 			}
 		}
 		if time.Now().After(deadline) {
@@ -81,5 +86,58 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 		if events != 2 {
 			t.Errorf("%s has %d events, want 2 (created and one decision)", id, events)
 		}
+	}
+}
+
+// The reviewer's redelivered decision is a duplicate, not a conflict: the
+// change it makes for a created event it already decided is answered with
+// the stored result, whatever node makes it.
+func TestReviewersRepeatedDecisionIsADuplicate(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	if _, err := e.store.Create(ctx, eventstore.NewOrder{
+		OrderID: "o", CustomerID: "c", CurrencyCode: "EUR",
+		Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := e.store.Get(ctx, "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	change := eventstore.Change{OrderID: "o", RequestID: ReviewConsumer, ExpectedRevision: created.GetRevision(), To: ordersv1.OrderStatus_ORDER_STATUS_APPROVED}
+	first, err := e.store.Transition(ctx, change)
+	if err != nil || first.Duplicate {
+		t.Fatalf("first review: %+v, %v", first, err)
+	}
+	again, err := e.store.Transition(ctx, change)
+	if err != nil || !again.Duplicate || again.Order.GetRevision() != first.Order.GetRevision() {
+		t.Fatalf("the review of a redelivery: %+v, %v; want a duplicate of revision %d", again, err, first.Order.GetRevision())
+	}
+}
+
+// NewReviewer refuses options it cannot work with, wrapping
+// ErrInvalidOption, and fills in the documented defaults.
+func TestNewReviewerValidatesOptions(t *testing.T) {
+	t.Parallel()
+	log := testsupport.Logger()
+	for _, c := range []struct {
+		name string
+		opts ReviewOptions
+	}{
+		{"a negative limit", ReviewOptions{LimitMinor: -1}},
+		{"an ack wait shorter than a second", ReviewOptions{AckWait: 10 * time.Millisecond}},
+		{"a negative ack wait", ReviewOptions{AckWait: -time.Second}},
+	} {
+		if r, err := NewReviewer(nil, c.opts, log); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("%s: NewReviewer = %v, %v; want ErrInvalidOption", c.name, r, err)
+		}
+	}
+	r, err := NewReviewer(nil, ReviewOptions{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.opts.AckWait != DefaultAckWait || r.opts.LimitMinor != 0 {
+		t.Errorf("defaults: %+v, want AckWait %s", r.opts, DefaultAckWait)
 	}
 }

@@ -1,0 +1,149 @@
+package consumers
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/testsupport"
+)
+
+// watchRun is one Watch running in the background, its updates on a channel.
+type watchRun struct {
+	updates chan WatchUpdate
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+func startWatch(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1.OrderEvent)) *watchRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	r := &watchRun{updates: make(chan WatchUpdate, 1000), done: make(chan error, 1), cancel: cancel}
+	if spec.Heartbeat == 0 {
+		spec.Heartbeat = time.Minute
+	}
+	go func() {
+		r.done <- w.Watch(ctx, spec, func(u WatchUpdate) error {
+			if u.Event != nil && onEvent != nil {
+				onEvent(u.Event)
+			}
+			r.updates <- u
+			return nil
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// next returns the next event or caught-up signal (heartbeats skipped).
+func (r *watchRun) next(t *testing.T) WatchUpdate {
+	t.Helper()
+	for {
+		select {
+		case u := <-r.updates:
+			if !u.Heartbeat {
+				return u
+			}
+		case err := <-r.done:
+			t.Fatalf("the watch ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no update within 10s")
+		}
+	}
+}
+
+// expectSequences fails unless the next updates are the events first..last
+// in order, each once.
+func (r *watchRun) expectSequences(t *testing.T, first, last uint64) {
+	t.Helper()
+	for seq := first; seq <= last; seq++ {
+		u := r.next(t)
+		if u.Event == nil || u.Event.GetSequence() != seq {
+			t.Fatalf("got %+v, want the event of sequence %d", u, seq)
+		}
+	}
+}
+
+func (r *watchRun) expectCaughtUp(t *testing.T) {
+	t.Helper()
+	if u := r.next(t); !u.CaughtUp {
+		t.Fatalf("got %+v, want caught up", u)
+	}
+}
+
+// Every watcher gets every live event once, in stream order, from the one
+// subscription of the node.
+func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
+	e := newTestEnv(t)
+	monitor := NewMonitor(e.nc, e.log, nil)
+	defer monitor.Close()
+	w := NewWatcher(monitor, e.store)
+	e.createOrders(t, 2) // before the watches: not theirs
+	a, b := startWatch(t, w, WatchSpec{}, nil), startWatch(t, w, WatchSpec{}, nil)
+	a.expectCaughtUp(t)
+	b.expectCaughtUp(t)
+	e.createOrders(t, 5)
+	a.expectSequences(t, 3, 7)
+	b.expectSequences(t, 3, 7)
+}
+
+// A watcher too slow for its live buffer leaves the fan-out without
+// slowing the others, catches up from the stream, and joins again: it
+// gets every event once, in order.
+func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
+	e := newTestEnv(t)
+	monitor := NewMonitor(e.nc, e.log, nil)
+	defer monitor.Close()
+	w := NewWatcher(monitor, e.store)
+	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
+		t.Fatal(err) // the stream exists before anything is stored in it
+	}
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	blocked := false
+	slow := startWatch(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
+		if !blocked {
+			blocked = true
+			<-release // the slow client takes its first event only when told
+		}
+	})
+	t.Cleanup(unblock) // runs before the watch's own cleanup, which waits for it to end
+	fast := startWatch(t, w, WatchSpec{}, nil)
+	slow.expectCaughtUp(t)
+	fast.expectCaughtUp(t)
+
+	const n = liveBuffer + 50
+	e.createOrders(t, n)
+	fast.expectSequences(t, 1, n) // not held up by the slow one
+	waitFor(t, 10*time.Second, "the slow watcher leaves the fan-out", func() bool { return monitor.Watchers() == 1 })
+	unblock()
+	slow.expectSequences(t, 1, n)
+	waitFor(t, 10*time.Second, "the slow watcher joins again", func() bool { return monitor.Watchers() == 2 })
+	e.createOrders(t, 2)
+	slow.expectSequences(t, n+1, n+2)
+	fast.expectSequences(t, n+1, n+2)
+}
+
+// A watcher that resumes from the sequence after the last event it got
+// misses nothing stored meanwhile and sees nothing twice, from the replay
+// through to live events.
+func TestWatchResumesGapFreeFromAStartSequence(t *testing.T) {
+	e := newTestEnv(t)
+	monitor := NewMonitor(e.nc, e.log, nil)
+	defer monitor.Close()
+	w := NewWatcher(monitor, e.store)
+	e.createOrders(t, 5)
+	first := startWatch(t, w, WatchSpec{ReplayAll: true}, nil)
+	first.expectSequences(t, 1, 3)
+	first.cancel() // the client goes away after sequence 3
+
+	e.createOrders(t, 3) // stored while it was away
+	resumed := startWatch(t, w, WatchSpec{StartSequence: 4}, nil)
+	resumed.expectSequences(t, 4, 8)
+	resumed.expectCaughtUp(t)
+	e.createOrders(t, 2)
+	resumed.expectSequences(t, 9, 10)
+}
