@@ -7,6 +7,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -77,7 +78,7 @@ func (r *watchRun) expectCaughtUp(t *testing.T) {
 // subscription of the node.
 func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store)
 	e.createOrders(t, 2) // before the watches: not theirs
@@ -94,7 +95,7 @@ func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 // gets every event once, in order.
 func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store)
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
@@ -132,7 +133,7 @@ func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
 // through to live events.
 func TestWatchResumesGapFreeFromAStartSequence(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store)
 	e.createOrders(t, 5)
