@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -236,7 +237,8 @@ func (c *cluster) waitServing(ctx context.Context, within time.Duration) error {
 		var down []string
 		for _, p := range c.all() {
 			if !p.running() {
-				return fmt.Errorf("%s exited; see %s", p.name, filepath.Join(c.dir, p.name+".log"))
+				log := filepath.Join(c.dir, p.name+".log")
+				return fmt.Errorf("%s exited; see %s, which ends:\n%s", p.name, log, logTail(log, 2048))
 			}
 			if !p.serving(ctx) {
 				down = append(down, p.name)
@@ -313,4 +315,20 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
+}
+
+// logTail is the end of a process's log, for an error that must say why
+// the process exited even where the log is not kept (a test's temporary
+// directory).
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if info, err := f.Stat(); err == nil && info.Size() > n {
+		_, _ = f.Seek(-n, io.SeekEnd)
+	}
+	tail, _ := io.ReadAll(f)
+	return string(tail)
 }
