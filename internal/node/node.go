@@ -41,7 +41,8 @@ type Ready struct {
 }
 
 // Run starts a node and blocks until ctx is cancelled, then shuts down in
-// order: health goes NOT_SERVING, streams and the review worker end
+// order: health goes NOT_SERVING and the node serves on for
+// cfg.ShutdownDelay, then streams and the review worker end
 // (releasing what they hold), the gRPC server stops taking calls and lets
 // those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
@@ -118,7 +119,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
 	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
 	if err != nil {
-		return fmt.Errorf("--review-limit-minor: %w", err) // Validate refuses what it refuses; this is a backstop
+		return fmt.Errorf("--review-limit-minor: %w", err)
 	}
 	var ops *opsServer
 	if opsLis != nil {
