@@ -149,7 +149,7 @@ func run(o options) error {
 	cfg := node.Config{
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
-		AckTokenKeyFile: keyFile, Review: false, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
+		AckTokenKeyFile: keyFile, Review: false, ReviewConcurrency: node.DefaultReviewConcurrency, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
 		// As unbounded as gRPC allows: the bench measures the node, not its
 		// guards (a thousand watchers share one client connection).
 		Limits:  node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt},
