@@ -103,6 +103,8 @@ type Reviewer struct {
 	store ReviewStore
 	opts  ReviewOptions
 	log   *slog.Logger
+
+	beforeAck func() // tests only: runs between a stored decision and its ack
 }
 
 // NewReviewer returns the review worker, or an error wrapping
@@ -258,6 +260,9 @@ func (r *Reviewer) settle(ctx context.Context, span trace.Span, log *slog.Logger
 		span.SetStatus(codes.Error, "review failed")
 		_ = msg.NakWithDelay(time.Second)
 		return
+	}
+	if r.beforeAck != nil {
+		r.beforeAck()
 	}
 	ackCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
