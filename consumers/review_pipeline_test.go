@@ -280,3 +280,49 @@ func TestReviewerConnectionLostMidBatchLosesNothing(t *testing.T) {
 	e.checkOneReviewEach(t, ids)
 	stop()
 }
+
+// A decision JetStream refuses (here the stream is full) is not acked:
+// its created event stays with the consumer and is reviewed once the
+// stream has room again. An ack sent before the decision's answer would
+// lose these orders.
+func TestRefusedDecisionIsNotAcked(t *testing.T) {
+	e := newTestEnv(t)
+	ids := e.createNamed(t, "o", 20)
+	ctx := context.Background()
+	stream, err := e.js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	full := cfg
+	full.MaxMsgs, full.Discard = int64(len(ids)), jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	startReviewer(t, e.store, ReviewOptions{LimitMinor: 100, AckWait: time.Second})
+	waitFor(t, 10*time.Second, "every created event delivered to the reviewer", func() bool {
+		cons, err := e.js.Consumer(ctx, eventstore.StreamName, ReviewConsumer)
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumPending == 0 && info.Delivered.Stream == uint64(len(ids))
+	})
+	time.Sleep(500 * time.Millisecond) // decisions refused meanwhile
+	cons, err := e.js.Consumer(ctx, eventstore.StreamName, ReviewConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.AckFloor.Stream != 0 || info.NumAckPending != len(ids) {
+		t.Fatalf("with every decision refused: ack floor %d, %d unacked; want 0 and %d", info.AckFloor.Stream, info.NumAckPending, len(ids))
+	}
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.waitReviewAcked(t, 20*time.Second)
+	e.checkOneReviewEach(t, ids)
+}
