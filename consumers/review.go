@@ -41,10 +41,11 @@ type ReviewOptions struct {
 // cmd/ordersbench -workloads review).
 const DefaultReviewConcurrency = 256
 
-// MaxReviewConcurrency bounds ReviewOptions.Concurrency: it is also the
-// consumer's MaxAckPending floor, and every review in flight holds a
-// created event JetStream will not give to anyone else.
-const MaxReviewConcurrency = 10_000
+// MaxReviewConcurrency bounds ReviewOptions.Concurrency. Every review in
+// flight is an asynchronous publish awaiting its ack, and nats.go holds at
+// most 4,000 of those per connection (its default), shared with the
+// writes of every RPC on the node: beyond it publishes stall, then fail.
+const MaxReviewConcurrency = 1024
 
 // reviewMaxAckPending is the consumer's MaxAckPending: room for a few
 // nodes' reviews in flight, and never less than one node's concurrency.

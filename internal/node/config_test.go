@@ -41,7 +41,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no watchers are refused", func(c *Config) { c.Limits.MaxWatchers = 0 }, "--max-watchers"},
 		{"no consumers are refused", func(c *Config) { c.Limits.MaxConsumers = 0 }, "--max-consumers"},
 		{"no reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 0 }, "--review-concurrency"},
-		{"too many reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 10_001 }, "--review-concurrency"},
+		{"too many reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 1025 }, "--review-concurrency"},
 		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
 		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster = eventstore.EmbeddedCluster{Name: "c"} }, "--cluster-listen"},
 		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},
