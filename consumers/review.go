@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,7 +30,26 @@ type ReviewOptions struct {
 	// delivered again (to this node or another): DefaultAckWait when 0,
 	// else at least minReviewAckWait.
 	AckWait time.Duration
+	// Concurrency is how many reviews one worker keeps in flight at once
+	// (decisions published, their acks awaited): DefaultReviewConcurrency
+	// when 0, else 1 to MaxReviewConcurrency.
+	Concurrency int
 }
+
+// DefaultReviewConcurrency is the reviews in flight per worker by default:
+// enough to keep up with creates at full speed on one node (measured with
+// cmd/ordersbench -workloads review).
+const DefaultReviewConcurrency = 256
+
+// MaxReviewConcurrency bounds ReviewOptions.Concurrency. Every review in
+// flight is an asynchronous publish awaiting its ack, and nats.go holds at
+// most 4,000 of those per connection (its default), shared with the
+// writes of every RPC on the node: beyond it publishes stall, then fail.
+const MaxReviewConcurrency = 1024
+
+// reviewMaxAckPending is the consumer's MaxAckPending: room for a few
+// nodes' reviews in flight, and never less than one node's concurrency.
+func reviewMaxAckPending(concurrency int) int { return max(1000, concurrency) }
 
 // minReviewAckWait is the shortest AckWait allowed: a review is a read and
 // a write to JetStream, each bounded by the store's timeout, and an ack
@@ -47,15 +67,21 @@ func (o ReviewOptions) withDefaults() (ReviewOptions, error) {
 	case o.AckWait < minReviewAckWait:
 		return o, fmt.Errorf("%w: review ack wait %s is shorter than %s", ErrInvalidOption, o.AckWait, minReviewAckWait)
 	}
+	switch {
+	case o.Concurrency == 0:
+		o.Concurrency = DefaultReviewConcurrency
+	case o.Concurrency < 0 || o.Concurrency > MaxReviewConcurrency:
+		return o, fmt.Errorf("%w: review concurrency must be 1 to %d, got %d", ErrInvalidOption, MaxReviewConcurrency, o.Concurrency)
+	}
 	return o, nil
 }
 
 // ReviewStore is what the review worker needs of the event store
-// (*eventstore.Store): its durable consumer, and the same transition path
-// the RPCs use.
+// (*eventstore.Store): its durable consumer, and the transition path the
+// RPCs use, started from the state a created event carries.
 type ReviewStore interface {
 	CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
-	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
+	TransitionFrom(ctx context.Context, known *ordersv1.Order, c eventstore.Change) (*eventstore.PendingTransition, error)
 }
 
 // Reviewer is the built-in order-review worker (the seed's pull consumer):
@@ -63,10 +89,23 @@ type ReviewStore interface {
 // queue shared by every ordersd node, approves those whose total is within
 // the limit and rejects the rest, and acks each event only once its
 // transition is stored.
+//
+// Reviews are pipelined: the worker fetches created events in batches and
+// keeps up to Concurrency decisions in flight. A created event's payload is
+// the order's state at the event's sequence, so each decision is built
+// from it without a read and published asynchronously with that sequence
+// as expected revision (eventstore.Store.TransitionFrom); when the order
+// moved on meanwhile (cancelled, or reviewed already through a redelivery
+// on another node) the store falls back to its read-then-write path, which
+// answers a redelivery as a duplicate and a cancelled order as a conflict.
+// Each event is acked after its own outcome is known, in whatever order
+// the outcomes come.
 type Reviewer struct {
 	store ReviewStore
 	opts  ReviewOptions
 	log   *slog.Logger
+
+	beforeAck func() // tests only: runs between a stored decision and its ack
 }
 
 // NewReviewer returns the review worker, or an error wrapping
@@ -80,11 +119,16 @@ func NewReviewer(store ReviewStore, opts ReviewOptions, log *slog.Logger) (*Revi
 }
 
 // Run reviews orders until ctx ends, retrying (with a pause) while
-// JetStream is unreachable. Events fetched but not reviewed when ctx ends
-// are released at once for another node.
+// JetStream is unreachable. When ctx ends, the reviews in flight are
+// finished (each bounded by the store's timeout) and acked, and events
+// fetched but not yet started are released at once for another node; Run
+// returns after that.
 func (r *Reviewer) Run(ctx context.Context) {
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	slots := make(chan struct{}, r.opts.Concurrency)
 	for ctx.Err() == nil {
-		err := r.run(ctx)
+		err := r.run(ctx, slots, &inflight)
 		if ctx.Err() != nil {
 			return
 		}
@@ -96,7 +140,10 @@ func (r *Reviewer) Run(ctx context.Context) {
 	}
 }
 
-func (r *Reviewer) run(ctx context.Context) error {
+// run is one life of the fetch loop; slots bounds the reviews in flight
+// (a review holds one from before its publish until its event is settled)
+// and inflight counts them.
+func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.WaitGroup) error {
 	filters, err := eventstore.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}})
 	if err != nil {
 		return err
@@ -107,23 +154,37 @@ func (r *Reviewer) run(ctx context.Context) error {
 		FilterSubject: filters[0], // one status: one filter, as the consumer has always had
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.opts.AckWait,
-		MaxAckPending: 1000,
+		MaxAckPending: reviewMaxAckPending(r.opts.Concurrency),
 	})
 	if err != nil {
 		return err
 	}
-	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor)
+	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor, "concurrency", r.opts.Concurrency)
+	// A batch is at most what can be in flight: an event waits for a slot
+	// at most one batch long, well within its ack wait.
+	batchSize := min(r.opts.Concurrency, 256)
 	for {
-		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(maxFetchWait))
+		batch, err := cons.Fetch(batchSize, jetstream.FetchMaxWait(maxFetchWait))
 		if err != nil {
 			return eventstore.Classify(err)
 		}
 		for msg := range batch.Messages() {
-			if ctx.Err() != nil {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
 				release(msg)
 				continue
 			}
-			r.review(ctx, msg)
+			if ctx.Err() != nil {
+				<-slots
+				release(msg)
+				continue
+			}
+			inflight.Add(1)
+			if !r.start(ctx, msg, func() { <-slots; inflight.Done() }) {
+				<-slots
+				inflight.Done()
+			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -134,25 +195,27 @@ func (r *Reviewer) run(ctx context.Context) error {
 	}
 }
 
-// review decides one created order and settles its event.
-func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
+// start decides one created order and publishes the decision. It returns
+// false when the event was settled at once (nothing in flight); else a
+// goroutine awaits the outcome, settles the event and calls done.
+func (r *Reviewer) start(ctx context.Context, msg jetstream.Msg, done func()) bool {
 	meta, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
-		return
+		return false
 	}
 	ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	if err != nil {
 		r.log.Warn("dropping a message that is not an order event", "seq", meta.Sequence.Stream, "err", err)
 		_ = msg.TermWithReason("not an order event")
-		return
+		return false
 	}
 	order := ev.GetOrder()
 	// The review continues the trace of the call that created the order.
-	ctx, span := telemetry.Tracer().Start(telemetry.Extract(ctx, msg.Headers()), ReviewConsumer,
+	// It outlives ctx: a review in flight is finished on shutdown.
+	spanCtx, span := telemetry.Tracer().Start(telemetry.Extract(context.WithoutCancel(ctx), msg.Headers()), ReviewConsumer,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("ordersd.order_id", order.GetOrderId()), attribute.Int64("ordersd.delivery_attempt", int64(meta.NumDelivered))))
-	defer span.End()
 	change := eventstore.Change{
 		OrderID: order.GetOrderId(),
 		// One request id per order: a redelivered event, on any node, is
@@ -166,11 +229,28 @@ func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
 		change.Reason = fmt.Sprintf("total %d %s exceeds the review limit of %d", order.GetTotalMinor(), order.GetCurrencyCode(), r.opts.LimitMinor)
 	}
 	span.SetAttributes(attribute.String("ordersd.decision", eventstore.EventType(change.To)))
-	log := r.log.With("order_id", order.GetOrderId(), "attempt", meta.NumDelivered, "trace_id", telemetry.TraceID(ctx))
-	res, err := r.store.Transition(ctx, change)
+	log := r.log.With("order_id", order.GetOrderId(), "attempt", meta.NumDelivered, "trace_id", telemetry.TraceID(spanCtx))
+	pending, err := r.store.TransitionFrom(spanCtx, order, change)
+	if err != nil {
+		r.settle(spanCtx, span, log, msg, eventstore.Result{}, err)
+		span.End()
+		return false
+	}
+	go func() {
+		defer done()
+		defer span.End()
+		res, err := pending.Wait(spanCtx)
+		r.settle(spanCtx, span, log, msg, res, err)
+	}()
+	return true
+}
+
+// settle acks a created event whose review is stored (or known to be
+// unneeded), and has JetStream deliver it again otherwise.
+func (r *Reviewer) settle(ctx context.Context, span trace.Span, log *slog.Logger, msg jetstream.Msg, res eventstore.Result, err error) {
 	switch {
 	case err == nil:
-		log.Info("order reviewed", "status", res.Order.GetStatus().String(), "duplicate", res.Duplicate)
+		log.Debug("order reviewed", "status", res.Order.GetStatus().String(), "duplicate", res.Duplicate)
 	case errors.Is(err, eventstore.ErrConflict), errors.Is(err, eventstore.ErrIllegalTransition),
 		errors.Is(err, eventstore.ErrNotFound), errors.Is(err, eventstore.ErrRequestIDReused):
 		// Someone else moved the order on (cancelled it, say): nothing to review.
@@ -182,7 +262,10 @@ func (r *Reviewer) review(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if r.beforeAck != nil {
+		r.beforeAck()
+	}
+	ackCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ackCtx); err != nil {
 		log.Warn("review ack not confirmed; the event may be reviewed again (harmlessly)", "err", err)

@@ -128,6 +128,8 @@ func TestNewReviewerValidatesOptions(t *testing.T) {
 		{"a negative limit", ReviewOptions{LimitMinor: -1}},
 		{"an ack wait shorter than a second", ReviewOptions{AckWait: 10 * time.Millisecond}},
 		{"a negative ack wait", ReviewOptions{AckWait: -time.Second}},
+		{"a negative concurrency", ReviewOptions{Concurrency: -1}},
+		{"a concurrency above the maximum", ReviewOptions{Concurrency: MaxReviewConcurrency + 1}},
 	} {
 		if r, err := NewReviewer(nil, c.opts, log); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("%s: NewReviewer = %v, %v; want ErrInvalidOption", c.name, r, err)
@@ -137,7 +139,7 @@ func TestNewReviewerValidatesOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.opts.AckWait != DefaultAckWait || r.opts.LimitMinor != 0 {
+	if r.opts.AckWait != DefaultAckWait || r.opts.LimitMinor != 0 || r.opts.Concurrency != DefaultReviewConcurrency {
 		t.Errorf("defaults: %+v, want AckWait %s", r.opts, DefaultAckWait)
 	}
 }

@@ -36,19 +36,23 @@ import (
 
 // options are the benchmark's flags.
 type options struct {
-	duration      time.Duration
-	concurrency   []int
-	transitionC   int
-	consumeEvents int
-	watchers      int
-	watchersAll   int
-	watchRate     int
-	watchDuration time.Duration
-	workloads     map[string]bool
-	jsonOut       string
-	cpuProfile    string
-	syncInterval  time.Duration // the embedded server's fsync interval; 0: nats-server's default
-	syncAlways    bool          // fsync every write before acknowledging it
+	duration       time.Duration
+	concurrency    []int
+	transitionC    int
+	consumeEvents  int
+	watchers       int
+	watchersAll    int
+	watchRate      int
+	watchDuration  time.Duration
+	reviewDuration time.Duration // how long creates run in the review workload
+	reviewCreateC  int           // concurrency of those creates
+	reviewWindow   int           // reviews the direct reviewer keeps in flight
+	reviewWait     time.Duration // longest wait for the last approval after the creates
+	workloads      map[string]bool
+	jsonOut        string
+	cpuProfile     string
+	syncInterval   time.Duration // the embedded server's fsync interval; 0: nats-server's default
+	syncAlways     bool          // fsync every write before acknowledging it
 }
 
 func main() {
@@ -74,7 +78,11 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event")
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
 	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
-	work := fs.String("workloads", "create,stream,transition,consume,watch", "workloads to run")
+	fs.DurationVar(&o.reviewDuration, "review-duration", 3*time.Second, "how long each side of the review workload creates orders")
+	fs.IntVar(&o.reviewCreateC, "review-create-concurrency", 32, "concurrency of the creates of the review workload")
+	fs.IntVar(&o.reviewWindow, "review-window", node.DefaultReviewConcurrency, "reviews the direct reviewer keeps in flight (ordersd's is its default --review-concurrency)")
+	fs.DurationVar(&o.reviewWait, "review-wait", time.Minute, "longest wait for the last approval after the creates of the review workload end")
+	work := fs.String("workloads", "create,stream,transition,consume,watch,review", "workloads to run")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	sync := fs.String("sync-interval", "", "the embedded server's fsync interval, as ordersd's --sync-interval: a duration, or \"always\"; nats-server's default when empty")
@@ -149,7 +157,7 @@ func run(o options) error {
 	cfg := node.Config{
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
-		AckTokenKeyFile: keyFile, Review: false, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
+		AckTokenKeyFile: keyFile, Review: false, ReviewConcurrency: node.DefaultReviewConcurrency, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
 		// As unbounded as gRPC allows: the bench measures the node, not its
 		// guards (a thousand watchers share one client connection).
 		Limits:  node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt},
@@ -192,6 +200,7 @@ func run(o options) error {
 		{"transition", b.transition},
 		{"consume", b.consume},
 		{"watch", b.watch},
+		{"review", b.review},
 	}
 	for _, s := range steps {
 		if !o.workloads[s.name] {

@@ -115,6 +115,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	public := fs.String("auth-public-services", strings.Join(auth.DefaultPublicServices, ","), "gRPC services callable without a token (comma-separated; empty: none)")
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
+	fs.IntVar(&c.ReviewConcurrency, "review-concurrency", node.DefaultReviewConcurrency, "reviews the order-review worker keeps in flight at once")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/auth"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
@@ -13,34 +14,39 @@ import (
 // Run) when a setting is missing or out of range.
 var ErrInvalidConfig = errors.New("invalid configuration")
 
+// DefaultReviewConcurrency is the default of Config.ReviewConcurrency
+// (--review-concurrency).
+const DefaultReviewConcurrency = consumers.DefaultReviewConcurrency
+
 // maxReplicas is the most copies JetStream keeps of a stream.
 const maxReplicas = 5
 
 // Config is everything a node needs; cmd/ordersd fills it from flags (named
 // in brackets, and in the errors of Validate) and the environment.
 type Config struct {
-	GRPCAddr        string                     // where the gRPC server listens (--grpc-addr)
-	MetricsAddr     string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
-	DataDir         string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
-	NATSURL         string                     // an existing deployment; the embedded server when empty (--nats-url)
-	NATSAuth        NATSAuth                   // credentials and TLS for NATSURL
-	EmbeddedListen  EmbeddedListen             // opens the embedded server to NATS clients
-	ServerName      string                     // the embedded server's name; unique in a cluster (--server-name)
-	Cluster         eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
-	SyncInterval    time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
-	SyncAlways      bool                       // fsync every message before acknowledging it
-	Replicas        int                        // copies of the stream ORDERS, 1 to 5 (--replicas)
-	DuplicateWindow time.Duration              // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
-	OpTimeout       time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
-	ShutdownTimeout time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
-	ShutdownDelay   time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
-	AckTokenKeyFile string                     // the key signing ack tokens; random when empty
-	TLS             TLSConfig                  // the gRPC server's TLS; plaintext when empty
-	Limits          Limits                     // bounds on what clients can make the node hold; see Validate
-	Auth            auth.Config                // who may call what; off when empty
-	PublicServices  []string                   // gRPC services open without a token
-	Review          bool                       // run the order-review worker
-	ReviewLimit     int64                      // largest total_minor the review approves
+	GRPCAddr          string                     // where the gRPC server listens (--grpc-addr)
+	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
+	DataDir           string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
+	NATSURL           string                     // an existing deployment; the embedded server when empty (--nats-url)
+	NATSAuth          NATSAuth                   // credentials and TLS for NATSURL
+	EmbeddedListen    EmbeddedListen             // opens the embedded server to NATS clients
+	ServerName        string                     // the embedded server's name; unique in a cluster (--server-name)
+	Cluster           eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
+	SyncInterval      time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
+	SyncAlways        bool                       // fsync every message before acknowledging it
+	Replicas          int                        // copies of the stream ORDERS, 1 to 5 (--replicas)
+	DuplicateWindow   time.Duration              // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
+	OpTimeout         time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
+	ShutdownTimeout   time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
+	ShutdownDelay     time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
+	AckTokenKeyFile   string                     // the key signing ack tokens; random when empty
+	TLS               TLSConfig                  // the gRPC server's TLS; plaintext when empty
+	Limits            Limits                     // bounds on what clients can make the node hold; see Validate
+	Auth              auth.Config                // who may call what; off when empty
+	PublicServices    []string                   // gRPC services open without a token
+	Review            bool                       // run the order-review worker
+	ReviewLimit       int64                      // largest total_minor the review approves
+	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
@@ -72,6 +78,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--shutdown-timeout must be positive, got %s", c.ShutdownTimeout)
 	case c.ReviewLimit < 0:
 		return fmt.Errorf("--review-limit-minor must not be negative, got %d", c.ReviewLimit)
+	case c.ReviewConcurrency < 1 || c.ReviewConcurrency > consumers.MaxReviewConcurrency:
+		return fmt.Errorf("--review-concurrency must be 1 to %d, got %d", consumers.MaxReviewConcurrency, c.ReviewConcurrency)
 	case c.ShutdownDelay < 0:
 		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:

@@ -15,7 +15,7 @@ func validConfig(dataDir string) Config {
 	return Config{
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
 		DuplicateWindow: time.Minute, OpTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second,
-		AckTokenKeyFile: "", Limits: DefaultLimits,
+		AckTokenKeyFile: "", Limits: DefaultLimits, ReviewConcurrency: DefaultReviewConcurrency,
 	}
 }
 
@@ -40,6 +40,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no concurrent streams are refused", func(c *Config) { c.Limits.MaxConcurrentStreams = 0 }, "--max-concurrent-streams"},
 		{"no watchers are refused", func(c *Config) { c.Limits.MaxWatchers = 0 }, "--max-watchers"},
 		{"no consumers are refused", func(c *Config) { c.Limits.MaxConsumers = 0 }, "--max-consumers"},
+		{"no reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 0 }, "--review-concurrency"},
+		{"too many reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 1025 }, "--review-concurrency"},
 		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
 		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster = eventstore.EmbeddedCluster{Name: "c"} }, "--cluster-listen"},
 		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},

@@ -117,9 +117,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// A no-op after the shutdown below, which comes first in every other way out.
 	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
-	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit}, log)
+	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit, Concurrency: cfg.ReviewConcurrency}, log)
 	if err != nil {
-		return fmt.Errorf("--review-limit-minor: %w", err)
+		return fmt.Errorf("--review-limit-minor, --review-concurrency: %w", err)
 	}
 	var ops *opsServer
 	if opsLis != nil {
