@@ -40,12 +40,10 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 
 // PendingCreate is a create whose event is on its way to JetStream.
 type PendingCreate struct {
-	store      *Store
-	in         NewOrder
-	order      *ordersv1.Order
-	publishing publishing
-	future     jetstream.PubAckFuture
-	stream     jetstream.Stream
+	store     *Store
+	in        NewOrder
+	order     *ordersv1.Order
+	published asyncPublish
 }
 
 // CreateAsync publishes a new order's created event without waiting for
@@ -58,18 +56,11 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 	if err != nil {
 		return nil, err
 	}
-	_, cancel, stream, err := s.begin(ctx)
+	published, err := s.publishAsync(ctx, msg, order.GetOrderId(), 0)
 	if err != nil {
 		return nil, err
 	}
-	cancel() // the stream handle outlives the check; the publish has its own bounds
-	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(order.GetOrderId(), 0))
-	if err != nil {
-		p.end(nil, err)
-		return nil, s.classify(err)
-	}
-	return &PendingCreate{store: s, in: in, order: order, publishing: p, future: future, stream: stream}, nil
+	return &PendingCreate{store: s, in: in, order: order, published: published}, nil
 }
 
 // Wait returns the create's result once JetStream has answered, or
@@ -78,9 +69,8 @@ func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, e
 func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.store.opTimeout)
 	defer cancel()
-	ack, err := awaitAck(ctx, p.future)
-	p.publishing.end(ack, err)
-	return p.store.settleCreate(ctx, p.stream, p.in, p.order, ack, err)
+	ack, err := p.published.await(ctx)
+	return p.store.settleCreate(ctx, p.published.stream, p.in, p.order, ack, err)
 }
 
 // createdEvent builds a new order and the message of its created event.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -14,12 +13,10 @@ import (
 // PendingTransition is a transition whose event is on its way to
 // JetStream (see TransitionFrom).
 type PendingTransition struct {
-	store      *Store
-	change     Change
-	next       *ordersv1.Order
-	publishing publishing
-	future     jetstream.PubAckFuture
-	stream     jetstream.Stream
+	store     *Store
+	change    Change
+	next      *ordersv1.Order
+	published asyncPublish
 }
 
 // TransitionFrom is Transition for a caller that already holds the order's
@@ -53,18 +50,11 @@ func (s *Store) TransitionFrom(ctx context.Context, known *ordersv1.Order, c Cha
 	if err != nil {
 		return nil, err
 	}
-	_, cancel, stream, err := s.begin(ctx)
+	published, err := s.publishAsync(ctx, msg, c.OrderID, known.GetRevision())
 	if err != nil {
 		return nil, err
 	}
-	cancel() // the stream handle outlives the check; the publish has its own bounds
-	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(c.OrderID, known.GetRevision()))
-	if err != nil {
-		p.end(nil, err)
-		return nil, s.classify(err)
-	}
-	return &PendingTransition{store: s, change: c, next: next, publishing: p, future: future, stream: stream}, nil
+	return &PendingTransition{store: s, change: c, next: next, published: published}, nil
 }
 
 // Wait returns the transition's result once JetStream has answered, or
@@ -77,15 +67,14 @@ func (p *PendingTransition) Wait(ctx context.Context) (Result, error) {
 	s := p.store
 	waitCtx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
-	ack, err := awaitAck(waitCtx, p.future)
-	p.publishing.end(ack, err)
+	ack, err := p.published.await(waitCtx)
 	switch {
 	case isWrongLastSequence(err):
 		return s.Transition(ctx, p.change)
 	case err != nil:
 		return Result{}, s.classify(err)
 	case ack.Duplicate:
-		return s.duplicateAt(waitCtx, p.stream, ack.Sequence, p.change.RequestID, p.change.OrderID)
+		return s.duplicateAt(waitCtx, p.published.stream, ack.Sequence, p.change.RequestID, p.change.OrderID)
 	}
 	p.next.Revision = ack.Sequence
 	return Result{Order: p.next}, nil

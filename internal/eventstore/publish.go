@@ -97,3 +97,38 @@ func awaitAck(ctx context.Context, future jetstream.PubAckFuture) (*jetstream.Pu
 		return nil, ctx.Err()
 	}
 }
+
+// asyncPublish is an event published without waiting for JetStream's
+// answer: the stream it went to (for the reads that settle it), its trace
+// and measurement, and the answer to come.
+type asyncPublish struct {
+	stream     jetstream.Stream
+	publishing publishing
+	future     jetstream.PubAckFuture
+}
+
+// publishAsync checks that the stream is there, then publishes msg, the
+// event of orderID, expecting the order's last event at revision (0: the
+// order is new). Many can be in flight at once over one connection.
+func (s *Store) publishAsync(ctx context.Context, msg *nats.Msg, orderID string, revision uint64) (asyncPublish, error) {
+	_, cancel, stream, err := s.begin(ctx)
+	if err != nil {
+		return asyncPublish{}, err
+	}
+	cancel() // the stream handle outlives the check; the publish has its own bounds
+	p := s.startPublish(ctx, msg)
+	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(orderID, revision))
+	if err != nil {
+		p.end(nil, err)
+		return asyncPublish{}, s.classify(err)
+	}
+	return asyncPublish{stream: stream, publishing: p, future: future}, nil
+}
+
+// await waits for JetStream's answer, or the end of ctx, and ends the
+// publish's trace and measurement.
+func (a asyncPublish) await(ctx context.Context) (*jetstream.PubAck, error) {
+	ack, err := awaitAck(ctx, a.future)
+	a.publishing.end(ack, err)
+	return ack, err
+}
