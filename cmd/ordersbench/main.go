@@ -154,15 +154,11 @@ func run(o options) error {
 	ready := make(chan node.Ready, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := node.Config{
-		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
-		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
-		AckTokenKeyFile: keyFile, Review: false, ReviewConcurrency: node.DefaultReviewConcurrency, SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
-		// As unbounded as gRPC allows: the bench measures the node, not its
-		// guards (a thousand watchers share one client connection).
-		Limits:  node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt},
-		OnReady: func(r node.Ready) { ready <- r },
-	}
+	cfg := benchNodeConfig(o, dataDir, func(r node.Ready) { ready <- r })
+	cfg.AckTokenKeyFile = keyFile
+	// As unbounded as gRPC allows: the bench measures the node, not its
+	// guards (a thousand watchers share one client connection).
+	cfg.Limits = node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt}
 	go func() { done <- node.Run(ctx, cfg, log) }()
 	var r node.Ready
 	select {
@@ -267,5 +263,20 @@ func (b *bench) print(w io.Writer) {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Workload, r.Note)
 		}
+	}
+}
+
+// benchNodeConfig is the configuration of a node the benchmark runs in
+// process: embedded JetStream in dataDir, gRPC on a free loopback port,
+// the fsync settings of the run, the review worker off, and the default
+// limits.
+func benchNodeConfig(o options, dataDir string, onReady func(node.Ready)) node.Config {
+	return node.Config{
+		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
+		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
+		SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
+		ReviewConcurrency: node.DefaultReviewConcurrency,
+		Limits:            node.DefaultLimits,
+		OnReady:           onReady,
 	}
 }

@@ -249,14 +249,8 @@ func startReviewNode(o options) (*reviewNode, error) {
 	ready := make(chan node.Ready, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := node.Config{
-		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
-		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
-		SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
-		Review: true, ReviewLimit: math.MaxInt64, ReviewConcurrency: node.DefaultReviewConcurrency,
-		Limits:  node.DefaultLimits,
-		OnReady: func(r node.Ready) { ready <- r },
-	}
+	cfg := benchNodeConfig(o, dataDir, func(r node.Ready) { ready <- r })
+	cfg.Review, cfg.ReviewLimit = true, math.MaxInt64 // approve every order
 	go func() { done <- node.Run(ctx, cfg, log) }()
 	rn := &reviewNode{}
 	var conn *grpc.ClientConn
