@@ -41,7 +41,7 @@ func (b *bench) consume() error {
 	}
 
 	// Direct: a durable pull consumer, Messages, Ack.
-	paid, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_PAID)
+	paid := statusSubjects(ordersv1.OrderStatus_ORDER_STATUS_PAID)
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: "bench-direct", FilterSubject: paid, AckPolicy: jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, MaxAckPending: 20_000,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -47,8 +48,8 @@ func directEvent(order *ordersv1.Order, requestID string) *nats.Msg {
 }
 
 // orderSubjects is the filter of every event of one of the benchmark's orders.
-func orderSubjects(orderID string) string {
-	filter, err := eventstore.OrderSubjects(orderID)
+func orderSubjects(k eventstore.OrderKey) string {
+	filter, err := eventstore.OrderSubjects(k)
 	if err != nil {
 		panic(err) // the benchmark's own ids are valid
 	}
@@ -57,7 +58,29 @@ func orderSubjects(orderID string) string {
 
 // expectNew makes a publish fail unless the order has no event yet.
 func expectNew(order *ordersv1.Order) jetstream.PublishOpt {
-	return eventstore.ExpectRevision(order.GetOrderId(), 0)
+	return eventstore.ExpectRevision(eventstore.KeyOf(order), 0)
+}
+
+// directCreate stores a new order as ordersd's Create does: its entry in
+// the order-id index (which keeps order ids unique across customers), then
+// its created event.
+func (b *bench) directCreate(ctx context.Context, order *ordersv1.Order) error {
+	entry, expectNoEntry := eventstore.IndexEntry(eventstore.KeyOf(order))
+	if _, err := b.js.PublishMsg(ctx, entry, expectNoEntry); err != nil {
+		return err
+	}
+	_, err := b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), expectNew(order))
+	return err
+}
+
+// directLocate finds an order's key from its id in the order-id index, as
+// every ordersd call that names only an order does.
+func (b *bench) directLocate(ctx context.Context, index jetstream.Stream, orderID string) (eventstore.OrderKey, error) {
+	raw, err := index.GetLastMsgForSubject(ctx, eventstore.IndexSubject(orderID))
+	if err != nil {
+		return eventstore.OrderKey{}, err
+	}
+	return eventstore.OrderKey{CustomerID: string(raw.Data), OrderID: orderID}, nil
 }
 
 // setupBatch is how many asynchronous publishes the benchmark's own set-up
@@ -94,4 +117,13 @@ func nextRequestID() string {
 // benchCreate is the CreateOrder request of the ordersd side.
 func benchCreate() *ordersv1.CreateOrderRequest {
 	return &ordersv1.CreateOrderRequest{RequestId: nextRequestID(), CustomerId: "bench", CurrencyCode: "EUR", Items: benchItems}
+}
+
+// statusSubjects is the filter of every event of one type.
+func statusSubjects(status ordersv1.OrderStatus) string {
+	filters, err := eventstore.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{status}})
+	if err != nil {
+		panic(err) // the benchmark's own statuses are valid
+	}
+	return filters[0]
 }

@@ -48,7 +48,7 @@ func (b *bench) review() error {
 	if err != nil {
 		return err
 	}
-	created, _ := eventstore.StatusSubjects(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
+	created := statusSubjects(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: "bench-review-direct", FilterSubject: created, AckPolicy: jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: info.State.LastSeq + 1,
@@ -213,7 +213,7 @@ func directReviewer(ctx context.Context, js jetstream.JetStream, cons jetstream.
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
 		order.UpdateTime = timestamppb.Now()
 		slots <- struct{}{}
-		f, err := js.PublishMsgAsync(directEvent(order, "review"), eventstore.ExpectRevision(order.GetOrderId(), meta.Sequence.Stream))
+		f, err := js.PublishMsgAsync(directEvent(order, "review"), eventstore.ExpectRevision(eventstore.KeyOf(order), meta.Sequence.Stream))
 		if err != nil {
 			return err
 		}

@@ -18,8 +18,9 @@ import (
 )
 
 // transition: ApproveOrder on distinct orders vs the same steps done
-// directly: read the order's last event, check it, publish the approved
-// state with an expected last sequence on ORDERS.*.<id>.
+// directly: find the order's customer in the order-id index, read the
+// order's last event, check it, publish the approved state with an expected
+// last sequence on ORDERS.*.<customer_id>.<id>.
 func (b *bench) transition() error {
 	ctx := context.Background()
 	c := b.o.transitionC
@@ -37,6 +38,10 @@ func (b *bench) transition() error {
 	if err != nil {
 		return err
 	}
+	index, err := b.js.Stream(ctx, eventstore.IndexStreamName)
+	if err != nil {
+		return err
+	}
 
 	var next atomic.Int64
 	direct, err := runFor(b.o.duration, c, func(int) (bool, error) {
@@ -44,8 +49,11 @@ func (b *bench) transition() error {
 		if i >= int64(len(directIDs)) {
 			return true, nil
 		}
-		id := directIDs[i]
-		raw, err := stream.GetLastMsgForSubject(ctx, orderSubjects(id))
+		key, err := b.directLocate(ctx, index, directIDs[i])
+		if err != nil {
+			return false, err
+		}
+		raw, err := stream.GetLastMsgForSubject(ctx, orderSubjects(key))
 		if err != nil {
 			return false, err
 		}
@@ -58,7 +66,7 @@ func (b *bench) transition() error {
 		}
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
 		order.UpdateTime = timestamppb.New(time.Now())
-		_, err = b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), eventstore.ExpectRevision(id, raw.Sequence))
+		_, err = b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), eventstore.ExpectRevision(key, raw.Sequence))
 		return false, err
 	})
 	if err != nil {
@@ -84,14 +92,26 @@ func (b *bench) transition() error {
 	return nil
 }
 
-// seedOrders stores count created orders with asynchronous publishes and
-// returns their ids.
+// seedOrders stores count created orders (their index entries, then
+// their events) with asynchronous publishes and returns their ids.
 func (b *bench) seedOrders(count int) ([]string, error) {
-	ids := make([]string, 0, count)
+	orders := make([]*ordersv1.Order, count)
+	ids := make([]string, count)
+	for i := range orders {
+		orders[i] = newDirectOrder()
+		ids[i] = orders[i].GetOrderId()
+	}
+	next := 0
+	if err := b.storeEvents(count, func() (*nats.Msg, jetstream.PublishOpt) {
+		next++
+		return eventstore.IndexEntry(eventstore.KeyOf(orders[next-1]))
+	}); err != nil {
+		return nil, err
+	}
+	next = 0
 	err := b.storeEvents(count, func() (*nats.Msg, jetstream.PublishOpt) {
-		order := newDirectOrder()
-		ids = append(ids, order.GetOrderId())
-		return directEvent(order, nextRequestID()), expectNew(order)
+		next++
+		return directEvent(orders[next-1], nextRequestID()), expectNew(orders[next-1])
 	})
 	return ids, err
 }

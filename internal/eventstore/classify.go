@@ -18,7 +18,7 @@ var ErrResourceExhausted = errors.New("jetstream resources exhausted")
 // stream is gone, so that it is provisioned again on next use.
 func (s *Store) classify(err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s.stream.Store(nil)
+		s.streams.Store(nil)
 	}
 	return Classify(err)
 }
@@ -30,7 +30,7 @@ func Classify(err error) error {
 		return nil
 	}
 	for _, known := range []error{ErrInvalidArgument, ErrNotFound, ErrAlreadyExists, ErrConflict,
-		ErrIllegalTransition, ErrRequestIDReused, ErrUnavailable, ErrCorruptEvent, ErrResourceExhausted} {
+		ErrIllegalTransition, ErrRequestIDReused, ErrUnavailable, ErrCorruptEvent, ErrResourceExhausted, ErrLayoutOutdated} {
 		if errors.Is(err, known) {
 			return err
 		}

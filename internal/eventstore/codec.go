@@ -34,7 +34,7 @@ const (
 // with ExpectRevision. The benchmark's direct client uses it too, so both
 // sides store the very same messages.
 func EncodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
-	subject, err := EventSubject(order.GetStatus(), order.GetOrderId())
+	subject, err := EventSubject(order.GetStatus(), KeyOf(order))
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +71,8 @@ func msgID(status ordersv1.OrderStatus, orderID, requestID string) string {
 // ExpectRevision makes the publish of an order's event fail unless the
 // order's last event is at stream sequence revision (0: the order has no
 // event yet): the per-order concurrency check of every write.
-func ExpectRevision(orderID string, revision uint64) jetstream.PublishOpt {
-	filter, _ := OrderSubjects(orderID) // the caller encoded the event, which checked the id
+func ExpectRevision(k OrderKey, revision uint64) jetstream.PublishOpt {
+	filter, _ := OrderSubjects(k) // the caller encoded the event, which checked the key
 	return jetstream.WithExpectLastSequenceForSubject(revision, filter)
 }
 
@@ -93,17 +93,17 @@ func DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, st
 
 // decodeEvent is DecodeEvent that also returns the request id.
 func decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
-	status, orderID, ok := parseSubject(subject)
+	status, key, ok := parseSubject(subject)
 	if !ok {
-		return storedEvent{}, fmt.Errorf("%w: sequence %d: subject %q is not ORDERS.<event>.<order_id>", ErrCorruptEvent, seq, subject)
+		return storedEvent{}, fmt.Errorf("%w: sequence %d: subject %q is not ORDERS.<event>.<customer_id>.<order_id>", ErrCorruptEvent, seq, subject)
 	}
 	order := &ordersv1.Order{}
 	if err := proto.Unmarshal(data, order); err != nil {
 		return storedEvent{}, fmt.Errorf("%w: sequence %d: %v", ErrCorruptEvent, seq, err)
 	}
-	if order.GetStatus() != status || order.GetOrderId() != orderID {
-		return storedEvent{}, fmt.Errorf("%w: sequence %d: payload (%s, %v) does not match subject %q",
-			ErrCorruptEvent, seq, order.GetOrderId(), order.GetStatus(), subject)
+	if order.GetStatus() != status || KeyOf(order) != key {
+		return storedEvent{}, fmt.Errorf("%w: sequence %d: payload (%s, %s, %v) does not match subject %q",
+			ErrCorruptEvent, seq, order.GetCustomerId(), order.GetOrderId(), order.GetStatus(), subject)
 	}
 	order.Revision = seq
 	return storedEvent{

@@ -15,18 +15,20 @@ import (
 // event decoder, as another publisher on ORDERS.> could: it never panics,
 // fails only with ErrCorruptEvent, and what it accepts is an order event
 // stored on its own subject, whose fields are what the subject, the
-// headers and the message say: status and order id from the subject (the
+// headers and the message say: status, customer and order id from the subject (the
 // payload agreeing), the request id from Ordersd-Request-Id, the revision
 // and sequence from the stream sequence, the publish time from the
 // stored time. An empty header value stands for a header left out.
 func FuzzDecodeEvent(f *testing.F) {
 	good, _ := proto.Marshal(&ordersv1.Order{OrderId: "o-1", Status: ordersv1.OrderStatus_ORDER_STATUS_PAID, CustomerId: "c"})
 	created, _ := proto.Marshal(&ordersv1.Order{OrderId: "o-1", Status: ordersv1.OrderStatus_ORDER_STATUS_CREATED, CustomerId: "c"})
-	f.Add("ORDERS.paid.o-1", "paid", "req-1", ContentTypeOrder, good)
-	f.Add("ORDERS.paid.o-1", "", "", "", good)
-	f.Add("ORDERS.paid.o-1", "created", "req-1", "application/json", good) // headers that contradict the subject
-	f.Add("ORDERS.created.o-1", "created", "r\x00\n.*>", ContentTypeOrder, created)
-	f.Add("ORDERS.created.o-1", "paid", "", ContentTypeOrder, good)
+	f.Add("ORDERS.paid.c.o-1", "paid", "req-1", ContentTypeOrder, good)
+	f.Add("ORDERS.paid.c.o-1", "", "", "", good)
+	f.Add("ORDERS.paid.c.o-1", "created", "req-1", "application/json", good) // headers that contradict the subject
+	f.Add("ORDERS.created.c.o-1", "created", "r\x00\n.*>", ContentTypeOrder, created)
+	f.Add("ORDERS.created.c.o-1", "paid", "", ContentTypeOrder, good)
+	f.Add("ORDERS.paid.o-1", "paid", "req-1", ContentTypeOrder, good) // the layout before customer tokens
+	f.Add("ORDERS.paid.d.o-1", "paid", "", ContentTypeOrder, good)    // another customer's subject
 	f.Add("ORDERS.paid", "paid", "", "", []byte{})
 	f.Add("ORDERS.>", "", "", "", []byte{0xff, 0x01})
 	stored := time.Unix(1700000000, 123)
@@ -48,7 +50,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			return
 		}
 		order := ev.event.GetOrder()
-		want, err := EventSubject(order.GetStatus(), order.GetOrderId())
+		want, err := EventSubject(order.GetStatus(), KeyOf(order))
 		if err != nil || want != subject {
 			t.Fatalf("accepted %q for an order whose subject is %q (%v)", subject, want, err)
 		}

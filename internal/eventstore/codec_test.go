@@ -10,7 +10,7 @@ import (
 
 func TestDecodeEventRefusesForeignMessages(t *testing.T) {
 	t.Parallel()
-	order := &ordersv1.Order{OrderId: "o-1", Status: ordersv1.OrderStatus_ORDER_STATUS_APPROVED}
+	order := &ordersv1.Order{OrderId: "o-1", CustomerId: "c-1", Status: ordersv1.OrderStatus_ORDER_STATUS_APPROVED}
 	msg, err := EncodeEvent(order, "req-1")
 	if err != nil {
 		t.Fatal(err)
@@ -23,10 +23,12 @@ func TestDecodeEventRefusesForeignMessages(t *testing.T) {
 		subject string
 		data    []byte
 	}{
-		"not protobuf":             {msg.Subject, []byte{0xff, 0xff, 0xff}},
-		"payload of another order": {"ORDERS.approved.o-2", msg.Data},
-		"payload of another event": {"ORDERS.paid.o-1", msg.Data},
-		"not an event subject":     {"ORDERS.misc", msg.Data},
+		"not protobuf":                {msg.Subject, []byte{0xff, 0xff, 0xff}},
+		"payload of another order":    {"ORDERS.approved.c-1.o-2", msg.Data},
+		"payload of another customer": {"ORDERS.approved.c-2.o-1", msg.Data},
+		"payload of another event":    {"ORDERS.paid.c-1.o-1", msg.Data},
+		"the layout before customers": {"ORDERS.approved.o-1", msg.Data},
+		"not an event subject":        {"ORDERS.misc", msg.Data},
 	} {
 		if _, err := decodeEvent(c.subject, msg.Header, c.data, 1, time.Unix(0, 0)); !errors.Is(err, ErrCorruptEvent) {
 			t.Errorf("%s: %v", name, err)

@@ -21,11 +21,11 @@ func (s *Store) EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig
 		return nil, err
 	}
 	defer cancel()
-	cons, err := stream.Consumer(ctx, cfg.Durable)
+	cons, err := stream.orders.Consumer(ctx, cfg.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		cons, err = stream.CreateConsumer(ctx, cfg)
+		cons, err = stream.orders.CreateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another node created it first
-			cons, err = stream.Consumer(ctx, cfg.Durable)
+			cons, err = stream.orders.Consumer(ctx, cfg.Durable)
 		}
 	}
 	if err != nil {
@@ -42,7 +42,7 @@ func (s *Store) CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.Consum
 		return nil, err
 	}
 	defer cancel()
-	cons, err := stream.CreateOrUpdateConsumer(ctx, cfg)
+	cons, err := stream.orders.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, s.classify(err)
 	}

@@ -21,56 +21,62 @@ type NewOrder struct {
 	CurrencyCode string
 }
 
-// Create stores a new order as its created event. The event is published
-// with an expected last sequence of 0 on ORDERS.*.<id>, so an order id can
-// be taken only once; a retried request is answered with the original order.
+// Create stores a new order: its entry in the order-id index (expecting
+// none, so an order id is taken once across all customers), then its
+// created event, published with an expected last sequence of 0 on
+// ORDERS.*.<customer_id>.<order_id>. A retried request is answered with the
+// original order.
 func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 	order, msg, err := s.createdEvent(in)
 	if err != nil {
 		return Result{}, err
 	}
-	ctx, cancel, stream, err := s.begin(ctx)
+	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cancel()
-	ack, err := s.publish(ctx, msg, ExpectRevision(order.GetOrderId(), 0))
-	return s.settleCreate(ctx, stream, in, order, ack, err)
+	if err := s.claim(ctx, st, KeyOf(order)); err != nil {
+		return Result{}, err
+	}
+	ack, err := s.publish(ctx, msg, ExpectRevision(KeyOf(order), 0))
+	return s.settleCreate(ctx, st.orders, in, order, ack, err)
 }
 
-// PendingCreate is a create whose event is on its way to JetStream.
+// PendingCreate is a create under way (see CreateAsync).
 type PendingCreate struct {
-	store     *Store
-	in        NewOrder
-	order     *ordersv1.Order
-	published asyncPublish
+	done   chan struct{}
+	result Result
+	err    error
 }
 
-// CreateAsync publishes a new order's created event without waiting for
-// JetStream's answer, so that many creates can be in flight at once over
-// one connection; Wait gives the same result Create would have. Every
-// check of Create applies: the expected sequence, the request id, the
-// resolution of retries.
+// CreateAsync starts a create and returns at once, so that many creates can
+// be in flight together: their writes share the connection's asynchronous
+// publisher. Wait gives the result Create gives. The create's own two
+// writes stay in order (the index entry before the event), which is why
+// it runs Create rather than pipelining its messages.
 func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, error) {
-	order, msg, err := s.createdEvent(in)
-	if err != nil {
-		return nil, err
+	if !s.js.Conn().IsConnected() {
+		return nil, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
 	}
-	published, err := s.publishAsync(ctx, msg, order.GetOrderId(), 0)
-	if err != nil {
-		return nil, err
-	}
-	return &PendingCreate{store: s, in: in, order: order, published: published}, nil
+	p := &PendingCreate{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.result, p.err = s.Create(context.WithoutCancel(ctx), in)
+	}()
+	return p, nil
 }
 
-// Wait returns the create's result once JetStream has answered, or
-// ErrUnavailable if it does not within the store's timeout (the outcome is
-// then unknown: retry with the same request id).
+// Wait returns the create's result, or ctx's error if ctx ends first (the
+// outcome is then unknown: retry with the same request id). The create
+// itself is bounded by the store's timeout.
 func (p *PendingCreate) Wait(ctx context.Context) (Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.store.opTimeout)
-	defer cancel()
-	ack, err := p.published.await(ctx)
-	return p.store.settleCreate(ctx, p.published.stream, p.in, p.order, ack, err)
+	select {
+	case <-p.done:
+		return p.result, p.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
 }
 
 // createdEvent builds a new order and the message of its created event.
@@ -107,7 +113,7 @@ func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in Ne
 	switch {
 	case isWrongLastSequence(err):
 		// The order id is taken: by this very request (a retry) or another.
-		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, order.GetOrderId(), in.RequestID); err != nil || ok {
+		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, KeyOf(order), in.RequestID); err != nil || ok {
 			return prior, s.classify(err)
 		}
 		return Result{}, fmt.Errorf("%w: order %s", ErrAlreadyExists, order.GetOrderId())

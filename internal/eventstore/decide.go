@@ -24,7 +24,7 @@ type PendingTransition struct {
 // events does: the payload of an event is the order's state at the event's
 // stream sequence. It skips Transition's read, builds the next event from
 // known and publishes it asynchronously with known.Revision as the
-// expected last sequence on ORDERS.*.<id>, so that many transitions can be
+// expected last sequence on ORDERS.*.<customer_id>.<id>, so that many transitions can be
 // in flight at once over one connection.
 //
 // c.ExpectedRevision, when set, must be known.Revision. A change the state
@@ -50,7 +50,7 @@ func (s *Store) TransitionFrom(ctx context.Context, known *ordersv1.Order, c Cha
 	if err != nil {
 		return nil, err
 	}
-	published, err := s.publishAsync(ctx, msg, c.OrderID, known.GetRevision())
+	published, err := s.publishAsync(ctx, msg, KeyOf(known), known.GetRevision())
 	if err != nil {
 		return nil, err
 	}

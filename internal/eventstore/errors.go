@@ -27,6 +27,9 @@ var (
 	// ErrUnavailable: JetStream could not be reached or did not answer in
 	// time. For a write the outcome is unknown: retry with the same request id.
 	ErrUnavailable = errors.New("jetstream unavailable")
+	// ErrLayoutOutdated: the stream ORDERS holds events in an older subject
+	// layout; `ordersd migrate` rewrites it. Nothing is served until then.
+	ErrLayoutOutdated = errors.New("stream layout outdated")
 	// ErrCorruptEvent: a stored message is not a readable order event.
 	ErrCorruptEvent = errors.New("unreadable order event")
 )

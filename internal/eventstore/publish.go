@@ -108,21 +108,21 @@ type asyncPublish struct {
 }
 
 // publishAsync checks that the stream is there, then publishes msg, the
-// event of orderID, expecting the order's last event at revision (0: the
-// order is new). Many can be in flight at once over one connection.
-func (s *Store) publishAsync(ctx context.Context, msg *nats.Msg, orderID string, revision uint64) (asyncPublish, error) {
-	_, cancel, stream, err := s.begin(ctx)
+// event of order k, expecting the order's last event at revision. Many can
+// be in flight at once over one connection.
+func (s *Store) publishAsync(ctx context.Context, msg *nats.Msg, k OrderKey, revision uint64) (asyncPublish, error) {
+	_, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return asyncPublish{}, err
 	}
 	cancel() // the stream handle outlives the check; the publish has its own bounds
 	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(orderID, revision))
+	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(k, revision))
 	if err != nil {
 		p.end(nil, err)
 		return asyncPublish{}, s.classify(err)
 	}
-	return asyncPublish{stream: stream, publishing: p, future: future}, nil
+	return asyncPublish{stream: st.orders, publishing: p, future: future}, nil
 }
 
 // await waits for JetStream's answer, or the end of ctx, and ends the

@@ -82,7 +82,7 @@ func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, mor
 		return nil, false, err
 	}
 	defer cancel()
-	r.stream = stream
+	r.stream = stream.orders
 	cfg := jetstream.ConsumerConfig{
 		Description:   "ordersd read",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -106,12 +106,12 @@ func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, mor
 	} else {
 		cfg.FilterSubjects = r.req.Filters
 	}
-	cons, err = stream.CreateConsumer(opCtx, cfg)
+	cons, err = r.stream.CreateConsumer(opCtx, cfg)
 	if err != nil {
 		return nil, false, r.store.classify(err)
 	}
 	if cons.CachedInfo().NumPending == 0 {
-		r.store.deleteConsumer(stream, cons)
+		r.store.deleteConsumer(r.stream, cons)
 		return nil, false, nil // nothing stored from there on
 	}
 	return cons, true, nil
@@ -169,16 +169,21 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 // History sends every event of one order, oldest first, up to the event
 // that was the order's last when History began.
 func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error {
-	opCtx, cancel, stream, err := s.begin(ctx)
+	opCtx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
-	last, err := s.lastEvent(opCtx, stream, orderID)
+	key, err := s.locate(opCtx, st, orderID)
+	if err != nil {
+		cancel()
+		return s.classify(err)
+	}
+	last, err := s.lastEvent(opCtx, st.orders, key)
 	cancel()
 	if err != nil {
 		return s.classify(err)
 	}
-	filter, _ := OrderSubjects(orderID) // valid: lastEvent checked it
+	filter, _ := OrderSubjects(key) // valid: lastEvent checked it
 	_, err = s.Read(ctx, ReadRequest{Filters: []string{filter}, UpTo: last.event.GetSequence()}, send)
 	return err
 }

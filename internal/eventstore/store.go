@@ -75,9 +75,9 @@ type Store struct {
 	now       func() time.Time
 	newID     func() string
 
-	provisionMu sync.Mutex                       // serialises stream provisioning
-	provisioned atomic.Bool                      // the stream was created or updated by this process
-	stream      atomic.Pointer[jetstream.Stream] // nil until the stream is known to exist
+	provisionMu sync.Mutex              // serialises stream provisioning
+	provisioned atomic.Bool             // the stream was created or updated by this process
+	streams     atomic.Pointer[streams] // nil until the streams are known to exist
 }
 
 // New returns a Store that uses js, or an error wrapping ErrInvalidOption
@@ -114,39 +114,53 @@ type Result struct {
 	Duplicate bool
 }
 
-// Ready checks that JetStream answers and the stream ORDERS exists,
-// provisioning it when it does not. Health checks call it.
+// Ready checks that JetStream answers and the streams ORDERS and ORDER_IDS
+// exist, provisioning them when they do not. Health checks call it. A
+// stream ORDERS in an older subject layout is ErrLayoutOutdated.
 func (s *Store) Ready(ctx context.Context) error {
 	_, err := s.ready(ctx)
 	return err
 }
 
-// ready is Ready that also returns the stream handle. The first success
-// in this process creates or updates the stream to the wanted settings (an
-// operator may have made it with others, direct get among them); later
-// checks only look it up.
-func (s *Store) ready(ctx context.Context) (jetstream.Stream, error) {
+// ready is Ready that also returns the stream handles. The first success
+// in this process creates or updates the streams to the wanted settings (an
+// operator may have made them with others, direct get among them); later
+// checks only look them up.
+func (s *Store) ready(ctx context.Context) (streams, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	defer cancel()
 	if !s.js.Conn().IsConnected() {
-		return nil, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
+		return streams{}, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
 	}
 	var (
-		stream jetstream.Stream
-		err    error
+		st  streams
+		err error
 	)
 	if s.provisioned.Load() {
-		stream, err = s.js.Stream(ctx, StreamName)
+		st, err = s.lookUp(ctx)
 	}
 	if !s.provisioned.Load() || isStreamMissing(err) {
-		stream, err = s.provision(ctx)
+		st, err = s.provision(ctx)
 	}
 	if err != nil {
-		s.stream.Store(nil)
-		return nil, s.classify(err)
+		s.streams.Store(nil)
+		return streams{}, s.classify(err)
 	}
-	s.stream.Store(&stream)
-	return stream, nil
+	s.streams.Store(&st)
+	return st, nil
+}
+
+// lookUp finds both streams.
+func (s *Store) lookUp(ctx context.Context) (streams, error) {
+	orders, err := s.js.Stream(ctx, StreamName)
+	if err != nil {
+		return streams{}, err
+	}
+	index, err := s.js.Stream(ctx, IndexStreamName)
+	if err != nil {
+		return streams{}, err
+	}
+	return streams{orders: orders, index: index}, nil
 }
 
 // provision creates or updates the stream, once at a time. A call that
@@ -155,41 +169,41 @@ func (s *Store) ready(ctx context.Context) (jetstream.Stream, error) {
 // whole operation timeout, and callers do better retrying on another node
 // (found by the fault run: every client ended up waiting on a restarted
 // node).
-func (s *Store) provision(ctx context.Context) (jetstream.Stream, error) {
+func (s *Store) provision(ctx context.Context) (streams, error) {
 	if !s.provisionMu.TryLock() {
-		return nil, fmt.Errorf("%w: the stream is being provisioned", ErrUnavailable)
+		return streams{}, fmt.Errorf("%w: the stream is being provisioned", ErrUnavailable)
 	}
 	defer s.provisionMu.Unlock()
-	stream, err := provisionStream(ctx, s.js, s.opts)
-	if err != nil && Classify(err) == err {
+	st, err := provisionStreams(ctx, s.js, s.opts)
+	if err != nil && !errors.Is(err, ErrLayoutOutdated) && Classify(err) == err {
 		// Not an error the package knows (another stream holding the
 		// subjects ORDERS.>, say): without the stream no call can be
 		// served, so calls are UNAVAILABLE, as health is NOT_SERVING,
 		// not INTERNAL (found by TestHealthFollowsTheStream).
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return streams{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err == nil {
 		s.provisioned.Store(true)
 		s.log.Info("stream ready", "stream", StreamName, "replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
 	}
-	return stream, err
+	return st, err
 }
 
 // begin bounds an operation by the store's timeout, fails fast while NATS
-// is disconnected, and returns the stream handle.
-func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, jetstream.Stream, error) {
+// is disconnected, and returns the stream handles.
+func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, streams, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opTimeout)
 	if !s.js.Conn().IsConnected() {
 		cancel()
-		return nil, nil, nil, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
+		return nil, nil, streams{}, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
 	}
-	if p := s.stream.Load(); p != nil {
+	if p := s.streams.Load(); p != nil {
 		return ctx, cancel, *p, nil
 	}
-	stream, err := s.ready(ctx)
+	st, err := s.ready(ctx)
 	if err != nil {
 		cancel()
-		return nil, nil, nil, err
+		return nil, nil, streams{}, err
 	}
-	return ctx, cancel, stream, nil
+	return ctx, cancel, st, nil
 }

@@ -37,7 +37,8 @@ func (o StreamOptions) withDefaults() StreamOptions {
 func (o StreamOptions) streamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
-		Description: "ordersd order events: ORDERS.<event>.<order_id>, payload orders.v1.Order",
+		Description: "ordersd order events: ORDERS.<event>.<customer_id>.<order_id>, payload orders.v1.Order",
+		Metadata:    map[string]string{MetadataLayout: Layout},
 		Subjects:    []string{StreamSubjects},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
@@ -51,15 +52,58 @@ func (o StreamOptions) streamConfig() jetstream.StreamConfig {
 	}
 }
 
-// provisionStream creates the stream ORDERS, or updates it to the wanted
-// settings when it exists.
-func provisionStream(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (jetstream.Stream, error) {
-	cfg := opts.streamConfig()
-	stream, err := js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("provision stream %s: %w", StreamName, err)
+// streams are the handles of the two streams a store uses.
+type streams struct {
+	orders jetstream.Stream // ORDERS: the events
+	index  jetstream.Stream // ORDER_IDS: the order-id index
+}
+
+// provisionStreams creates the streams ORDERS and ORDER_IDS, or updates
+// them to the wanted settings when they exist. A stream ORDERS that holds
+// events in an older subject layout is left untouched: ErrLayoutOutdated.
+func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (streams, error) {
+	if err := checkLayout(ctx, js); err != nil {
+		return streams{}, err
 	}
-	return stream, nil
+	orders, err := js.CreateOrUpdateStream(ctx, opts.streamConfig())
+	if err != nil {
+		return streams{}, fmt.Errorf("provision stream %s: %w", StreamName, err)
+	}
+	index, err := js.CreateOrUpdateStream(ctx, opts.indexStreamConfig())
+	if err != nil {
+		return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
+	}
+	return streams{orders: orders, index: index}, nil
+}
+
+// checkLayout fails with ErrLayoutOutdated when the stream ORDERS exists,
+// holds events and does not say it is in this build's Layout. An empty
+// stream is adopted as it is.
+func checkLayout(ctx context.Context, js jetstream.JetStream) error {
+	stream, err := js.Stream(ctx, StreamName)
+	if isStreamMissing(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	info := stream.CachedInfo()
+	if have := info.Config.Metadata[MetadataLayout]; have != Layout && info.State.Msgs > 0 {
+		return layoutError(have, info.State.Msgs)
+	}
+	return nil
+}
+
+// layoutError explains an outdated stream and names the command that
+// rewrites it.
+func layoutError(have string, msgs uint64) error {
+	if have == "" {
+		have = "1"
+	}
+	return fmt.Errorf("%w: stream %s holds %d events in subject layout %s, this ordersd reads layout %s "+
+		"(ORDERS.<event>.<customer_id>.<order_id>); stop every ordersd node and run `ordersd migrate` "+
+		"with the same NATS settings to rewrite it (see the README, \"Upgrading the stream layout\")",
+		ErrLayoutOutdated, StreamName, msgs, have, Layout)
 }
 
 // isStreamMissing reports whether err says the stream does not exist.

@@ -14,6 +14,20 @@ const StreamName = "ORDERS"
 // StreamSubjects is the subject filter of the stream: every subject under ORDERS.
 const StreamSubjects = StreamName + ".>"
 
+// Layout names the subject layout of the stream ORDERS. It is kept in the
+// stream's metadata (MetadataLayout), so that a node finds out at start-up
+// whether the stored events are laid out as it reads them.
+//
+// Layout 2 is ORDERS.<event>.<customer_id>.<order_id>: the customer token
+// lets JetStream itself select one customer's events (a watch, a work
+// queue, ListOrders), at a cost that grows with that customer's events, not
+// with the stream. Layout 1 (no metadata) was ORDERS.<event>.<order_id>;
+// `ordersd migrate` rewrites it into layout 2.
+const Layout = "2"
+
+// MetadataLayout is the stream metadata key holding Layout.
+const MetadataLayout = "ordersd_layout"
+
 // Bounds on values that enter subjects and headers.
 const (
 	MaxIDLen        = 64  // order, customer and consumer ids
@@ -55,96 +69,120 @@ func ValidToken(s string, maxLen int) bool {
 	return true
 }
 
+// OrderKey names one order in the stream: its events are on
+// ORDERS.<event>.<CustomerID>.<OrderID>. The customer of an order never
+// changes; the order-id index (see index.go) finds it from the order id.
+type OrderKey struct {
+	CustomerID string
+	OrderID    string
+}
+
+// KeyOf returns the key of order.
+func KeyOf(order *ordersv1.Order) OrderKey {
+	return OrderKey{CustomerID: order.GetCustomerId(), OrderID: order.GetOrderId()}
+}
+
+func (k OrderKey) check() error {
+	if !ValidToken(k.OrderID, MaxIDLen) {
+		return fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, k.OrderID)
+	}
+	if !ValidToken(k.CustomerID, MaxIDLen) {
+		return fmt.Errorf("%w: customer id %q is not subject-safe", ErrInvalidArgument, k.CustomerID)
+	}
+	return nil
+}
+
 // EventSubject is the subject an event of the given status is published on:
-// ORDERS.<event>.<order_id>.
-func EventSubject(status ordersv1.OrderStatus, orderID string) (string, error) {
+// ORDERS.<event>.<customer_id>.<order_id>.
+func EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
 	token := EventType(status)
 	if token == "" {
 		return "", fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, status)
 	}
-	if !ValidToken(orderID, MaxIDLen) {
-		return "", fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, orderID)
+	if err := k.check(); err != nil {
+		return "", err
 	}
-	return StreamName + "." + token + "." + orderID, nil
+	return StreamName + "." + token + "." + k.CustomerID + "." + k.OrderID, nil
 }
 
 // OrderSubjects is the filter matching every event of one order:
-// ORDERS.*.<order_id>.
-func OrderSubjects(orderID string) (string, error) {
-	if !ValidToken(orderID, MaxIDLen) {
-		return "", fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, orderID)
+// ORDERS.*.<customer_id>.<order_id>.
+func OrderSubjects(k OrderKey) (string, error) {
+	if err := k.check(); err != nil {
+		return "", err
 	}
-	return StreamName + ".*." + orderID, nil
+	return StreamName + ".*." + k.CustomerID + "." + k.OrderID, nil
 }
 
-// StatusSubjects is the filter matching every event of one type:
-// ORDERS.<event>.*.
-func StatusSubjects(status ordersv1.OrderStatus) (string, error) {
-	token := EventType(status)
-	if token == "" {
-		return "", fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, status)
-	}
-	return StreamName + "." + token + ".*", nil
-}
-
-// parseSubject splits ORDERS.<event>.<order_id> into its status and order id.
-func parseSubject(subject string) (ordersv1.OrderStatus, string, bool) {
+// parseSubject splits ORDERS.<event>.<customer_id>.<order_id> into its
+// status and order key.
+func parseSubject(subject string) (ordersv1.OrderStatus, OrderKey, bool) {
 	parts := strings.Split(subject, ".")
-	if len(parts) != 3 || parts[0] != StreamName || !ValidToken(parts[2], MaxIDLen) {
-		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, "", false
+	if len(parts) != 4 || parts[0] != StreamName {
+		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
+	}
+	k := OrderKey{CustomerID: parts[2], OrderID: parts[3]}
+	if k.check() != nil {
+		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
 	for status, token := range eventTokens {
 		if token == parts[1] {
-			return status, parts[2], true
+			return status, k, true
 		}
 	}
-	return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, "", false
+	return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 }
 
 // Filter says which events a reader wants, by what their subjects carry.
 // It is the one place where what a client asks for becomes subject
-// filters: work queues, watches and reads all go through FilterSubjects.
-// (A customer filter belongs here too, once the customer id is a token of
-// the subject; until then it is applied to the payload by the reader.)
+// filters: work queues, watches, lists and reads all go through
+// FilterSubjects, so JetStream selects the events and none is decoded only
+// to be thrown away.
 type Filter struct {
 	// Statuses selects events of these types; every type when empty.
 	Statuses []ordersv1.OrderStatus
-	// OrderID selects one order's events; every order's when empty.
+	// CustomerID selects one customer's events; every customer's when empty.
+	CustomerID string
+	// OrderID selects one order's events; every order's when empty. With an
+	// order id but no customer id the filter has a wildcard where the
+	// customer goes, which JetStream matches against every customer: name
+	// the customer (readers look it up in the order-id index) to avoid it.
 	OrderID string
 }
 
 // FilterSubjects returns the subject filters that select exactly f's
-// events: ORDERS.<event>.* per status, ORDERS.*.<order_id> for an order,
-// ORDERS.<event>.<order_id> per status for both, and none (every event)
-// for an empty f. A status listed twice gives one filter, as JetStream
-// refuses overlapping filters. An unknown status or an order id that is not
-// subject-safe is ErrInvalidArgument.
+// events: ORDERS.<event>.<customer_id>.<order_id> with '*' for each token
+// f leaves open, one filter per status (every status: one filter with '*'),
+// and none (every event) for an empty f. A status listed twice gives one
+// filter, as JetStream refuses overlapping filters. An unknown status or an
+// id that is not subject-safe is ErrInvalidArgument.
 func FilterSubjects(f Filter) ([]string, error) {
+	customer, order := "*", "*"
+	if f.CustomerID != "" {
+		if !ValidToken(f.CustomerID, MaxIDLen) {
+			return nil, fmt.Errorf("%w: customer id %q is not subject-safe", ErrInvalidArgument, f.CustomerID)
+		}
+		customer = f.CustomerID
+	}
+	if f.OrderID != "" {
+		if !ValidToken(f.OrderID, MaxIDLen) {
+			return nil, fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, f.OrderID)
+		}
+		order = f.OrderID
+	}
 	if len(f.Statuses) == 0 {
-		if f.OrderID == "" {
+		if f.CustomerID == "" && f.OrderID == "" {
 			return nil, nil
 		}
-		subject, err := OrderSubjects(f.OrderID)
-		if err != nil {
-			return nil, err
-		}
-		return []string{subject}, nil
+		return []string{StreamName + ".*." + customer + "." + order}, nil
 	}
 	filters := make([]string, 0, len(f.Statuses))
 	for _, st := range f.Statuses {
-		var (
-			subject string
-			err     error
-		)
-		if f.OrderID == "" {
-			subject, err = StatusSubjects(st)
-		} else {
-			subject, err = EventSubject(st, f.OrderID)
+		token := EventType(st)
+		if token == "" {
+			return nil, fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, st)
 		}
-		if err != nil {
-			return nil, err
-		}
-		if !slices.Contains(filters, subject) {
+		if subject := StreamName + "." + token + "." + customer + "." + order; !slices.Contains(filters, subject) {
 			filters = append(filters, subject)
 		}
 	}

@@ -20,36 +20,40 @@ func TestValidTokenKeepsSubjectsSafe(t *testing.T) {
 		if ValidToken(bad, MaxIDLen) {
 			t.Errorf("%q accepted", bad)
 		}
-		if _, err := EventSubject(ordersv1.OrderStatus_ORDER_STATUS_CREATED, bad); !errors.Is(err, ErrInvalidArgument) {
-			t.Errorf("EventSubject(%q) = %v", bad, err)
-		}
-		if _, err := OrderSubjects(bad); !errors.Is(err, ErrInvalidArgument) {
-			t.Errorf("OrderSubjects(%q) = %v", bad, err)
+		for _, k := range []OrderKey{{CustomerID: "c-1", OrderID: bad}, {CustomerID: bad, OrderID: "o-1"}} {
+			if _, err := EventSubject(ordersv1.OrderStatus_ORDER_STATUS_CREATED, k); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("EventSubject(%+v) = %v", k, err)
+			}
+			if _, err := OrderSubjects(k); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("OrderSubjects(%+v) = %v", k, err)
+			}
 		}
 	}
 }
 
 func TestSubjectsRoundTrip(t *testing.T) {
 	t.Parallel()
+	key := OrderKey{CustomerID: "c-1", OrderID: "o-1"}
 	for status, token := range eventTokens {
-		subject, err := EventSubject(status, "o-1")
-		if err != nil || subject != "ORDERS."+token+".o-1" {
+		subject, err := EventSubject(status, key)
+		if err != nil || subject != "ORDERS."+token+".c-1.o-1" {
 			t.Fatalf("EventSubject(%v) = %q, %v", status, subject, err)
 		}
-		gotStatus, gotID, ok := parseSubject(subject)
-		if !ok || gotStatus != status || gotID != "o-1" {
-			t.Errorf("parseSubject(%q) = %v %q %v", subject, gotStatus, gotID, ok)
+		gotStatus, gotKey, ok := parseSubject(subject)
+		if !ok || gotStatus != status || gotKey != key {
+			t.Errorf("parseSubject(%q) = %v %+v %v", subject, gotStatus, gotKey, ok)
 		}
 	}
-	for _, bad := range []string{"ORDERS", "ORDERS.created", "ORDERS.unknown.o-1", "OTHER.created.o-1", "ORDERS.created.o-1.x"} {
+	// The layout before customer tokens, and everything else, is refused.
+	for _, bad := range []string{"ORDERS", "ORDERS.created", "ORDERS.created.o-1", "ORDERS.unknown.c-1.o-1", "OTHER.created.c-1.o-1", "ORDERS.created.c-1.o-1.x", "ORDERS.created.*.o-1"} {
 		if _, _, ok := parseSubject(bad); ok {
 			t.Errorf("parseSubject(%q) accepted", bad)
 		}
 	}
-	if _, err := EventSubject(ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, "o-1"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := EventSubject(ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, key); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unspecified status got a subject")
 	}
-	if _, err := EventSubject(ordersv1.OrderStatus(99), "o-1"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := EventSubject(ordersv1.OrderStatus(99), key); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unknown status got a subject")
 	}
 }
@@ -65,10 +69,13 @@ func TestFilterSubjects(t *testing.T) {
 		want []string
 	}{
 		{"nothing asked for is every event", Filter{}, nil},
-		{"statuses select their event types", Filter{Statuses: []ordersv1.OrderStatus{created, paid}}, []string{"ORDERS.created.*", "ORDERS.paid.*"}},
-		{"a status listed twice gives one filter", Filter{Statuses: []ordersv1.OrderStatus{paid, created, paid}}, []string{"ORDERS.paid.*", "ORDERS.created.*"}},
-		{"an order id selects its events", Filter{OrderID: "o-1"}, []string{"ORDERS.*.o-1"}},
-		{"both select the order's events of those types", Filter{Statuses: []ordersv1.OrderStatus{paid}, OrderID: "o-1"}, []string{"ORDERS.paid.o-1"}},
+		{"statuses select their event types", Filter{Statuses: []ordersv1.OrderStatus{created, paid}}, []string{"ORDERS.created.*.*", "ORDERS.paid.*.*"}},
+		{"a status listed twice gives one filter", Filter{Statuses: []ordersv1.OrderStatus{paid, created, paid}}, []string{"ORDERS.paid.*.*", "ORDERS.created.*.*"}},
+		{"a customer id selects the customer's events", Filter{CustomerID: "c-1"}, []string{"ORDERS.*.c-1.*"}},
+		{"an order id selects its events", Filter{OrderID: "o-1"}, []string{"ORDERS.*.*.o-1"}},
+		{"an order of a customer", Filter{CustomerID: "c-1", OrderID: "o-1"}, []string{"ORDERS.*.c-1.o-1"}},
+		{"statuses of a customer", Filter{Statuses: []ordersv1.OrderStatus{paid}, CustomerID: "c-1"}, []string{"ORDERS.paid.c-1.*"}},
+		{"all three", Filter{Statuses: []ordersv1.OrderStatus{paid}, CustomerID: "c-1", OrderID: "o-1"}, []string{"ORDERS.paid.c-1.o-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -83,6 +90,8 @@ func TestFilterSubjects(t *testing.T) {
 		{Statuses: []ordersv1.OrderStatus{99}},
 		{OrderID: "a.b"},
 		{OrderID: ">", Statuses: []ordersv1.OrderStatus{created}},
+		{CustomerID: "*"},
+		{CustomerID: "c.1", Statuses: []ordersv1.OrderStatus{created}},
 	} {
 		if got, err := FilterSubjects(bad); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("FilterSubjects(%+v) = %q, %v; want ErrInvalidArgument", bad, got, err)

@@ -23,17 +23,25 @@ type Change struct {
 
 // Transition moves an order to c.To. It reads the order's last event,
 // checks the expected revision and the state machine, and publishes the new
-// state with an expected last sequence on ORDERS.*.<id>: if anything else
+// state with an expected last sequence on ORDERS.*.<customer_id>.<id>: if anything else
 // was stored for the order in between, JetStream refuses the write and the
 // call fails with ErrConflict, so no transition is ever lost or doubled.
 func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
-	ctx, cancel, stream, err := s.begin(ctx)
+	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer cancel()
+	key, err := s.locate(ctx, st, c.OrderID)
+	if err != nil {
+		return Result{}, s.classify(err)
+	}
+	return s.transitionOf(ctx, st.orders, key, c)
+}
 
-	last, err := s.lastEvent(ctx, stream, c.OrderID)
+// transitionOf is Transition of the order with key k.
+func (s *Store) transitionOf(ctx context.Context, stream jetstream.Stream, k OrderKey, c Change) (Result, error) {
+	last, err := s.lastEvent(ctx, stream, k)
 	if err != nil {
 		return Result{}, s.classify(err)
 	}
@@ -45,10 +53,10 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 		return Result{}, fmt.Errorf("%w: %q made order %s %s", ErrRequestIDReused, c.RequestID, c.OrderID, statusName(current.GetStatus()))
 	}
 	if c.ExpectedRevision != 0 && c.ExpectedRevision != current.GetRevision() {
-		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: c.ExpectedRevision, Actual: current.GetRevision()})
+		return s.retriedOr(ctx, stream, k, c, &ConflictError{Expected: c.ExpectedRevision, Actual: current.GetRevision()})
 	}
 	if !CanTransition(current.GetStatus(), c.To) {
-		return s.retriedOr(ctx, stream, c, &TransitionError{From: current.GetStatus(), To: c.To})
+		return s.retriedOr(ctx, stream, k, c, &TransitionError{From: current.GetStatus(), To: c.To})
 	}
 
 	next := proto.Clone(current).(*ordersv1.Order)
@@ -59,10 +67,10 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	ack, err := s.publish(ctx, msg, ExpectRevision(c.OrderID, current.GetRevision()))
+	ack, err := s.publish(ctx, msg, ExpectRevision(k, current.GetRevision()))
 	switch {
 	case isWrongLastSequence(err):
-		return s.retriedOr(ctx, stream, c, &ConflictError{Expected: current.GetRevision()})
+		return s.retriedOr(ctx, stream, k, c, &ConflictError{Expected: current.GetRevision()})
 	case err != nil:
 		return Result{}, s.classify(err)
 	case ack.Duplicate:
@@ -76,10 +84,11 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 // already stored the wanted event, the write is a retry and gets its original
 // result; otherwise the write fails with failure. Since an order enters each
 // status at most once, the only event a retry can have stored is the last one
-// on ORDERS.<event>.<id>: one read, however long ago the original was.
-func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, c Change, failure error) (Result, error) {
+// on ORDERS.<event>.<customer_id>.<id>: one read, however long ago the
+// original was.
+func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, k OrderKey, c Change, failure error) (Result, error) {
 	if c.RequestID != "" {
-		prior, ok, err := s.eventWithRequest(ctx, stream, c.To, c.OrderID, c.RequestID)
+		prior, ok, err := s.eventWithRequest(ctx, stream, c.To, k, c.RequestID)
 		if err != nil {
 			return Result{}, s.classify(err)
 		}
@@ -92,11 +101,11 @@ func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, c Change
 
 // eventWithRequest looks for the order's event of the given status and
 // reports whether request id requestID stored it.
-func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, status ordersv1.OrderStatus, orderID, requestID string) (Result, bool, error) {
+func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, status ordersv1.OrderStatus, k OrderKey, requestID string) (Result, bool, error) {
 	if requestID == "" {
 		return Result{}, false, nil
 	}
-	subject, err := EventSubject(status, orderID)
+	subject, err := EventSubject(status, k)
 	if err != nil {
 		return Result{}, false, err
 	}

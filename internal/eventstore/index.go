@@ -1,0 +1,120 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The order-id index: one message per order on ORDER_IDS.<order_id>, whose
+// payload is the order's customer id.
+//
+// Why it exists: events are stored on ORDERS.<event>.<customer_id>.<order_id>
+// so that JetStream can select one customer's events. A call that names only
+// an order (GetOrder, the transitions, GetOrderHistory) would then have to
+// match ORDERS.*.*.<order_id>, and JetStream matches a '*' by walking every
+// value stored at that token: every customer. Measured on nats-server 2.15.2
+// with 200,000 customers, a read of one order took 10 to 20 ms that way
+// instead of 0.07 ms, and the create's uniqueness check (which runs inside
+// the stream leader, holding up every other write) 7 ms instead of 0.06 ms.
+// The index turns the order id into its customer with one read of a literal
+// subject, so every per-order operation stays as cheap as it was, whatever
+// the number of customers.
+//
+// A create writes its index entry first, expecting none (so an order id is
+// taken once across all customers), and then its created event. A create that
+// dies in between leaves an entry with no order: the id stays reserved for
+// that customer, and the next create of that id for that customer completes
+// it. Entries are never changed or deleted.
+const (
+	IndexStreamName = "ORDER_IDS"
+	indexSubjects   = IndexStreamName + ".>"
+)
+
+// IndexSubject is the subject of an order's index entry.
+func IndexSubject(orderID string) string {
+	return IndexStreamName + "." + orderID
+}
+
+// IndexEntry is the message of a new order's index entry, and the publish
+// option that makes it fail when the order id is taken. Create writes it
+// before the created event; the benchmark's direct client does the same.
+func IndexEntry(k OrderKey) (*nats.Msg, jetstream.PublishOpt) {
+	msg := nats.NewMsg(IndexSubject(k.OrderID))
+	msg.Data = []byte(k.CustomerID)
+	return msg, jetstream.WithExpectLastSequenceForSubject(0, msg.Subject)
+}
+
+// indexStreamConfig is the stream ORDER_IDS: like ORDERS, replicated, read
+// from its leader (a read after a create sees the entry), never pruned.
+func (o StreamOptions) indexStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              IndexStreamName,
+		Description:       "ordersd order-id index: ORDER_IDS.<order_id>, payload the order's customer_id",
+		Subjects:          []string{indexSubjects},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Replicas:          o.Replicas,
+		MaxMsgsPerSubject: 1,
+		DenyDelete:        true,
+		DenyPurge:         true,
+		AllowDirect:       false,
+	}
+}
+
+// claim writes the index entry of a new order, or accepts the one that is
+// there when it names the same customer (an earlier attempt of this create,
+// or one that died before its event: the created event's own expected
+// sequence then decides). An order id of another customer is
+// ErrAlreadyExists.
+func (s *Store) claim(ctx context.Context, st streams, k OrderKey) error {
+	msg, expectNew := IndexEntry(k)
+	future, err := s.js.PublishMsgAsync(msg, expectNew)
+	if err != nil {
+		return s.classify(err)
+	}
+	_, err = awaitAck(ctx, future)
+	if !isWrongLastSequence(err) {
+		return s.classify(err)
+	}
+	customer, err := s.customerOf(ctx, st, k.OrderID)
+	if err != nil {
+		return s.classify(err)
+	}
+	if customer != k.CustomerID {
+		return fmt.Errorf("%w: order %s", ErrAlreadyExists, k.OrderID)
+	}
+	return nil
+}
+
+// locate returns the key of an order from the index; ErrNotFound when the
+// order id was never taken.
+func (s *Store) locate(ctx context.Context, st streams, orderID string) (OrderKey, error) {
+	if !ValidToken(orderID, MaxIDLen) {
+		return OrderKey{}, fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, orderID)
+	}
+	customer, err := s.customerOf(ctx, st, orderID)
+	if err != nil {
+		return OrderKey{}, err
+	}
+	return OrderKey{CustomerID: customer, OrderID: orderID}, nil
+}
+
+// customerOf reads an order's index entry.
+func (s *Store) customerOf(ctx context.Context, st streams, orderID string) (string, error) {
+	raw, err := st.index.GetLastMsgForSubject(ctx, IndexSubject(orderID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return "", fmt.Errorf("%w: %s", ErrNotFound, orderID)
+	}
+	if err != nil {
+		return "", err
+	}
+	customer := string(raw.Data)
+	if !ValidToken(customer, MaxIDLen) {
+		return "", fmt.Errorf("%w: index entry of order %s names customer %q", ErrCorruptEvent, orderID, customer)
+	}
+	return customer, nil
+}
