@@ -59,6 +59,15 @@ func RandomAckTokens() *AckTokens {
 	return newAckTokens(key)
 }
 
+// DeriveKey returns a key for another purpose (ListOrders page tokens, say),
+// derived from the deployment's key, so that one shared key file serves
+// every token a node hands out and no two purposes share a key.
+func (t *AckTokens) DeriveKey(purpose string) []byte {
+	h := hmac.New(sha256.New, t.key)
+	h.Write([]byte(purpose))
+	return h.Sum(nil)
+}
+
 func newAckTokens(key []byte) *AckTokens {
 	t := &AckTokens{key: key}
 	t.macs.New = func() any { return hmac.New(sha256.New, t.key) }

@@ -46,9 +46,9 @@ func (s WatchSpec) matches(ev *ordersv1.OrderEvent) bool {
 }
 
 // filters are the subject filters that select the spec's events in the
-// stream (the customer filter is applied to the payload, by matches).
+// stream: a replay reads only the events asked for.
 func (s WatchSpec) filters() ([]string, error) {
-	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, OrderID: s.OrderID})
+	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, CustomerID: s.CustomerID, OrderID: s.OrderID})
 }
 
 // WatchUpdate is one message of a WatchOrders stream.
@@ -62,6 +62,7 @@ type WatchUpdate struct {
 // (*eventstore.Store): reads of stored events, for replays and catch-up.
 type EventReader interface {
 	Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error)
+	Locate(ctx context.Context, orderID string) (eventstore.OrderKey, error)
 }
 
 // Watcher serves WatchOrders streams from the node's Monitor and, for
@@ -90,6 +91,16 @@ func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
 func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
 	w.monitor.metrics.Watching(1)
 	defer w.monitor.metrics.Watching(-1)
+	if spec.OrderID != "" && spec.CustomerID == "" && spec.replays() {
+		// The order's customer makes the replay's filter literal; without
+		// it JetStream would match the customer token against every
+		// customer. An order not created yet keeps the wildcard.
+		if key, err := w.store.Locate(ctx, spec.OrderID); err == nil {
+			spec.CustomerID = key.CustomerID
+		} else if !errors.Is(err, eventstore.ErrNotFound) {
+			return err
+		}
+	}
 	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now()}
 	return s.run(ctx)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 
 	"github.com/ordersd/ordersd/consumers"
@@ -16,6 +17,7 @@ type OrderStore interface {
 	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
 	Get(ctx context.Context, orderID string) (*ordersv1.Order, error)
 	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error
+	List(ctx context.Context, req eventstore.ListRequest) (eventstore.ListPage, error)
 }
 
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).
@@ -45,6 +47,9 @@ type Deps struct {
 	Tokens     AckTokenVerifier
 	Acker      Acker
 	Watcher    Watcher
+	// PageTokens sign ListOrders page tokens; a random key when nil (tokens
+	// then work only on this process).
+	PageTokens *PageTokens
 	// Stopping is done when the node begins to shut down; long-lived streams
 	// end then. Optional.
 	Stopping context.Context
@@ -64,6 +69,11 @@ type OrderService struct {
 
 // NewOrderService returns the OrderService built on d.
 func NewOrderService(d Deps, log *slog.Logger) *OrderService {
+	if d.PageTokens == nil {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails
+		d.PageTokens = NewPageTokens(key)
+	}
 	return &OrderService{Deps: d, log: log,
 		watching: newSlots("WatchOrders streams", d.MaxWatchers), consuming: newSlots("ConsumeOrders streams", d.MaxConsumers)}
 }

@@ -72,7 +72,8 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 	case *ordersv1.ConsumerSettings_StartTime:
 		spec.Settings.StartTime = v.timestamp("settings.start_time", start.StartTime)
 	}
-	spec.Filters = v.filters("statuses", eventstore.Filter{Statuses: req.GetStatuses()})
+	v.id("customer_id", req.GetCustomerId(), eventstore.MaxIDLen, false)
+	spec.Filters = v.filters("statuses", eventstore.Filter{Statuses: req.GetStatuses(), CustomerID: req.GetCustomerId()})
 	return spec, v.err()
 }
 

@@ -9,7 +9,7 @@ import (
 // ConsumeOrders and AckOrders on one durable consumer; "consume" (or
 // "consume:*") on every consumer; "*" allows everything.
 const (
-	Read    = "read"    // GetOrder, GetOrderHistory
+	Read    = "read"    // GetOrder, GetOrderHistory, ListOrders
 	Write   = "write"   // CreateOrder, CreateOrders, the transitions
 	Watch   = "watch"   // WatchOrders
 	Consume = "consume" // ConsumeOrders, AckOrders
@@ -29,6 +29,7 @@ var groups = map[string]string{
 	"/orders.v1.OrderService/CancelOrder":     Write,
 	"/orders.v1.OrderService/GetOrder":        Read,
 	"/orders.v1.OrderService/GetOrderHistory": Read,
+	"/orders.v1.OrderService/ListOrders":      Read,
 	"/orders.v1.OrderService/WatchOrders":     Watch,
 	"/orders.v1.OrderService/ConsumeOrders":   Consume,
 	"/orders.v1.OrderService/AckOrders":       Consume,

@@ -90,6 +90,18 @@ func (s *Store) claim(ctx context.Context, st streams, k OrderKey) error {
 	return nil
 }
 
+// Locate returns the key of an order from the order-id index; ErrNotFound
+// when the order id was never taken.
+func (s *Store) Locate(ctx context.Context, orderID string) (OrderKey, error) {
+	ctx, cancel, st, err := s.begin(ctx)
+	if err != nil {
+		return OrderKey{}, err
+	}
+	defer cancel()
+	key, err := s.locate(ctx, st, orderID)
+	return key, s.classify(err)
+}
+
 // locate returns the key of an order from the index; ErrNotFound when the
 // order id was never taken.
 func (s *Store) locate(ctx context.Context, st streams, orderID string) (OrderKey, error) {

@@ -106,6 +106,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		Tokens:       o.Tokens,
 		Acker:        consumers.NewAcker(nc, o.OpTimeout),
 		Watcher:      consumers.NewWatcher(monitor, store),
+		PageTokens:   ordersserver.NewPageTokens(o.Tokens.DeriveKey("ordersd ListOrders page tokens v1")),
 		Stopping:     stopping,
 		MaxWatchers:  o.MaxWatchers,
 		MaxConsumers: o.MaxConsumers,

@@ -1398,6 +1398,137 @@ func (*ConsumerSettings_StartSequence) isConsumerSettings_Start() {}
 
 func (*ConsumerSettings_StartTime) isConsumerSettings_Start() {}
 
+// ListOrdersRequest is the input of ListOrders.
+type ListOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this customer's orders; optional, 1 to 64 letters, digits, '-' or
+	// '_'.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Only orders whose current status is one of these; empty means all.
+	Statuses []OrderStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=orders.v1.OrderStatus" json:"statuses,omitempty"`
+	// The most orders to return: 1 to 1000, default 50.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	// customer_id and statuses must be those of the first page's call
+	// (INVALID_ARGUMENT otherwise, as for a token that was altered).
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrdersRequest) Reset() {
+	*x = ListOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrdersRequest) ProtoMessage() {}
+
+func (x *ListOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrdersRequest.ProtoReflect.Descriptor instead.
+func (*ListOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListOrdersRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ListOrdersRequest) GetStatuses() []OrderStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListOrdersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListOrdersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListOrdersResponse is one page of ListOrders.
+type ListOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The orders of this page, each in its current state.
+	Orders []*Order `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
+	// Pass it as page_token to get the next page; empty when there is none.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOrdersResponse) Reset() {
+	*x = ListOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOrdersResponse) ProtoMessage() {}
+
+func (x *ListOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOrdersResponse.ProtoReflect.Descriptor instead.
+func (*ListOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListOrdersResponse) GetOrders() []*Order {
+	if x != nil {
+		return x.Orders
+	}
+	return nil
+}
+
+func (x *ListOrdersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // ConsumeOrdersRequest is the input of ConsumeOrders.
 type ConsumeOrdersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1420,13 +1551,16 @@ type ConsumeOrdersRequest struct {
 	// How long the stream may be idle before a heartbeat is sent: 1s to 5m,
 	// default 15s.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,6,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Only events of this customer's orders (part of the consumer's filter,
+	// like statuses: it must match an existing consumer's); optional.
+	CustomerId    string `protobuf:"bytes,7,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumeOrdersRequest) Reset() {
 	*x = ConsumeOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1572,7 @@ func (x *ConsumeOrdersRequest) String() string {
 func (*ConsumeOrdersRequest) ProtoMessage() {}
 
 func (x *ConsumeOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[21]
+	mi := &file_orders_v1_order_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1585,7 @@ func (x *ConsumeOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOrdersRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{21}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConsumeOrdersRequest) GetConsumer() string {
@@ -1496,6 +1630,13 @@ func (x *ConsumeOrdersRequest) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *ConsumeOrdersRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
 // ConsumeOrdersResponse is one message of the ConsumeOrders stream: an
 // event to process, or a heartbeat.
 type ConsumeOrdersResponse struct {
@@ -1518,7 +1659,7 @@ type ConsumeOrdersResponse struct {
 
 func (x *ConsumeOrdersResponse) Reset() {
 	*x = ConsumeOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1671,7 @@ func (x *ConsumeOrdersResponse) String() string {
 func (*ConsumeOrdersResponse) ProtoMessage() {}
 
 func (x *ConsumeOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[22]
+	mi := &file_orders_v1_order_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1684,7 @@ func (x *ConsumeOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOrdersResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{22}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ConsumeOrdersResponse) GetEvent() *OrderEvent {
@@ -1598,7 +1739,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	mi := &file_orders_v1_order_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1751,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[23]
+	mi := &file_orders_v1_order_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1764,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{23}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Ack) GetAckToken() string {
@@ -1665,7 +1806,7 @@ type AckOrdersRequest struct {
 
 func (x *AckOrdersRequest) Reset() {
 	*x = AckOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	mi := &file_orders_v1_order_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1818,7 @@ func (x *AckOrdersRequest) String() string {
 func (*AckOrdersRequest) ProtoMessage() {}
 
 func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[24]
+	mi := &file_orders_v1_order_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1831,7 @@ func (x *AckOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOrdersRequest.ProtoReflect.Descriptor instead.
 func (*AckOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{24}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AckOrdersRequest) GetAcks() []*Ack {
@@ -1715,7 +1856,7 @@ type AckResult struct {
 
 func (x *AckResult) Reset() {
 	*x = AckResult{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[25]
+	mi := &file_orders_v1_order_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1868,7 @@ func (x *AckResult) String() string {
 func (*AckResult) ProtoMessage() {}
 
 func (x *AckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[25]
+	mi := &file_orders_v1_order_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1881,7 @@ func (x *AckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResult.ProtoReflect.Descriptor instead.
 func (*AckResult) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{25}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AckResult) GetConfirmed() bool {
@@ -1768,7 +1909,7 @@ type AckOrdersResponse struct {
 
 func (x *AckOrdersResponse) Reset() {
 	*x = AckOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[26]
+	mi := &file_orders_v1_order_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1921,7 @@ func (x *AckOrdersResponse) String() string {
 func (*AckOrdersResponse) ProtoMessage() {}
 
 func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[26]
+	mi := &file_orders_v1_order_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1934,7 @@ func (x *AckOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckOrdersResponse.ProtoReflect.Descriptor instead.
 func (*AckOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{26}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AckOrdersResponse) GetResults() []*AckResult {
@@ -1830,7 +1971,7 @@ type WatchOrdersRequest struct {
 
 func (x *WatchOrdersRequest) Reset() {
 	*x = WatchOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[27]
+	mi := &file_orders_v1_order_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1983,7 @@ func (x *WatchOrdersRequest) String() string {
 func (*WatchOrdersRequest) ProtoMessage() {}
 
 func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[27]
+	mi := &file_orders_v1_order_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1996,7 @@ func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{27}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchOrdersRequest) GetStatuses() []OrderStatus {
@@ -1963,7 +2104,7 @@ type WatchOrdersResponse struct {
 
 func (x *WatchOrdersResponse) Reset() {
 	*x = WatchOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[28]
+	mi := &file_orders_v1_order_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2116,7 @@ func (x *WatchOrdersResponse) String() string {
 func (*WatchOrdersResponse) ProtoMessage() {}
 
 func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[28]
+	mi := &file_orders_v1_order_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2129,7 @@ func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{28}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchOrdersResponse) GetEvent() *OrderEvent {
@@ -2100,14 +2241,26 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x0estart_sequence\x18\x05 \x01(\x04H\x00R\rstartSequence\x12;\n" +
 	"\n" +
 	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTimeB\a\n" +
-	"\x05start\"\xa8\x02\n" +
+	"\x05start\"\xa4\x01\n" +
+	"\x11ListOrdersRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x122\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"f\n" +
+	"\x12ListOrdersResponse\x12(\n" +
+	"\x06orders\x18\x01 \x03(\v2\x10.orders.v1.OrderR\x06orders\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc9\x02\n" +
 	"\x14ConsumeOrdersRequest\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x122\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\"\n" +
 	"\rmax_in_flight\x18\x03 \x01(\x05R\vmaxInFlight\x127\n" +
 	"\bsettings\x18\x04 \x01(\v2\x1b.orders.v1.ConsumerSettingsR\bsettings\x12\x19\n" +
 	"\bauto_ack\x18\x05 \x01(\bR\aautoAck\x12H\n" +
-	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xcb\x01\n" +
+	"\x12heartbeat_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12\x1f\n" +
+	"\vcustomer_id\x18\a \x01(\tR\n" +
+	"customerId\"\xcb\x01\n" +
 	"\x15ConsumeOrdersResponse\x12+\n" +
 	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12)\n" +
 	"\x10delivery_attempt\x18\x02 \x01(\x04R\x0fdeliveryAttempt\x12\x1f\n" +
@@ -2148,7 +2301,7 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
 	"\x0eACK_ACTION_NAK\x10\x02\x12\x1a\n" +
 	"\x16ACK_ACTION_IN_PROGRESS\x10\x03\x12\x13\n" +
-	"\x0fACK_ACTION_TERM\x10\x042\xba\a\n" +
+	"\x0fACK_ACTION_TERM\x10\x042\x85\b\n" +
 	"\fOrderService\x12L\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12S\n" +
 	"\fCreateOrders\x12\x1e.orders.v1.CreateOrdersRequest\x1a\x1f.orders.v1.CreateOrdersResponse(\x010\x01\x12C\n" +
@@ -2157,7 +2310,9 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\vRejectOrder\x12\x1d.orders.v1.RejectOrderRequest\x1a\x1e.orders.v1.RejectOrderResponse\x12C\n" +
 	"\bPayOrder\x12\x1a.orders.v1.PayOrderRequest\x1a\x1b.orders.v1.PayOrderResponse\x12F\n" +
 	"\tShipOrder\x12\x1b.orders.v1.ShipOrderRequest\x1a\x1c.orders.v1.ShipOrderResponse\x12L\n" +
-	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\x12Z\n" +
+	"\vCancelOrder\x12\x1d.orders.v1.CancelOrderRequest\x1a\x1e.orders.v1.CancelOrderResponse\x12I\n" +
+	"\n" +
+	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\x12Z\n" +
 	"\x0fGetOrderHistory\x12!.orders.v1.GetOrderHistoryRequest\x1a\".orders.v1.GetOrderHistoryResponse0\x01\x12T\n" +
 	"\rConsumeOrders\x12\x1f.orders.v1.ConsumeOrdersRequest\x1a .orders.v1.ConsumeOrdersResponse0\x01\x12F\n" +
 	"\tAckOrders\x12\x1b.orders.v1.AckOrdersRequest\x1a\x1c.orders.v1.AckOrdersResponse\x12N\n" +
@@ -2178,7 +2333,7 @@ func file_orders_v1_order_service_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_order_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_orders_v1_order_service_proto_goTypes = []any{
 	(AckAction)(0),                  // 0: orders.v1.AckAction
 	(*CreateOrderRequest)(nil),      // 1: orders.v1.CreateOrderRequest
@@ -2202,79 +2357,85 @@ var file_orders_v1_order_service_proto_goTypes = []any{
 	(*GetOrderHistoryRequest)(nil),  // 19: orders.v1.GetOrderHistoryRequest
 	(*GetOrderHistoryResponse)(nil), // 20: orders.v1.GetOrderHistoryResponse
 	(*ConsumerSettings)(nil),        // 21: orders.v1.ConsumerSettings
-	(*ConsumeOrdersRequest)(nil),    // 22: orders.v1.ConsumeOrdersRequest
-	(*ConsumeOrdersResponse)(nil),   // 23: orders.v1.ConsumeOrdersResponse
-	(*Ack)(nil),                     // 24: orders.v1.Ack
-	(*AckOrdersRequest)(nil),        // 25: orders.v1.AckOrdersRequest
-	(*AckResult)(nil),               // 26: orders.v1.AckResult
-	(*AckOrdersResponse)(nil),       // 27: orders.v1.AckOrdersResponse
-	(*WatchOrdersRequest)(nil),      // 28: orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil),     // 29: orders.v1.WatchOrdersResponse
-	(*LineItem)(nil),                // 30: orders.v1.LineItem
-	(*Order)(nil),                   // 31: orders.v1.Order
-	(*OrderEvent)(nil),              // 32: orders.v1.OrderEvent
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
-	(OrderStatus)(0),                // 35: orders.v1.OrderStatus
+	(*ListOrdersRequest)(nil),       // 22: orders.v1.ListOrdersRequest
+	(*ListOrdersResponse)(nil),      // 23: orders.v1.ListOrdersResponse
+	(*ConsumeOrdersRequest)(nil),    // 24: orders.v1.ConsumeOrdersRequest
+	(*ConsumeOrdersResponse)(nil),   // 25: orders.v1.ConsumeOrdersResponse
+	(*Ack)(nil),                     // 26: orders.v1.Ack
+	(*AckOrdersRequest)(nil),        // 27: orders.v1.AckOrdersRequest
+	(*AckResult)(nil),               // 28: orders.v1.AckResult
+	(*AckOrdersResponse)(nil),       // 29: orders.v1.AckOrdersResponse
+	(*WatchOrdersRequest)(nil),      // 30: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),     // 31: orders.v1.WatchOrdersResponse
+	(*LineItem)(nil),                // 32: orders.v1.LineItem
+	(*Order)(nil),                   // 33: orders.v1.Order
+	(*OrderEvent)(nil),              // 34: orders.v1.OrderEvent
+	(*durationpb.Duration)(nil),     // 35: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
+	(OrderStatus)(0),                // 37: orders.v1.OrderStatus
 }
 var file_orders_v1_order_service_proto_depIdxs = []int32{
-	30, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
-	31, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	32, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
+	33, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
 	1,  // 2: orders.v1.CreateOrdersRequest.order:type_name -> orders.v1.CreateOrderRequest
-	31, // 3: orders.v1.CreateOrdersResponse.order:type_name -> orders.v1.Order
+	33, // 3: orders.v1.CreateOrdersResponse.order:type_name -> orders.v1.Order
 	5,  // 4: orders.v1.CreateOrdersResponse.error:type_name -> orders.v1.OrderError
 	6,  // 5: orders.v1.OrderError.field_violations:type_name -> orders.v1.FieldViolation
-	31, // 6: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	31, // 7: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
-	31, // 8: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
-	31, // 9: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
-	31, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
-	31, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	32, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
-	33, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
-	33, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
-	34, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
-	35, // 16: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	21, // 17: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
-	33, // 18: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	32, // 19: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	0,  // 20: orders.v1.Ack.action:type_name -> orders.v1.AckAction
-	33, // 21: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
-	24, // 22: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
-	26, // 23: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
-	35, // 24: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	34, // 25: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
-	33, // 26: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	32, // 27: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	1,  // 28: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	3,  // 29: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
-	7,  // 30: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	9,  // 31: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
-	11, // 32: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
-	13, // 33: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
-	15, // 34: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	17, // 35: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	19, // 36: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
-	22, // 37: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
-	25, // 38: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
-	28, // 39: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	2,  // 40: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	4,  // 41: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
-	8,  // 42: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	10, // 43: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
-	12, // 44: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
-	14, // 45: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
-	16, // 46: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	18, // 47: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	20, // 48: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
-	23, // 49: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
-	27, // 50: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
-	29, // 51: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	40, // [40:52] is the sub-list for method output_type
-	28, // [28:40] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	33, // 6: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	33, // 7: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
+	33, // 8: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
+	33, // 9: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
+	33, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
+	33, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	34, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
+	35, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
+	35, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
+	36, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
+	37, // 16: orders.v1.ListOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	33, // 17: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	37, // 18: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	21, // 19: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
+	35, // 20: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	34, // 21: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	0,  // 22: orders.v1.Ack.action:type_name -> orders.v1.AckAction
+	35, // 23: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
+	26, // 24: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
+	28, // 25: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
+	37, // 26: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	36, // 27: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
+	35, // 28: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	34, // 29: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	1,  // 30: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	3,  // 31: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
+	7,  // 32: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	9,  // 33: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
+	11, // 34: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
+	13, // 35: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
+	15, // 36: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	17, // 37: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	22, // 38: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	19, // 39: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
+	24, // 40: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
+	27, // 41: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
+	30, // 42: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 43: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	4,  // 44: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
+	8,  // 45: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	10, // 46: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
+	12, // 47: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
+	14, // 48: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
+	16, // 49: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	18, // 50: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	23, // 51: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	20, // 52: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
+	25, // 53: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
+	29, // 54: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
+	31, // 55: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	43, // [43:56] is the sub-list for method output_type
+	30, // [30:43] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_order_service_proto_init() }
@@ -2288,7 +2449,7 @@ func file_orders_v1_order_service_proto_init() {
 		(*ConsumerSettings_StartSequence)(nil),
 		(*ConsumerSettings_StartTime)(nil),
 	}
-	file_orders_v1_order_service_proto_msgTypes[27].OneofWrappers = []any{
+	file_orders_v1_order_service_proto_msgTypes[29].OneofWrappers = []any{
 		(*WatchOrdersRequest_ReplayAll)(nil),
 		(*WatchOrdersRequest_StartSequence)(nil),
 		(*WatchOrdersRequest_StartTime)(nil),
@@ -2299,7 +2460,7 @@ func file_orders_v1_order_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_order_service_proto_rawDesc), len(file_orders_v1_order_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	OrderService_PayOrder_FullMethodName        = "/orders.v1.OrderService/PayOrder"
 	OrderService_ShipOrder_FullMethodName       = "/orders.v1.OrderService/ShipOrder"
 	OrderService_CancelOrder_FullMethodName     = "/orders.v1.OrderService/CancelOrder"
+	OrderService_ListOrders_FullMethodName      = "/orders.v1.OrderService/ListOrders"
 	OrderService_GetOrderHistory_FullMethodName = "/orders.v1.OrderService/GetOrderHistory"
 	OrderService_ConsumeOrders_FullMethodName   = "/orders.v1.OrderService/ConsumeOrders"
 	OrderService_AckOrders_FullMethodName       = "/orders.v1.OrderService/AckOrders"
@@ -72,6 +73,18 @@ type OrderServiceClient interface {
 	ShipOrder(ctx context.Context, in *ShipOrderRequest, opts ...grpc.CallOption) (*ShipOrderResponse, error)
 	// CancelOrder moves a CREATED or APPROVED order to CANCELLED.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
+	// ListOrders lists orders, oldest first, a page at a time: one
+	// customer's, those whose current status is one of statuses, or both.
+	// Each page is read from the stream when it is asked for, so it reflects
+	// every write that returned before the call, on any node. Without
+	// statuses, orders come in the order they were created; with statuses,
+	// in the order they entered them (by revision). Paging across concurrent
+	// writes skips and repeats nothing; an order that changes between pages is
+	// listed as it is when its page is read. A page may hold fewer than
+	// page_size orders even when more follow (a listing by status across all
+	// customers examines at most 2,000 events per page): go on while
+	// next_page_token is set.
+	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
 	GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetOrderHistoryResponse], error)
@@ -191,6 +204,16 @@ func (c *orderServiceClient) CancelOrder(ctx context.Context, in *CancelOrderReq
 	return out, nil
 }
 
+func (c *orderServiceClient) ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOrdersResponse)
+	err := c.cc.Invoke(ctx, OrderService_ListOrders_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *orderServiceClient) GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetOrderHistoryResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[1], OrderService_GetOrderHistory_FullMethodName, cOpts...)
@@ -297,6 +320,18 @@ type OrderServiceServer interface {
 	ShipOrder(context.Context, *ShipOrderRequest) (*ShipOrderResponse, error)
 	// CancelOrder moves a CREATED or APPROVED order to CANCELLED.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
+	// ListOrders lists orders, oldest first, a page at a time: one
+	// customer's, those whose current status is one of statuses, or both.
+	// Each page is read from the stream when it is asked for, so it reflects
+	// every write that returned before the call, on any node. Without
+	// statuses, orders come in the order they were created; with statuses,
+	// in the order they entered them (by revision). Paging across concurrent
+	// writes skips and repeats nothing; an order that changes between pages is
+	// listed as it is when its page is read. A page may hold fewer than
+	// page_size orders even when more follow (a listing by status across all
+	// customers examines at most 2,000 events per page): go on while
+	// next_page_token is set.
+	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
 	GetOrderHistory(*GetOrderHistoryRequest, grpc.ServerStreamingServer[GetOrderHistoryResponse]) error
@@ -356,6 +391,9 @@ func (UnimplementedOrderServiceServer) ShipOrder(context.Context, *ShipOrderRequ
 }
 func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelOrder not implemented")
+}
+func (UnimplementedOrderServiceServer) ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) GetOrderHistory(*GetOrderHistoryRequest, grpc.ServerStreamingServer[GetOrderHistoryResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetOrderHistory not implemented")
@@ -523,6 +561,24 @@ func _OrderService_CancelOrder_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_ListOrders_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOrdersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrderServiceServer).ListOrders(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OrderService_ListOrders_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrderServiceServer).ListOrders(ctx, req.(*ListOrdersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _OrderService_GetOrderHistory_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(GetOrderHistoryRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -608,6 +664,10 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelOrder",
 			Handler:    _OrderService_CancelOrder_Handler,
+		},
+		{
+			MethodName: "ListOrders",
+			Handler:    _OrderService_ListOrders_Handler,
 		},
 		{
 			MethodName: "AckOrders",

@@ -1,0 +1,208 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// Bounds of one page of List.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+	// ListScanBudget is the most candidate events one page examines. A
+	// listing by status across all customers may have to pass over many
+	// orders that moved on; a page that reaches the budget ends early,
+	// with fewer orders and a cursor to go on from.
+	ListScanBudget = 2000
+	// listReadParallelism is how many order reads of one page run at once.
+	listReadParallelism = 16
+)
+
+// ListRequest is the input of List.
+type ListRequest struct {
+	// CustomerID lists one customer's orders; every customer's when empty.
+	CustomerID string
+	// Statuses lists only orders whose current status is one of these;
+	// every order when empty.
+	Statuses []ordersv1.OrderStatus
+	// After is the cursor of the previous page (ListPage.Next); 0 for the
+	// first page.
+	After uint64
+	// PageSize is the most orders of the page, 1 to MaxPageSize.
+	PageSize int
+}
+
+// ListPage is one page of List.
+type ListPage struct {
+	Orders []*ordersv1.Order
+	// Next is the cursor of the next page; 0 when there is none.
+	Next uint64
+}
+
+// List returns a page of orders, oldest first, as they are at the moment
+// of the call: every read goes to the stream leader, so a page reflects
+// every write acknowledged before the call, on any node.
+//
+// Candidates come from subject filters, so JetStream selects them: without
+// statuses, the orders' created events (ORDERS.created.<customer>.*), in
+// the order the orders were created; with statuses, the events that put
+// orders in those statuses (ORDERS.<status>.<customer>.*), in the order
+// they entered them, each kept only if it is still its order's last
+// event. An order enters each status at most once, so no order is listed
+// twice across pages, and one that changes between pages is listed by
+// what it is when its page is read. For one customer the work grows with
+// that customer's events; across all customers a page examines at most
+// ListScanBudget candidates.
+func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
+	if req.PageSize < 1 || req.PageSize > MaxPageSize {
+		return ListPage{}, fmt.Errorf("%w: page size must be 1 to %d, got %d", ErrInvalidArgument, MaxPageSize, req.PageSize)
+	}
+	statuses := req.Statuses
+	current := len(statuses) > 0 // candidates must be their order's last event
+	if !current {
+		statuses = []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}
+	}
+	filters, err := FilterSubjects(Filter{Statuses: statuses, CustomerID: req.CustomerID})
+	if err != nil {
+		return ListPage{}, err
+	}
+	ctx, cancel, st, err := s.begin(ctx)
+	if err != nil {
+		return ListPage{}, err
+	}
+	defer cancel()
+	sc := &scan{stream: st.orders, filters: filters, heads: make([]*jetstream.RawStreamMsg, len(filters)), cursor: req.After}
+	var page ListPage
+	for examined := 0; len(page.Orders) < req.PageSize; {
+		budget := min(req.PageSize-len(page.Orders), ListScanBudget-examined)
+		if budget == 0 {
+			page.Next = sc.cursor // more may follow: go on from here
+			return page, nil
+		}
+		batch, err := sc.next(ctx, budget)
+		if err != nil {
+			return ListPage{}, s.classify(err)
+		}
+		if len(batch) == 0 {
+			return page, nil // the end of the stream
+		}
+		examined += len(batch)
+		orders, err := s.currentOrders(ctx, st.orders, batch, current)
+		if err != nil {
+			return ListPage{}, s.classify(err)
+		}
+		page.Orders = append(page.Orders, orders...)
+	}
+	// The page is full: a next page exists if any candidate follows.
+	more, err := sc.peek(ctx)
+	if err != nil {
+		return ListPage{}, s.classify(err)
+	}
+	if more {
+		page.Next = sc.cursor
+	}
+	return page, nil
+}
+
+// scan walks the stream's messages on a set of subject filters in stream
+// order, one message read at a time from the stream leader ("next message
+// on this subject from sequence n"), so it sees every acknowledged write.
+type scan struct {
+	stream  jetstream.Stream
+	filters []string
+	heads   []*jetstream.RawStreamMsg // the next message of each filter; nil: not read yet
+	ended   []bool
+	cursor  uint64 // the sequence of the last message returned
+}
+
+// next returns up to n messages after the cursor, in stream order.
+func (sc *scan) next(ctx context.Context, n int) ([]*jetstream.RawStreamMsg, error) {
+	var batch []*jetstream.RawStreamMsg
+	for len(batch) < n {
+		i, err := sc.first(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if i < 0 {
+			break
+		}
+		batch = append(batch, sc.heads[i])
+		sc.cursor = sc.heads[i].Sequence
+		sc.heads[i] = nil
+	}
+	return batch, nil
+}
+
+// peek reports whether any message follows the cursor.
+func (sc *scan) peek(ctx context.Context) (bool, error) {
+	i, err := sc.first(ctx)
+	return i >= 0, err
+}
+
+// first reads the next message of every filter that has none at hand and
+// returns the index of the earliest, or -1 when every filter has ended.
+func (sc *scan) first(ctx context.Context) (int, error) {
+	if sc.ended == nil {
+		sc.ended = make([]bool, len(sc.filters))
+	}
+	best := -1
+	for i, filter := range sc.filters {
+		if sc.heads[i] == nil && !sc.ended[i] {
+			msg, err := sc.stream.GetMsg(ctx, sc.cursor+1, jetstream.WithGetMsgSubject(filter))
+			switch {
+			case errors.Is(err, jetstream.ErrMsgNotFound):
+				sc.ended[i] = true
+			case err != nil:
+				return -1, err
+			default:
+				sc.heads[i] = msg
+			}
+		}
+		if sc.heads[i] != nil && (best < 0 || sc.heads[i].Sequence < sc.heads[best].Sequence) {
+			best = i
+		}
+	}
+	return best, nil
+}
+
+// currentOrders reads the current state of each candidate's order, in
+// parallel, and returns them in the candidates' order. With onlyCurrent,
+// an order whose last event is not its candidate has moved on and is left
+// out. Messages that are not order events (another publisher's) are
+// skipped.
+func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, candidates []*jetstream.RawStreamMsg, onlyCurrent bool) ([]*ordersv1.Order, error) {
+	found := make([]*ordersv1.Order, len(candidates))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(listReadParallelism)
+	for i, msg := range candidates {
+		_, key, ok := parseSubject(msg.Subject)
+		if !ok {
+			s.log.Warn("skipping a message that is not an order event", "subject", msg.Subject, "sequence", msg.Sequence)
+			continue
+		}
+		g.Go(func() error {
+			last, err := s.lastEvent(ctx, stream, key)
+			if errors.Is(err, ErrNotFound) {
+				return nil // unreadable candidates were skipped above; nothing else is deleted
+			}
+			if err != nil {
+				return err
+			}
+			if !onlyCurrent || last.event.GetSequence() == msg.Sequence {
+				found[i] = last.event.GetOrder()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(found, func(o *ordersv1.Order) bool { return o == nil }), nil
+}

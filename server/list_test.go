@@ -1,0 +1,214 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// createFor makes an order of customer and fails the test if it cannot.
+func (n *testNode) createFor(t *testing.T, customer string) *ordersv1.Order {
+	t.Helper()
+	req := validCreate("")
+	req.CustomerId = customer
+	res, err := n.client.CreateOrder(testCtx(t), req)
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	return res.GetOrder()
+}
+
+// listAll pages through ListOrders and returns every order listed.
+func (n *testNode) listAll(t *testing.T, req *ordersv1.ListOrdersRequest, between func(page int)) []*ordersv1.Order {
+	t.Helper()
+	var all []*ordersv1.Order
+	for page := 0; ; page++ {
+		res, err := n.client.ListOrders(testCtx(t), req)
+		if err != nil {
+			t.Fatalf("ListOrders page %d: %v", page, err)
+		}
+		if len(res.GetOrders()) > int(max(req.GetPageSize(), 50)) {
+			t.Fatalf("page %d holds %d orders, more than page_size %d", page, len(res.GetOrders()), req.GetPageSize())
+		}
+		all = append(all, res.GetOrders()...)
+		if res.GetNextPageToken() == "" {
+			return all
+		}
+		if between != nil {
+			between(page)
+		}
+		req.PageToken = res.GetNextPageToken()
+	}
+}
+
+func ids(orders []*ordersv1.Order) []string {
+	var out []string
+	for _, o := range orders {
+		out = append(out, o.GetOrderId())
+	}
+	return out
+}
+
+// A customer's orders are listed oldest first, in their current state,
+// and no other customer's order is among them.
+func TestListOrdersOfOneCustomer(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	var want []*ordersv1.Order
+	for i := range 7 {
+		want = append(want, n.createFor(t, "alice"))
+		n.createFor(t, fmt.Sprintf("bob-%d", i))
+	}
+	// Move one along: it is listed as it is now, in the same place.
+	moved, _, err := n.transition(testCtx(t), approved, want[2].GetOrderId(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := n.listAll(t, &ordersv1.ListOrdersRequest{CustomerId: "alice", PageSize: 3}, nil)
+	if !slices.Equal(ids(got), ids(want)) {
+		t.Fatalf("listed %v, want %v", ids(got), ids(want))
+	}
+	if got[2].GetStatus() != approved || got[2].GetRevision() != moved.GetRevision() {
+		t.Errorf("order %s listed as %v at revision %d, want APPROVED at %d", got[2].GetOrderId(), got[2].GetStatus(), got[2].GetRevision(), moved.GetRevision())
+	}
+	// The page size defaults to 50, and one page then holds all.
+	res, err := n.client.ListOrders(testCtx(t), &ordersv1.ListOrdersRequest{CustomerId: "alice"})
+	if err != nil || len(res.GetOrders()) != 7 || res.GetNextPageToken() != "" {
+		t.Fatalf("default page: %d orders, token %q, %v", len(res.GetOrders()), res.GetNextPageToken(), err)
+	}
+	if res, err := n.client.ListOrders(testCtx(t), &ordersv1.ListOrdersRequest{CustomerId: "nobody"}); err != nil || len(res.GetOrders()) != 0 || res.GetNextPageToken() != "" {
+		t.Fatalf("unknown customer: %v, %v", res, err)
+	}
+}
+
+// Listing by status returns the orders whose current status it is, across
+// customers, and leaves out those that moved on.
+func TestListOrdersByStatus(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	var approvedNow []string
+	for i := range 9 {
+		o := n.createFor(t, fmt.Sprintf("c-%d", i%3))
+		if _, _, err := n.transition(testCtx(t), approved, o.GetOrderId(), "", 0); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 { // moved on: no longer approved
+			if _, _, err := n.transition(testCtx(t), paid, o.GetOrderId(), "", 0); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		approvedNow = append(approvedNow, o.GetOrderId())
+	}
+	got := n.listAll(t, &ordersv1.ListOrdersRequest{Statuses: []ordersv1.OrderStatus{approved}, PageSize: 2}, nil)
+	if !slices.Equal(ids(got), approvedNow) {
+		t.Fatalf("APPROVED: listed %v, want %v", ids(got), approvedNow)
+	}
+	for _, o := range got {
+		if o.GetStatus() != approved {
+			t.Errorf("%s listed as %v", o.GetOrderId(), o.GetStatus())
+		}
+	}
+	both := n.listAll(t, &ordersv1.ListOrdersRequest{CustomerId: "c-1", Statuses: []ordersv1.OrderStatus{approved, paid}}, nil)
+	for _, o := range both {
+		if o.GetCustomerId() != "c-1" || (o.GetStatus() != approved && o.GetStatus() != paid) {
+			t.Errorf("c-1 APPROVED or PAID: listed %s of %s, %v", o.GetOrderId(), o.GetCustomerId(), o.GetStatus())
+		}
+	}
+	if len(both) != 3 {
+		t.Errorf("c-1 APPROVED or PAID: %d orders, want 3", len(both))
+	}
+}
+
+// Paging while orders are created and moved along concurrently lists
+// every order that existed before the first page exactly once, and never
+// lists one twice.
+func TestListOrdersPagesAcrossConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	var before []string
+	for range 40 {
+		before = append(before, n.createFor(t, "carol").GetOrderId())
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // new orders, and old ones approved, while the listing pages
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			req := validCreate("")
+			req.CustomerId = "carol"
+			if _, err := n.client.CreateOrder(ctx, req); err != nil && ctx.Err() == nil {
+				t.Errorf("concurrent create: %v", err)
+				return
+			}
+			if i < len(before) {
+				_, _, _ = n.transition(ctx, approved, before[i], "", 0)
+			}
+		}
+	}()
+	got := n.listAll(t, &ordersv1.ListOrdersRequest{CustomerId: "carol", PageSize: 7}, nil)
+	cancel()
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, id := range ids(got) {
+		if seen[id] {
+			t.Fatalf("order %s listed twice", id)
+		}
+		seen[id] = true
+	}
+	for _, id := range before {
+		if !seen[id] {
+			t.Errorf("order %s, created before the listing began, was skipped", id)
+		}
+	}
+	if !slices.Equal(ids(got)[:len(before)], before) {
+		t.Errorf("not oldest first: %v", ids(got)[:len(before)])
+	}
+}
+
+// A page token is opaque and tamper-evident, and bound to its query.
+func TestListOrdersRefusesBadPageTokens(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	for range 3 {
+		n.createFor(t, "dave")
+	}
+	first, err := n.client.ListOrders(testCtx(t), &ordersv1.ListOrdersRequest{CustomerId: "dave", PageSize: 1})
+	if err != nil || first.GetNextPageToken() == "" {
+		t.Fatalf("first page: %v, %v", first, err)
+	}
+	token := first.GetNextPageToken()
+	flipped := []byte(token)
+	flipped[len(flipped)/2] ^= 1
+	if flipped[len(flipped)/2] == '.' || flipped[len(flipped)/2] > 'z' {
+		flipped[len(flipped)/2] = 'A'
+	}
+	for name, req := range map[string]*ordersv1.ListOrdersRequest{
+		"a flipped character":   {CustomerId: "dave", PageToken: string(flipped)},
+		"not base64":            {CustomerId: "dave", PageToken: "%%%"},
+		"truncated":             {CustomerId: "dave", PageToken: token[:len(token)-2]},
+		"another customer":      {CustomerId: "erin", PageToken: token},
+		"other statuses":        {CustomerId: "dave", Statuses: []ordersv1.OrderStatus{created}, PageToken: token},
+		"page size over 1000":   {CustomerId: "dave", PageSize: 1001},
+		"negative page size":    {CustomerId: "dave", PageSize: -1},
+		"a customer with a dot": {CustomerId: "a.b"},
+		"an unknown status":     {Statuses: []ordersv1.OrderStatus{99}},
+	} {
+		if _, err := n.client.ListOrders(testCtx(t), req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+	// The genuine token, with another page size, goes on.
+	next, err := n.client.ListOrders(testCtx(t), &ordersv1.ListOrdersRequest{CustomerId: "dave", PageSize: 5, PageToken: token})
+	if err != nil || len(next.GetOrders()) != 2 || next.GetNextPageToken() != "" {
+		t.Fatalf("second page: %v, %v", next, err)
+	}
+}
