@@ -37,6 +37,7 @@ import (
 // options are the benchmark's flags.
 type options struct {
 	duration       time.Duration
+	listEvents     int
 	concurrency    []int
 	transitionC    int
 	consumeEvents  int
@@ -78,11 +79,12 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event")
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
 	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
+	fs.IntVar(&o.listEvents, "list-events", 1_000_000, "events of other customers stored before the list workload's ListOrders and GetOrderHistory rows")
 	fs.DurationVar(&o.reviewDuration, "review-duration", 3*time.Second, "how long each side of the review workload creates orders")
 	fs.IntVar(&o.reviewCreateC, "review-create-concurrency", 32, "concurrency of the creates of the review workload")
 	fs.IntVar(&o.reviewWindow, "review-window", node.DefaultReviewConcurrency, "reviews the direct reviewer keeps in flight (ordersd's is its default --review-concurrency)")
 	fs.DurationVar(&o.reviewWait, "review-wait", time.Minute, "longest wait for the last approval after the creates of the review workload end")
-	work := fs.String("workloads", "create,stream,transition,consume,watch,review", "workloads to run")
+	work := fs.String("workloads", "create,stream,transition,consume,watch,review,list", "workloads to run")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	sync := fs.String("sync-interval", "", "the embedded server's fsync interval, as ordersd's --sync-interval: a duration, or \"always\"; nats-server's default when empty")
@@ -197,6 +199,7 @@ func run(o options) error {
 		{"consume", b.consume},
 		{"watch", b.watch},
 		{"review", b.review},
+		{"list", b.listOrders},
 	}
 	for _, s := range steps {
 		if !o.workloads[s.name] {
