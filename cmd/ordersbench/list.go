@@ -23,8 +23,8 @@ const listCustomer = "bench-list"
 // customers. ListOrders of that customer vs the direct nats.go way of
 // answering the same question (an ordered consumer on the customer's
 // subjects, folding each order's last state); then GetOrderHistory of
-// one of its orders vs a direct ordered consumer and vs direct reads of
-// the next message on the order's subjects.
+// one of its orders vs a direct ordered consumer (the way History read
+// before) and vs the same reads ordersd makes, done directly.
 func (b *bench) listOrders() error {
 	ctx := context.Background()
 	ids, err := b.seedListStream(b.o.listEvents)
@@ -57,6 +57,43 @@ func (b *bench) listOrders() error {
 		return err
 	}
 	b.add(withNote(compare(fmt.Sprintf("ListOrders, 1 customer's 50 orders among %d events", b.o.listEvents), direct, ordersd, 0), "direct: ordered consumer on the customer's subjects, folded"))
+
+	// By status across all customers: the list customer's 50 orders are the
+	// only paid ones.
+	paid := []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_PAID}
+	paidFilters, _ := eventstore.FilterSubjects(eventstore.Filter{Statuses: paid})
+	direct, err = runFor(b.o.duration, 1, func(int) (bool, error) {
+		orders, err := directFold(ctx, b.js, paidFilters)
+		if err == nil && len(orders) != len(ids) {
+			err = fmt.Errorf("direct fold found %d paid orders, want %d", len(orders), len(ids))
+		}
+		return false, err
+	})
+	if err != nil {
+		return err
+	}
+	ordersd, err = runFor(b.o.duration, 1, func(int) (bool, error) {
+		var n int
+		req := &ordersv1.ListOrdersRequest{Statuses: paid, PageSize: 50}
+		for {
+			res, err := b.client.ListOrders(ctx, req)
+			if err != nil {
+				return false, err
+			}
+			n += len(res.GetOrders())
+			if req.PageToken = res.GetNextPageToken(); req.PageToken == "" {
+				break
+			}
+		}
+		if n != len(ids) {
+			return false, fmt.Errorf("ListOrders found %d paid orders, want %d", n, len(ids))
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	b.add(withNote(compare(fmt.Sprintf("ListOrders, PAID across customers (50 of %d events), all pages", b.o.listEvents), direct, ordersd, 0), "direct: ordered consumer on ORDERS.paid.*.*, folded"))
 
 	// One order's history: 3 events.
 	key := eventstore.OrderKey{CustomerID: listCustomer, OrderID: ids[len(ids)/2]}
@@ -91,23 +128,38 @@ func (b *bench) listOrders() error {
 		return err
 	}
 	b.add(withNote(compare("GetOrderHistory, 3 events", byConsumer, history, 0), "direct: an ordered consumer on the order's subjects"))
+	index, err := b.js.Stream(ctx, eventstore.IndexStreamName)
+	if err != nil {
+		return err
+	}
 	byReads, err := runFor(b.o.duration, 1, func(int) (bool, error) {
+		// ordersd's steps: the order's customer, its last event, then
+		// each event from the first to that one.
+		key, err := b.directLocate(ctx, index, key.OrderID)
+		if err != nil {
+			return false, err
+		}
+		last, err := stream.GetLastMsgForSubject(ctx, orderSubjects(key))
+		if err != nil {
+			return false, err
+		}
 		n := 0
-		for seq := uint64(1); ; n++ {
+		for seq := uint64(1); seq <= last.Sequence; n++ {
 			raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
 			if err != nil {
-				if n != 3 {
-					return false, fmt.Errorf("read %d events, want 3 (%v)", n, err)
-				}
-				return false, nil
+				return false, err
 			}
 			seq = raw.Sequence + 1
 		}
+		if n != 3 {
+			return false, fmt.Errorf("read %d events, want 3", n)
+		}
+		return false, nil
 	})
 	if err != nil {
 		return err
 	}
-	b.add(withNote(compare("GetOrderHistory, 3 events", byReads, history, 0), "direct: reads of the next message on the order's subjects"))
+	b.add(withNote(compare("GetOrderHistory, 3 events", byReads, history, 0), "direct: ordersd's steps (index, last event, next-message reads up to it)"))
 	return nil
 }
 
