@@ -213,6 +213,7 @@ func loseStreamLeader(t *testing.T, nodes []*clusterNode, began time.Time, how s
 			t.Fatalf("read on %s after a write on n1: %v, %v", n.name, got, err)
 		}
 	}
+	checkListReadsYourWrites(ctx, t, nodes)
 
 	// Which node leads the stream?
 	nc, err := nodes[0].nats()
