@@ -28,7 +28,9 @@ import (
 // taken once across all customers), and then its created event. A create that
 // dies in between leaves an entry with no order: the id stays reserved for
 // that customer, and the next create of that id for that customer completes
-// it. Entries are never changed or deleted.
+// it. A retried create without an order id gets a new id, and so a new
+// entry, before the duplicate window recognises its event: that entry names
+// an id no one was ever given. Entries are never changed or deleted.
 const (
 	IndexStreamName = "ORDER_IDS"
 	indexSubjects   = IndexStreamName + ".>"

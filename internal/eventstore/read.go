@@ -209,29 +209,6 @@ func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1
 	return nil
 }
 
-// historyByConsumer is History through an ephemeral consumer (Read), the
-// way it was done before; kept to measure against (ordersbench's history
-// row).
-func (s *Store) historyByConsumer(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error {
-	opCtx, cancel, st, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	key, err := s.locate(opCtx, st, orderID)
-	if err != nil {
-		cancel()
-		return s.classify(err)
-	}
-	last, err := s.lastEvent(opCtx, st.orders, key)
-	cancel()
-	if err != nil {
-		return s.classify(err)
-	}
-	filter, _ := OrderSubjects(key) // valid: lastEvent checked it
-	_, err = s.Read(ctx, ReadRequest{Filters: []string{filter}, UpTo: last.event.GetSequence()}, send)
-	return err
-}
-
 // deleteConsumer removes a finished ephemeral consumer; a failure only
 // leaves it to its inactivity threshold.
 func (s *Store) deleteConsumer(stream jetstream.Stream, cons jetstream.Consumer) {
