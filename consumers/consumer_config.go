@@ -80,7 +80,7 @@ func (s ConsumerSettings) differences(have jetstream.ConsumerConfig, filters []s
 		haveFilters = []string{have.FilterSubject}
 	}
 	if !sameSet(haveFilters, filters) {
-		diffs = append(diffs, fmt.Sprintf("statuses: the consumer receives %s, not %s", describeFilters(haveFilters), describeFilters(filters)))
+		diffs = append(diffs, fmt.Sprintf("statuses and customer_id: the consumer receives %s, not %s", describeFilters(haveFilters), describeFilters(filters)))
 	}
 	if have.AckPolicy != jetstream.AckExplicitPolicy {
 		diffs = append(diffs, "ack policy: the consumer does not take explicit acks (it was not made by ordersd)")
