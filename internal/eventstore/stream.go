@@ -59,6 +59,9 @@ func provisionStream(ctx context.Context, js jetstream.JetStream, opts StreamOpt
 	if err != nil {
 		return nil, fmt.Errorf("provision stream %s: %w", StreamName, err)
 	}
+	if err := provisionDeadLetters(ctx, js, opts); err != nil {
+		return nil, err
+	}
 	return stream, nil
 }
 
