@@ -19,7 +19,7 @@ type credit struct {
 	freed   chan struct{}   // a token when credit was freed
 	changed func(delta int) // told how the number held moves (metrics)
 
-	mu  sync.Mutex              // protects due
+	mu  sync.Mutex            // protects due
 	due map[heldKey]time.Time // delivery → when JetStream redelivers it
 }
 
