@@ -26,8 +26,9 @@ const ReviewConsumer = "order-review"
 // and it is neither updated nor deleted through the QueueService.
 func Reserved(name string) bool { return name == ReviewConsumer }
 
-// reviewMaxDeliveries is how many times a created event is delivered to
-// the reviewer before it becomes a dead letter of order-review: with the
+// reviewMaxDeliveries is the default of ReviewOptions.MaxDeliveries: how
+// many times a created event is delivered to the reviewer before it
+// becomes a dead letter of order-review. With the
 // growing pause after each failure (reviewRetryDelay) that is several
 // minutes of failed reviews, well past a leader election, so only an
 // event that cannot be reviewed ends there.
@@ -52,6 +53,10 @@ type ReviewOptions struct {
 	// (decisions published, their acks awaited): DefaultReviewConcurrency
 	// when 0, else 1 to MaxReviewConcurrency.
 	Concurrency int
+	// MaxDeliveries is how many times a created event is delivered to the
+	// reviewer before it becomes a dead letter of order-review:
+	// reviewMaxDeliveries when 0, else at least 1.
+	MaxDeliveries int
 }
 
 // DefaultReviewConcurrency is the reviews in flight per worker by default:
@@ -84,6 +89,12 @@ func (o ReviewOptions) withDefaults() (ReviewOptions, error) {
 		o.AckWait = DefaultAckWait
 	case o.AckWait < minReviewAckWait:
 		return o, fmt.Errorf("%w: review ack wait %s is shorter than %s", ErrInvalidOption, o.AckWait, minReviewAckWait)
+	}
+	switch {
+	case o.MaxDeliveries == 0:
+		o.MaxDeliveries = reviewMaxDeliveries
+	case o.MaxDeliveries < 0:
+		return o, fmt.Errorf("%w: review max deliveries %d is negative", ErrInvalidOption, o.MaxDeliveries)
 	}
 	switch {
 	case o.Concurrency == 0:
@@ -173,7 +184,7 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.opts.AckWait,
 		MaxAckPending: reviewMaxAckPending(r.opts.Concurrency),
-		MaxDeliver:    reviewMaxDeliveries,
+		MaxDeliver:    r.opts.MaxDeliveries,
 	})
 	if err != nil {
 		return err

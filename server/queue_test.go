@@ -211,7 +211,7 @@ func TestConsumerAdministration(t *testing.T) {
 	n.ack(t, ordersv1.AckAction_ACK_ACTION_ACK, d.GetAckToken())
 	cancel()
 	upd, err := n.queue.UpdateConsumer(testCtx(t), &ordersv1.UpdateConsumerRequest{Consumer: "admin-me",
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"max_deliveries", "backoff", "inactive_threshold"}},
+		UpdateMask:    &fieldmaskpb.FieldMask{Paths: []string{"max_deliveries", "backoff", "inactive_threshold"}},
 		MaxDeliveries: 5, Backoff: durs(time.Second, 5*time.Second), InactiveThreshold: dur(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
