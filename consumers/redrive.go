@@ -16,10 +16,15 @@ import (
 // any other, with an ack token of the marker's delivery. Acking it acks
 // the marker; its attempts are the marker's, counted from 1.
 
-// redriveCheckInterval is how often a ConsumeOrders stream looks for
-// redriven dead letters: one request a second, whatever the load, instead
-// of one beside every fetch.
-const redriveCheckInterval = time.Second
+// How often a ConsumeOrders stream looks for redriven dead letters: once
+// a second (one pull request, whatever the load, instead of one beside
+// every fetch) when its consumer has a redrive consumer, and every few
+// seconds for one to appear (a JetStream API request, costlier, and
+// needed only after an admin's first redrive to the consumer).
+const (
+	redriveCheckInterval  = time.Second
+	redriveLookupInterval = 5 * time.Second
+)
 
 // redriveSource is a stream's handle on its consumer's redrive consumer.
 type redriveSource struct {
@@ -40,6 +45,7 @@ func (l *fetchLoop) deliverRedriven(ctx context.Context, now time.Time, free int
 	if r.cons == nil {
 		cons, err := l.w.store.RedriveConsumer(ctx, l.spec.Consumer)
 		if err != nil {
+			r.next = now.Add(redriveLookupInterval)
 			if !errors.Is(err, eventstore.ErrConsumerNotFound) {
 				l.w.log.Debug("redrive consumer not read", "consumer", l.spec.Consumer, "err", err)
 			}

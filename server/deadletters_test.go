@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
@@ -192,6 +193,15 @@ func TestRedriveDeliversOnceMoreAndAcks(t *testing.T) {
 	got, err := n.queue.GetConsumer(testCtx(t), &ordersv1.GetConsumerRequest{Consumer: "dl-redrive"})
 	if err != nil || got.GetConsumer().GetNumRedrivePending() != 0 || got.GetConsumer().GetDeadLetterCount() != 0 {
 		t.Errorf("GetConsumer after the redrive: %v %v", got, err)
+	}
+	// UpdateConsumer changes the redrive consumer too.
+	if _, err := n.queue.UpdateConsumer(testCtx(t), &ordersv1.UpdateConsumerRequest{Consumer: "dl-redrive",
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"max_deliveries"}}, MaxDeliveries: 4}); err != nil {
+		t.Fatal(err)
+	}
+	red, err := n.js.Consumer(testCtx(t), eventstore.RedriveStream, "dl-redrive")
+	if err != nil || red.CachedInfo().Config.MaxDeliver != 4 {
+		t.Errorf("redrive consumer after UpdateConsumer: %v", err)
 	}
 }
 

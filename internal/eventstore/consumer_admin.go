@@ -108,8 +108,11 @@ func (s *Store) UpdateConsumer(ctx context.Context, name string, change func(*je
 		}
 		return nil, s.classify(err)
 	}
-	if _, err := s.js.Consumer(ctx, RedriveStream, name); err == nil {
-		if _, err := s.js.UpdateConsumer(ctx, RedriveStream, redriveConfig(cfg)); err != nil {
+	if red, err := s.js.Consumer(ctx, RedriveStream, name); err == nil {
+		// Where it starts cannot change: keep it as it was created.
+		have, want := red.CachedInfo().Config, redriveConfig(cfg)
+		want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = have.DeliverPolicy, have.OptStartSeq, have.OptStartTime
+		if _, err := s.js.UpdateConsumer(ctx, RedriveStream, want); err != nil {
 			s.log.Warn("redrive consumer not updated", "consumer", name, "err", err)
 		}
 	}

@@ -70,8 +70,8 @@ type QueueServiceClient interface {
 	// page_token that this method did not issue for the same consumer.
 	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
 	// RedriveDeadLetters hands dead letters back to their consumer: each is
-	// delivered once more by the consumer's ConsumeOrders streams (within a
-	// second on a running stream, else on the next one), with its delivery
+	// delivered once more by the consumer's ConsumeOrders streams (within
+	// seconds on a running stream, at once on the next one), with its delivery
 	// attempts counted afresh and the consumer's ack wait and max_deliveries;
 	// acked, it is done; given up on again, it becomes a new dead letter. It
 	// leaves the dead letters and is not copied onto ORDERS.> (an order's
@@ -204,8 +204,8 @@ type QueueServiceServer interface {
 	// page_token that this method did not issue for the same consumer.
 	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
 	// RedriveDeadLetters hands dead letters back to their consumer: each is
-	// delivered once more by the consumer's ConsumeOrders streams (within a
-	// second on a running stream, else on the next one), with its delivery
+	// delivered once more by the consumer's ConsumeOrders streams (within
+	// seconds on a running stream, at once on the next one), with its delivery
 	// attempts counted afresh and the consumer's ack wait and max_deliveries;
 	// acked, it is done; given up on again, it becomes a new dead letter. It
 	// leaves the dead letters and is not copied onto ORDERS.> (an order's
