@@ -153,13 +153,15 @@ type deadLetters struct {
 	orders, dl, red jetstream.Stream
 }
 
-// openDeadLetters bounds an operation by the store's timeout and looks the
-// streams up (provisioning them with ORDERS when needed).
-func (s *Store) openDeadLetters(ctx context.Context) (context.Context, context.CancelFunc, *deadLetters, error) {
+// openDeadLetters looks the streams up (provisioning them with ORDERS when
+// needed). An operation on many dead letters bounds each step by the
+// store's timeout (step), not the whole: the caller's deadline bounds that.
+func (s *Store) openDeadLetters(ctx context.Context) (*deadLetters, error) {
 	ctx, cancel, orders, err := s.begin(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
+	defer cancel()
 	d := &deadLetters{s: s, orders: orders}
 	if d.dl, err = s.js.Stream(ctx, DeadLetterStream); err == nil {
 		d.red, err = s.js.Stream(ctx, RedriveStream)
@@ -170,23 +172,26 @@ func (s *Store) openDeadLetters(ctx context.Context) (context.Context, context.C
 		s.stream.Store(nil)
 	}
 	if err != nil {
-		cancel()
-		return nil, nil, nil, s.classify(err)
+		return nil, s.classify(err)
 	}
-	return ctx, cancel, d, nil
+	return d, nil
+}
+
+// step bounds one step of an operation by the store's timeout.
+func (s *Store) step(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
 }
 
 // DeadLetters returns up to limit dead letters of consumer with ids
 // greater than after, oldest first, and whether more follow.
 func (s *Store) DeadLetters(ctx context.Context, consumer string, after uint64, limit int) ([]DeadLetter, bool, error) {
-	ctx, cancel, d, err := s.openDeadLetters(ctx)
+	d, err := s.openDeadLetters(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	defer cancel()
 	var out []DeadLetter
 	for seq := after + 1; ; {
-		raw, err := d.dl.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(deadLettersOf(consumer)))
+		raw, err := d.next(ctx, consumer, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return out, false, nil
 		}
@@ -196,13 +201,22 @@ func (s *Store) DeadLetters(ctx context.Context, consumer string, after uint64, 
 		if len(out) == limit {
 			return out, true, nil
 		}
-		letter, err := d.read(ctx, raw)
+		stepCtx, cancel := s.step(ctx)
+		letter, err := d.read(stepCtx, raw)
+		cancel()
 		if err != nil {
 			return nil, false, s.classify(err)
 		}
 		out = append(out, letter)
 		seq = raw.Sequence + 1
 	}
+}
+
+// next reads the first dead letter of consumer at or after seq.
+func (d *deadLetters) next(ctx context.Context, consumer string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := d.s.step(ctx)
+	defer cancel()
+	return d.dl.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(deadLettersOf(consumer)))
 }
 
 // read decodes a stored advisory and finds its event.
@@ -263,6 +277,8 @@ func (s *Store) EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, 
 
 // letterOf reads dead letter id and checks it is one of consumer's.
 func (d *deadLetters) letterOf(ctx context.Context, consumer string, id uint64) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := d.s.step(ctx)
+	defer cancel()
 	raw, err := d.dl.GetMsg(ctx, id)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, ErrDeadLetterNotFound
@@ -286,18 +302,17 @@ const maxRedriveAll = 10_000
 // those that are not dead letters of the consumer. ErrConsumerNotFound
 // when the consumer does not exist.
 func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all bool) (redriven, notFound []uint64, more bool, err error) {
-	ctx, cancel, d, err := s.openDeadLetters(ctx)
+	d, err := s.openDeadLetters(ctx)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	defer cancel()
 	if err := d.ensureRedriveConsumer(ctx, consumer); err != nil {
-		return nil, nil, false, err
+		return nil, nil, false, s.classify(err)
 	}
 	var letters []*jetstream.RawStreamMsg
 	if all {
 		for seq := uint64(1); ; {
-			raw, err := d.dl.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(deadLettersOf(consumer)))
+			raw, err := d.next(ctx, consumer, seq)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				break
 			}
@@ -313,7 +328,7 @@ func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all 
 		}
 	}
 	for _, id := range ids {
-		raw, err := d.letterOf(ctx, consumer, id)
+		raw, err := d.letterOf(ctx, consumer, id) // bounded by its own step
 		if errors.Is(err, ErrDeadLetterNotFound) {
 			notFound = append(notFound, id)
 			continue
@@ -324,18 +339,21 @@ func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all 
 		letters = append(letters, raw)
 	}
 	for _, raw := range letters {
-		letter, err := d.read(ctx, raw)
-		if err != nil {
+		stepCtx, cancel := s.step(ctx)
+		letter, err := d.read(stepCtx, raw)
+		if err == nil && letter.EventSeq != 0 {
+			err = d.redrive(stepCtx, consumer, letter)
+		}
+		cancel()
+		switch {
+		case err != nil:
+			// The ones redriven so far stay redriven; a retry goes on.
 			return nil, nil, false, s.classify(err)
-		}
-		if letter.EventSeq == 0 {
+		case letter.EventSeq == 0:
 			notFound = append(notFound, raw.Sequence) // its event cannot be found: purge it
-			continue
+		default:
+			redriven = append(redriven, letter.ID)
 		}
-		if err := d.redrive(ctx, consumer, letter); err != nil {
-			return redriven, notFound, false, s.classify(err)
-		}
-		redriven = append(redriven, letter.ID)
 	}
 	return redriven, notFound, more, nil
 }
@@ -367,6 +385,8 @@ func (d *deadLetters) redrive(ctx context.Context, consumer string, letter DeadL
 // earlier consumer of the name (deleted, or expired while idle) were acked
 // or given up on, and must not be delivered again.
 func (d *deadLetters) ensureRedriveConsumer(ctx context.Context, consumer string) error {
+	ctx, cancel := d.s.step(ctx)
+	defer cancel()
 	main, err := d.orders.Consumer(ctx, consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("%w: %s", ErrConsumerNotFound, consumer)
@@ -420,12 +440,13 @@ func (s *Store) RedriveConsumer(ctx context.Context, consumer string) (jetstream
 // that are not its dead letters are skipped), or with all every one. It
 // returns how many it removed.
 func (s *Store) PurgeDeadLetters(ctx context.Context, consumer string, ids []uint64, all bool) (uint64, error) {
-	ctx, cancel, d, err := s.openDeadLetters(ctx)
+	d, err := s.openDeadLetters(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer cancel()
 	if all {
+		ctx, cancel := s.step(ctx)
+		defer cancel()
 		before, err := countSubjects(ctx, d.dl, deadLettersOf(consumer))
 		if err != nil {
 			return 0, s.classify(err)
@@ -440,7 +461,10 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, consumer string, ids []uin
 		} else if err != nil {
 			return purged, s.classify(err)
 		}
-		if err := d.dl.DeleteMsg(ctx, id); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		stepCtx, cancel := s.step(ctx)
+		err := d.dl.DeleteMsg(stepCtx, id)
+		cancel()
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return purged, s.classify(err)
 		}
 		purged++
@@ -460,10 +484,11 @@ type DeadLetterCount struct {
 // (redriven ones with the others), from the stream's per-subject counts:
 // no message is read.
 func (s *Store) DeadLetterCounts(ctx context.Context) ([]DeadLetterCount, error) {
-	ctx, cancel, d, err := s.openDeadLetters(ctx)
+	d, err := s.openDeadLetters(ctx)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := s.step(ctx)
 	defer cancel()
 	info, err := d.dl.Info(ctx, jetstream.WithSubjectFilter(advisoryPrefix+">"))
 	if err != nil {
