@@ -186,9 +186,10 @@ func (a *Acker) waitUntil(ctx context.Context) time.Time {
 	return until
 }
 
-// settleKey identifies what an ack settles: one action on one event of
-// one consumer, whichever delivery's token names it.
+// settleKey identifies what an ack settles: one action on one event (or
+// redrive marker) of one consumer, whichever delivery's token names it.
 type settleKey struct {
+	stream    string
 	consumer  string
 	streamSeq uint64
 	action    AckAction
@@ -200,7 +201,7 @@ func repeatsOf(settles []Settle) map[int]int {
 	var repeats map[int]int
 	seen := make(map[settleKey]int, len(settles))
 	for i, s := range settles {
-		key := settleKey{s.Ack.Consumer, s.Ack.StreamSeq, s.Action}
+		key := settleKey{s.Ack.Stream, s.Ack.Consumer, s.Ack.StreamSeq, s.Action}
 		first, dup := seen[key]
 		if !dup {
 			seen[key] = i

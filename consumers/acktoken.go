@@ -127,16 +127,18 @@ func (t *AckTokens) mac(subject string) []byte {
 }
 
 // AckSubject is a parsed JetStream ack subject: where to publish the ack
-// of one delivery of one event of the stream ORDERS.
+// of one delivery of one event of the stream ORDERS, or of one redrive
+// marker of ORDERS_REDRIVE (a redriven dead letter).
 type AckSubject struct {
 	Subject   string // the whole subject, to publish the ack on
+	Stream    string // eventstore.StreamName or eventstore.RedriveStream
 	Consumer  string
 	Delivered uint64 // delivery attempt
 	StreamSeq uint64
 }
 
 // ParseAckSubject parses the reply subject of a message delivered by a
-// consumer of ORDERS:
+// consumer of ORDERS (or of ORDERS_REDRIVE):
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 //	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>]
@@ -164,7 +166,7 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 	default:
 		return AckSubject{}, false
 	}
-	if rest[0] != eventstore.StreamName || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
+	if (rest[0] != eventstore.StreamName && rest[0] != eventstore.RedriveStream) || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
 		return AckSubject{}, false
 	}
 	var nums [5]uint64
@@ -175,5 +177,5 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 		}
 		nums[i] = n
 	}
-	return AckSubject{Subject: subject, Consumer: rest[1], Delivered: nums[0], StreamSeq: nums[1]}, true
+	return AckSubject{Subject: subject, Stream: rest[0], Consumer: rest[1], Delivered: nums[0], StreamSeq: nums[1]}, true
 }

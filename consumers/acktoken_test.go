@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // ackSubject is a JetStream ack subject of the stream ORDERS whose token,
@@ -40,9 +42,15 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify(Sign(%q)) = %v", ackSubject, err)
 	}
-	want := AckSubject{Subject: ackSubject, Consumer: "c", Delivered: 1, StreamSeq: 2}
+	want := AckSubject{Subject: ackSubject, Stream: eventstore.StreamName, Consumer: "c", Delivered: 1, StreamSeq: 2}
 	if got != want {
 		t.Fatalf("Verify(Sign(%q)) = %+v, want %+v", ackSubject, got, want)
+	}
+	// The delivery of a redrive marker (a redriven dead letter) is acked the same way.
+	const redriveAck = "$JS.ACK.ORDERS_REDRIVE.c.1.7.3.4.0"
+	got, err = tokens.Verify(tokens.Sign(redriveAck))
+	if want := (AckSubject{Subject: redriveAck, Stream: eventstore.RedriveStream, Consumer: "c", Delivered: 1, StreamSeq: 7}); err != nil || got != want {
+		t.Fatalf("Verify(Sign(%q)) = %+v, %v; want %+v", redriveAck, got, err, want)
 	}
 
 	// A byte of the signed subject changed: the MAC no longer matches.

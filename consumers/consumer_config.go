@@ -35,6 +35,11 @@ type ConsumerSettings struct {
 	StartNew      bool
 	StartSequence uint64
 	StartTime     time.Time
+	// InactiveThreshold is how long the consumer may go without a client
+	// before JetStream deletes it (0: never). It is the node's
+	// --consumer-inactive-threshold, not a client's choice, and applies
+	// when the consumer is created; QueueService.UpdateConsumer changes it.
+	InactiveThreshold time.Duration
 }
 
 // config is the consumer to create for name, filters and settings.
@@ -49,6 +54,8 @@ func (s ConsumerSettings) config(name string, filters []string) jetstream.Consum
 		BackOff:        s.Backoff,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxAckPending:  maxAckPending,
+		// Durable consumers expire by inactivity on nats-server 2.10+.
+		InactiveThreshold: s.InactiveThreshold,
 	}
 	switch {
 	case len(s.Backoff) > 0:
@@ -104,10 +111,10 @@ func (s ConsumerSettings) differences(have jetstream.ConsumerConfig, filters []s
 }
 
 // ensureConsumer binds to the durable consumer name, creating it with the
-// settings when it does not exist, and fails with ErrConsumerMismatch when
-// it exists with other settings.
-func ensureConsumer(ctx context.Context, store WorkQueueStore, name string, filters []string, s ConsumerSettings) (jetstream.Consumer, error) {
-	cons, err := store.EnsureConsumer(ctx, s.config(name, filters))
+// settings when it does not exist (unless maxDurables exist already), and
+// fails with ErrConsumerMismatch when it exists with other settings.
+func ensureConsumer(ctx context.Context, store WorkQueueStore, name string, filters []string, s ConsumerSettings, maxDurables int) (jetstream.Consumer, error) {
+	cons, err := store.EnsureConsumer(ctx, s.config(name, filters), maxDurables)
 	if err != nil {
 		return nil, err
 	}

@@ -19,12 +19,24 @@ type credit struct {
 	freed   chan struct{}   // a token when credit was freed
 	changed func(delta int) // told how the number held moves (metrics)
 
-	mu  sync.Mutex           // protects due
-	due map[uint64]time.Time // stream sequence → when JetStream redelivers it
+	mu  sync.Mutex            // protects due
+	due map[heldKey]time.Time // delivery → when JetStream redelivers it
+}
+
+// heldKey names one held delivery: an event of ORDERS, or a redrive marker
+// of ORDERS_REDRIVE, by its sequence in its stream.
+type heldKey struct {
+	redrive bool
+	seq     uint64
+}
+
+// heldKeyOf is the key of the delivery an ack subject acks.
+func heldKeyOf(ack AckSubject) heldKey {
+	return heldKey{redrive: ack.Stream == eventstore.RedriveStream, seq: ack.StreamSeq}
 }
 
 func newCredit(limit int, changed func(delta int)) *credit {
-	return &credit{limit: limit, freed: make(chan struct{}, 1), changed: changed, due: make(map[uint64]time.Time)}
+	return &credit{limit: limit, freed: make(chan struct{}, 1), changed: changed, due: make(map[heldKey]time.Time)}
 }
 
 // free is how many more deliveries the client can take now, and the time
@@ -47,7 +59,7 @@ func (c *credit) free(now time.Time) (int, time.Time) {
 }
 
 // hold counts a delivery until due.
-func (c *credit) hold(seq uint64, due time.Time) {
+func (c *credit) hold(seq heldKey, due time.Time) {
 	c.mu.Lock()
 	_, held := c.due[seq]
 	c.due[seq] = due
@@ -68,7 +80,7 @@ func (c *credit) drop() {
 }
 
 // release stops counting a delivery.
-func (c *credit) release(seq uint64) {
+func (c *credit) release(seq heldKey) {
 	c.mu.Lock()
 	_, held := c.due[seq]
 	delete(c.due, seq)
@@ -80,7 +92,7 @@ func (c *credit) release(seq uint64) {
 }
 
 // extend moves a held delivery's expiry (an in-progress ack).
-func (c *credit) extend(seq uint64, due time.Time) {
+func (c *credit) extend(seq heldKey, due time.Time) {
 	c.mu.Lock()
 	if _, held := c.due[seq]; held {
 		c.due[seq] = due
@@ -108,16 +120,20 @@ func (c *credit) watchAcks(nc *nats.Conn, consumer string, wait time.Duration) (
 		switch {
 		case !ok:
 		case action == ActionInProgress:
-			c.extend(ack.StreamSeq, time.Now().Add(wait))
+			c.extend(heldKeyOf(ack), time.Now().Add(wait))
 		default:
-			c.release(ack.StreamSeq)
+			c.release(heldKeyOf(ack))
 		}
 	}
 	var subs []*nats.Subscription
-	for _, pattern := range []string{
-		"$JS.ACK." + eventstore.StreamName + "." + consumer + ".>",     // without a JetStream domain
-		"$JS.ACK.*.*." + eventstore.StreamName + "." + consumer + ".>", // with one
-	} {
+	var patterns []string
+	for _, stream := range []string{eventstore.StreamName, eventstore.RedriveStream} {
+		patterns = append(patterns,
+			"$JS.ACK."+stream+"."+consumer+".>",     // without a JetStream domain
+			"$JS.ACK.*.*."+stream+"."+consumer+".>", // with one
+		)
+	}
+	for _, pattern := range patterns {
 		sub, err := nc.Subscribe(pattern, handle)
 		if err != nil {
 			for _, s := range subs {

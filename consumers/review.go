@@ -21,6 +21,25 @@ import (
 // ReviewConsumer is the durable pull consumer of the order-review worker.
 const ReviewConsumer = "order-review"
 
+// Reserved reports whether the durable consumer name belongs to ordersd
+// itself (the order-review worker's): only admins may consume from it,
+// and it is neither updated nor deleted through the QueueService.
+func Reserved(name string) bool { return name == ReviewConsumer }
+
+// reviewMaxDeliveries is the default of ReviewOptions.MaxDeliveries: how
+// many times a created event is delivered to the reviewer before it
+// becomes a dead letter of order-review. With the
+// growing pause after each failure (reviewRetryDelay) that is several
+// minutes of failed reviews, well past a leader election, so only an
+// event that cannot be reviewed ends there.
+const reviewMaxDeliveries = 20
+
+// reviewRetryDelay is the pause before a failed review's event is
+// delivered again: one second more for each attempt, at most 30.
+func reviewRetryDelay(attempt uint64) time.Duration {
+	return time.Duration(min(max(attempt, 1), 30)) * time.Second
+}
+
 // ReviewOptions configure the order-review worker.
 type ReviewOptions struct {
 	// LimitMinor is the largest total_minor approved; larger orders are
@@ -34,6 +53,10 @@ type ReviewOptions struct {
 	// (decisions published, their acks awaited): DefaultReviewConcurrency
 	// when 0, else 1 to MaxReviewConcurrency.
 	Concurrency int
+	// MaxDeliveries is how many times a created event is delivered to the
+	// reviewer before it becomes a dead letter of order-review:
+	// reviewMaxDeliveries when 0, else at least 1.
+	MaxDeliveries int
 }
 
 // DefaultReviewConcurrency is the reviews in flight per worker by default:
@@ -66,6 +89,12 @@ func (o ReviewOptions) withDefaults() (ReviewOptions, error) {
 		o.AckWait = DefaultAckWait
 	case o.AckWait < minReviewAckWait:
 		return o, fmt.Errorf("%w: review ack wait %s is shorter than %s", ErrInvalidOption, o.AckWait, minReviewAckWait)
+	}
+	switch {
+	case o.MaxDeliveries == 0:
+		o.MaxDeliveries = reviewMaxDeliveries
+	case o.MaxDeliveries < 0:
+		return o, fmt.Errorf("%w: review max deliveries %d is negative", ErrInvalidOption, o.MaxDeliveries)
 	}
 	switch {
 	case o.Concurrency == 0:
@@ -155,6 +184,7 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       r.opts.AckWait,
 		MaxAckPending: reviewMaxAckPending(r.opts.Concurrency),
+		MaxDeliver:    r.opts.MaxDeliveries,
 	})
 	if err != nil {
 		return err
@@ -259,7 +289,11 @@ func (r *Reviewer) settle(ctx context.Context, span trace.Span, log *slog.Logger
 		// Not stored (or not known to be): let JetStream deliver it again.
 		log.Warn("review failed; the event will be redelivered", "err", err)
 		span.SetStatus(codes.Error, "review failed")
-		_ = msg.NakWithDelay(time.Second)
+		attempt := uint64(1)
+		if meta, err := msg.Metadata(); err == nil {
+			attempt = meta.NumDelivered
+		}
+		_ = msg.NakWithDelay(reviewRetryDelay(attempt))
 		return
 	}
 	if r.beforeAck != nil {

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -130,6 +131,7 @@ func TestNewReviewerValidatesOptions(t *testing.T) {
 		{"a negative ack wait", ReviewOptions{AckWait: -time.Second}},
 		{"a negative concurrency", ReviewOptions{Concurrency: -1}},
 		{"a concurrency above the maximum", ReviewOptions{Concurrency: MaxReviewConcurrency + 1}},
+		{"negative max deliveries", ReviewOptions{MaxDeliveries: -1}},
 	} {
 		if r, err := NewReviewer(nil, c.opts, log); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("%s: NewReviewer = %v, %v; want ErrInvalidOption", c.name, r, err)
@@ -139,7 +141,36 @@ func TestNewReviewerValidatesOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.opts.AckWait != DefaultAckWait || r.opts.LimitMinor != 0 || r.opts.Concurrency != DefaultReviewConcurrency {
+	if r.opts.AckWait != DefaultAckWait || r.opts.LimitMinor != 0 || r.opts.Concurrency != DefaultReviewConcurrency || r.opts.MaxDeliveries != reviewMaxDeliveries {
 		t.Errorf("defaults: %+v, want AckWait %s", r.opts, DefaultAckWait)
+	}
+}
+
+// failingStore is a real store whose reviews all fail as if JetStream
+// did not answer: the reviewer's own failures.
+type failingStore struct{ *eventstore.Store }
+
+func (failingStore) TransitionFrom(context.Context, *ordersv1.Order, eventstore.Change) (*eventstore.PendingTransition, error) {
+	return nil, fmt.Errorf("%w: injected", eventstore.ErrUnavailable)
+}
+
+// A created event the reviewer fails on at each of its max deliveries
+// becomes a dead letter of order-review, recorded by JetStream.
+func TestReviewFailuresBecomeDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t)
+	ctx := context.Background()
+	e.createOrders(t, 1)
+	startReviewer(t, failingStore{e.store}, ReviewOptions{MaxDeliveries: 2})
+	waitFor(t, 20*time.Second, "a dead letter of order-review", func() bool {
+		letters, _, err := e.store.DeadLetters(ctx, ReviewConsumer, 0, 10)
+		return err == nil && len(letters) == 1
+	})
+	letters, _, err := e.store.DeadLetters(ctx, ReviewConsumer, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := letters[0]; l.Reason != eventstore.MaxDeliveries || l.Deliveries != 2 || l.Event.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
+		t.Errorf("dead letter %+v", l)
 	}
 }

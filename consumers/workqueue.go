@@ -42,10 +42,28 @@ type Delivery struct {
 }
 
 // WorkQueueStore is what WorkQueues needs of the event store
-// (*eventstore.Store): the durable consumers of the stream.
+// (*eventstore.Store): the durable consumers of the stream, and the
+// redriven dead letters of each.
 type WorkQueueStore interface {
-	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
+	RedriveConsumer(ctx context.Context, consumer string) (jetstream.Consumer, error)
+	EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, error)
 }
+
+// WorkQueueOptions bound the durable consumers ConsumeOrders creates.
+type WorkQueueOptions struct {
+	// InactiveThreshold is how long a consumer created by ConsumeOrders
+	// may go without a client before JetStream deletes it; 0: never.
+	InactiveThreshold time.Duration
+	// MaxDurables caps the durable consumers of ORDERS (the reviewer's
+	// included): ConsumeOrders creates no more; 0: no cap.
+	MaxDurables int
+}
+
+// DefaultInactiveThreshold is the default of
+// WorkQueueOptions.InactiveThreshold (--consumer-inactive-threshold): a
+// consumer nobody read for a week is taken as abandoned.
+const DefaultInactiveThreshold = 7 * 24 * time.Hour
 
 // WorkQueues serves ConsumeOrders streams.
 type WorkQueues struct {
@@ -54,11 +72,12 @@ type WorkQueues struct {
 	tokens  *AckTokens
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	opts    WorkQueueOptions
 }
 
 // NewWorkQueues returns WorkQueues on the store's stream; m may be nil.
-func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics) *WorkQueues {
-	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log, metrics: m}
+func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics, o WorkQueueOptions) *WorkQueues {
+	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log, metrics: m, opts: o}
 }
 
 // Consume binds to (or creates) the durable consumer and streams its
@@ -67,8 +86,9 @@ func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *
 // stream ends are released at once (NAK), so they go to another client
 // right away instead of after their ack wait.
 func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
+	spec.Settings.InactiveThreshold = w.opts.InactiveThreshold
 	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
-		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings) // bounded by --nats-timeout
+		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings, w.opts.MaxDurables) // bounded by --nats-timeout
 	})
 	if err != nil {
 		return err
@@ -101,6 +121,7 @@ type fetchLoop struct {
 	send     func(Delivery) error
 	lastSend time.Time
 	failures int // fetches in a row that failed for a passing reason
+	redrive  redriveSource
 }
 
 func (l *fetchLoop) run(ctx context.Context) error {
@@ -119,10 +140,18 @@ func (l *fetchLoop) run(ctx context.Context) error {
 			l.waitForCredit(ctx, now, nextExpiry)
 			continue
 		}
+		if sent, err := l.deliverRedriven(ctx, now, free); err != nil {
+			return err
+		} else if sent > 0 {
+			continue // credit changed
+		}
 		wait := min(maxFetchWait, l.spec.Heartbeat)
 		batch, err := l.cons.Fetch(free, jetstream.FetchMaxWait(wait))
 		if err == nil {
-			err = l.deliver(ctx, batch)
+			var stop error
+			if _, stop, err = l.deliver(ctx, batch, l.prepare); stop != nil {
+				return stop
+			}
 		}
 		if err = l.retryable(ctx, err); err != nil {
 			return err
@@ -179,8 +208,8 @@ func (l *fetchLoop) waitForCredit(ctx context.Context, now, nextExpiry time.Time
 type prepared struct {
 	msg      jetstream.Msg
 	delivery Delivery
-	seq      uint64
-	ok       bool // false: not an order event (already terminated)
+	seq      heldKey
+	ok       bool // false: not an order event (already settled)
 }
 
 // prepare decodes and signs one message; it runs beside the sends, so
@@ -197,7 +226,7 @@ func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
 		_ = msg.TermWithReason("not an order event")
 		return prepared{msg: msg}
 	}
-	p := prepared{msg: msg, seq: meta.Sequence.Stream, ok: true,
+	p := prepared{msg: msg, seq: heldKey{seq: meta.Sequence.Stream}, ok: true,
 		delivery: Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
 		p.delivery.AckToken = l.w.tokens.Sign(msg.Reply())
@@ -207,16 +236,21 @@ func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
 
 // deliver sends the events of one fetch, prepared by a helper goroutine.
 // Once the stream is broken (ctx ended or a send failed) it releases the
-// rest with a NAK.
-func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) error {
+// rest with a NAK. It returns how many it sent, the error that broke the
+// stream, and the fetch's own error (unclassified: the loop tells passing
+// failures, such as a leader change, from others).
+func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch, prepare func(jetstream.Msg) prepared) (int, error, error) {
 	ready := make(chan prepared, 64)
 	go func() {
 		defer close(ready)
 		for msg := range batch.Messages() {
-			ready <- l.prepare(msg)
+			ready <- prepare(msg)
 		}
 	}()
-	var stop error
+	var (
+		stop error
+		sent int
+	)
 	for p := range ready {
 		if stop == nil {
 			stop = ctx.Err()
@@ -240,18 +274,19 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch) e
 			continue
 		}
 		l.lastSend = time.Now()
+		sent++
 		l.w.metrics.Delivered(l.spec.Consumer, p.delivery.Attempt)
 		if l.spec.AutoAck {
 			_ = p.msg.Ack()
 		}
 	}
 	if stop != nil {
-		return stop
+		return sent, stop, nil
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-		return err // unclassified: the loop tells passing failures (a leader change) from others
+		return sent, nil, err
 	}
-	return nil
+	return sent, nil, nil
 }
 
 // sendTraced sends one delivery inside a span that continues the trace of

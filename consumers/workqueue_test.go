@@ -73,7 +73,7 @@ func TestFetchLoopStaysWithinCreditAndAcksFreeIt(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 10)
 	tokens := RandomAckTokens()
-	wq := NewWorkQueues(e.store, e.nc, tokens, e.log, nil)
+	wq := NewWorkQueues(e.store, e.nc, tokens, e.log, nil, WorkQueueOptions{})
 	const credit = 3
 	spec := ConsumeSpec{Consumer: "q", MaxInFlight: credit, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
@@ -147,7 +147,7 @@ func TestFetchLoopStaysWithinCreditAndAcksFreeIt(t *testing.T) {
 func TestFetchedButUnsentEventsAreReleasedAtOnce(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 20)
-	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil)
+	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
 	spec := ConsumeSpec{Consumer: "q", MaxInFlight: 20, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
 	broken := errors.New("client gone")

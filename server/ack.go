@@ -7,7 +7,6 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/auth"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -18,7 +17,7 @@ func (s *OrderService) AckOrders(ctx context.Context, req *ordersv1.AckOrdersReq
 		return nil, err
 	}
 	for i, st := range settles {
-		if !auth.MayConsume(ctx, st.Ack.Consumer) {
+		if !mayConsume(ctx, st.Ack.Consumer) {
 			return nil, permissionDenied(fmt.Sprintf("acks[%d]: not allowed to ack on consumer %q", i, st.Ack.Consumer))
 		}
 	}

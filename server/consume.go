@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -16,7 +17,7 @@ func (s *OrderService) ConsumeOrders(req *ordersv1.ConsumeOrdersRequest, stream 
 	if err != nil {
 		return err
 	}
-	if !auth.MayConsume(stream.Context(), spec.Consumer) {
+	if !mayConsume(stream.Context(), spec.Consumer) {
 		return permissionDenied(fmt.Sprintf("not allowed to consume from %q", spec.Consumer))
 	}
 	if err := s.consuming.acquire(); err != nil {
@@ -35,4 +36,11 @@ func (s *OrderService) ConsumeOrders(req *ordersv1.ConsumeOrdersRequest, stream 
 		})
 	})
 	return toStatus(ctx, s.log, "", err)
+}
+
+// mayConsume reports whether the caller may consume from (and ack on) the
+// durable consumer name: it needs the consumer's permission, and "admin"
+// too for a reserved consumer (the order-review worker's).
+func mayConsume(ctx context.Context, name string) bool {
+	return auth.MayConsume(ctx, name) && (!consumers.Reserved(name) || auth.IsAdmin(ctx))
 }

@@ -60,6 +60,9 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
 		}})
+	case errors.Is(err, eventstore.ErrTooManyConsumers):
+		log.WarnContext(ctx, "durable consumer refused", "err", err)
+		return status.Error(codes.ResourceExhausted, "the most durable consumers allowed exist already (ordersd --max-consumers-durable); reuse one, or have an admin delete unused ones (QueueService.DeleteConsumer)")
 	case errors.Is(err, consumers.ErrConsumerMismatch):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidArgument):

@@ -41,9 +41,13 @@ type GRPCOptions struct {
 	// Stopping ends the health service's Watch streams when it is done;
 	// nil: they end only with their clients.
 	Stopping context.Context
+	// Queues is the QueueService (consumer administration, dead letters);
+	// nil: not served.
+	Queues ordersv1.QueueServiceServer
 }
 
-// NewGRPCServer assembles the gRPC server: the OrderService, the standard
+// NewGRPCServer assembles the gRPC server: the OrderService (and the
+// QueueService when given), the standard
 // health service (hs; see WatchHealth) and server reflection, behind
 // interceptors, outermost first: metrics, logging (one line per finished call, with
 // its code, duration and caller), recovery (a panic becomes INTERNAL and a
@@ -91,6 +95,9 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	}, o.ServerOptions...)
 	gs := grpc.NewServer(opts...)
 	ordersv1.RegisterOrderServiceServer(gs, svc)
+	if o.Queues != nil {
+		ordersv1.RegisterQueueServiceServer(gs, o.Queues)
+	}
 	healthpb.RegisterHealthServer(gs, endingWatches(hs, o.Stopping))
 	registerReflection(gs, log)
 	return gs

@@ -38,6 +38,7 @@ type testNode struct {
 	monitor *consumers.Monitor
 	store   *eventstore.Store
 	client  ordersv1.OrderServiceClient
+	queue   ordersv1.QueueServiceClient
 	health  healthpb.HealthClient
 	js      jetstream.JetStream // a separate NATS connection, to look at the stream directly
 }
@@ -83,21 +84,30 @@ func startService(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error
 // The node is assembled as ordersd assembles it (node.Assemble).
 func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), grpcOpts server.GRPCOptions, tune ...func(*server.Deps)) *testNode {
 	t.Helper()
+	return startServiceOpts(t, nc, inspect, func(o *node.ServiceOptions) {
+		o.GRPC = grpcOpts
+		o.Tune = func(d *server.Deps) {
+			for _, f := range tune {
+				f(d)
+			}
+		}
+	})
+}
+
+// startServiceOpts is startService with the node's options set by tune.
+func startServiceOpts(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, error), tune func(*node.ServiceOptions)) *testNode {
+	t.Helper()
 	tokens, err := consumers.NewAckTokens([]byte(testAckKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := node.Assemble(testCtx(t), nc, node.ServiceOptions{
+	opts := node.ServiceOptions{
 		OpTimeout:      2 * time.Second,
 		Tokens:         tokens,
-		GRPC:           grpcOpts,
 		HealthInterval: 200 * time.Millisecond,
-		Tune: func(d *server.Deps) {
-			for _, f := range tune {
-				f(d)
-			}
-		},
-	}, testLogger())
+	}
+	tune(&opts)
+	svc, err := node.Assemble(testCtx(t), nc, opts, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +139,7 @@ func startServiceWith(t *testing.T, nc *nats.Conn, inspect func() (*nats.Conn, e
 		t.Fatal(err)
 	}
 	kill := sync.OnceFunc(func() { svc.GRPC.Stop(); nc.Close() })
-	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: svc.Monitor, store: svc.Store, client: ordersv1.NewOrderServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
+	return &testNode{kill: kill, addr: lis.Addr().String(), nc: nc, monitor: svc.Monitor, store: svc.Store, client: ordersv1.NewOrderServiceClient(conn), queue: ordersv1.NewQueueServiceClient(conn), health: healthpb.NewHealthClient(conn), js: ijs}
 }
 
 // testCtx bounds one call of a test.

@@ -116,6 +116,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.IntVar(&c.ReviewConcurrency, "review-concurrency", node.DefaultReviewConcurrency, "reviews the order-review worker keeps in flight at once")
+	fs.DurationVar(&c.ConsumerInactiveThreshold, "consumer-inactive-threshold", node.DefaultConsumerInactiveThreshold, "how long a durable consumer made by ConsumeOrders may go without a client before JetStream deletes it (QueueService.UpdateConsumer changes it per consumer); 0: never")
+	fs.IntVar(&c.MaxDurableConsumers, "max-consumers-durable", node.DefaultMaxDurableConsumers, "durable consumers that may exist on the stream ORDERS, order-review included; ConsumeOrders creates no more (RESOURCE_EXHAUSTED); 0: no cap")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {

@@ -7,12 +7,14 @@ import (
 
 // Permissions of the RPC groups. A permission "consume:<name>" allows
 // ConsumeOrders and AckOrders on one durable consumer; "consume" (or
-// "consume:*") on every consumer; "*" allows everything.
+// "consume:*") on every consumer but the reserved ones (order-review),
+// which need "admin" too; "*" allows everything.
 const (
 	Read    = "read"    // GetOrder, GetOrderHistory, ListOrders
 	Write   = "write"   // CreateOrder, CreateOrders, the transitions
 	Watch   = "watch"   // WatchOrders
 	Consume = "consume" // ConsumeOrders, AckOrders
+	Admin   = "admin"   // the QueueService; consuming from reserved consumers
 	All     = "*"
 )
 
@@ -33,6 +35,14 @@ var groups = map[string]string{
 	"/orders.v1.OrderService/WatchOrders":     Watch,
 	"/orders.v1.OrderService/ConsumeOrders":   Consume,
 	"/orders.v1.OrderService/AckOrders":       Consume,
+
+	"/orders.v1.QueueService/ListConsumers":      Admin,
+	"/orders.v1.QueueService/GetConsumer":        Admin,
+	"/orders.v1.QueueService/UpdateConsumer":     Admin,
+	"/orders.v1.QueueService/DeleteConsumer":     Admin,
+	"/orders.v1.QueueService/ListDeadLetters":    Admin,
+	"/orders.v1.QueueService/RedriveDeadLetters": Admin,
+	"/orders.v1.QueueService/PurgeDeadLetters":   Admin,
 }
 
 // Identity is an authenticated caller.
@@ -83,4 +93,11 @@ func FromContext(ctx context.Context) *Identity {
 func MayConsume(ctx context.Context, name string) bool {
 	id := FromContext(ctx)
 	return id == nil || id.MayConsume(name)
+}
+
+// IsAdmin reports whether the caller of ctx holds "admin" (or "*"):
+// always when authentication is off.
+func IsAdmin(ctx context.Context) bool {
+	id := FromContext(ctx)
+	return id == nil || id.may(Admin)
 }

@@ -14,8 +14,10 @@ import (
 // EnsureConsumer binds to the durable consumer cfg.Durable, creating it
 // with cfg when it does not exist (if another node creates it first, that
 // one). An existing consumer is left as it is: the caller compares its
-// CachedInfo().Config with what it wants. Errors are classified.
-func (s *Store) EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+// CachedInfo().Config with what it wants. A new one is refused with
+// ErrTooManyConsumers when maxDurables (0: no cap) durable consumers exist
+// already. Errors are classified.
+func (s *Store) EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error) {
 	ctx, cancel, stream, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -23,6 +25,9 @@ func (s *Store) EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig
 	defer cancel()
 	cons, err := stream.orders.Consumer(ctx, cfg.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if err := checkDurableCap(ctx, stream.orders, maxDurables); err != nil {
+			return nil, s.classify(err)
+		}
 		cons, err = stream.orders.CreateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another node created it first
 			cons, err = stream.orders.Consumer(ctx, cfg.Durable)

@@ -73,6 +73,9 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOp
 	if err != nil {
 		return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
 	}
+	if err := provisionDeadLetters(ctx, js, opts); err != nil {
+		return streams{}, err
+	}
 	return streams{orders: orders, index: index}, nil
 }
 

@@ -4,6 +4,8 @@
 package metrics
 
 import (
+	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ type Metrics struct {
 	watchEvents     prometheus.Counter
 	natsConnected   prometheus.Gauge
 	ready           prometheus.Gauge
+	deadLetters     *deadLetterCollector
 }
 
 // New creates the metrics and registers them with reg.
@@ -58,9 +61,59 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "ordersd_jetstream_ready", Help: "1 while JetStream answers and the stream ORDERS exists (the readiness of the node).",
 		}),
 	}
+	m.deadLetters = &deadLetterCollector{desc: prometheus.NewDesc("ordersd_dead_letters",
+		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
+		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready)
+		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetters)
 	return m
+}
+
+// DeadLetterCount is the number of stored dead letters of one consumer
+// for one reason.
+type DeadLetterCount struct {
+	Consumer, Reason string
+	Count            uint64
+}
+
+// deadLetterScrapeTimeout bounds the JetStream read of one scrape.
+const deadLetterScrapeTimeout = 2 * time.Second
+
+// deadLetterCollector reports ordersd_dead_letters from JetStream at
+// scrape time: the dead letters are JetStream's record, written while no
+// node may run, so a count kept in a node's memory would miss some.
+type deadLetterCollector struct {
+	desc   *prometheus.Desc
+	source atomic.Pointer[func(context.Context) ([]DeadLetterCount, error)]
+}
+
+// Describe implements prometheus.Collector.
+func (c *deadLetterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector. While JetStream cannot be read
+// the series are left out rather than reported as zero.
+func (c *deadLetterCollector) Collect(ch chan<- prometheus.Metric) {
+	source := c.source.Load()
+	if source == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadLetterScrapeTimeout)
+	defer cancel()
+	counts, err := (*source)(ctx)
+	if err != nil {
+		return
+	}
+	for _, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n.Count), n.Consumer, n.Reason)
+	}
+}
+
+// CountDeadLetters sets where ordersd_dead_letters is read from.
+func (m *Metrics) CountDeadLetters(source func(context.Context) ([]DeadLetterCount, error)) {
+	if m == nil {
+		return
+	}
+	m.deadLetters.source.Store(&source)
 }
 
 // Published records one publish: its event type, how long JetStream took

@@ -18,6 +18,13 @@ var ErrInvalidConfig = errors.New("invalid configuration")
 // (--review-concurrency).
 const DefaultReviewConcurrency = consumers.DefaultReviewConcurrency
 
+// Defaults of the durable consumers ConsumeOrders makes
+// (--consumer-inactive-threshold, --max-consumers-durable).
+const (
+	DefaultConsumerInactiveThreshold = consumers.DefaultInactiveThreshold
+	DefaultMaxDurableConsumers       = 1000
+)
+
 // maxReplicas is the most copies JetStream keeps of a stream.
 const maxReplicas = 5
 
@@ -47,6 +54,13 @@ type Config struct {
 	Review            bool                       // run the order-review worker
 	ReviewLimit       int64                      // largest total_minor the review approves
 	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
+
+	// Durable consumers made by ConsumeOrders: how long one may go without
+	// a client before JetStream deletes it, 0 for never
+	// (--consumer-inactive-threshold), and how many may exist on ORDERS,
+	// order-review included, 0 for no cap (--max-consumers-durable).
+	ConsumerInactiveThreshold time.Duration
+	MaxDurableConsumers       int
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
@@ -84,6 +98,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval must be positive, got %s", c.SyncInterval)
+	case c.ConsumerInactiveThreshold < 0:
+		return fmt.Errorf("--consumer-inactive-threshold must not be negative, got %s", c.ConsumerInactiveThreshold)
+	case c.MaxDurableConsumers < 0:
+		return fmt.Errorf("--max-consumers-durable must not be negative, got %d", c.MaxDurableConsumers)
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err

@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		GRPC:         grpcOpts,
 		MaxWatchers:  cfg.Limits.MaxWatchers,
 		MaxConsumers: cfg.Limits.MaxConsumers,
+		WorkQueues:   consumers.WorkQueueOptions{InactiveThreshold: cfg.ConsumerInactiveThreshold, MaxDurables: cfg.MaxDurableConsumers},
 		Metrics:      m,
 	}, log)
 	if err != nil {

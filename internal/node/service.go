@@ -33,6 +33,9 @@ type ServiceOptions struct {
 	// MaxWatchers and MaxConsumers bound the WatchOrders and ConsumeOrders
 	// streams served at once; 0 means no limit.
 	MaxWatchers, MaxConsumers int
+	// WorkQueues bound the durable consumers ConsumeOrders creates (their
+	// inactivity threshold, how many may exist).
+	WorkQueues consumers.WorkQueueOptions
 	// DrainDelay is how long Shutdown keeps serving after health turned
 	// NOT_SERVING, so that load balancers and health-checking clients
 	// move calls elsewhere before the listener closes; none when zero.
@@ -102,7 +105,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	deps := ordersserver.Deps{
 		Store:        store,
-		WorkQueues:   consumers.NewWorkQueues(store, nc, o.Tokens, log, o.Metrics),
+		WorkQueues:   consumers.NewWorkQueues(store, nc, o.Tokens, log, o.Metrics, o.WorkQueues),
 		Tokens:       o.Tokens,
 		Acker:        consumers.NewAcker(nc, o.OpTimeout),
 		Watcher:      consumers.NewWatcher(monitor, store),
@@ -116,6 +119,8 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	}
 	hs := ordersserver.NewHealthServer()
 	o.GRPC.Stopping = stopping
+	o.GRPC.Queues = ordersserver.NewQueueService(store, log)
+	o.Metrics.CountDeadLetters(deadLetterCounts(store))
 	gs := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
 	if o.GRPC.Metrics != nil {
 		o.GRPC.Metrics.InitializeMetrics(gs)
@@ -128,6 +133,26 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, o.HealthInterval, log, o.Metrics)
 	}()
 	return s, nil
+}
+
+// deadLetterCounts reads the stored dead letters per consumer for the
+// metrics.
+func deadLetterCounts(store *eventstore.Store) func(context.Context) ([]metrics.DeadLetterCount, error) {
+	return func(ctx context.Context) ([]metrics.DeadLetterCount, error) {
+		counts, err := store.DeadLetterCounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]metrics.DeadLetterCount, len(counts))
+		for i, c := range counts {
+			reason := "max_deliveries"
+			if c.Reason == eventstore.Terminated {
+				reason = "terminated"
+			}
+			out[i] = metrics.DeadLetterCount{Consumer: c.Consumer, Reason: reason, Count: c.Count}
+		}
+		return out, nil
+	}
 }
 
 // ErrShutdownCutOff is returned by Shutdown when calls were still running
