@@ -93,8 +93,8 @@ func newOrder() *ordersv1.CreateOrderRequest {
 		Items: []*ordersv1.LineItem{{Sku: "SKU-1", Quantity: 1, UnitPriceMinor: 100}}}
 }
 
-// Two nodes on one NATS; each is killed in turn (every connection cut at
-// once, mid-call) while writers create orders without request ids, a
+// Two nodes on one NATS; one is killed (every connection cut at once,
+// mid-call), comes back, then the other is stopped as in a rolling restart, while writers create orders without request ids, a
 // Consume handles every event and a Watch follows every event through one
 // client that balances across both. Every create succeeds and is stored
 // once (a create cut off mid-call is retried on the other node with the
@@ -199,8 +199,8 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 		t.Fatalf("restart a: %v", err)
 	}
 	waitCreates(200)
-	if err := b.Kill(); err != nil {
-		t.Fatalf("kill b: %v", err)
+	if err := b.Stop(); err != nil { // as a rolling restart does (SIGTERM)
+		t.Fatalf("stop b: %v", err)
 	}
 	waitCreates(200)
 	stopWriting()
