@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"log/slog"
+	"os"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,7 +42,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	t, err := resolveTarget(target, osGetenv)
+	t, err := resolveTarget(target, os.Getenv, schemeRegistered)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc/resolver"
@@ -41,12 +40,12 @@ type resolved struct {
 // documentation): a URI with a registered scheme as it is; a comma-separated
 // list as a static list; otherwise one name, through xDS when a bootstrap
 // is present, else DNS.
-func resolveTarget(target string, getenv func(string) string) (resolved, error) {
+func resolveTarget(target string, getenv func(string) string, registered func(scheme string) bool) (resolved, error) {
 	target = strings.TrimSpace(target)
 	if target == "" {
 		return resolved{}, fmt.Errorf("%w: empty target", ErrInvalidOption)
 	}
-	if u, err := url.Parse(target); err == nil && u.Scheme != "" && resolver.Get(u.Scheme) != nil {
+	if u, err := url.Parse(target); err == nil && u.Scheme != "" && registered(u.Scheme) {
 		return resolved{target: target}, nil
 	}
 	if strings.Contains(target, ",") {
@@ -63,7 +62,7 @@ func resolveTarget(target string, getenv func(string) string) (resolved, error) 
 		return resolved{target: staticScheme + ":///", static: r}, nil
 	}
 	if getenv(xdsBootstrapFileEnv) != "" || getenv(xdsBootstrapConfigEnv) != "" {
-		if resolver.Get(xdsScheme) == nil {
+		if !registered(xdsScheme) {
 			return resolved{}, ErrXDSNotLinked
 		}
 		return resolved{target: xdsScheme + ":///" + target}, nil
@@ -71,5 +70,5 @@ func resolveTarget(target string, getenv func(string) string) (resolved, error) 
 	return resolved{target: "dns:///" + target}, nil
 }
 
-// osGetenv is where Dial reads the xDS bootstrap variables.
-var osGetenv = os.Getenv
+// schemeRegistered reports whether gRPC has a resolver for scheme.
+func schemeRegistered(scheme string) bool { return resolver.Get(scheme) != nil }

@@ -75,6 +75,7 @@ func Start(o Options) (*Node, error) {
 		Limits:            node.DefaultLimits,
 		TLS:               o.TLS,
 		Auth:              o.Auth,
+		PublicServices:    auth.DefaultPublicServices, // as ordersd's flag default
 	}}
 	if o.NATSURL == "" {
 		dir, err := os.MkdirTemp("", "ordersd-testnode-")
