@@ -101,7 +101,7 @@ type consumeSession struct {
 	running    sync.WaitGroup
 
 	mu     sync.Mutex          // protects leases
-	leases map[string]*Message // ack token → event whose handler runs
+	leases map[string]*Message // ack token → event held, not yet settled
 }
 
 // receive opens the stream, again after each break, until ctx ends (nil)
@@ -152,30 +152,45 @@ func (s *consumeSession) stream(ctx context.Context, pause *backoff) error {
 			continue
 		}
 		m := &Message{Event: resp.GetEvent(), DeliveryAttempt: resp.GetDeliveryAttempt(), NumPending: resp.GetNumPending(), ackToken: resp.GetAckToken(), received: time.Now()}
+		// Held from now on: its deadline is extended while it waits for a
+		// slot (after a reconnect, handlers of the old stream still hold
+		// theirs), and the stream's silence meanwhile is not a failure.
+		s.hold(m)
+		dog.stop()
 		select {
 		case s.slots <- struct{}{}:
 		case <-ctx.Done():
 			// Stopping: release it for another client now rather than after its ack wait.
-			s.acks.add(&ordersv1.Ack{AckToken: m.ackToken, Action: ordersv1.AckAction_ACK_ACTION_NAK})
+			s.settle(m, &ordersv1.Ack{AckToken: m.ackToken, Action: ordersv1.AckAction_ACK_ACTION_NAK})
 			return nil
 		}
+		dog.kick(silence)
 		s.start(m)
 	}
 }
 
-// start runs the handler of m.
-func (s *consumeSession) start(m *Message) {
+// hold extends m's deadline until it is settled.
+func (s *consumeSession) hold(m *Message) {
 	s.mu.Lock()
 	s.leases[m.ackToken] = m
 	s.mu.Unlock()
+}
+
+// settle stops extending m's deadline and sends ack.
+func (s *consumeSession) settle(m *Message, ack *ordersv1.Ack) {
+	s.mu.Lock()
+	delete(s.leases, m.ackToken)
+	s.mu.Unlock()
+	s.acks.add(ack)
+}
+
+// start runs the handler of m, which holds a slot.
+func (s *consumeSession) start(m *Message) {
 	s.running.Add(1)
 	go func() {
 		defer s.running.Done()
 		err := s.handler(s.handlerCtx, m)
-		s.mu.Lock()
-		delete(s.leases, m.ackToken)
-		s.mu.Unlock()
-		s.acks.add(s.settlement(m, err))
+		s.settle(m, s.settlement(m, err))
 		<-s.slots
 	}()
 }
@@ -191,8 +206,8 @@ func (s *consumeSession) settlement(m *Message, err error) *ordersv1.Ack {
 	return &ordersv1.Ack{AckToken: m.ackToken, Action: ordersv1.AckAction_ACK_ACTION_NAK, NakDelay: durationpb.New(s.opts.nakDelay(m.DeliveryAttempt))}
 }
 
-// extend keeps the ack deadline of every running handler's event from
-// passing, until MaxExtension, every ExtendEvery, until ctx ends.
+// extend keeps the ack deadline of every held event from passing, until
+// MaxExtension, every ExtendEvery, until ctx ends.
 func (s *consumeSession) extend(ctx context.Context) {
 	tick := time.NewTicker(s.opts.ExtendEvery)
 	defer tick.Stop()
@@ -208,8 +223,8 @@ func (s *consumeSession) extend(ctx context.Context) {
 	}
 }
 
-// extensible returns the tokens of running handlers' events that have not
-// reached MaxExtension.
+// extensible returns the tokens of held events that have not reached
+// MaxExtension.
 func (s *consumeSession) extensible(now time.Time) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
