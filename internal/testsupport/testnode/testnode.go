@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -50,9 +51,11 @@ type Options struct {
 
 // Node is one ordersd node running in the test process.
 type Node struct {
-	cfg   node.Config
-	proxy *faultproxy.Proxy
-	tmp   string // the embedded server's data, removed by Close
+	cfg       node.Config
+	proxy     *faultproxy.Proxy // between clients and the node
+	natsProxy *faultproxy.Proxy // between the node and Options.NATSURL; nil when embedded
+	natsURL   string            // Options.NATSURL
+	tmp       string            // the embedded server's data, removed by Close
 
 	mu     sync.Mutex         // protects cancel and done
 	cancel context.CancelFunc // stops the running node.Run; nil when stopped
@@ -77,7 +80,16 @@ func Start(o Options) (*Node, error) {
 		Auth:              o.Auth,
 		PublicServices:    auth.DefaultPublicServices, // as ordersd's flag default
 	}}
-	if o.NATSURL == "" {
+	if o.NATSURL != "" {
+		u, err := url.Parse(o.NATSURL)
+		if err != nil {
+			return nil, err
+		}
+		if n.natsProxy, err = faultproxy.New("127.0.0.1:0", u.Host); err != nil {
+			return nil, err
+		}
+		n.natsURL, n.cfg.NATSURL = o.NATSURL, "nats://"+n.natsProxy.Addr()
+	} else {
 		dir, err := os.MkdirTemp("", "ordersd-testnode-")
 		if err != nil {
 			return nil, err
@@ -123,7 +135,15 @@ func (n *Node) run() (node.Ready, error) {
 }
 
 // NATSURL is the NATS server the node uses, when it is not embedded.
-func (n *Node) NATSURL() string { return n.cfg.NATSURL }
+func (n *Node) NATSURL() string { return n.natsURL }
+
+// CutNATS cuts the node off from its NATS server (not embedded): it goes
+// on serving gRPC, and its health turns NOT_SERVING. RestoreNATS lets it
+// reconnect.
+func (n *Node) CutNATS() { n.natsProxy.Cut() }
+
+// RestoreNATS ends CutNATS.
+func (n *Node) RestoreNATS() { n.natsProxy.Restore() }
 
 // Addr is where clients reach the node.
 func (n *Node) Addr() string { return n.proxy.Addr() }
@@ -176,6 +196,9 @@ func (n *Node) Close() error {
 	err := n.stop()
 	if n.proxy != nil {
 		err = errors.Join(err, n.proxy.Close())
+	}
+	if n.natsProxy != nil {
+		err = errors.Join(err, n.natsProxy.Close())
 	}
 	if n.tmp != "" {
 		err = errors.Join(err, os.RemoveAll(n.tmp))
