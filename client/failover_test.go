@@ -66,11 +66,18 @@ func (a *attempts) HandleRPC(_ context.Context, s stats.RPCStats) {
 	if !ok || !out.Client {
 		return
 	}
-	if req, ok := out.Payload.(*ordersv1.CreateOrderRequest); ok {
-		a.mu.Lock()
-		a.ids[req.GetRequestId()]++
-		a.mu.Unlock()
+	var id string
+	switch req := out.Payload.(type) {
+	case *ordersv1.CreateOrderRequest:
+		id = req.GetRequestId()
+	case *ordersv1.CreateOrdersRequest:
+		id = req.GetOrder().GetRequestId()
+	default:
+		return
 	}
+	a.mu.Lock()
+	a.ids[id]++
+	a.mu.Unlock()
 }
 
 // retried returns how many request ids were sent more than once.
@@ -292,5 +299,51 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 	}
 	if n := logs.count("consume stream broke"); n == 0 {
 		t.Error("the consume stream never had to reopen: no node died under it")
+	}
+}
+
+// Orders sent on a CreateOrders stream without request ids get one each,
+// a different one for the same message sent twice, and the caller's
+// message is left as it was.
+func TestCreateOrdersStreamGetsRequestIDs(t *testing.T) {
+	sent := &attempts{ids: map[string]int{}}
+	c, err := client.Dial(ordersdAddr, client.WithInsecure(), client.WithDialOptions(grpc.WithStatsHandler(sent)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stream, err := c.CreateOrders(testsupport.Context(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &ordersv1.CreateOrdersRequest{Order: newOrder()}
+	for range 2 {
+		if err := stream.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 2 {
+		res, err := stream.Recv()
+		if err != nil || res.GetError() != nil || res.GetDuplicate() {
+			t.Fatalf("result %v, %v; want a new order", res, err)
+		}
+		ids = append(ids, res.GetOrder().GetOrderId())
+	}
+	if ids[0] == ids[1] {
+		t.Fatalf("two creates gave one order %s", ids[0])
+	}
+	if msg.GetOrder().GetRequestId() != "" {
+		t.Fatalf("the caller's message was changed: %v", msg)
+	}
+	retried, total := sent.retried()
+	if retried < 0 {
+		t.Fatal("an order went out on the stream without a request_id")
+	}
+	if total != 2 {
+		t.Fatalf("%d distinct request ids went out for two orders, want 2", total)
 	}
 }
