@@ -102,4 +102,3 @@ func healthOf(t *testing.T, n *testnode.Node) healthpb.HealthClient {
 	t.Cleanup(func() { _ = conn.Close() })
 	return healthpb.NewHealthClient(conn)
 }
-
