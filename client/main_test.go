@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/ordersd/ordersd/internal/testsupport/testnode"
 )
 
@@ -23,6 +25,11 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if err := n.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "close the examples' node:", err)
+		code = 1
+	}
+	// Every Consume, Watch and connection of the tests has ended.
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "goroutines outlived the tests:", err)
 		code = 1
 	}
 	os.Exit(code)

@@ -6,10 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/internal/testsupport/testnode"
 )
+
+// TestMain fails the tests if a goroutine outlives them: the program's
+// client, streams and handlers must all end when it stops.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // On a node without its review worker (--review=false) the reviewer
 // decides every created order: approves those within the limit, rejects
