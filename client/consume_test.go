@@ -81,19 +81,23 @@ func TestConsumeExtendsTheAckDeadlineWhileTheHandlerRuns(t *testing.T) {
 	marker := createFor(t, c, customer)
 	slow := createFor(t, c, customer)
 
-	const ackWait = time.Second
+	// Extensions every tenth of the ack wait: a loaded machine may delay
+	// some, not all nine before the deadline.
+	const ackWait = 2 * time.Second
+	opts := createdFrom(marker, ackWait)
+	opts.ExtendEvery = ackWait / 10
 	got := newDeliveries()
 	var finished atomic.Bool
-	stop := consumeInBackground(t, c, "slow-"+client.NewRequestID(), createdFrom(marker, ackWait), func(_ context.Context, m *client.Message) error {
+	stop := consumeInBackground(t, c, "slow-"+client.NewRequestID(), opts, func(_ context.Context, m *client.Message) error {
 		got.add(m)
 		if m.DeliveryAttempt == 1 {
-			time.Sleep(4 * ackWait)
+			time.Sleep(5 * ackWait / 2)
 			finished.Store(true)
 		}
 		return nil
 	})
 	waitFor(t, 30*time.Second, "the slow handler finished", finished.Load)
-	time.Sleep(2 * ackWait) // a redelivery would come within one ack wait
+	time.Sleep(ackWait) // a redelivery during the handler would arrive by now
 	if err := stop(); err != nil {
 		t.Fatalf("consume: %v", err)
 	}
