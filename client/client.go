@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -72,9 +71,6 @@ func Dial(target string, opts ...Option) (*Client, error) {
 
 // Conn is the client's connection, for other services on the same nodes.
 func (c *Client) Conn() *grpc.ClientConn { return c.conn }
-
-// Health is the standard gRPC health service of the nodes.
-func (c *Client) Health() healthpb.HealthClient { return healthpb.NewHealthClient(c.conn) }
 
 // Close closes the connection; calls in progress fail with CANCELED.
 func (c *Client) Close() error { return c.conn.Close() }

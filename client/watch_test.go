@@ -3,10 +3,16 @@ package client_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/stats"
+
 	"github.com/ordersd/ordersd/client"
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/internal/testsupport/testnode"
 )
@@ -128,5 +134,103 @@ func TestLiveWatchResumesAcrossANodeRestart(t *testing.T) {
 		if got[i] != id || id == before.GetOrderId() {
 			t.Fatalf("handed over %v, want %v", got, ids)
 		}
+	}
+}
+
+// streamPeers records the node each WatchOrders stream went to.
+type streamPeers struct {
+	mu    sync.Mutex // protects addrs
+	addrs []string
+}
+
+func (p *streamPeers) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (p *streamPeers) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (p *streamPeers) HandleConn(context.Context, stats.ConnStats)                       {}
+func (p *streamPeers) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if h, ok := s.(*stats.OutHeader); ok && h.Client && h.FullMethod == ordersv1.OrderService_WatchOrders_FullMethodName {
+		p.mu.Lock()
+		p.addrs = append(p.addrs, h.RemoteAddr.String())
+		p.mu.Unlock()
+	}
+}
+
+func (p *streamPeers) last() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.addrs) == 0 {
+		return ""
+	}
+	return p.addrs[len(p.addrs)-1]
+}
+
+// A watch whose node goes silent (its link dead but not closed, which
+// keepalive would notice only after a long while, here never) is given up
+// after three heartbeat intervals and resumed on the other node, without
+// a gap.
+func TestWatchAbandonsASilentStream(t *testing.T) {
+	nodes := testnode.StartShared(t, 2, testnode.Options{})
+	peers := &streamPeers{}
+	c, err := client.Dial(nodes[0].Addr()+","+nodes[1].Addr(), client.WithInsecure(),
+		client.WithKeepalive(keepalive.ClientParameters{Time: time.Hour, Timeout: time.Hour}),
+		client.WithDialOptions(grpc.WithStatsHandler(peers)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	writers := make([]*client.Client, 2) // one per node: the stalled one would hold writes
+	for i, n := range nodes {
+		if writers[i], err = client.Dial(n.Addr(), client.WithInsecure()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = writers[i].Close() })
+	}
+	writer := writers[0]
+	customer := "silent-" + client.NewRequestID()
+	first := createFor(t, writer, customer)
+
+	ctx, cancel := context.WithCancel(testsupport.Context(t, time.Minute))
+	defer cancel()
+	seqs := make(chan uint64, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Watch(ctx, client.WatchOptions{CustomerID: customer, ReplayAll: true, Heartbeat: time.Second}, func(_ context.Context, u client.WatchUpdate) error {
+			if u.Event != nil {
+				seqs <- u.Event.GetSequence()
+			}
+			return nil
+		})
+	}()
+	if got := <-seqs; got != first.GetRevision() {
+		t.Fatalf("first event %d, want %d", got, first.GetRevision())
+	}
+	stalled := nodes[0]
+	if peers.last() == nodes[1].Addr() {
+		stalled, writer = nodes[1], writers[0]
+	} else {
+		writer = writers[1]
+	}
+	stalled.Stall()
+	defer stalled.Resume()
+	var want []uint64
+	for range 3 {
+		want = append(want, createFor(t, writer, customer).GetRevision())
+	}
+	timeout := time.After(30 * time.Second)
+	for i, w := range want {
+		select {
+		case got := <-seqs:
+			if got != w {
+				t.Fatalf("event %d after the stall: sequence %d, want %d", i, got, w)
+			}
+		case <-timeout:
+			t.Fatalf("the watch stayed on its silent node: events %v not handed over", want[i:])
+		}
+	}
+	if peers.last() == stalled.Addr() {
+		t.Fatalf("the watch resumed on the stalled node %s", stalled.Addr())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

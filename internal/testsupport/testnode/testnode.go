@@ -145,6 +145,13 @@ func (n *Node) CutNATS() { n.natsProxy.Cut() }
 // RestoreNATS ends CutNATS.
 func (n *Node) RestoreNATS() { n.natsProxy.Restore() }
 
+// Stall freezes every connection to the node, open and new, as behind a
+// dead link: nothing gets through, nothing is closed. Resume ends it.
+func (n *Node) Stall() { n.proxy.Stall() }
+
+// Resume ends Stall.
+func (n *Node) Resume() { n.proxy.Resume() }
+
 // Addr is where clients reach the node.
 func (n *Node) Addr() string { return n.proxy.Addr() }
 
