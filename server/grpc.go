@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"runtime/debug"
 
@@ -41,6 +42,24 @@ type GRPCOptions struct {
 	// Stopping ends the health service's Watch streams when it is done;
 	// nil: they end only with their clients.
 	Stopping context.Context
+	// NewServer builds the server from the options above; nil:
+	// grpc.NewServer. The node passes grpc-go's xDS server here (--xds).
+	NewServer func(opts ...grpc.ServerOption) (GRPCServer, error)
+	// Register, when set, registers further services (the ORCA load
+	// reports) beside the OrderService, health and reflection.
+	Register func(grpc.ServiceRegistrar) error
+}
+
+// GRPCServer is what a node needs of its gRPC server: *grpc.Server or
+// grpc-go's xDS-enabled *xds.GRPCServer, which serves only once a control
+// plane has configured its listener.
+type GRPCServer interface {
+	grpc.ServiceRegistrar
+	// GetServiceInfo lists the registered services (reflection, metrics).
+	GetServiceInfo() map[string]grpc.ServiceInfo
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
 }
 
 // NewGRPCServer assembles the gRPC server: the OrderService, the standard
@@ -48,7 +67,9 @@ type GRPCOptions struct {
 // interceptors, outermost first: metrics, logging (one line per finished call, with
 // its code, duration and caller), recovery (a panic becomes INTERNAL and a
 // logged stack, never a crashed process), authentication, rate limiting.
-func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) *grpc.Server {
+// With an xDS server, the filters the control plane configures (RBAC) run
+// before these interceptors: a call must pass both.
+func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) (GRPCServer, error) {
 	callLog := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
@@ -89,11 +110,24 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, o.ServerOptions...)
-	gs := grpc.NewServer(opts...)
+	newServer := o.NewServer
+	if newServer == nil {
+		newServer = func(opts ...grpc.ServerOption) (GRPCServer, error) { return grpc.NewServer(opts...), nil }
+	}
+	gs, err := newServer(opts...)
+	if err != nil {
+		return nil, err
+	}
 	ordersv1.RegisterOrderServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, endingWatches(hs, o.Stopping))
+	if o.Register != nil {
+		if err := o.Register(gs); err != nil {
+			gs.Stop()
+			return nil, err
+		}
+	}
 	registerReflection(gs, log)
-	return gs
+	return gs, nil
 }
 
 // logOrderID adds the order id of a unary request to the call's log line.
@@ -107,7 +141,7 @@ func logOrderID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler g
 // registerReflection serves gRPC reflection (v1 and v1alpha, which older
 // grpcurl builds use) from the documented descriptors of package api, so
 // `grpcurl describe` shows the comments of proto/.
-func registerReflection(gs *grpc.Server, log *slog.Logger) {
+func registerReflection(gs GRPCServer, log *slog.Logger) {
 	opts := reflection.ServerOptions{Services: gs}
 	if resolver, err := api.NewResolver(); err == nil {
 		opts.DescriptorResolver = resolver

@@ -116,6 +116,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
 	fs.IntVar(&c.ReviewConcurrency, "review-concurrency", node.DefaultReviewConcurrency, "reviews the order-review worker keeps in flight at once")
+	// Service mesh: xDS server mode and ORCA load reports.
+	fs.BoolVar(&c.XDS, "xds", false, "serve through gRPC's xDS server: an xDS control plane, named by the bootstrap in $GRPC_XDS_BOOTSTRAP (a file) or $GRPC_XDS_BOOTSTRAP_CONFIG (its JSON), configures the listener (mTLS, RBAC); NOT_SERVING until it has")
+	c.LoadReport = node.DefaultLoadReportOptions
+	fs.DurationVar(&c.LoadReport.MinInterval, "orca-min-interval", c.LoadReport.MinInterval, "shortest interval between two ORCA load reports to a client (weighted_round_robin's oobReportingPeriod); a client asking for less gets this")
+	fs.IntVar(&c.LoadReport.CallsCapacity, "orca-calls-capacity", c.LoadReport.CallsCapacity, "unary calls in flight, on average, at which the load reports count the node as fully used")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {

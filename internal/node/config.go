@@ -47,6 +47,8 @@ type Config struct {
 	Review            bool                       // run the order-review worker
 	ReviewLimit       int64                      // largest total_minor the review approves
 	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
+	XDS               bool                       // serve through grpc-go's xDS server, configured by the bootstrap's control plane (--xds)
+	LoadReport        LoadReportOptions          // the ORCA load reports for weighted balancing (--orca-*)
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
@@ -84,6 +86,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:
 		return fmt.Errorf("--sync-interval must be positive, got %s", c.SyncInterval)
+	}
+	if err := c.LoadReport.validate(); err != nil {
+		return err
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err

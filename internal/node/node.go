@@ -111,6 +111,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxWatchers:  cfg.Limits.MaxWatchers,
 		MaxConsumers: cfg.Limits.MaxConsumers,
 		Metrics:      m,
+		XDS:          cfg.XDS,
+		LoadReport:   cfg.LoadReport,
 	}, log)
 	if err != nil {
 		return err
@@ -125,7 +127,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if opsLis != nil {
 		ops = newOpsServer(opsLis, reg, svc.Health)
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "")
+	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
 	if cfg.OnReady != nil {
 		ready := Ready{GRPCAddr: lis.Addr(), ConnectNATS: conn.connectAnother}
 		if opsLis != nil {
