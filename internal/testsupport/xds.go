@@ -1,0 +1,204 @@
+package testsupport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// XDSListenerNameTemplate names the Listener resource a gRPC xDS server
+// asks for; %s becomes its listening address (host:port). It is the
+// template of Traffic Director / Cloud Service Mesh, and what the README's
+// bootstrap shows.
+const XDSListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
+
+// XDSControlPlane is a real xDS management server (envoyproxy's
+// go-control-plane, state-of-the-world ADS from a snapshot cache) on
+// loopback, that serves Listener resources to gRPC xDS servers.
+type XDSControlPlane struct {
+	// Addr is where it listens (host:port).
+	Addr string
+	// NodeID is the node id in the bootstrap; every snapshot is for it.
+	NodeID string
+
+	cache cachev3.SnapshotCache
+
+	mu        sync.Mutex // protects version, listeners and requested
+	version   int
+	listeners map[string]*listenerv3.Listener
+	requested map[string]bool // resource names xDS clients asked for
+}
+
+// StartXDSControlPlane starts a control plane on loopback, stopped when
+// the test ends. grpc-go reads its xDS bootstrap from the environment
+// when its process starts, so xDS servers under it run as child processes
+// with GRPC_XDS_BOOTSTRAP_CONFIG set to Bootstrap.
+func StartXDSControlPlane(t testing.TB) *XDSControlPlane {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not ADS-strict: answer with the listeners there are, so that one
+	// xDS server's missing listener does not hold back another's.
+	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
+	cp := &XDSControlPlane{Addr: lis.Addr().String(), NodeID: "ordersd-test", cache: cache,
+		listeners: map[string]*listenerv3.Listener{}, requested: map[string]bool{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	gs := grpc.NewServer()
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, cache, serverv3.CallbackFuncs{
+		StreamRequestFunc: func(_ int64, req *discoveryv3.DiscoveryRequest) error {
+			cp.mu.Lock()
+			defer cp.mu.Unlock()
+			for _, name := range req.GetResourceNames() {
+				cp.requested[name] = true
+			}
+			return nil
+		},
+	}))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		gs.Stop()
+		<-served
+	})
+	return cp
+}
+
+// Bootstrap is the xDS bootstrap (the JSON of GRPC_XDS_BOOTSTRAP_CONFIG)
+// of a gRPC xDS server under cp, which it reaches without TLS (insecure
+// channel credentials).
+func (cp *XDSControlPlane) Bootstrap() string {
+	return fmt.Sprintf(`{
+  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": %q},
+  "server_listener_resource_name_template": %q
+}`, cp.Addr, cp.NodeID, XDSListenerNameTemplate)
+}
+
+// Requested reports whether an xDS client has asked for the resource of
+// that name.
+func (cp *XDSControlPlane) Requested(name string) bool {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.requested[name]
+}
+
+// SetListener serves l (replacing the listener of that name) in a new
+// snapshot.
+func (cp *XDSControlPlane) SetListener(ctx context.Context, l *listenerv3.Listener) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.listeners[l.GetName()] = l
+	return cp.push(ctx)
+}
+
+// RemoveListener stops serving the listener of that name.
+func (cp *XDSControlPlane) RemoveListener(ctx context.Context, name string) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	delete(cp.listeners, name)
+	return cp.push(ctx)
+}
+
+// push sets a snapshot of every listener; cp.mu is held.
+func (cp *XDSControlPlane) push(ctx context.Context) error {
+	cp.version++
+	var resources []types.Resource
+	for _, l := range cp.listeners {
+		resources = append(resources, l)
+	}
+	snap, err := cachev3.NewSnapshot(strconv.Itoa(cp.version), map[resourcev3.Type][]types.Resource{resourcev3.ListenerType: resources})
+	if err != nil {
+		return err
+	}
+	return cp.cache.SetSnapshot(ctx, cp.NodeID, snap)
+}
+
+// XDSServerListener is the Listener resource for a gRPC xDS server
+// listening at addr (host:port), as a mesh's control plane would send it:
+// one filter chain for every connection, without transport security, whose
+// HTTP connection manager routes every call to the server itself
+// (non-forwarding action) through the RBAC filter with rules (none when
+// nil) and the router filter.
+func XDSServerListener(addr string, rules *rbacv3.RBAC) (*listenerv3.Listener, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(portText, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	var filters []*hcmv3.HttpFilter
+	if rules != nil {
+		rbac, err := httpFilter("envoy.filters.http.rbac", &rbacfilterv3.RBAC{Rules: rules})
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, rbac)
+	}
+	router, err := httpFilter("envoy.filters.http.router", &routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm, err := anypb.New(&hcmv3.HttpConnectionManager{
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: "ordersd-inbound",
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    "ordersd",
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match:  &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+					Action: &routev3.Route_NonForwardingAction{},
+				}},
+			}},
+		}},
+		HttpFilters: append(filters, router),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name: fmt.Sprintf(XDSListenerNameTemplate, addr),
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address:       host,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+		}}},
+		FilterChains: []*listenerv3.FilterChain{{
+			Name:    "ordersd",
+			Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}},
+		}},
+	}, nil
+}
+
+func httpFilter(name string, config proto.Message) (*hcmv3.HttpFilter, error) {
+	typed, err := anypb.New(config)
+	if err != nil {
+		return nil, err
+	}
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: typed}}, nil
+}
