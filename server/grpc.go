@@ -47,7 +47,7 @@ type GRPCOptions struct {
 	NewServer func(opts ...grpc.ServerOption) (GRPCServer, error)
 	// Register, when set, registers further services (the ORCA load
 	// reports) beside the OrderService, health and reflection.
-	Register func(grpc.ServiceRegistrar) error
+	Register func(grpc.ServiceRegistrar)
 }
 
 // GRPCServer is what a node needs of its gRPC server: *grpc.Server or
@@ -121,10 +121,7 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	ordersv1.RegisterOrderServiceServer(gs, svc)
 	healthpb.RegisterHealthServer(gs, endingWatches(hs, o.Stopping))
 	if o.Register != nil {
-		if err := o.Register(gs); err != nil {
-			gs.Stop()
-			return nil, err
-		}
+		o.Register(gs)
 	}
 	registerReflection(gs, log)
 	return gs, nil

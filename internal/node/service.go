@@ -138,9 +138,8 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	}
 	load := newLoadReporter(o.LoadReport.withDefaults())
 	o.GRPC.ServerOptions = append(o.GRPC.ServerOptions, grpc.ChainUnaryInterceptor(load.interceptor))
-	o.GRPC.Register = func(r grpc.ServiceRegistrar) error {
+	o.GRPC.Register = func(r grpc.ServiceRegistrar) {
 		v3orcaservicegrpc.RegisterOpenRcaServiceServer(r, &orcaService{load: load, stopping: stopping})
-		return nil
 	}
 	gs, err := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
 	if err != nil {
