@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,7 +14,9 @@ import (
 
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -34,9 +38,9 @@ type xdsNode struct {
 // control plane cp (named by GRPC_XDS_BOOTSTRAP_CONFIG, as an operator
 // would), and waits until the node has asked cp for its listener. The
 // listener is not served yet.
-func startXDSNode(t *testing.T, cp *testsupport.XDSControlPlane, flags ...string) xdsNode {
+func startXDSNode(t *testing.T, cp *testsupport.XDSControlPlane, bootstrap string, flags ...string) xdsNode {
 	t.Helper()
-	t.Setenv("GRPC_XDS_BOOTSTRAP_CONFIG", cp.Bootstrap()) // for the child
+	t.Setenv("GRPC_XDS_BOOTSTRAP_CONFIG", bootstrap) // for the child
 	metricsAddr := freePorts(t, 1)[0]
 	c := spawnChild(t, t.TempDir(), append([]string{"--xds", "--metrics-addr", metricsAddr}, flags...)...)
 	n := xdsNode{childOrdersd: c, metricsAddr: metricsAddr, listener: fmt.Sprintf(testsupport.XDSListenerNameTemplate, c.addr),
@@ -50,11 +54,10 @@ func startXDSNode(t *testing.T, cp *testsupport.XDSControlPlane, flags ...string
 	return n
 }
 
-// serve has the control plane serve the node's listener, with RBAC rules
-// (none when nil).
-func (n xdsNode) serve(t *testing.T, cp *testsupport.XDSControlPlane, rules *rbacv3.RBAC) {
+// serve has the control plane serve the node's listener, shaped by o.
+func (n xdsNode) serve(t *testing.T, cp *testsupport.XDSControlPlane, o testsupport.XDSListenerOptions) {
 	t.Helper()
-	l, err := testsupport.XDSServerListener(n.addr, rules)
+	l, err := testsupport.XDSServerListener(n.addr, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +128,7 @@ func callCtx(t *testing.T) context.Context {
 // the listener is served, health turns SERVING and calls work.
 func TestXDSNodeServesOnlyOnceTheControlPlaneConfiguredItsListener(t *testing.T) {
 	cp := testsupport.StartXDSControlPlane(t)
-	n := startXDSNode(t, cp)
+	n := startXDSNode(t, cp, cp.Bootstrap())
 
 	// The node is up (it asked for its listener), JetStream with it; give
 	// health a moment to have seen JetStream ready.
@@ -140,7 +143,7 @@ func TestXDSNodeServesOnlyOnceTheControlPlaneConfiguredItsListener(t *testing.T)
 		t.Fatalf("health Check before the listener is configured answered %v", res.GetStatus())
 	}
 
-	n.serve(t, cp, nil)
+	n.serve(t, cp, testsupport.XDSListenerOptions{})
 	n.waitServing(t)
 	created, err := n.client.CreateOrder(callCtx(t), createRequest())
 	if err != nil {
@@ -192,15 +195,15 @@ func allowAll() *rbacv3.RBAC {
 // served, while GetOrder, which the policy still allows, keeps working.
 func TestXDSRBACChangeTakesEffectWithoutARestart(t *testing.T) {
 	cp := testsupport.StartXDSControlPlane(t)
-	n := startXDSNode(t, cp)
-	n.serve(t, cp, allowAll())
+	n := startXDSNode(t, cp, cp.Bootstrap())
+	n.serve(t, cp, testsupport.XDSListenerOptions{RBAC: allowAll()})
 	n.waitServing(t)
 	created, err := n.client.CreateOrder(callCtx(t), createRequest())
 	if err != nil {
 		t.Fatalf("CreateOrder allowed by RBAC: %v", err)
 	}
 
-	n.serve(t, cp, denyPath(ordersv1.OrderService_CreateOrder_FullMethodName))
+	n.serve(t, cp, testsupport.XDSListenerOptions{RBAC: denyPath(ordersv1.OrderService_CreateOrder_FullMethodName)})
 	eventually(t, 20*time.Second, "CreateOrder denied by the new policy", func() error {
 		_, err := n.client.CreateOrder(callCtx(t), createRequest())
 		if status.Code(err) != codes.PermissionDenied {
@@ -226,8 +229,8 @@ func TestXDSMeshPolicyAndOrdersdPermissionsBothApply(t *testing.T) {
 	]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	n := startXDSNode(t, cp, "--auth-tokens-file", tokens)
-	n.serve(t, cp, allowAll())
+	n := startXDSNode(t, cp, cp.Bootstrap(), "--auth-tokens-file", tokens)
+	n.serve(t, cp, testsupport.XDSListenerOptions{RBAC: allowAll()})
 	n.waitServing(t)
 	as := func(token string) context.Context {
 		return metadata.AppendToOutgoingContext(callCtx(t), "authorization", "Bearer "+token)
@@ -240,7 +243,7 @@ func TestXDSMeshPolicyAndOrdersdPermissionsBothApply(t *testing.T) {
 		t.Fatalf("CreateOrder by auditor, allowed by the mesh: %v; want ordersd's PERMISSION_DENIED naming the permission", err)
 	}
 
-	n.serve(t, cp, denyPath(ordersv1.OrderService_CreateOrder_FullMethodName))
+	n.serve(t, cp, testsupport.XDSListenerOptions{RBAC: denyPath(ordersv1.OrderService_CreateOrder_FullMethodName)})
 	eventually(t, 20*time.Second, "CreateOrder by shop denied by the mesh", func() error {
 		_, err := n.client.CreateOrder(as("shop-secret"), createRequest())
 		if status.Code(err) != codes.PermissionDenied {
@@ -248,4 +251,50 @@ func TestXDSMeshPolicyAndOrdersdPermissionsBothApply(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A listener that the control plane sets to mutual TLS, with the
+// certificates of the bootstrap's certificate provider (files a mesh's
+// agent keeps fresh), lets in only clients with a certificate from the
+// mesh's CA: a call with one works, a plaintext call or one without a
+// client certificate is refused.
+func TestXDSListenerWithMutualTLSFromTheCertificateProvider(t *testing.T) {
+	cp := testsupport.StartXDSControlPlane(t)
+	dir := t.TempDir()
+	ca := newTestCA(t, "mesh CA")
+	serverCert, serverKey := ca.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
+	provider := testsupport.XDSCertificateProvider{Instance: "mesh-certs",
+		CertFile: writeFile(t, dir, "cert.pem", serverCert), KeyFile: writeFile(t, dir, "key.pem", serverKey),
+		CAFile: writeFile(t, dir, "ca.pem", ca.pem)}
+	n := startXDSNode(t, cp, cp.Bootstrap(provider))
+	n.serve(t, cp, testsupport.XDSListenerOptions{MTLS: provider.Instance})
+	eventually(t, 20*time.Second, "/readyz once the listener was served", n.readyz)
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.pem)
+	clientCertPEM, clientKeyPEM := ca.issue(t, "shop", x509.ExtKeyUsageClientAuth)
+	clientCert, err := tls.X509KeyPair(clientCertPEM, clientKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func(creds credentials.TransportCredentials) ordersv1.OrderServiceClient {
+		conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return ordersv1.NewOrderServiceClient(conn)
+	}
+	withCert := dial(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}, MinVersion: tls.VersionTLS12}))
+	eventually(t, 20*time.Second, "CreateOrder with a client certificate", func() error {
+		_, err := withCert.CreateOrder(callCtx(t), createRequest())
+		return err
+	})
+	if _, err := n.client.CreateOrder(callCtx(t), createRequest()); err == nil {
+		t.Error("a plaintext CreateOrder went through the mutual-TLS listener")
+	}
+	noCert := dial(credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	if _, err := noCert.CreateOrder(callCtx(t), createRequest()); err == nil {
+		t.Error("a CreateOrder without a client certificate went through the mutual-TLS listener")
+	}
 }

@@ -2,6 +2,7 @@ package testsupport
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // XDSListenerNameTemplate names the Listener resource a gRPC xDS server
@@ -88,15 +91,41 @@ func StartXDSControlPlane(t testing.TB) *XDSControlPlane {
 	return cp
 }
 
+// XDSCertificateProvider is a file_watcher certificate provider instance
+// of a bootstrap: PEM files that a mesh's agent would keep fresh.
+type XDSCertificateProvider struct {
+	Instance                  string // its name, which Listener resources refer to
+	CertFile, KeyFile, CAFile string
+}
+
 // Bootstrap is the xDS bootstrap (the JSON of GRPC_XDS_BOOTSTRAP_CONFIG)
 // of a gRPC xDS server under cp, which it reaches without TLS (insecure
-// channel credentials).
-func (cp *XDSControlPlane) Bootstrap() string {
-	return fmt.Sprintf(`{
-  "xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-  "node": {"id": %q},
-  "server_listener_resource_name_template": %q
-}`, cp.Addr, cp.NodeID, XDSListenerNameTemplate)
+// channel credentials), with the certificate providers given.
+func (cp *XDSControlPlane) Bootstrap(providers ...XDSCertificateProvider) string {
+	b := map[string]any{
+		"xds_servers": []any{map[string]any{
+			"server_uri":      cp.Addr,
+			"channel_creds":   []any{map[string]string{"type": "insecure"}},
+			"server_features": []string{"xds_v3"},
+		}},
+		"node":                                   map[string]string{"id": cp.NodeID},
+		"server_listener_resource_name_template": XDSListenerNameTemplate,
+	}
+	if len(providers) > 0 {
+		instances := map[string]any{}
+		for _, p := range providers {
+			instances[p.Instance] = map[string]any{"plugin_name": "file_watcher", "config": map[string]string{
+				"certificate_file": p.CertFile, "private_key_file": p.KeyFile, "ca_certificate_file": p.CAFile,
+				"refresh_interval": "1s",
+			}}
+		}
+		b["certificate_providers"] = instances
+	}
+	out, err := json.Marshal(b)
+	if err != nil {
+		panic(err) // maps of strings: cannot fail
+	}
+	return string(out)
 }
 
 // Requested reports whether an xDS client has asked for the resource of
@@ -138,13 +167,22 @@ func (cp *XDSControlPlane) push(ctx context.Context) error {
 	return cp.cache.SetSnapshot(ctx, cp.NodeID, snap)
 }
 
+// XDSListenerOptions shape the Listener resource of XDSServerListener.
+type XDSListenerOptions struct {
+	// RBAC are the rules of the RBAC HTTP filter; no filter when nil.
+	RBAC *rbacv3.RBAC
+	// MTLS names the bootstrap's certificate provider instance that holds
+	// the server's certificate and the CA of its clients: the listener
+	// then requires mutual TLS. Plaintext when empty.
+	MTLS string
+}
+
 // XDSServerListener is the Listener resource for a gRPC xDS server
 // listening at addr (host:port), as a mesh's control plane would send it:
-// one filter chain for every connection, without transport security, whose
-// HTTP connection manager routes every call to the server itself
-// (non-forwarding action) through the RBAC filter with rules (none when
-// nil) and the router filter.
-func XDSServerListener(addr string, rules *rbacv3.RBAC) (*listenerv3.Listener, error) {
+// one filter chain for every connection, whose HTTP connection manager
+// routes every call to the server itself (non-forwarding action) through
+// the RBAC filter, if any, and the router filter.
+func XDSServerListener(addr string, o XDSListenerOptions) (*listenerv3.Listener, error) {
 	host, portText, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -154,8 +192,8 @@ func XDSServerListener(addr string, rules *rbacv3.RBAC) (*listenerv3.Listener, e
 		return nil, err
 	}
 	var filters []*hcmv3.HttpFilter
-	if rules != nil {
-		rbac, err := httpFilter("envoy.filters.http.rbac", &rbacfilterv3.RBAC{Rules: rules})
+	if o.RBAC != nil {
+		rbac, err := httpFilter("envoy.filters.http.rbac", &rbacfilterv3.RBAC{Rules: o.RBAC})
 		if err != nil {
 			return nil, err
 		}
@@ -182,6 +220,23 @@ func XDSServerListener(addr string, rules *rbacv3.RBAC) (*listenerv3.Listener, e
 	if err != nil {
 		return nil, err
 	}
+	var transport *corev3.TransportSocket
+	if o.MTLS != "" {
+		provider := &tlsv3.CertificateProviderPluginInstance{InstanceName: o.MTLS}
+		tls, err := anypb.New(&tlsv3.DownstreamTlsContext{
+			RequireClientCertificate: wrapperspb.Bool(true),
+			CommonTlsContext: &tlsv3.CommonTlsContext{
+				TlsCertificateProviderInstance: provider,
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+					CaCertificateProviderInstance: provider,
+				}},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		transport = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tls}}
+	}
 	return &listenerv3.Listener{
 		Name: fmt.Sprintf(XDSListenerNameTemplate, addr),
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
@@ -189,8 +244,9 @@ func XDSServerListener(addr string, rules *rbacv3.RBAC) (*listenerv3.Listener, e
 			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
 		}}},
 		FilterChains: []*listenerv3.FilterChain{{
-			Name:    "ordersd",
-			Filters: []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}},
+			Name:            "ordersd",
+			Filters:         []*listenerv3.Filter{{Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm}}},
+			TransportSocket: transport,
 		}},
 	}, nil
 }
