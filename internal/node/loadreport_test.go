@@ -16,6 +16,9 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	orcaservice "github.com/cncf/xds/go/xds/service/orca/v3"
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
@@ -157,6 +160,47 @@ func TestLoadReportFigures(t *testing.T) {
 		codes.Unavailable: true, codes.Internal: true, codes.DeadlineExceeded: true} {
 		if got := nodeFault(status.Error(code, "x")); got != fault {
 			t.Errorf("nodeFault(%v) = %v", code, got)
+		}
+	}
+}
+
+// A client's load-report stream gets a report at once and ends with
+// UNAVAILABLE when the node shuts down: it does not hold the graceful stop
+// until the shutdown timeout cuts it off.
+func TestLoadReportStreamEndsOnShutdown(t *testing.T) {
+	nc := testsupport.Connect(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
+	svc, err := Assemble(testsupport.Context(t, 10*time.Second), nc, ServiceOptions{Tokens: consumers.RandomAckTokens()}, testsupport.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = svc.GRPC.Serve(lis) }()
+	t.Cleanup(func() { _ = svc.Shutdown(time.Second) })
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	stream, err := orcaservice.NewOpenRcaServiceClient(conn).StreamCoreMetrics(testsupport.Context(t, 30*time.Second),
+		&orcaservice.OrcaLoadReportRequest{ReportInterval: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("first report: %v", err)
+	}
+	if err := svc.Shutdown(10 * time.Second); err != nil {
+		t.Errorf("Shutdown with a load-report stream open: %v", err)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("the load-report stream ended with %v, want UNAVAILABLE", err)
+			}
+			return
 		}
 	}
 }
