@@ -45,9 +45,9 @@ func (o LoadReportOptions) withDefaults() LoadReportOptions {
 func (o LoadReportOptions) validate() error {
 	switch {
 	case o.MinInterval < 0:
-		return fmt.Errorf("--orca-min-interval must be positive, got %s", o.MinInterval)
+		return fmt.Errorf("--orca-min-interval must not be negative, got %s", o.MinInterval)
 	case o.CallsCapacity < 0:
-		return fmt.Errorf("--orca-calls-capacity must be positive, got %d", o.CallsCapacity)
+		return fmt.Errorf("--orca-calls-capacity must not be negative, got %d", o.CallsCapacity)
 	}
 	return nil
 }
