@@ -56,7 +56,8 @@ func (o LoadReportOptions) validate() error {
 // over, so that a long report interval still reports recent load.
 const maxLoadSample = 10 * time.Second
 
-// loadReporter measures the node's load for ORCA reports: the unary calls
+// loadReporter measures the node's load for ORCA reports, out of band
+// (orcaService) and in each unary call's trailer: the unary calls
 // it serves (counted by its interceptor), their errors and how long they
 // take, and the process's CPU time. Streams (WatchOrders, ConsumeOrders,
 // health watches) are not counted: they last as long as their clients
@@ -75,11 +76,22 @@ func newLoadReporter(opts LoadReportOptions) *loadReporter {
 	return &loadReporter{opts: opts, recorder: orca.NewServerMetricsRecorder()}
 }
 
-// interceptor counts unary calls and the time they take.
+// serverOptions count unary calls and report the load in each one's
+// trailer too (ORCA per-call reports, endpoint-load-metrics-bin): for
+// clients balancing on those (weighted_round_robin without out-of-band
+// reports, Envoy's client_side_weighted_round_robin).
+func (l *loadReporter) serverOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{orca.CallMetricsServerOption(l.recorder), grpc.ChainUnaryInterceptor(l.interceptor)}
+}
+
+// interceptor counts unary calls and the time they take, and has grpc-go
+// send the load in the call's trailer (it does for calls whose per-call
+// recorder was asked for).
 func (l *loadReporter) interceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	l.inFlight.Add(1)
 	began := time.Now()
 	res, err := handler(ctx, req)
+	orca.CallMetricsRecorderFromContext(ctx)
 	l.busy.Add(int64(time.Since(began)))
 	if nodeFault(err) {
 		l.failed.Add(1)

@@ -41,12 +41,21 @@ func (s *countingStore) Get(ctx context.Context, orderID string) (*ordersv1.Orde
 	return s.OrderStore.Get(ctx, orderID)
 }
 
-// A client balancing with weighted_round_robin on the nodes' out-of-band
-// load reports sends most calls to the idle node of two: the other keeps
-// calls in flight (each of its reads takes 30ms), which its reports show
-// as a high application utilization. Round robin would split the calls
-// evenly; measured by the calls each node served.
+// A client balancing with weighted_round_robin on the nodes' load reports,
+// out of band or in each call's trailer, sends most calls to the idle node
+// of two: the other keeps calls in flight (each of its reads takes 30ms),
+// which its reports show as a high application utilization. Round robin
+// would split the calls evenly; measured by the calls each node served.
 func TestWeightedRoundRobinSendsMoreToTheIdleNode(t *testing.T) {
+	for _, tc := range []struct{ name, policy string }{
+		{"out-of-band reports", `{"enableOobLoadReport": true, "oobReportingPeriod": "0.1s", "blackoutPeriod": "0.1s", "weightUpdatePeriod": "0.1s"}`},
+		{"per-call reports", `{"blackoutPeriod": "0.1s", "weightUpdatePeriod": "0.1s"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testWeightedRoundRobin(t, tc.policy) })
+	}
+}
+
+func testWeightedRoundRobin(t *testing.T, policy string) {
 	nc := testsupport.Connect(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
 	start := func(delay time.Duration) (*countingStore, string) {
 		store := &countingStore{delay: delay}
@@ -84,9 +93,7 @@ func TestWeightedRoundRobinSendsMoreToTheIdleNode(t *testing.T) {
 	conn, err := grpc.NewClient(r.Scheme()+":///ordersd",
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"weighted_round_robin": {
-			"enableOobLoadReport": true, "oobReportingPeriod": "0.1s",
-			"blackoutPeriod": "0.1s", "weightUpdatePeriod": "0.1s"}}]}`))
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"weighted_round_robin": `+policy+`}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}

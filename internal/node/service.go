@@ -137,7 +137,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		recheck = lis.changed
 	}
 	load := newLoadReporter(o.LoadReport.withDefaults())
-	o.GRPC.ServerOptions = append(o.GRPC.ServerOptions, grpc.ChainUnaryInterceptor(load.interceptor))
+	o.GRPC.ServerOptions = append(o.GRPC.ServerOptions, load.serverOptions()...)
 	o.GRPC.Register = func(r grpc.ServiceRegistrar) {
 		v3orcaservicegrpc.RegisterOpenRcaServiceServer(r, &orcaService{load: load, stopping: stopping})
 	}
