@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"runtime/debug"
 
@@ -44,6 +45,24 @@ type GRPCOptions struct {
 	// Queues is the QueueService (consumer administration, dead letters);
 	// nil: not served.
 	Queues ordersv1.QueueServiceServer
+	// NewServer builds the server from the options above; nil:
+	// grpc.NewServer. The node passes grpc-go's xDS server here (--xds).
+	NewServer func(opts ...grpc.ServerOption) (GRPCServer, error)
+	// Register, when set, registers further services (the ORCA load
+	// reports) beside the OrderService, health and reflection.
+	Register func(grpc.ServiceRegistrar)
+}
+
+// GRPCServer is what a node needs of its gRPC server: *grpc.Server or
+// grpc-go's xDS-enabled *xds.GRPCServer, which serves only once a control
+// plane has configured its listener.
+type GRPCServer interface {
+	grpc.ServiceRegistrar
+	// GetServiceInfo lists the registered services (reflection, metrics).
+	GetServiceInfo() map[string]grpc.ServiceInfo
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
 }
 
 // NewGRPCServer assembles the gRPC server: the OrderService (and the
@@ -52,7 +71,9 @@ type GRPCOptions struct {
 // interceptors, outermost first: metrics, logging (one line per finished call, with
 // its code, duration and caller), recovery (a panic becomes INTERNAL and a
 // logged stack, never a crashed process), authentication, rate limiting.
-func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) *grpc.Server {
+// With an xDS server, the filters the control plane configures (RBAC) run
+// before these interceptors: a call must pass both.
+func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) (GRPCServer, error) {
 	callLog := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
 		log.Log(ctx, slog.Level(lvl), msg, fields...)
 	})
@@ -93,14 +114,24 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, o.ServerOptions...)
-	gs := grpc.NewServer(opts...)
+	newServer := o.NewServer
+	if newServer == nil {
+		newServer = func(opts ...grpc.ServerOption) (GRPCServer, error) { return grpc.NewServer(opts...), nil }
+	}
+	gs, err := newServer(opts...)
+	if err != nil {
+		return nil, err
+	}
 	ordersv1.RegisterOrderServiceServer(gs, svc)
 	if o.Queues != nil {
 		ordersv1.RegisterQueueServiceServer(gs, o.Queues)
 	}
 	healthpb.RegisterHealthServer(gs, endingWatches(hs, o.Stopping))
+	if o.Register != nil {
+		o.Register(gs)
+	}
 	registerReflection(gs, log)
-	return gs
+	return gs, nil
 }
 
 // logOrderID adds the order id of a unary request to the call's log line.
@@ -114,7 +145,7 @@ func logOrderID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler g
 // registerReflection serves gRPC reflection (v1 and v1alpha, which older
 // grpcurl builds use) from the documented descriptors of package api, so
 // `grpcurl describe` shows the comments of proto/.
-func registerReflection(gs *grpc.Server, log *slog.Logger) {
+func registerReflection(gs GRPCServer, log *slog.Logger) {
 	opts := reflection.ServerOptions{Services: gs}
 	if resolver, err := api.NewResolver(); err == nil {
 		opts.DescriptorResolver = resolver

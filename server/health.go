@@ -73,9 +73,11 @@ func setServing(hs *health.Server, ok bool) {
 // ready succeeds (NATS connected, stream ORDERS present), NOT_SERVING
 // otherwise. It checks every interval, and at once whenever the NATS
 // connection changes state, so a disconnect shows within milliseconds.
+// It also checks at once on every value from recheck (nil: never), for
+// readiness that depends on more than NATS (an xDS listener's configuration).
 // When ctx ends every service is marked NOT_SERVING, for load balancers to
 // stop sending calls before the server stops.
-func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready func(context.Context) error, interval time.Duration, log *slog.Logger, m *metrics.Metrics) {
+func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready func(context.Context) error, recheck <-chan struct{}, interval time.Duration, log *slog.Logger, m *metrics.Metrics) {
 	changes := nc.StatusChanged()
 	defer nc.RemoveStatusListener(changes)
 	tick := time.NewTicker(interval)
@@ -94,7 +96,7 @@ func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready fu
 			if serving {
 				log.Info("health: SERVING, JetStream ready")
 			} else {
-				log.Warn("health: NOT_SERVING, JetStream not ready", "err", err)
+				log.Warn("health: NOT_SERVING", "err", err)
 			}
 		}
 	}
@@ -105,6 +107,8 @@ func WatchHealth(ctx context.Context, hs *health.Server, nc *nats.Conn, ready fu
 			hs.Shutdown()
 			return
 		case <-changes:
+			check()
+		case <-recheck:
 			check()
 		case <-tick.C:
 			check()

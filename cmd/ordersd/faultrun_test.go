@@ -54,16 +54,17 @@ func TestFaultRun(t *testing.T) {
 	}
 	switch {
 	case *faultRandom:
-		runFaults(t, uint64(time.Now().UnixNano()), *faultDuration, faultrun.Kinds)
+		_, _ = runFaults(t, uint64(time.Now().UnixNano()), *faultDuration, faultrun.Kinds)
 		return
 	case *faultSeed != 0:
-		runFaults(t, *faultSeed, *faultDuration, faultrun.Kinds)
+		_, _ = runFaults(t, *faultSeed, *faultDuration, faultrun.Kinds)
 		return
 	}
 	injected := map[faultrun.FaultKind]int{}
 	for _, run := range pinnedFaultRuns {
 		t.Run(fmt.Sprintf("seed %d", run.seed), func(t *testing.T) {
-			for k, n := range runFaults(t, run.seed, pinnedFaultDuration, run.kinds) {
+			got, _ := runFaults(t, run.seed, pinnedFaultDuration, run.kinds)
+			for k, n := range got {
 				injected[k] += n
 			}
 		})
@@ -76,12 +77,12 @@ func TestFaultRun(t *testing.T) {
 }
 
 // runFaults carries out one fault run and fails t with what it found. It
-// returns how many faults of each kind it injected.
-func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.FaultKind) map[faultrun.FaultKind]int {
+// returns how many faults of each kind it injected, and the summary.
+func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.FaultKind, tune ...func(*faultrun.Options)) (map[faultrun.FaultKind]int, *faultrun.Summary) {
 	t.Helper()
 	t.Logf("seed %d (go test ./cmd/ordersd -run TestFaultRun -fault-seed %d repeats it with every kind of fault)", seed, seed)
 	var progress strings.Builder
-	sum, err := faultrun.Run(context.Background(), faultrun.Options{
+	o := faultrun.Options{
 		Duration: d,
 		Seed:     seed,
 		Kinds:    kinds,
@@ -92,7 +93,11 @@ func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.Faul
 			cmd.Env = append(os.Environ(), "ORDERSD_TEST_RUN_MAIN=1")
 			return cmd
 		},
-	})
+	}
+	for _, f := range tune {
+		f(&o)
+	}
+	sum, err := faultrun.Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("seed %d: the fault run could not be carried out: %v\n%s", seed, err, progress.String())
 	}
@@ -107,8 +112,43 @@ func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.Faul
 			t.Errorf("seed %d: no %q fault was injected", seed, k)
 		}
 	}
-	if sum.Create.RetriedCalls == 0 { // every pinned run kills a process clients call
+	// Every pinned run kills a process clients call; blind picks then hit
+	// it (a weighted client steers clear, see TestFaultRunWeighted).
+	if o.Balancing != faultrun.Weighted && sum.Create.RetriedCalls == 0 {
 		t.Errorf("seed %d: no create failed: the faults hit nothing", seed)
 	}
-	return injected
+	return injected, sum
+}
+
+// The fault run with its writers behind gRPC's weighted_round_robin on the
+// processes' load reports, with client-side health checking: while a
+// stateless replica is killed or cut from NATS, the balancer sends it (next
+// to) nothing, where a blind pick would send it one call in five; nothing
+// acknowledged is lost either way. Counted per process from the run's
+// traffic report.
+func TestFaultRunWeighted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs five ordersd processes under faults")
+	}
+	_, sum := runFaults(t, 11, pinnedFaultDuration, []faultrun.FaultKind{faultrun.KillReplica, faultrun.CutLink},
+		func(o *faultrun.Options) { o.Balancing = faultrun.Weighted })
+	held := 0
+	for _, ph := range sum.Traffic {
+		if ph.Target == "" || !strings.HasSuffix(ph.Phase, " held") {
+			continue
+		}
+		held++
+		total, toTarget := ph.Total(), ph.Calls[ph.Target]
+		if total < 20 {
+			t.Errorf("%s: only %d write calls", ph.Phase, total)
+		}
+		// A blind pick sends a fifth; the calls in flight when the fault
+		// struck may still be counted against the target.
+		if toTarget*20 > total {
+			t.Errorf("%s: %d of %d write calls went to %s, more than one in 20", ph.Phase, toTarget, total, ph.Target)
+		}
+	}
+	if held != 2 {
+		t.Errorf("%d held faults in the traffic report, want 2", held)
+	}
 }

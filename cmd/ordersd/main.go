@@ -118,6 +118,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.IntVar(&c.ReviewConcurrency, "review-concurrency", node.DefaultReviewConcurrency, "reviews the order-review worker keeps in flight at once")
 	fs.DurationVar(&c.ConsumerInactiveThreshold, "consumer-inactive-threshold", node.DefaultConsumerInactiveThreshold, "how long a durable consumer made by ConsumeOrders may go without a client before JetStream deletes it (QueueService.UpdateConsumer changes it per consumer); 0: never")
 	fs.IntVar(&c.MaxDurableConsumers, "max-consumers-durable", node.DefaultMaxDurableConsumers, "durable consumers that may exist on the stream ORDERS, order-review included; ConsumeOrders creates no more (RESOURCE_EXHAUSTED); 0: no cap")
+	// Service mesh: xDS server mode and ORCA load reports.
+	fs.BoolVar(&c.XDS, "xds", false, "serve through gRPC's xDS server: an xDS control plane, named by the bootstrap in $GRPC_XDS_BOOTSTRAP (a file) or $GRPC_XDS_BOOTSTRAP_CONFIG (its JSON), configures the listener (mTLS, RBAC); NOT_SERVING until it has")
+	c.LoadReport = node.DefaultLoadReportOptions
+	fs.DurationVar(&c.LoadReport.MinInterval, "orca-min-interval", c.LoadReport.MinInterval, "shortest interval between two ORCA load reports to a client (weighted_round_robin's oobReportingPeriod); a client asking for less gets this")
+	fs.IntVar(&c.LoadReport.CallsCapacity, "orca-calls-capacity", c.LoadReport.CallsCapacity, "unary calls in flight, on average, at which the load reports count the node as fully used")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {

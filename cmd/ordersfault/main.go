@@ -12,6 +12,7 @@
 //	go run ./cmd/ordersfault -duration 10m -seed 7  # a longer run, another schedule
 //	go run ./cmd/ordersfault -ordersd ./ordersd     # a binary built beforehand
 //	go run ./cmd/ordersfault -faults kill-leader    # only some kinds of faults
+//	go run ./cmd/ordersfault -balancing weighted    # writers balance on load reports
 package main
 
 import (
@@ -46,6 +47,7 @@ func run() error {
 	fs.IntVar(&o.Creators, "creators", 8, "clients creating orders")
 	fs.IntVar(&o.Approvers, "approvers", 4, "clients approving created orders")
 	kinds := fs.String("faults", "kill-leader,cut-link,kill-replica,stop-leader,kill-follower", "the `kinds` of faults to inject, comma-separated")
+	balancing := fs.String("balancing", string(faultrun.Random), "how the writers pick a process: `random` (any, running or not, for each call) or weighted (gRPC's weighted_round_robin on the processes' load reports, with health checking)")
 	binary := fs.String("ordersd", "", "the ordersd `binary` to run; built from ./cmd/ordersd when empty")
 	dir := fs.String("dir", "", "`directory` for data and process logs; a new temporary one, removed after a passing run, when empty")
 	jsonOut := fs.String("json", "", "also write the summary as JSON to this `file`")
@@ -54,6 +56,9 @@ func run() error {
 	}
 	var err error
 	if o.Kinds, err = faultrun.ParseKinds(*kinds); err != nil {
+		return err
+	}
+	if o.Balancing, err = faultrun.ParseBalancing(*balancing); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

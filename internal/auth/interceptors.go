@@ -10,13 +10,16 @@ import (
 	"google.golang.org/grpc"
 )
 
-// DefaultPublicServices may be called without a token: health checks and
-// reflection, which load balancers and tools need and which reveal nothing
-// of the orders.
+// DefaultPublicServices may be called without a token: health checks,
+// reflection and load reports, which load balancers and tools need and
+// which reveal nothing of the orders.
 var DefaultPublicServices = []string{
 	"grpc.health.v1.Health",
 	"grpc.reflection.v1.ServerReflection",
 	"grpc.reflection.v1alpha.ServerReflection",
+	// ORCA load reports, which clients balancing by load stream from
+	// every node; they tell how busy a node is, nothing of the orders.
+	"xds.service.orca.v3.OpenRcaService",
 }
 
 // Interceptors authenticate and authorize every call, unary and streaming

@@ -58,6 +58,10 @@ type cluster struct {
 	js       jetstream.JetStream
 	// stallAfter is how long the run's streams may be silent (stallLimit).
 	stallAfter time.Duration
+	// balanced reaches every process, balanced by their load reports;
+	// nil unless the run's balancing is Weighted.
+	balanced       *grpc.ClientConn
+	balancedClient ordersv1.OrderServiceClient
 }
 
 // startCluster starts every process and waits until all serve.
@@ -74,6 +78,9 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 	routes, natsAddrs, grpcAddrs := ports[0:3], ports[3:6], ports[6:]
 	common := []string{"--metrics-addr", "", "--review=false", "--replicas", "3", "--ack-token-key-file", keyFile,
 		"--nats-timeout", o.OpTimeout.String(), "--shutdown-timeout", "5s", "--log-format", "json"}
+	if o.Balancing == Weighted {
+		common = append(common, "--orca-min-interval", loadReportInterval.String())
+	}
 	for i := range 3 {
 		var peers []string
 		for j, r := range routes {
@@ -110,6 +117,12 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 			return nil, err
 		}
 	}
+	if o.Balancing == Weighted {
+		if err := c.dialBalanced(); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
 	// The nodes must start together: each waits for its peers to elect a
 	// JetStream meta leader.
 	for _, p := range c.all() {
@@ -137,13 +150,18 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 // all is every process: nodes first, then replicas.
 func (c *cluster) all() []*process { return append(append([]*process{}, c.nodes...), c.replicas...) }
 
-func (c *cluster) dial(p *process) error {
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+// dialOptions are those of every client connection of the run.
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Reconnect soon after a process comes back, as a client behind a
 		// load balancer would be switched to a live replica.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second,
-		}, MinConnectTimeout: 2 * time.Second}))
+		}, MinConnectTimeout: 2 * time.Second})}
+}
+
+func (c *cluster) dial(p *process) error {
+	conn, err := grpc.NewClient(p.grpcAddr, dialOptions()...)
 	if err != nil {
 		return err
 	}
@@ -284,6 +302,9 @@ func (c *cluster) close() {
 		for _, l := range p.links {
 			l.Close()
 		}
+	}
+	if c.balanced != nil {
+		c.balanced.Close()
 	}
 	if c.inspect != nil {
 		c.inspect.Close()

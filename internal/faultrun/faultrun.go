@@ -40,6 +40,7 @@ type Options struct {
 	Pace      time.Duration // pause between one client's operations
 	CallTime  time.Duration // deadline of one call
 	OpTimeout time.Duration // ordersd's --nats-timeout
+	Balancing Balancing     // how writers pick a process; Random when empty
 	Dir       string        // data directories and process logs
 	// Command returns the command that runs ordersd with args.
 	Command func(args ...string) *exec.Cmd
@@ -63,6 +64,7 @@ func (o *Options) defaults() error {
 	o.Pace = cmp.Or(o.Pace, 20*time.Millisecond)
 	o.CallTime = cmp.Or(o.CallTime, 5*time.Second)
 	o.OpTimeout = cmp.Or(o.OpTimeout, 2*time.Second)
+	o.Balancing = cmp.Or(o.Balancing, Random)
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -98,7 +100,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		return time.Now().Add(time.Hour)
 	}
-	w := &writers{c: c, l: l, callTime: o.CallTime, pace: o.Pace}
+	tr := &traffic{}
+	w := &writers{c: c, l: l, traffic: tr, callTime: o.CallTime, pace: o.Pace}
 	q := &queueReader{c: c, seen: map[string]int{}}
 	wat := &watcher{c: c}
 
@@ -116,7 +119,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	reading.Go(func() { q.run(readCtx) })
 	reading.Go(func() { wat.run(readCtx) })
 
-	sum := &Summary{Duration: o.Duration, Seed: o.Seed, Replicas: o.Replicas, Faults: map[FaultKind]*FaultStats{}}
+	sum := &Summary{Duration: o.Duration, Seed: o.Seed, Replicas: o.Replicas, Balancing: o.Balancing, Faults: map[FaultKind]*FaultStats{}}
+	for _, p := range c.all() {
+		sum.Processes = append(sum.Processes, p.name)
+	}
 	for _, k := range o.Kinds {
 		sum.Faults[k] = &FaultStats{}
 	}
@@ -142,6 +148,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	sum.fill(l, q, wat)
+	sum.Traffic = tr.byPhase(faults)
 	sum.attributeOutages(faults, l.outages)
 	if caughtUp != nil {
 		sum.note("readers did not catch up within %v: %v", drainTime, caughtUp)

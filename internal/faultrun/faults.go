@@ -77,7 +77,7 @@ type fault struct {
 	target string
 	repair func() error
 
-	at, recovered time.Time
+	at, repaired, recovered time.Time
 }
 
 // inject hits the cluster with one fault of kind k.
@@ -162,7 +162,7 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 		if err := c.waitServing(context.Background(), time.Minute); err != nil {
 			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
-		f.recovered = time.Now()
+		f.repaired, f.recovered = repaired, time.Now()
 		faults = append(faults, f)
 		recovered := f.recovered.Sub(repaired)
 		stats[kind].LongestRecovery = max(stats[kind].LongestRecovery, recovered)

@@ -24,6 +24,13 @@ type Summary struct {
 	// LongestNoAck is the longest time no client got any write
 	// acknowledged: the worst unavailability window of the whole service.
 	LongestNoAck time.Duration `json:"longest_without_ack"`
+	// Balancing is how the writers picked a process for each call.
+	Balancing Balancing `json:"balancing"`
+	// Processes names the run's processes: nodes, then replicas.
+	Processes []string `json:"processes"`
+	// Traffic is where the write calls went, before, during and after
+	// each fault.
+	Traffic []PhaseTraffic `json:"traffic"`
 	// Problems describe each thing found wrong, and the first unexpected
 	// errors.
 	Problems []string `json:"problems"`
@@ -91,8 +98,8 @@ func (s *Summary) Failures() []string {
 
 // Print writes the summary as tables a person can read.
 func (s *Summary) Print(out io.Writer) {
-	fmt.Fprintf(out, "\nordersd fault run: %v, seed %d; 3 clustered nodes (stream ORDERS, R3), %d stateless replicas\n\n",
-		s.Duration, s.Seed, s.Replicas)
+	fmt.Fprintf(out, "\nordersd fault run: %v, seed %d; 3 clustered nodes (stream ORDERS, R3), %d stateless replicas; %s balancing\n\n",
+		s.Duration, s.Seed, s.Replicas, s.Balancing)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "fault\tinjected\tlongest write outage\tlongest recovery\t")
 	for _, k := range Kinds {
@@ -111,6 +118,15 @@ func (s *Summary) Print(out io.Writer) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", op.name, op.s.Attempted, op.s.Acknowledged, op.s.Lost, op.s.Duplicated, op.s.RetriedCalls, op.s.Unexpected)
 	}
 	tw.Flush()
+	fmt.Fprintln(out)
+	processes := s.Processes
+	for _, ph := range s.Traffic {
+		if ph.Calls["none"] > 0 {
+			processes = append(processes, "none")
+			break
+		}
+	}
+	printTraffic(out, s.Traffic, processes)
 	fmt.Fprintf(out, "\nwork queue: %d deliveries (%d redelivered, allowed: at least once), %d created events missing, stream reopened %d times, %d stalls\n",
 		s.Queue.Delivered, s.Queue.Redelivered, s.Queue.Missing, s.Queue.Reopened, s.Queue.Stalls)
 	fmt.Fprintf(out, "watch: %d events up to sequence %d of %d, %d gaps, %d repeated, resumed %d times, %d stalls, longest lag %v\n",

@@ -7,7 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
@@ -88,25 +90,31 @@ func retryable(err error) bool {
 type writers struct {
 	c        *cluster
 	l        *ledger
+	traffic  *traffic
 	callTime time.Duration
 	pace     time.Duration // pause between one worker's operations
 }
 
 // call runs one operation until it is acknowledged, retrying retryable
 // failures on random processes, and returns the last error if it never was.
-func (w *writers) call(finishBy time.Time, stats *OpStats, what string, do func(context.Context, ordersv1.OrderServiceClient) error) error {
+func (w *writers) call(finishBy time.Time, stats *OpStats, what string, do func(context.Context, ordersv1.OrderServiceClient, ...grpc.CallOption) error) error {
 	start := time.Now()
 	for {
-		p := w.c.random()
+		client, name := w.c.pick()
+		var answered peer.Peer
 		ctx, cancel := context.WithTimeout(context.Background(), w.callTime)
-		err := do(ctx, p.client)
+		err := do(ctx, client, grpc.Peer(&answered))
 		cancel()
+		if name == "" { // balanced: the process the balancer picked
+			name = w.c.nameOf(answered.Addr)
+		}
+		w.traffic.record(name, err)
 		w.l.mu.Lock()
 		switch {
 		case err == nil:
 			w.l.acked(stats, time.Since(start))
 		case !retryable(err):
-			w.l.unexpected(stats, what+" on "+p.name, err)
+			w.l.unexpected(stats, what+" on "+name, err)
 		default:
 			stats.RetriedCalls++
 		}
@@ -129,8 +137,8 @@ func (w *writers) create(ctx context.Context, worker int, finishBy func() time.T
 		w.l.create.Attempted++
 		w.l.mu.Unlock()
 		var order *ordersv1.Order
-		err := w.call(finishBy(), &w.l.create, "create "+requestID, func(ctx context.Context, client ordersv1.OrderServiceClient) error {
-			res, err := client.CreateOrder(ctx, req)
+		err := w.call(finishBy(), &w.l.create, "create "+requestID, func(ctx context.Context, client ordersv1.OrderServiceClient, opts ...grpc.CallOption) error {
+			res, err := client.CreateOrder(ctx, req, opts...)
 			order = res.GetOrder()
 			return err
 		})
@@ -163,8 +171,8 @@ func (w *writers) approve(ctx context.Context, finishBy func() time.Time) {
 		w.l.approve.Attempted++
 		w.l.mu.Unlock()
 		var approved *ordersv1.Order
-		err := w.call(finishBy(), &w.l.approve, "approve "+order.GetOrderId(), func(ctx context.Context, client ordersv1.OrderServiceClient) error {
-			res, err := client.ApproveOrder(ctx, req)
+		err := w.call(finishBy(), &w.l.approve, "approve "+order.GetOrderId(), func(ctx context.Context, client ordersv1.OrderServiceClient, opts ...grpc.CallOption) error {
+			res, err := client.ApproveOrder(ctx, req, opts...)
 			approved = res.GetOrder()
 			return err
 		})
@@ -175,6 +183,18 @@ func (w *writers) approve(ctx context.Context, finishBy func() time.Time) {
 		}
 		time.Sleep(w.pace)
 	}
+}
+
+// pick returns the client for a write call and the name of the process
+// it calls: with Random balancing any process, running or not, as a
+// client behind a blind load balancer might reach any of them; with
+// Weighted the balanced client, and no name (the balancer picks).
+func (c *cluster) pick() (ordersv1.OrderServiceClient, string) {
+	if c.balancedClient != nil {
+		return c.balancedClient, ""
+	}
+	p := c.random()
+	return p.client, p.name
 }
 
 // random picks any process, running or not, as a client behind a load

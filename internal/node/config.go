@@ -54,6 +54,8 @@ type Config struct {
 	Review            bool                       // run the order-review worker
 	ReviewLimit       int64                      // largest total_minor the review approves
 	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
+	XDS               bool                       // serve through grpc-go's xDS server, configured by the bootstrap's control plane (--xds)
+	LoadReport        LoadReportOptions          // the ORCA load reports for weighted balancing (--orca-*)
 
 	// Durable consumers made by ConsumeOrders: how long one may go without
 	// a client before JetStream deletes it, 0 for never
@@ -102,6 +104,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("--consumer-inactive-threshold must not be negative, got %s", c.ConsumerInactiveThreshold)
 	case c.MaxDurableConsumers < 0:
 		return fmt.Errorf("--max-consumers-durable must not be negative, got %d", c.MaxDurableConsumers)
+	}
+	if err := c.LoadReport.validate(); err != nil {
+		return err
 	}
 	if err := c.Limits.validate(); err != nil {
 		return err

@@ -44,6 +44,8 @@ func TestConfigValidate(t *testing.T) {
 		{"too many reviews in flight are refused", func(c *Config) { c.ReviewConcurrency = 1025 }, "--review-concurrency"},
 		{"a negative consumer inactivity threshold is refused", func(c *Config) { c.ConsumerInactiveThreshold = -time.Second }, "--consumer-inactive-threshold"},
 		{"a negative durable consumer cap is refused", func(c *Config) { c.MaxDurableConsumers = -1 }, "--max-consumers-durable"},
+		{"a negative load-report interval is refused", func(c *Config) { c.LoadReport.MinInterval = -time.Second }, "--orca-min-interval"},
+		{"a negative calls capacity is refused", func(c *Config) { c.LoadReport.CallsCapacity = -1 }, "--orca-calls-capacity"},
 		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
 		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster = eventstore.EmbeddedCluster{Name: "c"} }, "--cluster-listen"},
 		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},

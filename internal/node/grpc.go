@@ -13,8 +13,8 @@ import (
 )
 
 // grpcOptions gathers the gRPC server's optional parts from the config:
-// limits, tracing, metrics (registered with reg), TLS, authentication and
-// rate limits.
+// limits, tracing, metrics (registered with reg), TLS (which an xDS control
+// plane may override, with --xds), authentication and rate limits.
 func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (ordersserver.GRPCOptions, error) {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
@@ -28,6 +28,11 @@ func grpcOptions(cfg Config, reg prometheus.Registerer, log *slog.Logger) (order
 	creds, err := serverCredentials(cfg.TLS, cfg.GRPCAddr, log)
 	if err != nil {
 		return o, err
+	}
+	if cfg.XDS {
+		if creds, err = xdsServerCredentials(creds); err != nil {
+			return o, err
+		}
 	}
 	if creds != nil {
 		o.ServerOptions = append(o.ServerOptions, grpc.Creds(creds))

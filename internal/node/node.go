@@ -112,6 +112,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxConsumers: cfg.Limits.MaxConsumers,
 		WorkQueues:   consumers.WorkQueueOptions{InactiveThreshold: cfg.ConsumerInactiveThreshold, MaxDurables: cfg.MaxDurableConsumers},
 		Metrics:      m,
+		XDS:          cfg.XDS,
+		LoadReport:   cfg.LoadReport,
 	}, log)
 	if err != nil {
 		return err
@@ -126,7 +128,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if opsLis != nil {
 		ops = newOpsServer(opsLis, reg, svc.Health)
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "")
+	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
 	if cfg.OnReady != nil {
 		ready := Ready{GRPCAddr: lis.Addr(), ConnectNATS: conn.connectAnother}
 		if opsLis != nil {

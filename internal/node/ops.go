@@ -16,8 +16,9 @@ import (
 
 // opsServer is the HTTP endpoint for operators, apart from the gRPC port:
 // /metrics (Prometheus), /livez (the process answers) and /readyz
-// (JetStream is reachable and the stream ORDERS exists: the same state as
-// the gRPC health service).
+// (JetStream is reachable and the stream ORDERS exists, and with --xds the
+// control plane has configured the listener: the same state as the gRPC
+// health service).
 type opsServer struct {
 	srv *http.Server
 	lis net.Listener
@@ -33,7 +34,7 @@ func newOpsServer(lis net.Listener, reg *prometheus.Registry, hs *health.Server)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		res, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			http.Error(w, "not ready: JetStream unreachable or stream ORDERS missing", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: JetStream unreachable, stream ORDERS missing, or (--xds) the listener not configured by the control plane yet", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

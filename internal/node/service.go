@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	v3orcaservicegrpc "github.com/cncf/xds/go/xds/service/orca/v3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
@@ -48,6 +49,14 @@ type ServiceOptions struct {
 	// Tune, when set, may change the OrderService's dependencies before it
 	// is built (tests put faults or small limits in).
 	Tune func(*ordersserver.Deps)
+	// XDS serves through grpc-go's xDS-enabled server, configured by the
+	// control plane that the bootstrap names; health is NOT_SERVING until
+	// the listener's configuration has arrived. The credentials in GRPC
+	// should then be xDS credentials (see xdsServerCredentials).
+	XDS bool
+	// LoadReport sets the ORCA load reports; zero fields take
+	// DefaultLoadReportOptions.
+	LoadReport LoadReportOptions
 }
 
 // Service is one node's serving parts on a NATS connection: the event
@@ -55,7 +64,7 @@ type ServiceOptions struct {
 // health service that follows JetStream. It does not listen: serve GRPC on
 // a listener, and call Shutdown when done.
 type Service struct {
-	GRPC    *grpc.Server
+	GRPC    ordersserver.GRPCServer
 	Health  *health.Server
 	Store   *eventstore.Store
 	Monitor *consumers.Monitor
@@ -121,16 +130,39 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	o.GRPC.Stopping = stopping
 	o.GRPC.Queues = ordersserver.NewQueueService(store, log)
 	o.Metrics.CountDeadLetters(deadLetterCounts(store))
-	gs := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
+	ready, recheck := store.Ready, (<-chan struct{})(nil)
+	if o.XDS {
+		lis := newXDSListener(log)
+		o.GRPC.NewServer = lis.newServer
+		ready = func(ctx context.Context) error {
+			if err := lis.ready(); err != nil {
+				return err
+			}
+			return store.Ready(ctx)
+		}
+		recheck = lis.changed
+	}
+	load := newLoadReporter(o.LoadReport.withDefaults())
+	o.GRPC.ServerOptions = append(o.GRPC.ServerOptions, load.serverOptions()...)
+	o.GRPC.Register = func(r grpc.ServiceRegistrar) {
+		v3orcaservicegrpc.RegisterOpenRcaServiceServer(r, &orcaService{load: load, stopping: stopping})
+	}
+	gs, err := ordersserver.NewGRPCServer(ordersserver.NewOrderService(deps, log), hs, log, o.GRPC)
+	if err != nil {
+		beginShutdown()
+		_ = monitor.Close()
+		return nil, err
+	}
 	if o.GRPC.Metrics != nil {
 		o.GRPC.Metrics.InitializeMetrics(gs)
 	}
+	go load.run(stopping)
 	healthCtx, stopHealth := context.WithCancel(context.Background())
 	s := &Service{GRPC: gs, Health: hs, Store: store, Monitor: monitor, Stopping: stopping,
 		log: log, drainDelay: o.DrainDelay, beginShutdown: beginShutdown, stopHealth: stopHealth, healthDone: make(chan struct{})}
 	go func() {
 		defer close(s.healthDone)
-		ordersserver.WatchHealth(healthCtx, hs, nc, store.Ready, o.HealthInterval, log, o.Metrics)
+		ordersserver.WatchHealth(healthCtx, hs, nc, ready, recheck, o.HealthInterval, log, o.Metrics)
 	}()
 	return s, nil
 }
