@@ -26,6 +26,8 @@ const maxReplicas = 5
 type Config struct {
 	GRPCAddr          string                     // where the gRPC server listens (--grpc-addr)
 	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
+	HTTPAddr          string                     // where Connect, gRPC-Web and gRPC over HTTP are served; off when empty (--http-addr)
+	HTTPCORSOrigins   []string                   // browser origins allowed to call HTTPAddr; "*" for any (--http-cors-origins)
 	DataDir           string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
 	NATSURL           string                     // an existing deployment; the embedded server when empty (--nats-url)
 	NATSAuth          NATSAuth                   // credentials and TLS for NATSURL
@@ -89,6 +91,9 @@ func (c Config) validate() error {
 		return err
 	}
 	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if err := validateCORSOrigins(c.HTTPCORSOrigins); err != nil {
 		return err
 	}
 	if c.NATSURL != "" {
