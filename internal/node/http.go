@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // jsonExpansion bounds how much larger than its protobuf encoding a
@@ -46,9 +48,20 @@ func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, log *slog.Logg
 	} else if !isLoopback(cfg.HTTPAddr) {
 		log.Warn("HTTP is listening beyond loopback without TLS: calls and their data travel in clear text; set --tls-cert and --tls-key", "addr", cfg.HTTPAddr)
 	}
-	transcoder, err := vanguardgrpc.NewTranscoder(gs, vanguard.WithDefaultServiceOptions(
-		vanguard.WithMaxMessageBufferBytes(uint32(min(cfg.Limits.MaxRecvMsgSize, 1<<29)*jsonExpansion)),
-	))
+	transcoder, err := vanguardgrpc.NewTranscoder(gs,
+		vanguard.WithDefaultServiceOptions(
+			vanguard.WithMaxMessageBufferBytes(uint32(min(cfg.Limits.MaxRecvMsgSize, 1<<29)*jsonExpansion)),
+		),
+		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
+			// As connect-go's JSON: fields at their default are left out
+			// (vanguard's default writes them all, "event": null included),
+			// and unknown fields are ignored, for clients on a newer API.
+			return &vanguard.JSONCodec{
+				MarshalOptions:   protojson.MarshalOptions{Resolver: res},
+				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
+			}
+		}),
+	)
 	if err != nil {
 		return nil, fmt.Errorf("HTTP transcoder: %w", err)
 	}
@@ -60,7 +73,7 @@ func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, log *slog.Logg
 		protocols.SetUnencryptedHTTP2(true) // gRPC clients speak h2c in plaintext
 	}
 	srv := &http.Server{
-		Handler:           withCORS(cfg.HTTPCORSOrigins, transcoder),
+		Handler:           withCORS(cfg.HTTPCORSOrigins, connectUnaryByDefault(transcoder)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug), // failed handshakes and the like
 		Protocols:         &protocols,
@@ -98,4 +111,21 @@ func (h *httpServer) shutdown(ctx context.Context) bool {
 		return false
 	}
 	return true
+}
+
+// connectUnaryByDefault marks a POST with a JSON or protobuf body and no
+// Connect-Protocol-Version header as a Connect unary call, so that
+// `curl -H 'Content-Type: application/json' -d '{…}' …/CreateOrder` works
+// as connect-go handlers take it. vanguard would otherwise take it for a
+// REST call (it serves google.api.http routes too), and ordersd has no
+// REST routes to match.
+func connectUnaryByDefault(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" {
+			if mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mediaType == "application/json" || mediaType == "application/proto" {
+				r.Header.Set("Connect-Protocol-Version", "1")
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
