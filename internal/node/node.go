@@ -45,8 +45,9 @@ type Ready struct {
 // Run starts a node and blocks until ctx is cancelled, then shuts down in
 // order: health goes NOT_SERVING and the node serves on for
 // cfg.ShutdownDelay, then streams and the review worker end
-// (releasing what they hold), the gRPC server stops taking calls and lets
-// those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
+// (releasing what they hold), the HTTP port and then the gRPC server stop
+// taking calls and let those in flight finish (cut off after
+// cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
 //
 // Run fails before it opens any store when cfg is invalid, when another
@@ -189,13 +190,14 @@ func listen(cfg Config) (*listeners, error) {
 	l := &listeners{}
 	for _, port := range []struct {
 		addr, flag string
+		optional   bool // off when addr is empty
 		lis        *net.Listener
 	}{
-		{cfg.GRPCAddr, "--grpc-addr", &l.grpc},
-		{cfg.MetricsAddr, "--metrics-addr", &l.ops},
-		{cfg.HTTPAddr, "--http-addr", &l.http},
+		{cfg.GRPCAddr, "--grpc-addr", false, &l.grpc},
+		{cfg.MetricsAddr, "--metrics-addr", true, &l.ops},
+		{cfg.HTTPAddr, "--http-addr", true, &l.http},
 	} {
-		if port.addr == "" && port.flag != "--grpc-addr" {
+		if port.addr == "" && port.optional {
 			continue
 		}
 		lis, err := listenTCP("tcp", port.addr)

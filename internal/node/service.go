@@ -142,8 +142,9 @@ var ErrShutdownCutOff = errors.New("calls still running after the shutdown timeo
 // balancers to stop sending calls) and the service keeps serving for the
 // drain delay, then streams, health watches and whatever watches Stopping
 // end, the HTTP port (if any) and then the gRPC server stop taking calls
-// and let those in flight finish, cutting them off after timeout (shared), and the monitor unsubscribes. It does
-// not close the NATS connection. Later calls return the first one's result.
+// and let those in flight finish, cutting them off once timeout (shared by
+// both) has passed, and the monitor unsubscribes. It does not close the
+// NATS connection. Later calls return the first one's result.
 func (s *Service) Shutdown(timeout time.Duration) error {
 	s.shutdownOnce.Do(func() {
 		s.stopHealth()
