@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -447,5 +450,39 @@ func TestHTTPShutdownEndsStreams(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("shutdown took %v with a watch open over HTTP", took)
+	}
+}
+
+// A call over HTTP is traced as on the gRPC port: its span continues the
+// caller's W3C trace context (the traceparent header).
+func TestHTTPCallsAreTraced(t *testing.T) {
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder))
+	previous := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(previous); _ = tp.Shutdown(context.Background()) })
+
+	ready, _ := runOrdersd(t, t.TempDir(), "--review=false")
+	c := newHTTPOrders(http.DefaultClient, "http://"+ready.HTTPAddr.String(), connect.WithProtoJSON())
+	waitHTTPServing(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const traceID, parentID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	req := connect.NewRequest(newHTTPCreate("traced-over-http"))
+	req.Header().Set("Traceparent", "00-"+traceID+"-"+parentID+"-01")
+	if _, err := c.create.CallUnary(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var call sdktrace.ReadOnlySpan
+	for call == nil {
+		if call = find(recorder.Ended(), "orders.v1.OrderService/CreateOrder"); call == nil && time.Now().After(deadline) {
+			t.Fatalf("no CreateOrder span; spans: %v", names(recorder.Ended()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if call.SpanContext().TraceID().String() != traceID || call.Parent().SpanID().String() != parentID {
+		t.Errorf("the CreateOrder span is in trace %s under %s, want trace %s under the caller's span %s",
+			call.SpanContext().TraceID(), call.Parent().SpanID(), traceID, parentID)
 	}
 }
