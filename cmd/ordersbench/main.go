@@ -270,12 +270,13 @@ func (b *bench) print(w io.Writer) {
 }
 
 // benchNodeConfig is the configuration of a node the benchmark runs in
-// process: embedded JetStream in dataDir, gRPC on a free loopback port,
+// process: embedded JetStream in dataDir, gRPC (and HTTP) on free loopback ports,
 // the fsync settings of the run, the review worker off, and the default
 // limits.
 func benchNodeConfig(o options, dataDir string, onReady func(node.Ready)) node.Config {
 	return node.Config{
 		GRPCAddr: "127.0.0.1:0", DataDir: dataDir, Replicas: 1,
+		HTTPAddr:        "127.0.0.1:0", // on, as by default: the bench calls the gRPC port
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
 		SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
 		ReviewConcurrency: node.DefaultReviewConcurrency,

@@ -71,6 +71,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.SetOutput(out)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "`address` of the HTTP endpoints /metrics (Prometheus), /livez and /readyz; empty: off")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "`address` where the API is served over HTTP: Connect (JSON or protobuf), gRPC-Web and gRPC, with the gRPC port's TLS, authentication and limits; empty: off")
+	corsOrigins := fs.String("http-cors-origins", "", "browser `origins` allowed to call --http-addr, comma-separated (https://app.example.com); * allows any; empty: none")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(), "`directory` where the embedded NATS server keeps JetStream data (ignored with --nats-url)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated NATS server `urls` to use instead of the embedded server")
 	fs.StringVar(&c.NATSAuth.User, "nats-user", "", "user name for --nats-url")
@@ -152,6 +154,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, envErr
 	}
 	c.Limits.MaxConcurrentStreams = uint32(min(*maxStreams, 1<<31))
+	if c.XDS && !given["http-addr"] && getenv(envName("http-addr")) == "" {
+		// The HTTP port would bypass the mesh's listener policy: off
+		// unless asked for, which Validate then refuses with a reason.
+		c.HTTPAddr = ""
+	}
 	for _, r := range strings.Split(*routes, ",") {
 		if r = strings.TrimSpace(r); r != "" {
 			c.Cluster.Routes = append(c.Cluster.Routes, r)
@@ -167,6 +174,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		}
 		c.SyncInterval = d
 	}
+	c.HTTPCORSOrigins = splitList(*corsOrigins)
 	c.PublicServices = nil
 	for _, svc := range strings.Split(*public, ",") {
 		if svc = strings.TrimSpace(svc); svc != "" {
@@ -176,6 +184,17 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	// The node owns its settings and says which are wrong; main only maps
 	// flags and environment onto them.
 	return c, c.Validate()
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(v string) []string {
+	var items []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // defaultServerName names the embedded NATS server after the host, so

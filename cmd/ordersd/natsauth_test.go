@@ -131,7 +131,7 @@ func TestEmbeddedNATSListenerNeedsAuthentication(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			natsAddr := freePorts(t, 1)[0]
-			args := append([]string{"--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--review=false", "--nats-listen", natsAddr}, tc.flags...)
+			args := append([]string{"--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--http-addr", "", "--review=false", "--nats-listen", natsAddr}, tc.flags...)
 			_, err := parseConfig(args, func(string) string { return "" }, os.Stderr)
 			if !errors.Is(err, node.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("parseConfig = %v, want an invalid configuration saying %q", err, tc.want)

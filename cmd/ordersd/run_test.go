@@ -23,7 +23,7 @@ import (
 // returns node.Run's error.
 func runOrdersd(t *testing.T, dataDir string, flags ...string) (node.Ready, func() error) {
 	t.Helper()
-	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
+	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +225,7 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"--cluster-name", "orders"}, "--cluster-name and --cluster-listen go together"},
 		{[]string{"--sync-interval", "0s"}, "--sync-interval must be a positive duration"},
+		{[]string{"--http-cors-origins", "https://a.example.com,app.example.com"}, `--http-cors-origins: "app.example.com" is not an origin`},
 	} {
 		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

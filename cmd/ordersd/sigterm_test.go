@@ -50,7 +50,7 @@ func spawnChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	cmd := exec.Command(os.Args[0], append([]string{"--grpc-addr", addr, "--data-dir", dataDir, "--metrics-addr", "",
+	cmd := exec.Command(os.Args[0], append([]string{"--grpc-addr", addr, "--data-dir", dataDir, "--metrics-addr", "", "--http-addr", "",
 		"--review=false", "--shutdown-timeout", "5s", "--log-level", "warn"}, flags...)...)
 	cmd.Env = append(os.Environ(), "ORDERSD_TEST_RUN_MAIN=1")
 	// Its log goes to a file, shown when the test fails (or as it comes

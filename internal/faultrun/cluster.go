@@ -76,7 +76,7 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 		return nil, err
 	}
 	routes, natsAddrs, grpcAddrs := ports[0:3], ports[3:6], ports[6:]
-	common := []string{"--metrics-addr", "", "--review=false", "--replicas", "3", "--ack-token-key-file", keyFile,
+	common := []string{"--metrics-addr", "", "--http-addr", "", "--review=false", "--replicas", "3", "--ack-token-key-file", keyFile,
 		"--nats-timeout", o.OpTimeout.String(), "--shutdown-timeout", "5s", "--log-format", "json"}
 	if o.Balancing == Weighted {
 		common = append(common, "--orca-min-interval", loadReportInterval.String())

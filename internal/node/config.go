@@ -33,6 +33,8 @@ const maxReplicas = 5
 type Config struct {
 	GRPCAddr          string                     // where the gRPC server listens (--grpc-addr)
 	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
+	HTTPAddr          string                     // where Connect, gRPC-Web and gRPC over HTTP are served; off when empty (--http-addr)
+	HTTPCORSOrigins   []string                   // browser origins allowed to call HTTPAddr; "*" for any (--http-cors-origins)
 	DataDir           string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
 	NATSURL           string                     // an existing deployment; the embedded server when empty (--nats-url)
 	NATSAuth          NATSAuth                   // credentials and TLS for NATSURL
@@ -96,6 +98,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--review-limit-minor must not be negative, got %d", c.ReviewLimit)
 	case c.ReviewConcurrency < 1 || c.ReviewConcurrency > consumers.MaxReviewConcurrency:
 		return fmt.Errorf("--review-concurrency must be 1 to %d, got %d", consumers.MaxReviewConcurrency, c.ReviewConcurrency)
+	case c.XDS && c.HTTPAddr != "":
+		return errors.New("--http-addr cannot be used with --xds: calls on the HTTP port would bypass the listener policy (mTLS, RBAC) that the control plane gives the xDS server; set --http-addr \"\"")
 	case c.ShutdownDelay < 0:
 		return fmt.Errorf("--shutdown-delay must not be negative, got %s", c.ShutdownDelay)
 	case c.SyncInterval < 0:
@@ -112,6 +116,9 @@ func (c Config) validate() error {
 		return err
 	}
 	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if err := validateCORSOrigins(c.HTTPCORSOrigins); err != nil {
 		return err
 	}
 	if c.NATSURL != "" {

@@ -8,6 +8,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/eventstore"
@@ -35,6 +37,8 @@ type Ready struct {
 	GRPCAddr net.Addr
 	// MetricsAddr is the address of /metrics, /livez and /readyz (nil when off).
 	MetricsAddr net.Addr
+	// HTTPAddr is the address of Connect, gRPC-Web and gRPC over HTTP (nil when off).
+	HTTPAddr net.Addr
 	// ConnectNATS opens another connection to the node's NATS (in process
 	// for the embedded server), for clients that talk to JetStream directly.
 	ConnectNATS func(opts ...nats.Option) (*nats.Conn, error)
@@ -43,8 +47,9 @@ type Ready struct {
 // Run starts a node and blocks until ctx is cancelled, then shuts down in
 // order: health goes NOT_SERVING and the node serves on for
 // cfg.ShutdownDelay, then streams and the review worker end
-// (releasing what they hold), the gRPC server stops taking calls and lets
-// those in flight finish (cut off after cfg.ShutdownTimeout), the NATS
+// (releasing what they hold), the HTTP port and then the gRPC server stop
+// taking calls and let those in flight finish (cut off after
+// cfg.ShutdownTimeout), the NATS
 // connection drains, and the embedded NATS server stops.
 //
 // Run fails before it opens any store when cfg is invalid, when another
@@ -76,14 +81,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		defer lock.release() // last, once the embedded server has stopped
 	}
-	lis, opsLis, err := listen(cfg)
+	lis, err := listen(cfg)
 	if err != nil {
 		return err
 	}
-	defer lis.Close() // the gRPC server closes it too; this is for early returns
-	if opsLis != nil {
-		defer opsLis.Close()
-	}
+	defer lis.close() // the servers close them too; this is for early returns
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -125,14 +127,28 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("--review-limit-minor, --review-concurrency: %w", err)
 	}
 	var ops *opsServer
-	if opsLis != nil {
-		ops = newOpsServer(opsLis, reg, svc.Health)
+	if lis.ops != nil {
+		ops = newOpsServer(lis.ops, reg, svc.Health)
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
+	var httpSrv *httpServer
+	if lis.http != nil {
+		gs, ok := svc.GRPC.(*grpc.Server)
+		if !ok { // Validate refuses --http-addr with --xds
+			return errors.New("the HTTP port needs the plain gRPC server, not the xDS one")
+		}
+		if httpSrv, err = newHTTPServer(lis.http, gs, cfg, log); err != nil {
+			return err
+		}
+		svc.http = httpSrv
+	}
+	log.Info("ordersd serving gRPC", "addr", lis.grpc.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
 	if cfg.OnReady != nil {
-		ready := Ready{GRPCAddr: lis.Addr(), ConnectNATS: conn.connectAnother}
-		if opsLis != nil {
-			ready.MetricsAddr = opsLis.Addr()
+		ready := Ready{GRPCAddr: lis.grpc.Addr(), ConnectNATS: conn.connectAnother}
+		if lis.ops != nil {
+			ready.MetricsAddr = lis.ops.Addr()
+		}
+		if lis.http != nil {
+			ready.HTTPAddr = lis.http.Addr()
 		}
 		cfg.OnReady(ready)
 	}
@@ -141,6 +157,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if ops != nil {
 		g.Go(func() error { return ops.serve(log) })
 	}
+	if httpSrv != nil {
+		g.Go(func() error { return httpSrv.serve(log) })
+	}
 	if cfg.Review {
 		g.Go(func() error {
 			reviewer.Run(svc.Stopping)
@@ -148,7 +167,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		})
 	}
 	g.Go(func() error {
-		if err := svc.GRPC.Serve(lis); err != nil {
+		if err := svc.GRPC.Serve(lis.grpc); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
 		return nil
@@ -168,21 +187,45 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // listenTCP binds a listener; tests wrap it to watch the listeners close.
 var listenTCP = net.Listen
 
-// listen binds the gRPC listener and, unless it is off, the metrics one:
-// a taken address fails the node before it touches any data.
-func listen(cfg Config) (grpcLis, opsLis net.Listener, err error) {
-	grpcLis, err = listenTCP("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen on %s (--grpc-addr): %w", cfg.GRPCAddr, err)
+// listeners are the node's bound ports; ops and http are nil when off.
+type listeners struct {
+	grpc, ops, http net.Listener
+}
+
+// listen binds the gRPC listener and, unless they are off, the metrics
+// and HTTP ones: a taken address fails the node before it touches any
+// data.
+func listen(cfg Config) (*listeners, error) {
+	l := &listeners{}
+	for _, port := range []struct {
+		addr, flag string
+		optional   bool // off when addr is empty
+		lis        *net.Listener
+	}{
+		{cfg.GRPCAddr, "--grpc-addr", false, &l.grpc},
+		{cfg.MetricsAddr, "--metrics-addr", true, &l.ops},
+		{cfg.HTTPAddr, "--http-addr", true, &l.http},
+	} {
+		if port.addr == "" && port.optional {
+			continue
+		}
+		lis, err := listenTCP("tcp", port.addr)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("listen on %s (%s): %w", port.addr, port.flag, err)
+		}
+		*port.lis = lis
 	}
-	if cfg.MetricsAddr == "" {
-		return grpcLis, nil, nil
+	return l, nil
+}
+
+// close closes the listeners that are bound.
+func (l *listeners) close() {
+	for _, lis := range []net.Listener{l.grpc, l.ops, l.http} {
+		if lis != nil {
+			_ = lis.Close()
+		}
 	}
-	if opsLis, err = listenTCP("tcp", cfg.MetricsAddr); err != nil {
-		grpcLis.Close()
-		return nil, nil, fmt.Errorf("listen on %s (--metrics-addr): %w", cfg.MetricsAddr, err)
-	}
-	return grpcLis, opsLis, nil
 }
 
 // ackTokens returns the signer of ack tokens, with the key from keyFile or

@@ -142,7 +142,7 @@ func TestDataDirLockDiesWithItsProcess(t *testing.T) {
 	lock.release()
 }
 
-// A taken gRPC or metrics address fails the node before it touches the
+// A taken gRPC, metrics or HTTP address fails the node before it touches the
 // data directory: no JetStream file is created.
 func TestBusyPortFailsBeforeTheStoreOpens(t *testing.T) {
 	for _, tc := range []struct {
@@ -152,6 +152,7 @@ func TestBusyPortFailsBeforeTheStoreOpens(t *testing.T) {
 	}{
 		{"a busy gRPC port", "--grpc-addr", func(c *Config, addr string) { c.GRPCAddr = addr }},
 		{"a busy metrics port", "--metrics-addr", func(c *Config, addr string) { c.MetricsAddr = addr }},
+		{"a busy HTTP port", "--http-addr", func(c *Config, addr string) { c.HTTPAddr = addr }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -161,7 +162,7 @@ func TestBusyPortFailsBeforeTheStoreOpens(t *testing.T) {
 			defer busy.Close()
 			dir := filepath.Join(t.TempDir(), "data")
 			cfg := validConfig(dir)
-			cfg.MetricsAddr = "127.0.0.1:0"
+			cfg.MetricsAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 			tc.set(&cfg, busy.Addr().String())
 			_, stop, err := startRun(t, cfg, testsupport.Logger())
 			if err == nil {

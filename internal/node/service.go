@@ -72,6 +72,11 @@ type Service struct {
 	// review worker end then, releasing what they hold.
 	Stopping context.Context
 
+	// http, when set, is the HTTP port on GRPC; Shutdown drains it before
+	// it stops GRPC, because grpc-go's GracefulStop cuts calls that came
+	// through ServeHTTP at once instead of letting them finish.
+	http *httpServer
+
 	log           *slog.Logger
 	drainDelay    time.Duration
 	beginShutdown context.CancelFunc
@@ -194,9 +199,10 @@ var ErrShutdownCutOff = errors.New("calls still running after the shutdown timeo
 // Shutdown stops the service in order: health goes NOT_SERVING (for load
 // balancers to stop sending calls) and the service keeps serving for the
 // drain delay, then streams, health watches and whatever watches Stopping
-// end, the gRPC server stops taking calls and lets those in flight finish,
-// cutting them off after timeout, and the monitor unsubscribes. It does
-// not close the NATS connection. Later calls return the first one's result.
+// end, the HTTP port (if any) and then the gRPC server stop taking calls
+// and let those in flight finish, cutting them off once timeout (shared by
+// both) has passed, and the monitor unsubscribes. It does not close the
+// NATS connection. Later calls return the first one's result.
 func (s *Service) Shutdown(timeout time.Duration) error {
 	s.shutdownOnce.Do(func() {
 		s.stopHealth()
@@ -206,7 +212,17 @@ func (s *Service) Shutdown(timeout time.Duration) error {
 			time.Sleep(s.drainDelay)
 		}
 		s.beginShutdown()
-		if !stopGRPC(s.GRPC, timeout, s.log) {
+		deadline := time.Now().Add(timeout)
+		if s.http != nil {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			finished := s.http.shutdown(ctx)
+			cancel()
+			if !finished {
+				s.log.Warn("HTTP calls still running after the shutdown timeout; cutting them off")
+				s.shutdownErr = ErrShutdownCutOff
+			}
+		}
+		if !stopGRPC(s.GRPC, max(time.Until(deadline), 0), s.log) {
 			s.shutdownErr = ErrShutdownCutOff
 		}
 		_ = s.Monitor.Close()

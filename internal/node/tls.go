@@ -42,6 +42,17 @@ func serverCredentials(c TLSConfig, listenAddr string, log *slog.Logger) (creden
 		}
 		return nil, nil
 	}
+	cfg, err := serverTLSConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// serverTLSConfig loads the server certificate and, for mutual TLS, the
+// client CAs of c, which must name a certificate. The gRPC and HTTP ports
+// share them.
+func serverTLSConfig(c TLSConfig) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("TLS certificate: %w", err)
@@ -59,7 +70,7 @@ func serverCredentials(c TLSConfig, listenAddr string, log *slog.Logger) (creden
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 // isLoopback reports whether a listen address only accepts connections
