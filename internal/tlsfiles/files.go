@@ -93,6 +93,9 @@ func (f *Files) Reload() error {
 // Certificate is the certificate in use (nil without a certificate file).
 func (f *Files) Certificate() *tls.Certificate { return f.cert.Load() }
 
+// Roots are the CAs in use (nil without a CA file).
+func (f *Files) Roots() *x509.CertPool { return f.roots.Load() }
+
 // ServerConfig is the TLS of a listener: it shows the current certificate
 // and, with a CA bundle, requires a client certificate signed by one of
 // the current CAs (mutual TLS).
