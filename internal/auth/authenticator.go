@@ -55,6 +55,10 @@ type Config struct {
 	// minted for another service would be accepted here.
 	Issuer, Audience       string
 	AnyIssuer, AnyAudience bool
+	// FailureBurst is how many failed authentications an address may make
+	// before it is throttled (see failureThrottle); DefaultFailureBurst
+	// when zero.
+	FailureBurst int
 }
 
 // Enabled reports whether any credential source is configured.
@@ -148,7 +152,7 @@ func New(ctx context.Context, c Config, log *slog.Logger) (*Authenticator, error
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Authenticator{cfg: c, failures: newFailureThrottle(), log: log}
+	a := &Authenticator{cfg: c, failures: newFailureThrottle(c.FailureBurst), log: log}
 	if c.JWKSURL != "" {
 		jwks, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.JWKSURL}, keyfunc.Override{
 			Client: c.JWKSClient,

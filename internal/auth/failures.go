@@ -10,23 +10,29 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// Failed authentications an address may make: FailureBurst at once, then
-// one per FailureInterval. Past them, its calls are refused before their
-// credentials are checked, so that guessing tokens is slow and costs the
-// node nothing (a JWT's signature check does cost).
+// Failed authentications an address may make: DefaultFailureBurst at once
+// (Config.FailureBurst), then one per FailureInterval. Past them, its calls
+// are refused before their credentials are checked, so that guessing
+// tokens is slow and costs the node nothing (a JWT's signature check does
+// cost).
 const (
-	FailureBurst    = 10
-	FailureInterval = time.Second
+	DefaultFailureBurst = 10
+	FailureInterval     = time.Second
 )
 
 // failureThrottle counts failed authentications per peer address.
 type failureThrottle struct {
+	burst int
+
 	mu      sync.Mutex // protects buckets
 	buckets map[string]*rate.Limiter
 }
 
-func newFailureThrottle() *failureThrottle {
-	return &failureThrottle{buckets: map[string]*rate.Limiter{}}
+func newFailureThrottle(burst int) *failureThrottle {
+	if burst <= 0 {
+		burst = DefaultFailureBurst
+	}
+	return &failureThrottle{burst: burst, buckets: map[string]*rate.Limiter{}}
 }
 
 // allowed reports whether addr may try to authenticate now.
@@ -45,7 +51,7 @@ func (f *failureThrottle) failed(addr string) {
 		if len(f.buckets) >= maxTrackedCallers {
 			f.buckets = map[string]*rate.Limiter{}
 		}
-		b = rate.NewLimiter(rate.Every(FailureInterval), FailureBurst)
+		b = rate.NewLimiter(rate.Every(FailureInterval), f.burst)
 		f.buckets[addr] = b
 	}
 	f.mu.Unlock()

@@ -229,7 +229,7 @@ func TestFailedAuthenticationIsThrottledPerAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	const get = "/orders.v1.OrderService/GetOrder"
-	for i := range FailureBurst {
+	for i := range DefaultFailureBurst {
 		if _, err := a.authorize(callContext(get, "192.0.2.7", "guess", nil)); status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("guess %d: %v, want UNAUTHENTICATED", i, err)
 		}

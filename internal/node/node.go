@@ -6,12 +6,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +20,7 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/reload"
 	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
@@ -88,7 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	grpcOpts, err := grpcOptions(cfg, reg, log)
+	grpcOpts, reloadItems, err := grpcOptions(ctx, cfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -102,6 +101,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer conn.close(cfg.ShutdownTimeout, log)
+	for _, f := range conn.tls {
+		reloadItems = append(reloadItems, tlsItem(f))
+	}
+	reloader, err := reload.New(reloadItems, log)
+	if err != nil {
+		return err
+	}
 	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,
@@ -135,6 +141,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		reloader.Run(gctx, cfg.ReloadRequests)
+		return nil
+	})
 	if ops != nil {
 		g.Go(func() error { return ops.serve(log) })
 	}
@@ -189,11 +199,11 @@ func ackTokens(keyFile string, log *slog.Logger) (*consumers.AckTokens, error) {
 		log.Warn("no ack token key file (--ack-token-key-file): ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
 		return consumers.RandomAckTokens(), nil
 	}
-	key, err := os.ReadFile(keyFile)
+	key, err := readAckTokenKey(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("ack token key file: %w", err)
+		return nil, err
 	}
-	tokens, err := consumers.NewAckTokens(bytes.TrimSpace(key))
+	tokens, err := consumers.NewAckTokens(key)
 	if err != nil {
 		return nil, fmt.Errorf("ack token key file %s: %w", keyFile, err)
 	}
