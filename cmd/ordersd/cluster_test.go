@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -69,7 +70,9 @@ func clusterArgs(i int, routes []string, keyFile string) []string {
 func newAckKeyFile(t *testing.T) string {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "ack.key")
-	if err := os.WriteFile(keyFile, []byte(rand.Text()+rand.Text()), 0o600); err != nil {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return keyFile
