@@ -62,8 +62,8 @@ func TestNATSWithCredentials(t *testing.T) {
 		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", newAckKeyFile(t), "--nats-nkey", writeFile(t, t.TempDir(), "user.nk", seed))
 	})
 	t.Run("TLS", func(t *testing.T) {
-		ca := newTestCA(t, "NATS CA")
-		certPEM, keyPEM := ca.issue(t, "nats", x509.ExtKeyUsageServerAuth)
+		ca := testsupport.NewCA(t, "NATS CA")
+		certPEM, keyPEM := issuePEM(t, ca, "nats", x509.ExtKeyUsageServerAuth)
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +73,7 @@ func TestNATSWithCredentials(t *testing.T) {
 			o.TLS, o.Username, o.Password = true, "ordersd", "s3cret"
 		})
 		url := "tls://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
-		ordersdWorks(t, "--nats-url", url, "--ack-token-key-file", newAckKeyFile(t), "--nats-ca", writeFile(t, t.TempDir(), "ca.pem", ca.pem), "--nats-user", "ordersd", "--nats-password", "s3cret")
+		ordersdWorks(t, "--nats-url", url, "--ack-token-key-file", newAckKeyFile(t), "--nats-ca", writeFile(t, t.TempDir(), "ca.pem", ca.PEM), "--nats-user", "ordersd", "--nats-password", "s3cret")
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })

@@ -47,9 +47,11 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		routeTLS, err := cfg.ClusterTLS.load(cfg.Cluster.Listen, log)
-		if err != nil {
-			return nil, err
+		var routeTLS *tlsfiles.Files
+		if cfg.Cluster.Name != "" {
+			if routeTLS, err = cfg.ClusterTLS.load(cfg.Cluster.Listen, log); err != nil {
+				return nil, err
+			}
 		}
 		c.keep(listenTLS)
 		c.keep(routeTLS)
