@@ -64,7 +64,8 @@ type Leaf struct {
 	DNSNames    []string // added to localhost
 	URIs        []string // e.g. a SPIFFE ID: spiffe://example.org/ns/shop/sa/warehouse
 	ExtKeyUsage []x509.ExtKeyUsage
-	NoLoopback  bool // leave out 127.0.0.1 and localhost
+	NoLoopback  bool      // leave out 127.0.0.1 and localhost
+	NotAfter    time.Time // the end of its validity; a day from now when zero (the past: an expired certificate)
 }
 
 // Pair is an issued certificate and its key, in PEM.
@@ -96,9 +97,13 @@ func (ca *CA) Issue(l Leaf) (Pair, error) {
 	if usage == nil {
 		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
+	notAfter := l.NotAfter
+	if notAfter.IsZero() {
+		notAfter = time.Now().Add(validity)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: l.CommonName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(validity),
+		NotBefore: notAfter.Add(-validity), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 		DNSNames: append([]string(nil), l.DNSNames...),
 	}
