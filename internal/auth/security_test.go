@@ -102,15 +102,21 @@ func TestJWKSFromAnHTTPSURLFollowsKeyRotation(t *testing.T) {
 	}
 }
 
-// A tokens file changed on disk is used after Reload; one that does not
-// load is refused and the one in use is kept.
-func TestReloadTokensFile(t *testing.T) {
+// A tokens file and a JWT key file changed on disk are used after Reload;
+// one that does not load is refused and the ones in use are kept.
+func TestReloadTokensAndJWTKeys(t *testing.T) {
 	dir := t.TempDir()
 	file := testsupport.WriteFile(t, dir, "tokens.json", []byte(`{"tokens": [{"identity": "shop", "token": "old", "permissions": ["read"]}]}`))
-	a, err := New(context.Background(), Config{TokensFile: file}, testsupport.Logger())
+	oldKey, newKey := []byte("the-old-hmac-key-of-at-least-32-bytes"), []byte("the-new-hmac-key-of-at-least-32-bytes")
+	keyFile := testsupport.WriteFile(t, dir, "hmac.key", oldKey)
+	a, err := New(context.Background(), Config{TokensFile: file, JWTHMACKeyFile: keyFile, Issuer: "idp", Audience: "ordersd"}, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
+	jwtOf := func(key []byte) string {
+		return sign(t, jwt.SigningMethodHS256, key, "", testClaims("svc", time.Hour, map[string]any{"iss": "idp", "aud": "ordersd"}))
+	}
+	testsupport.ReplaceFile(t, keyFile, newKey)
 	testsupport.ReplaceFile(t, file, []byte(`{"tokens": [{"identity": "shop", "token": "new", "permissions": ["read"]}]}`))
 	if err := a.Reload(); err != nil {
 		t.Fatal(err)
@@ -121,12 +127,22 @@ func TestReloadTokensFile(t *testing.T) {
 	if _, err := a.Authenticate("new"); err != nil {
 		t.Errorf("the added token: %v", err)
 	}
+	if _, err := a.Authenticate(jwtOf(oldKey)); err == nil {
+		t.Error("a JWT of the replaced key still authenticates")
+	}
+	if _, err := a.Authenticate(jwtOf(newKey)); err != nil {
+		t.Errorf("a JWT of the new key: %v", err)
+	}
 	testsupport.ReplaceFile(t, file, []byte(`{"tokens": [{"token": "no identity"}]}`))
+	testsupport.ReplaceFile(t, keyFile, []byte("short"))
 	if err := a.Reload(); err == nil {
 		t.Fatal("a broken tokens file was loaded")
 	}
 	if _, err := a.Authenticate("new"); err != nil {
 		t.Errorf("after a refused reload, the token in use: %v", err)
+	}
+	if _, err := a.Authenticate(jwtOf(newKey)); err != nil {
+		t.Errorf("after a refused reload, the JWT key in use: %v", err)
 	}
 }
 

@@ -2,8 +2,10 @@ package node
 
 import (
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,4 +106,17 @@ func TestClusterRoutesNeedMutualTLS(t *testing.T) {
 			t.Fatal("a server of the newly trusted CA did not join after the reload")
 		}
 	})
+}
+
+// Plaintext routes beyond loopback start only with --cluster-insecure,
+// and then with a warning that says what it exposes.
+func TestInsecureClusterRoutesWarn(t *testing.T) {
+	logs := &syncBuffer{}
+	files, err := ClusterTLS{Insecure: true}.load("0.0.0.0:6222", slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil || files != nil {
+		t.Fatalf("load: %v, %v; want no TLS and no error", files, err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "--cluster-insecure") {
+		t.Fatalf("log %q: want a warning about plaintext routes", logs.String())
+	}
 }
