@@ -40,7 +40,7 @@ type Config struct {
 	OpTimeout         time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
 	ShutdownTimeout   time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
 	ShutdownDelay     time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
-	AckTokenKeyFile   string                     // the key signing ack tokens (text, see readAckTokenKey); random when empty, which only one embedded node may be
+	AckTokenKeyFile   string                     // the key signing ack tokens (text, see readAckTokenKey); random when empty, for a lone embedded node only
 	TLS               TLSConfig                  // the gRPC server's TLS; plaintext when empty
 	Limits            Limits                     // bounds on what clients can make the node hold; see Validate
 	Auth              auth.Config                // who may call what; off when empty

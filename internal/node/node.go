@@ -87,7 +87,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	grpcOpts, reloadItems, err := grpcOptions(ctx, cfg, reg, log)
+	// What the options start in the background (a JWKS refresh) ends with Run.
+	optsCtx, stopOpts := context.WithCancel(ctx)
+	defer stopOpts()
+	grpcOpts, reloadItems, err := grpcOptions(optsCtx, cfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -108,6 +111,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer reloader.Close() // after the errgroup below, whose Run has returned
 	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,

@@ -76,7 +76,6 @@ func (w *Watcher) Run(ctx context.Context, requests <-chan struct{}) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
 	if w.fs != nil {
-		defer w.fs.Close()
 		events, errs = w.fs.Events, w.fs.Errors
 	}
 	timer := time.NewTimer(0)
@@ -107,6 +106,15 @@ func (w *Watcher) Run(ctx context.Context, requests <-chan struct{}) {
 			w.ReloadAll("SIGHUP")
 		}
 	}
+}
+
+// Close stops watching the files; call it once Run has returned, or
+// instead of Run.
+func (w *Watcher) Close() error {
+	if w.fs == nil {
+		return nil
+	}
+	return w.fs.Close()
 }
 
 // ReloadAll reloads every item now.

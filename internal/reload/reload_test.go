@@ -62,7 +62,7 @@ func TestWatcherReloadsOnChangeAndRequest(t *testing.T) {
 	done := make(chan struct{})
 	requests := make(chan struct{})
 	go func() { w.Run(ctx, requests); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done; _ = w.Close() })
 
 	testsupport.ReplaceFile(t, file, []byte("two"))
 	if !waitFor(5*time.Second, func() bool { return good.Load() >= 1 && bad.Load() >= 1 }) {
