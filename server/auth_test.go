@@ -16,6 +16,7 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/server"
 )
 
@@ -26,14 +27,16 @@ import (
 func startGuardedNode(t *testing.T, tokensJSON string, hmacKey []byte, rate *auth.RateLimiter) *testNode {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := auth.Config{TokensFile: filepath.Join(dir, "tokens.json"), JWTHMACKeyFile: filepath.Join(dir, "hmac.key")}
+	cfg := auth.Config{TokensFile: filepath.Join(dir, "tokens.json"), JWTHMACKeyFile: filepath.Join(dir, "hmac.key"), AnyIssuer: true, AnyAudience: true,
+		// Every call comes from one address, and many fail on purpose.
+		FailureBurst: 1000}
 	if err := os.WriteFile(cfg.TokensFile, []byte(tokensJSON), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(cfg.JWTHMACKeyFile, hmacKey, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	authn, err := auth.New(cfg)
+	authn, err := auth.New(t.Context(), cfg, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -148,7 +149,8 @@ func run(o options) error {
 	defer os.RemoveAll(dataDir)
 
 	keyFile := dataDir + "/ack-token.key"
-	if err := os.WriteFile(keyFile, []byte("ordersbench-ack-token-key-0123456789"), 0o600); err != nil {
+	// Key files are text: base64 of 32 random bytes, as the README's recipe makes.
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("ordersbench-ack-token-key-0123456789"))), 0o600); err != nil {
 		return err
 	}
 	ctx, stop := context.WithCancel(context.Background())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 func freePorts(t *testing.T, n int) []string {
@@ -52,16 +54,33 @@ type clusterNode struct {
 	client ordersv1.OrderServiceClient
 }
 
-// clusterArgs are the flags of node i of a three-node cluster on routes.
-func clusterArgs(i int, routes []string, keyFile string) []string {
+// clusterArgs are the flags of node i of a three-node cluster on routes,
+// with mutual TLS between them (routeTLS).
+func clusterArgs(i int, routes []string, keyFile string, routeTLS [][]string) []string {
 	var peers []string
 	for j, r := range routes {
 		if j != i {
 			peers = append(peers, r)
 		}
 	}
-	return []string{"--review=false", "--replicas", "3", "--nats-timeout", clusterNATSTimeout.String(), "--server-name", fmt.Sprintf("n%d", i+1),
-		"--ack-token-key-file", keyFile, "--cluster-name", "orders", "--cluster-listen", routes[i], "--cluster-routes", strings.Join(peers, ",")}
+	return append([]string{"--review=false", "--replicas", "3", "--nats-timeout", clusterNATSTimeout.String(), "--server-name", fmt.Sprintf("n%d", i+1),
+		"--ack-token-key-file", keyFile, "--cluster-name", "orders", "--cluster-listen", routes[i], "--cluster-routes", strings.Join(peers, ",")},
+		routeTLS[i]...)
+}
+
+// newRouteTLS makes a cluster CA and a route certificate for each of n
+// nodes: the flags --cluster-cert, --cluster-key and --cluster-ca of each.
+func newRouteTLS(t *testing.T, n int) [][]string {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testsupport.NewCA(t, "orders cluster")
+	caFile := ca.WriteCA(t, dir, "cluster-ca.crt")
+	flags := make([][]string, n)
+	for i := range n {
+		cert, key := ca.Issue(t, testsupport.Leaf{CommonName: fmt.Sprintf("n%d", i+1)}).Write(t, dir, fmt.Sprintf("route-n%d", i+1))
+		flags[i] = []string{"--cluster-cert", cert, "--cluster-key", key, "--cluster-ca", caFile}
+	}
+	return flags
 }
 
 // newAckKeyFile writes a random ack token key the nodes share, so that a
@@ -69,7 +88,9 @@ func clusterArgs(i int, routes []string, keyFile string) []string {
 func newAckKeyFile(t *testing.T) string {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "ack.key")
-	if err := os.WriteFile(keyFile, []byte(rand.Text()+rand.Text()), 0o600); err != nil {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return keyFile
@@ -97,11 +118,11 @@ func startChildCluster(t *testing.T) []*clusterNode {
 	t.Helper()
 	ports := freePorts(t, 6)
 	routes, natsAddrs := ports[:3], ports[3:]
-	keyFile := newAckKeyFile(t)
+	keyFile, routeTLS := newAckKeyFile(t), newRouteTLS(t, 3)
 	nodes := make([]*clusterNode, 3)
 	for i := range 3 {
 		const token = "inspect"
-		child := spawnChild(t, t.TempDir(), append(clusterArgs(i, routes, keyFile), "--nats-listen", natsAddrs[i], "--nats-listen-token", token)...)
+		child := spawnChild(t, t.TempDir(), append(clusterArgs(i, routes, keyFile, routeTLS), "--nats-listen", natsAddrs[i], "--nats-listen-token", token)...)
 		natsURL := "nats://" + natsAddrs[i]
 		nodes[i] = &clusterNode{
 			name: fmt.Sprintf("n%d", i+1), addr: child.addr,
@@ -117,17 +138,17 @@ func startChildCluster(t *testing.T) []*clusterNode {
 }
 
 // startCluster runs three ordersd nodes whose embedded NATS servers form
-// one JetStream cluster, with the stream ORDERS on all three (R3). The
+// one JetStream cluster over mutual TLS routes, with the stream ORDERS on all three (R3). The
 // nodes share one ack token key, so a token from any node acks on any.
 func startCluster(t *testing.T) []*clusterNode {
 	t.Helper()
 	routes := freePorts(t, 3)
-	keyFile := newAckKeyFile(t)
+	keyFile, routeTLS := newAckKeyFile(t), newRouteTLS(t, 3)
 	nodes := make([]*clusterNode, 3)
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
-			ready, stop := runOrdersd(t, t.TempDir(), clusterArgs(i, routes, keyFile)...)
+			ready, stop := runOrdersd(t, t.TempDir(), clusterArgs(i, routes, keyFile, routeTLS)...)
 			nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: ready.GRPCAddr.String(), nats: ready.ConnectNATS, stop: stop}
 		})
 	}

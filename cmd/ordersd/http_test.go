@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // httpProtocol is one way of calling the HTTP port with connect-go.
@@ -350,15 +351,15 @@ func TestHTTPCallsAreCounted(t *testing.T) {
 // from the client CA, and plaintext.
 func TestHTTPUsesTheGRPCPortsTLS(t *testing.T) {
 	dir := t.TempDir()
-	serverCA, clientCA := newTestCA(t, "server CA"), newTestCA(t, "client CA")
-	serverCert, serverKey := serverCA.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
+	serverCA, clientCA := testsupport.NewCA(t, "server CA"), testsupport.NewCA(t, "client CA")
+	serverCert, serverKey := issuePEM(t, serverCA, "ordersd", x509.ExtKeyUsageServerAuth)
 	ready, _ := runOrdersd(t, t.TempDir(), "--review=false",
 		"--tls-cert", writeFile(t, dir, "server.pem", serverCert),
 		"--tls-key", writeFile(t, dir, "server-key.pem", serverKey),
-		"--tls-client-ca", writeFile(t, dir, "client-ca.pem", clientCA.pem))
+		"--tls-client-ca", writeFile(t, dir, "client-ca.pem", clientCA.PEM))
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(serverCA.pem)
-	certPEM, keyPEM := clientCA.issue(t, "client", x509.ExtKeyUsageClientAuth)
+	roots.AppendCertsFromPEM(serverCA.PEM)
+	certPEM, keyPEM := issuePEM(t, clientCA, "client", x509.ExtKeyUsageClientAuth)
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		t.Fatal(err)

@@ -53,6 +53,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg.Version = version()
+	cfg.ReloadRequests = reloadOnSIGHUP()
 	if err := node.Run(ctx, cfg.Config, log); err != nil {
 		log.Error("ordersd stopped", "err", err)
 		os.Exit(1)
@@ -97,7 +98,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", time.Second, "how long shutdown keeps serving after health turns NOT_SERVING, so load balancers and health-checking clients move away first; raise it to your balancer's health-check interval")
-	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key (32 bytes or more) that signs ack tokens; every node of a deployment needs the same one (a random key when unset: tokens then work only on this process)")
+	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key that signs ack tokens, as hex or base64 text of 32 random bytes or more ("+node.AckTokenKeyRecipe+"); every node of a deployment needs the same one, and it is required with --cluster-name or --nats-url (a random key when unset: tokens then work only on this process)")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "`file` with the gRPC server's certificate chain (PEM); plaintext when unset")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "`file` with the private key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca", "", "`file` with the CA certificates (PEM) that sign client certificates: turns on mutual TLS")
@@ -112,8 +113,21 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.Auth.JWTHMACKeyFile, "auth-jwt-hmac-key-file", "", "`file` with the shared key of HS256/384/512 JWTs; turns authentication on")
 	fs.StringVar(&c.Auth.JWTPublicKeyFile, "auth-jwt-public-key-file", "", "`file` with the PEM public key (RSA, ECDSA, Ed25519) that verifies JWTs; turns authentication on")
 	fs.StringVar(&c.Auth.JWKSFile, "auth-jwks-file", "", "`file` with a JSON Web Key Set that verifies JWTs (by kid); turns authentication on")
-	fs.StringVar(&c.Auth.Issuer, "auth-jwt-issuer", "", "required iss of JWTs, when set")
-	fs.StringVar(&c.Auth.Audience, "auth-jwt-audience", "", "required aud of JWTs, when set")
+	fs.StringVar(&c.Auth.Issuer, "auth-jwt-issuer", "", "the iss every JWT must carry; required with a JWT key source unless --auth-jwt-any-issuer")
+	fs.StringVar(&c.Auth.Audience, "auth-jwt-audience", "", "the aud every JWT must carry; required with a JWT key source unless --auth-jwt-any-audience")
+	// Security of a mesh: route mTLS, TLS of the NATS listener, JWT key
+	// sets by URL and checks waived only on purpose, failed-auth throttling.
+	fs.StringVar(&c.ClusterTLS.CertFile, "cluster-cert", "", "`file` with this node's route certificate (PEM), shown to its cluster peers and used to open routes to them; with --cluster-key and --cluster-ca")
+	fs.StringVar(&c.ClusterTLS.KeyFile, "cluster-key", "", "`file` with the private key of --cluster-cert (PEM)")
+	fs.StringVar(&c.ClusterTLS.CAFile, "cluster-ca", "", "`file` with the CA certificates (PEM) that sign the cluster peers' route certificates: only peers with one may join")
+	fs.BoolVar(&c.ClusterTLS.Insecure, "cluster-insecure", false, "allow plaintext, unauthenticated cluster routes beyond loopback (a lab only: anyone who reaches --cluster-listen can join and delete the stream)")
+	fs.StringVar(&c.EmbeddedListen.CertFile, "nats-listen-cert", "", "`file` with the certificate (PEM) of --nats-listen: NATS clients must then use TLS")
+	fs.StringVar(&c.EmbeddedListen.KeyFile, "nats-listen-key", "", "`file` with the private key of --nats-listen-cert (PEM)")
+	fs.StringVar(&c.EmbeddedListen.ClientCAFile, "nats-listen-client-ca", "", "`file` with the CA certificates (PEM) that sign NATS client certificates: clients of --nats-listen must show one")
+	fs.StringVar(&c.Auth.JWKSURL, "auth-jwks-url", "", "https `url` of a JSON Web Key Set that verifies JWTs (by kid), cached and refreshed hourly and on an unknown kid; turns authentication on")
+	fs.BoolVar(&c.Auth.AnyIssuer, "auth-jwt-any-issuer", false, "accept JWTs of any iss (waives --auth-jwt-issuer)")
+	fs.BoolVar(&c.Auth.AnyAudience, "auth-jwt-any-audience", false, "accept JWTs of any aud (waives --auth-jwt-audience): tokens minted for other services are then accepted")
+	fs.IntVar(&c.Auth.FailureBurst, "auth-failure-burst", auth.DefaultFailureBurst, "failed authentications an IP address may make at once (then one a second) before its calls are refused with RESOURCE_EXHAUSTED without checking their credentials")
 	public := fs.String("auth-public-services", strings.Join(auth.DefaultPublicServices, ","), "gRPC services callable without a token (comma-separated; empty: none)")
 	fs.BoolVar(&c.Review, "review", true, "run the built-in order-review worker")
 	fs.Int64Var(&c.ReviewLimit, "review-limit-minor", 100_000, "the review approves orders whose total_minor is at most this, and rejects the rest")
@@ -195,6 +209,23 @@ func splitList(v string) []string {
 		}
 	}
 	return items
+}
+
+// reloadOnSIGHUP turns SIGHUP into requests to read certificates, tokens
+// and keys again (instead of ending the process, SIGHUP's default).
+func reloadOnSIGHUP() <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	requests := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case requests <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	}()
+	return requests
 }
 
 // defaultServerName names the embedded NATS server after the host, so

@@ -204,7 +204,7 @@ func waitServing(t *testing.T, health healthpb.HealthClient) {
 }
 
 func TestConfigFromFlagsAndEnvironment(t *testing.T) {
-	env := map[string]string{"ORDERSD_GRPC_ADDR": "127.0.0.1:6000", "ORDERSD_REPLICAS": "3", "ORDERSD_NATS_URL": "nats://a:4222,nats://b:4222"}
+	env := map[string]string{"ORDERSD_GRPC_ADDR": "127.0.0.1:6000", "ORDERSD_REPLICAS": "3", "ORDERSD_NATS_URL": "nats://a:4222,nats://b:4222", "ORDERSD_ACK_TOKEN_KEY_FILE": "ack.key"}
 	cfg, err := parseConfig([]string{"--replicas", "1"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,11 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 		{[]string{"--nats-timeout", "-1s"}, "must be positive"},
 		{[]string{"--log-format", "json", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
-		{[]string{"--cluster-name", "orders"}, "--cluster-name and --cluster-listen go together"},
+		{[]string{"--cluster-name", "orders", "--ack-token-key-file", "ack.key"}, "--cluster-name and --cluster-listen go together"},
+		{[]string{"--nats-url", "nats://a:4222"}, "--ack-token-key-file is required"},
+		{[]string{"--cluster-name", "orders", "--cluster-listen", "127.0.0.1:6222"}, "--ack-token-key-file is required"},
+		{[]string{"--cluster-name", "orders", "--cluster-listen", "0.0.0.0:6222", "--ack-token-key-file", "ack.key"}, "beyond loopback without TLS"},
+		{[]string{"--auth-jwks-url", "https://idp.example/jwks", "--auth-jwt-audience", "ordersd"}, "--auth-jwt-issuer"},
 		{[]string{"--sync-interval", "0s"}, "--sync-interval must be a positive duration"},
 		{[]string{"--http-cors-origins", "https://a.example.com,app.example.com"}, `--http-cors-origins: "app.example.com" is not an origin`},
 	} {

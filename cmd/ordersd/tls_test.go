@@ -2,15 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,56 +13,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
+// issuePEM signs a certificate for 127.0.0.1 with one key usage.
+func issuePEM(t *testing.T, ca *testsupport.CA, name string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue signs a leaf certificate for 127.0.0.1, for servers or clients.
-func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	pair := ca.Issue(t, testsupport.Leaf{CommonName: name, ExtKeyUsage: []x509.ExtKeyUsage{usage}})
+	return pair.CertPEM, pair.KeyPEM
 }
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {
@@ -99,20 +51,20 @@ func healthCheck(addr string, creds credentials.TransportCredentials) error {
 // in plaintext, it is refused; with one, it gets through.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	serverCA, clientCA, otherCA := newTestCA(t, "server CA"), newTestCA(t, "client CA"), newTestCA(t, "another CA")
-	serverCert, serverKey := serverCA.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
+	serverCA, clientCA, otherCA := testsupport.NewCA(t, "server CA"), testsupport.NewCA(t, "client CA"), testsupport.NewCA(t, "another CA")
+	serverCert, serverKey := issuePEM(t, serverCA, "ordersd", x509.ExtKeyUsageServerAuth)
 	ready, _ := runOrdersd(t, t.TempDir(), "--review=false",
 		"--tls-cert", writeFile(t, dir, "server.pem", serverCert),
 		"--tls-key", writeFile(t, dir, "server-key.pem", serverKey),
-		"--tls-client-ca", writeFile(t, dir, "client-ca.pem", clientCA.pem))
+		"--tls-client-ca", writeFile(t, dir, "client-ca.pem", clientCA.PEM))
 	addr := ready.GRPCAddr.String()
 
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(serverCA.pem)
-	clientTLS := func(ca *testCA) credentials.TransportCredentials {
+	roots.AppendCertsFromPEM(serverCA.PEM)
+	clientTLS := func(ca *testsupport.CA) credentials.TransportCredentials {
 		cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 		if ca != nil {
-			certPEM, keyPEM := ca.issue(t, "client", x509.ExtKeyUsageClientAuth)
+			certPEM, keyPEM := issuePEM(t, ca, "client", x509.ExtKeyUsageClientAuth)
 			pair, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
 				t.Fatal(err)
@@ -139,13 +91,13 @@ func TestMutualTLS(t *testing.T) {
 // With TLS but no client CA, any client that trusts the server gets in.
 func TestServerTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "server CA")
-	cert, key := ca.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
+	ca := testsupport.NewCA(t, "server CA")
+	cert, key := issuePEM(t, ca, "ordersd", x509.ExtKeyUsageServerAuth)
 	ready, _ := runOrdersd(t, t.TempDir(), "--review=false",
 		"--tls-cert", writeFile(t, dir, "server.pem", cert), "--tls-key", writeFile(t, dir, "key.pem", key))
 	addr := ready.GRPCAddr.String()
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca.pem)
+	roots.AppendCertsFromPEM(ca.PEM)
 	if err := healthCheck(addr, credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})); err != nil {
 		t.Fatalf("TLS client: %v", err)
 	}

@@ -262,18 +262,18 @@ func TestXDSMeshPolicyAndOrdersdPermissionsBothApply(t *testing.T) {
 func TestXDSListenerWithMutualTLSFromTheCertificateProvider(t *testing.T) {
 	cp := testsupport.StartXDSControlPlane(t)
 	dir := t.TempDir()
-	ca := newTestCA(t, "mesh CA")
-	serverCert, serverKey := ca.issue(t, "ordersd", x509.ExtKeyUsageServerAuth)
+	ca := testsupport.NewCA(t, "mesh CA")
+	serverCert, serverKey := issuePEM(t, ca, "ordersd", x509.ExtKeyUsageServerAuth)
 	provider := testsupport.XDSCertificateProvider{Instance: "mesh-certs",
 		CertFile: writeFile(t, dir, "cert.pem", serverCert), KeyFile: writeFile(t, dir, "key.pem", serverKey),
-		CAFile: writeFile(t, dir, "ca.pem", ca.pem)}
+		CAFile: writeFile(t, dir, "ca.pem", ca.PEM)}
 	n := startXDSNode(t, cp, cp.Bootstrap(provider))
 	n.serve(t, cp, testsupport.XDSListenerOptions{MTLS: provider.Instance})
 	eventually(t, 20*time.Second, "/readyz once the listener was served", n.readyz)
 
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca.pem)
-	clientCertPEM, clientKeyPEM := ca.issue(t, "shop", x509.ExtKeyUsageClientAuth)
+	roots.AppendCertsFromPEM(ca.PEM)
+	clientCertPEM, clientKeyPEM := issuePEM(t, ca, "shop", x509.ExtKeyUsageClientAuth)
 	clientCert, err := tls.X509KeyPair(clientCertPEM, clientKeyPEM)
 	if err != nil {
 		t.Fatal(err)

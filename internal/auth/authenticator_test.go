@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 func writeFile(t *testing.T, name string, data []byte) string {
@@ -55,7 +58,7 @@ func TestStaticTokens(t *testing.T) {
 		{"identity": "shop", "token": "plain-secret", "permissions": ["write", "read"]},
 		{"identity": "warehouse", "token_sha256": "`+hex.EncodeToString(sum[:])+`", "permissions": ["consume:warehouse"]}
 	]}`))
-	a, err := New(Config{TokensFile: file})
+	a, err := New(context.Background(), Config{TokensFile: file}, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +75,7 @@ func TestStaticTokens(t *testing.T) {
 		}
 	}
 	for _, broken := range []string{`{"tokens": [{"token": "x"}]}`, `{"tokens": [{"identity": "a", "token_sha256": "zz"}]}`, `not json`} {
-		if _, err := New(Config{TokensFile: writeFile(t, "bad.json", []byte(broken))}); err == nil {
+		if _, err := New(context.Background(), Config{TokensFile: writeFile(t, "bad.json", []byte(broken))}, testsupport.Logger()); err == nil {
 			t.Errorf("tokens file %s accepted", broken)
 		}
 	}
@@ -85,15 +88,15 @@ func TestJWTs(t *testing.T) {
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &rsaKey.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
 
-	hmacAuth, err := New(Config{JWTHMACKeyFile: writeFile(t, "hmac.key", hmacKey), Issuer: "idp", Audience: "ordersd"})
+	hmacAuth, err := New(context.Background(), Config{JWTHMACKeyFile: writeFile(t, "hmac.key", hmacKey), Issuer: "idp", Audience: "ordersd"}, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubAuth, err := New(Config{JWTPublicKeyFile: writeFile(t, "ec.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER}))})
+	pubAuth, err := New(context.Background(), Config{JWTPublicKeyFile: writeFile(t, "ec.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER})), AnyIssuer: true, AnyAudience: true}, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwksAuth, err := New(Config{JWKSFile: writeFile(t, "jwks.json", jwks)})
+	jwksAuth, err := New(context.Background(), Config{JWKSFile: writeFile(t, "jwks.json", jwks), AnyIssuer: true, AnyAudience: true}, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,19 +108,22 @@ func TestJWTs(t *testing.T) {
 		token string
 		ok    bool
 	}{
-		"HMAC":                  {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, good)), true},
-		"HMAC, expired":         {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", -time.Minute, good)), false},
-		"HMAC, no expiry":       {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", jwt.MapClaims{"sub": "svc", "iss": "idp", "aud": "ordersd"}), false},
-		"HMAC, wrong issuer":    {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"iss": "evil", "aud": "ordersd"})), false},
-		"HMAC, wrong audience":  {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"iss": "idp", "aud": "other"})), false},
-		"HMAC, wrong key":       {hmacAuth, sign(t, jwt.SigningMethodHS256, []byte("another-key-of-at-least-32-bytes!!!"), "", testClaims("svc", time.Hour, good)), false},
-		"HMAC, no subject":      {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("", time.Hour, good)), false},
-		"HMAC, alg none":        {hmacAuth, sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", testClaims("svc", time.Hour, good)), false},
-		"ES256":                 {pubAuth, sign(t, jwt.SigningMethodES256, ecKey, "", testClaims("svc", time.Hour, good)), true},
-		"ES256, other key":      {pubAuth, sign(t, jwt.SigningMethodES256, otherEC, "", testClaims("svc", time.Hour, good)), false},
-		"ES256 key, HMAC token": {pubAuth, sign(t, jwt.SigningMethodHS256, ecDER, "", testClaims("svc", time.Hour, good)), false},
-		"JWKS":                  {jwksAuth, sign(t, jwt.SigningMethodRS256, rsaKey, "k1", testClaims("svc", time.Hour, good)), true},
-		"JWKS, unknown kid":     {jwksAuth, sign(t, jwt.SigningMethodRS256, rsaKey, "k2", testClaims("svc", time.Hour, good)), false},
+		"HMAC":                                  {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, good)), true},
+		"HMAC, expired":                         {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", -time.Minute, good)), false},
+		"HMAC, expired within the clock leeway": {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", -10*time.Second, good)), true},
+		"HMAC, no issuer":                       {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"aud": "ordersd", "scope": "read watch"})), false},
+		"HMAC, no audience":                     {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"iss": "idp", "scope": "read watch"})), false},
+		"HMAC, no expiry":                       {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", jwt.MapClaims{"sub": "svc", "iss": "idp", "aud": "ordersd"}), false},
+		"HMAC, wrong issuer":                    {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"iss": "evil", "aud": "ordersd"})), false},
+		"HMAC, wrong audience":                  {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("svc", time.Hour, map[string]any{"iss": "idp", "aud": "other"})), false},
+		"HMAC, wrong key":                       {hmacAuth, sign(t, jwt.SigningMethodHS256, []byte("another-key-of-at-least-32-bytes!!!"), "", testClaims("svc", time.Hour, good)), false},
+		"HMAC, no subject":                      {hmacAuth, sign(t, jwt.SigningMethodHS256, hmacKey, "", testClaims("", time.Hour, good)), false},
+		"HMAC, alg none":                        {hmacAuth, sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", testClaims("svc", time.Hour, good)), false},
+		"ES256":                                 {pubAuth, sign(t, jwt.SigningMethodES256, ecKey, "", testClaims("svc", time.Hour, good)), true},
+		"ES256, other key":                      {pubAuth, sign(t, jwt.SigningMethodES256, otherEC, "", testClaims("svc", time.Hour, good)), false},
+		"ES256 key, HMAC token":                 {pubAuth, sign(t, jwt.SigningMethodHS256, ecDER, "", testClaims("svc", time.Hour, good)), false},
+		"JWKS":                                  {jwksAuth, sign(t, jwt.SigningMethodRS256, rsaKey, "k1", testClaims("svc", time.Hour, good)), true},
+		"JWKS, unknown kid":                     {jwksAuth, sign(t, jwt.SigningMethodRS256, rsaKey, "k2", testClaims("svc", time.Hour, good)), false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			id, err := c.a.Authenticate(c.token)

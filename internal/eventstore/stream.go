@@ -46,6 +46,8 @@ func (o StreamOptions) streamConfig() jetstream.StreamConfig {
 		Duplicates:  o.DuplicateWindow,
 		// Events are the orders' only record: no one deletes single events.
 		DenyDelete: true,
+		// Nor purges them: ordersd never needs to, and a purge would erase orders.
+		DenyPurge: true,
 		// Reads of an order's state go to the stream leader (no direct get),
 		// so a read after a write always sees it, even on a replicated stream.
 		AllowDirect: false,

@@ -35,8 +35,11 @@ func TestReadyUpdatesAnExistingStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := stream.CachedInfo().Config
-	if cfg.AllowDirect || cfg.Duplicates != 5*time.Minute || !cfg.DenyDelete {
-		t.Fatalf("stream not updated: allow_direct %v, duplicates %v, deny_delete %v", cfg.AllowDirect, cfg.Duplicates, cfg.DenyDelete)
+	if cfg.AllowDirect || cfg.Duplicates != 5*time.Minute || !cfg.DenyDelete || !cfg.DenyPurge {
+		t.Fatalf("stream not updated: allow_direct %v, duplicates %v, deny_delete %v, deny_purge %v", cfg.AllowDirect, cfg.Duplicates, cfg.DenyDelete, cfg.DenyPurge)
+	}
+	if err := stream.Purge(ctx); err == nil {
+		t.Fatal("the stream ORDERS was purged")
 	}
 }
 

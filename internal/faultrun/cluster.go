@@ -23,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/certgen"
 	"github.com/ordersd/ordersd/internal/faultproxy"
 )
 
@@ -76,6 +77,10 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 		return nil, err
 	}
 	routes, natsAddrs, grpcAddrs := ports[0:3], ports[3:6], ports[6:]
+	routeTLS, err := writeRouteTLS(o.Dir, 3)
+	if err != nil {
+		return nil, err
+	}
 	common := []string{"--metrics-addr", "", "--http-addr", "", "--review=false", "--replicas", "3", "--ack-token-key-file", keyFile,
 		"--nats-timeout", o.OpTimeout.String(), "--shutdown-timeout", "5s", "--log-format", "json"}
 	if o.Balancing == Weighted {
@@ -92,7 +97,7 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 		p := &process{name: name, grpcAddr: grpcAddrs[i]}
 		p.args = append([]string{"--grpc-addr", p.grpcAddr, "--data-dir", filepath.Join(o.Dir, name),
 			"--server-name", name, "--cluster-name", "faultrun", "--cluster-listen", routes[i],
-			"--cluster-routes", strings.Join(peers, ","), "--nats-listen", natsAddrs[i]}, common...)
+			"--cluster-routes", strings.Join(peers, ","), "--nats-listen", natsAddrs[i]}, append(routeTLS[i], common...)...)
 		c.nodes = append(c.nodes, p)
 		c.natsURLs = append(c.natsURLs, "nats://"+natsAddrs[i])
 	}
@@ -145,6 +150,38 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 	}
 	c.js, _ = jetstream.New(c.inspect)
 	return c, nil
+}
+
+// writeRouteTLS makes a cluster CA and a route certificate for each of n
+// nodes under dir: the run's routes use mutual TLS, as production
+// clusters must. It returns each node's --cluster-cert, --cluster-key and
+// --cluster-ca flags.
+func writeRouteTLS(dir string, n int) ([][]string, error) {
+	ca, err := certgen.NewCA("faultrun cluster")
+	if err != nil {
+		return nil, err
+	}
+	caFile := filepath.Join(dir, "cluster-ca.crt")
+	if err := os.WriteFile(caFile, ca.PEM, 0o600); err != nil {
+		return nil, err
+	}
+	flags := make([][]string, n)
+	for i := range n {
+		name := fmt.Sprintf("node%d", i+1)
+		pair, err := ca.Issue(certgen.Leaf{CommonName: name})
+		if err != nil {
+			return nil, err
+		}
+		cert, key := filepath.Join(dir, name+"-route.crt"), filepath.Join(dir, name+"-route.key")
+		if err := os.WriteFile(cert, pair.CertPEM, 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(key, pair.KeyPEM, 0o600); err != nil {
+			return nil, err
+		}
+		flags[i] = []string{"--cluster-cert", cert, "--cluster-key", key, "--cluster-ca", caFile}
+	}
+	return flags, nil
 }
 
 // all is every process: nodes first, then replicas.

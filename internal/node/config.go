@@ -41,6 +41,7 @@ type Config struct {
 	EmbeddedListen    EmbeddedListen             // opens the embedded server to NATS clients
 	ServerName        string                     // the embedded server's name; unique in a cluster (--server-name)
 	Cluster           eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
+	ClusterTLS        ClusterTLS                 // mutual TLS of the cluster's routes; required beyond loopback
 	SyncInterval      time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
 	SyncAlways        bool                       // fsync every message before acknowledging it
 	Replicas          int                        // copies of the stream ORDERS, 1 to 5 (--replicas)
@@ -48,7 +49,7 @@ type Config struct {
 	OpTimeout         time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
 	ShutdownTimeout   time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
 	ShutdownDelay     time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
-	AckTokenKeyFile   string                     // the key signing ack tokens; random when empty
+	AckTokenKeyFile   string                     // the key signing ack tokens (text, see readAckTokenKey); random when empty, for a lone embedded node only
 	TLS               TLSConfig                  // the gRPC server's TLS; plaintext when empty
 	Limits            Limits                     // bounds on what clients can make the node hold; see Validate
 	Auth              auth.Config                // who may call what; off when empty
@@ -65,6 +66,11 @@ type Config struct {
 	// order-review included, 0 for no cap (--max-consumers-durable).
 	ConsumerInactiveThreshold time.Duration
 	MaxDurableConsumers       int
+
+	// ReloadRequests, when set, makes the node read its certificates, CA
+	// bundles, tokens file and JWT keys again on each value (cmd/ordersd
+	// sends one on SIGHUP); it also reads them when their files change.
+	ReloadRequests <-chan struct{}
 
 	// OnReady, when set, is called once the node serves gRPC.
 	OnReady func(Ready)
@@ -121,6 +127,12 @@ func (c Config) validate() error {
 	if err := validateCORSOrigins(c.HTTPCORSOrigins); err != nil {
 		return err
 	}
+	if err := c.Auth.Validate(); err != nil {
+		return err
+	}
+	if (c.NATSURL != "" || c.Cluster.Name != "") && c.AckTokenKeyFile == "" {
+		return fmt.Errorf("--ack-token-key-file is required with --cluster-name or --nats-url: every node must sign ack tokens with the same key, or a token acked on another node is refused; make one with `%s` and give it to every node", AckTokenKeyRecipe)
+	}
 	if c.NATSURL != "" {
 		return c.NATSAuth.validate()
 	}
@@ -129,6 +141,11 @@ func (c Config) validate() error {
 	}
 	if (c.Cluster.Name != "") != (c.Cluster.Listen != "") {
 		return errors.New("--cluster-name and --cluster-listen go together")
+	}
+	if c.Cluster.Name != "" {
+		if err := c.ClusterTLS.validate(c.Cluster.Listen); err != nil {
+			return err
+		}
 	}
 	return c.EmbeddedListen.validate()
 }

@@ -28,7 +28,40 @@ func TestConfigValidate(t *testing.T) {
 		flag   string // named in the error; "" when the config is valid
 	}{
 		{"the defaults are valid", func(*Config) {}, ""},
-		{"an external deployment needs no data directory", func(c *Config) { c.DataDir, c.NATSURL = "", "nats://a:4222" }, ""},
+		{"an external deployment needs no data directory", func(c *Config) { c.DataDir, c.NATSURL, c.AckTokenKeyFile = "", "nats://a:4222", "ack.key" }, ""},
+		{"an external deployment needs an ack token key", func(c *Config) { c.DataDir, c.NATSURL = "", "nats://a:4222" }, "--ack-token-key-file"},
+		{"a cluster needs an ack token key", func(c *Config) {
+			c.Cluster = eventstore.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}
+		}, "--ack-token-key-file"},
+		{"a cluster on loopback may be plaintext", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}, "ack.key"
+		}, ""},
+		{"a cluster beyond loopback without TLS is refused", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
+		}, "--cluster-cert"},
+		{"a cluster beyond loopback may be plaintext when insecure on purpose", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
+			c.ClusterTLS.Insecure = true
+		}, ""},
+		{"a cluster beyond loopback with TLS", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key", CAFile: "ca.crt"}
+		}, ""},
+		{"a route certificate needs a CA", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key"}
+		}, "--cluster-ca"},
+		{"route TLS and insecure routes are refused together", func(c *Config) {
+			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key", CAFile: "ca.crt", Insecure: true}
+		}, "--cluster-insecure"},
+		{"a NATS listener certificate needs its key", func(c *Config) {
+			c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", Token: "t", CertFile: "n.crt"}
+		}, "--nats-listen-key"},
+		{"a NATS listener client CA needs a certificate", func(c *Config) {
+			c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", Token: "t", ClientCAFile: "ca.crt"}
+		}, "--nats-listen-cert"},
+		{"JWTs need an issuer", func(c *Config) { c.Auth.JWTPublicKeyFile, c.Auth.Audience = "k.pem", "ordersd" }, "--auth-jwt-issuer"},
 		{"an authenticated embedded listener is valid", func(c *Config) { c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", Token: "t"} }, ""},
 		{"zero replicas are refused", func(c *Config) { c.Replicas = 0 }, "--replicas"},
 		{"six replicas are refused", func(c *Config) { c.Replicas = 6 }, "--replicas"},
@@ -47,18 +80,20 @@ func TestConfigValidate(t *testing.T) {
 		{"a negative load-report interval is refused", func(c *Config) { c.LoadReport.MinInterval = -time.Second }, "--orca-min-interval"},
 		{"a negative calls capacity is refused", func(c *Config) { c.LoadReport.CallsCapacity = -1 }, "--orca-calls-capacity"},
 		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
-		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster = eventstore.EmbeddedCluster{Name: "c"} }, "--cluster-listen"},
+		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c"}, "ack.key" }, "--cluster-listen"},
 		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},
 		{"a listener user and a token are refused together", func(c *Config) {
 			c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", User: "u", Password: "p", Token: "t"}
 		}, "--nats-listen-token"},
 		{"a TLS certificate needs its key", func(c *Config) { c.TLS.CertFile = "cert.pem" }, "--tls-key"},
 		{"a client CA needs a server certificate", func(c *Config) { c.TLS.ClientCAFile = "ca.pem" }, "--tls-cert"},
-		{"a NATS user needs a password", func(c *Config) { c.NATSURL, c.NATSAuth.User = "nats://a:4222", "u" }, "--nats-password"},
+		{"a NATS user needs a password", func(c *Config) { c.NATSURL, c.NATSAuth.User, c.AckTokenKeyFile = "nats://a:4222", "u", "ack.key" }, "--nats-password"},
 		{"two NATS authentications are refused", func(c *Config) {
-			c.NATSURL, c.NATSAuth = "nats://a:4222", NATSAuth{Token: "t", CredsFile: "x.creds"}
+			c.NATSURL, c.NATSAuth, c.AckTokenKeyFile = "nats://a:4222", NATSAuth{Token: "t", CredsFile: "x.creds"}, "ack.key"
 		}, "--nats-creds"},
-		{"a NATS client certificate needs its key", func(c *Config) { c.NATSURL, c.NATSAuth.CertFile = "nats://a:4222", "c.pem" }, "--nats-key"},
+		{"a NATS client certificate needs its key", func(c *Config) {
+			c.NATSURL, c.NATSAuth.CertFile, c.AckTokenKeyFile = "nats://a:4222", "c.pem", "ack.key"
+		}, "--nats-key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -15,6 +15,8 @@ import (
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
 // jsonExpansion bounds how much larger than its protobuf encoding a
@@ -36,15 +38,13 @@ type httpServer struct {
 	lis net.Listener
 }
 
-// newHTTPServer serves gs on lis, once serve is called, with the TLS
-// settings of the gRPC port (cfg.TLS).
-func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, log *slog.Logger) (*httpServer, error) {
+// newHTTPServer serves gs on lis, once serve is called, with the TLS of
+// tlsFiles (the gRPC port's certificate and client CAs; plaintext when
+// nil).
+func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, tlsFiles *tlsfiles.Files, log *slog.Logger) (*httpServer, error) {
 	var tlsConfig *tls.Config
-	if cfg.TLS.CertFile != "" {
-		var err error
-		if tlsConfig, err = serverTLSConfig(cfg.TLS); err != nil {
-			return nil, err
-		}
+	if tlsFiles != nil {
+		tlsConfig = tlsFiles.ServerConfig()
 	} else if !isLoopback(cfg.HTTPAddr) {
 		log.Warn("HTTP is listening beyond loopback without TLS: calls and their data travel in clear text; set --tls-cert and --tls-key", "addr", cfg.HTTPAddr)
 	}

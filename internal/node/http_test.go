@@ -52,7 +52,7 @@ func TestShutdownLetsHTTPCallsInFlightFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{HTTPAddr: lis.Addr().String(), Limits: DefaultLimits}
-	h, err := newHTTPServer(lis, svc.GRPC.(*grpc.Server), cfg, testsupport.Logger())
+	h, err := newHTTPServer(lis, svc.GRPC.(*grpc.Server), cfg, nil, testsupport.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
 // natsConn is the node's NATS: its connection and, in the embedded shape,
@@ -21,6 +23,7 @@ type natsConn struct {
 	embedded *server.Server // nil with --nats-url
 	opts     []nats.Option  // how to authenticate to it
 	url      string
+	tls      []*tlsfiles.Files // certificates and CAs it reads, to reload
 }
 
 // connectNATS starts the embedded server (without --nats-url) and
@@ -28,14 +31,38 @@ type natsConn struct {
 func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 	c := &natsConn{url: cfg.NATSURL}
 	if cfg.NATSURL != "" {
-		opts, err := cfg.NATSAuth.options()
+		files, err := cfg.NATSAuth.tlsFiles()
+		if err != nil {
+			return nil, err
+		}
+		opts, err := cfg.NATSAuth.options(files)
 		if err != nil {
 			return nil, err
 		}
 		c.opts = opts
+		c.keep(files)
 	} else {
 		l := cfg.EmbeddedListen
-		l.warn(log)
+		listenTLS, err := l.tlsFiles(log)
+		if err != nil {
+			return nil, err
+		}
+		var routeTLS *tlsfiles.Files
+		if cfg.Cluster.Name != "" {
+			if routeTLS, err = cfg.ClusterTLS.load(cfg.Cluster.Listen, log); err != nil {
+				return nil, err
+			}
+		}
+		c.keep(listenTLS)
+		c.keep(routeTLS)
+		cluster := cfg.Cluster
+		if routeTLS != nil {
+			cluster.TLS = routeTLS.MutualConfig()
+		}
+		var serverTLS *tls.Config
+		if listenTLS != nil {
+			serverTLS = listenTLS.ServerConfig()
+		}
 		if cfg.Cluster.Name != "" && l.Addr == "" {
 			// nats-server starts routing to its peers only once it listens
 			// for clients: listen on a random loopback port, behind a
@@ -49,13 +76,14 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 			c.opts = []nats.Option{nats.UserInfo(l.User, l.Password)}
 		}
 		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
-			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token,
-			Cluster: cfg.Cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
+			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token, ListenTLS: serverTLS,
+			Cluster: cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
 		if err != nil {
 			return nil, err
 		}
 		c.embedded = ns
-		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "cluster", cfg.Cluster.Name)
+		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "listen_tls", listenTLS != nil,
+			"cluster", cfg.Cluster.Name, "cluster_tls", routeTLS != nil)
 	}
 	nc, err := eventstore.Connect(c.url, c.embedded, log, c.opts...)
 	if err != nil {
@@ -64,6 +92,13 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 	}
 	c.nc = nc
 	return c, nil
+}
+
+// keep notes files to reload (none when nil).
+func (c *natsConn) keep(files *tlsfiles.Files) {
+	if files != nil {
+		c.tls = append(c.tls, files)
+	}
 }
 
 // connectAnother opens one more connection to the same NATS.

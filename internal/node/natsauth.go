@@ -1,11 +1,15 @@
 package node
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
 // NATSAuth are the credentials and TLS settings for --nats-url.
@@ -43,8 +47,18 @@ func (a NATSAuth) validate() error {
 	return nil
 }
 
-// options are the nats.go options of these settings, which are validated.
-func (a NATSAuth) options() ([]nats.Option, error) {
+// tlsFiles reads the CA bundle and client certificate (nil when neither
+// is given), so that they can be reloaded.
+func (a NATSAuth) tlsFiles() (*tlsfiles.Files, error) {
+	if a.CAFile == "" && a.CertFile == "" {
+		return nil, nil
+	}
+	return tlsfiles.Load("NATS client", a.CertFile, a.KeyFile, a.CAFile)
+}
+
+// options are the nats.go options of these settings, which are validated;
+// files, when not nil, holds their TLS files.
+func (a NATSAuth) options(files *tlsfiles.Files) ([]nats.Option, error) {
 	var opts []nats.Option
 	if a.User != "" {
 		opts = append(opts, nats.UserInfo(a.User, a.Password))
@@ -62,21 +76,32 @@ func (a NATSAuth) options() ([]nats.Option, error) {
 		}
 		opts = append(opts, opt)
 	}
-	if a.CAFile != "" {
-		opts = append(opts, nats.RootCAs(a.CAFile))
-	}
-	if a.CertFile != "" {
-		opts = append(opts, nats.ClientCert(a.CertFile, a.KeyFile))
+	if files != nil {
+		// nats.go asks at every (re)connection: a reloaded certificate is
+		// used from the next one, and the connection up keeps running.
+		var certCB nats.TLSCertHandler
+		var rootsCB nats.RootCAsHandler
+		if a.CertFile != "" {
+			certCB = func() (tls.Certificate, error) { return *files.Certificate(), nil }
+		}
+		if a.CAFile != "" {
+			rootsCB = func() (*x509.CertPool, error) { return files.Roots(), nil }
+		}
+		opts = append(opts, nats.ClientTLSConfig(certCB, rootsCB))
 	}
 	return opts, nil
 }
 
 // EmbeddedListen opens the embedded NATS server to NATS clients (the nats
-// CLI, other services), always with authentication.
+// CLI, other services), always with authentication, and with TLS when
+// given a certificate.
 type EmbeddedListen struct {
 	Addr           string // host:port; no listener when empty
 	User, Password string // the one user allowed in
 	Token          string // or a token
+	CertFile       string // the listener's certificate (PEM); clients must use TLS (--nats-listen-cert)
+	KeyFile        string // its key (--nats-listen-key)
+	ClientCAFile   string // CAs of client certificates: clients must show one (--nats-listen-client-ca)
 }
 
 // validate refuses a listener without authentication.
@@ -90,12 +115,26 @@ func (l EmbeddedListen) validate() error {
 	if l.User != "" && l.Token != "" {
 		return errors.New("the embedded NATS listener takes --nats-listen-user and --nats-listen-password, or --nats-listen-token, not both")
 	}
+	if (l.CertFile == "") != (l.KeyFile == "") {
+		return errors.New("--nats-listen-cert and --nats-listen-key go together")
+	}
+	if l.ClientCAFile != "" && l.CertFile == "" {
+		return errors.New("--nats-listen-client-ca needs --nats-listen-cert and --nats-listen-key")
+	}
 	return nil
 }
 
-// warn warns when the listener listens beyond loopback.
-func (l EmbeddedListen) warn(log *slog.Logger) {
-	if l.Addr != "" && !isLoopback(l.Addr) {
-		log.Warn("the embedded NATS server listens beyond loopback (without TLS)", "addr", l.Addr)
+// tlsFiles reads the listener's certificate and client CAs (nil without
+// TLS), warning when it listens beyond loopback without TLS.
+func (l EmbeddedListen) tlsFiles(log *slog.Logger) (*tlsfiles.Files, error) {
+	if l.Addr == "" {
+		return nil, nil
 	}
+	if l.CertFile == "" {
+		if !isLoopback(l.Addr) {
+			log.Warn("the embedded NATS server listens beyond loopback without TLS: credentials and events travel in clear text; set --nats-listen-cert and --nats-listen-key", "addr", l.Addr)
+		}
+		return nil, nil
+	}
+	return tlsfiles.Load("embedded NATS listener", l.CertFile, l.KeyFile, l.ClientCAFile)
 }

@@ -6,13 +6,11 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,7 +22,9 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/reload"
 	"github.com/ordersd/ordersd/internal/telemetry"
+	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
 // healthInterval is how often the health service re-checks JetStream
@@ -90,7 +90,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
-	grpcOpts, err := grpcOptions(cfg, reg, log)
+	// What the options start in the background (a JWKS refresh) ends with Run.
+	optsCtx, stopOpts := context.WithCancel(ctx)
+	defer stopOpts()
+	grpcOpts, reloadItems, err := grpcOptions(optsCtx, cfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -104,6 +107,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer conn.close(cfg.ShutdownTimeout, log)
+	for _, f := range conn.tls {
+		reloadItems = append(reloadItems, tlsItem(f))
+	}
+	// The HTTP port serves the gRPC port's certificate, from files of its
+	// own that the watcher reloads too.
+	var httpTLS *tlsfiles.Files
+	if lis.http != nil && cfg.TLS.CertFile != "" {
+		if httpTLS, err = tlsfiles.Load("HTTP server", cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile); err != nil {
+			return err
+		}
+		reloadItems = append(reloadItems, tlsItem(httpTLS))
+	}
+	reloader, err := reload.New(reloadItems, log)
+	if err != nil {
+		return err
+	}
+	defer reloader.Close() // after the errgroup below, whose Run has returned
 	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,
@@ -136,7 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if !ok { // Validate refuses --http-addr with --xds
 			return errors.New("the HTTP port needs the plain gRPC server, not the xDS one")
 		}
-		if httpSrv, err = newHTTPServer(lis.http, gs, cfg, log); err != nil {
+		if httpSrv, err = newHTTPServer(lis.http, gs, cfg, httpTLS, log); err != nil {
 			return err
 		}
 		svc.http = httpSrv
@@ -154,6 +174,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		reloader.Run(gctx, cfg.ReloadRequests)
+		return nil
+	})
 	if ops != nil {
 		g.Go(func() error { return ops.serve(log) })
 	}
@@ -235,11 +259,11 @@ func ackTokens(keyFile string, log *slog.Logger) (*consumers.AckTokens, error) {
 		log.Warn("no ack token key file (--ack-token-key-file): ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
 		return consumers.RandomAckTokens(), nil
 	}
-	key, err := os.ReadFile(keyFile)
+	key, err := readAckTokenKey(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("ack token key file: %w", err)
+		return nil, err
 	}
-	tokens, err := consumers.NewAckTokens(bytes.TrimSpace(key))
+	tokens, err := consumers.NewAckTokens(key)
 	if err != nil {
 		return nil, fmt.Errorf("ack token key file %s: %w", keyFile, err)
 	}

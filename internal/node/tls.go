@@ -1,15 +1,13 @@
 package node
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
 // TLSConfig names the files of the gRPC server's TLS.
@@ -32,45 +30,22 @@ func (c TLSConfig) validate() error {
 	return nil
 }
 
-// serverCredentials builds the gRPC server's transport credentials: nil
-// (plaintext) when no certificate is given. The config is validated. Plaintext beyond loopback is
-// allowed, with a warning.
-func serverCredentials(c TLSConfig, listenAddr string, log *slog.Logger) (credentials.TransportCredentials, error) {
+// serverCredentials builds the gRPC server's transport credentials and
+// the files they read (to reload): nil (plaintext) when no certificate is
+// given. The config is validated. Plaintext beyond loopback is allowed,
+// with a warning.
+func serverCredentials(c TLSConfig, listenAddr string, log *slog.Logger) (credentials.TransportCredentials, *tlsfiles.Files, error) {
 	if c.CertFile == "" && c.KeyFile == "" {
 		if !isLoopback(listenAddr) {
 			log.Warn("gRPC is listening beyond loopback without TLS: calls and their data travel in clear text; set --tls-cert and --tls-key", "addr", listenAddr)
 		}
-		return nil, nil
+		return nil, nil, nil
 	}
-	cfg, err := serverTLSConfig(c)
+	files, err := tlsfiles.Load("gRPC server", c.CertFile, c.KeyFile, c.ClientCAFile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return credentials.NewTLS(cfg), nil
-}
-
-// serverTLSConfig loads the server certificate and, for mutual TLS, the
-// client CAs of c, which must name a certificate. The gRPC and HTTP ports
-// share them.
-func serverTLSConfig(c TLSConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCAFile != "" {
-		pem, err := os.ReadFile(c.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("TLS client CA %s holds no PEM certificate", c.ClientCAFile)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
+	return credentials.NewTLS(files.ServerConfig()), files, nil
 }
 
 // isLoopback reports whether a listen address only accepts connections

@@ -76,14 +76,21 @@ func envResource(ctx context.Context) *resource.Resource {
 	return res
 }
 
-// Inject writes the trace context of ctx into NATS message headers.
+// eventPropagator is what travels with events: the W3C trace context
+// (traceparent, tracestate) and never baggage. Events are kept for ever
+// and read by every watcher; baggage is whatever a client chose to send
+// (user ids, tenant names), meant for one request, not for the record.
+var eventPropagator = propagation.TraceContext{}
+
+// Inject writes the trace context of ctx into NATS message headers:
+// traceparent and tracestate only.
 func Inject(ctx context.Context, h nats.Header) {
-	otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
+	eventPropagator.Inject(ctx, propagation.HeaderCarrier(h))
 }
 
 // Extract returns ctx carrying the trace context found in NATS headers.
 func Extract(ctx context.Context, h nats.Header) context.Context {
-	return otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(h))
+	return eventPropagator.Extract(ctx, propagation.HeaderCarrier(h))
 }
 
 // TraceID is the trace id of ctx's span, for log lines ("" when none).

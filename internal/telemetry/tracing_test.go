@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/baggage"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
@@ -122,6 +123,14 @@ func TestTraceContextTravelsInNATSHeaders(t *testing.T) {
 	got := Extract(context.Background(), h)
 	if TraceID(got) != span.SpanContext().TraceID().String() {
 		t.Errorf("extracted trace id %q, want %q", TraceID(got), span.SpanContext().TraceID())
+	}
+	// Baggage the client sent along stays out of the event's headers.
+	member, _ := baggage.NewMember("user", "alice@example.org")
+	bag, _ := baggage.New(member)
+	h = nats.Header{}
+	Inject(baggage.ContextWithBaggage(ctx, bag), h)
+	if h.Get("Traceparent") == "" || h.Get("Baggage") != "" || len(h) > 2 {
+		t.Errorf("headers %v: want traceparent (and tracestate) only, no baggage", h)
 	}
 	if id := TraceID(context.Background()); id != "" {
 		t.Errorf("TraceID without a span = %q, want empty", id)
