@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,19 +79,6 @@ func newRouteTLS(t *testing.T, n int) [][]string {
 	return flags
 }
 
-// newAckKeyFile writes a random ack token key the nodes share, so that a
-// token from any node acks on any.
-func newAckKeyFile(t *testing.T) string {
-	t.Helper()
-	keyFile := filepath.Join(t.TempDir(), "ack.key")
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return keyFile
-}
-
 // connectCluster connects a client to every node and waits until each
 // serves (forming a cluster takes a while on a loaded machine).
 func connectCluster(t *testing.T, nodes []*clusterNode) {
@@ -118,7 +101,7 @@ func startChildCluster(t *testing.T) []*clusterNode {
 	t.Helper()
 	ports := freePorts(t, 6)
 	routes, natsAddrs := ports[:3], ports[3:]
-	keyFile, routeTLS := newAckKeyFile(t), newRouteTLS(t, 3)
+	keyFile, routeTLS := testsupport.AckKeyFile(t), newRouteTLS(t, 3)
 	nodes := make([]*clusterNode, 3)
 	for i := range 3 {
 		const token = "inspect"
@@ -143,7 +126,7 @@ func startChildCluster(t *testing.T) []*clusterNode {
 func startCluster(t *testing.T) []*clusterNode {
 	t.Helper()
 	routes := freePorts(t, 3)
-	keyFile, routeTLS := newAckKeyFile(t), newRouteTLS(t, 3)
+	keyFile, routeTLS := testsupport.AckKeyFile(t), newRouteTLS(t, 3)
 	nodes := make([]*clusterNode, 3)
 	var wg sync.WaitGroup
 	for i := range 3 {

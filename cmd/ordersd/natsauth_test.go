@@ -45,11 +45,11 @@ func ordersdWorks(t *testing.T, flags ...string) {
 func TestNATSWithCredentials(t *testing.T) {
 	t.Run("user and password", func(t *testing.T) {
 		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
-		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", newAckKeyFile(t), "--nats-user", "ordersd", "--nats-password", "s3cret")
+		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", testsupport.AckKeyFile(t), "--nats-user", "ordersd", "--nats-password", "s3cret")
 	})
 	t.Run("token", func(t *testing.T) {
 		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Authorization = "t0ken" })
-		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", newAckKeyFile(t), "--nats-token", "t0ken")
+		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", testsupport.AckKeyFile(t), "--nats-token", "t0ken")
 	})
 	t.Run("nkey", func(t *testing.T) {
 		user, err := nkeys.CreateUser()
@@ -59,7 +59,7 @@ func TestNATSWithCredentials(t *testing.T) {
 		pub, _ := user.PublicKey()
 		seed, _ := user.Seed()
 		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Nkeys = []*natsserver.NkeyUser{{Nkey: pub}} })
-		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", newAckKeyFile(t), "--nats-nkey", writeFile(t, t.TempDir(), "user.nk", seed))
+		ordersdWorks(t, "--nats-url", ns.ClientURL(), "--ack-token-key-file", testsupport.AckKeyFile(t), "--nats-nkey", writeFile(t, t.TempDir(), "user.nk", seed))
 	})
 	t.Run("TLS", func(t *testing.T) {
 		ca := testsupport.NewCA(t, "NATS CA")
@@ -73,11 +73,11 @@ func TestNATSWithCredentials(t *testing.T) {
 			o.TLS, o.Username, o.Password = true, "ordersd", "s3cret"
 		})
 		url := "tls://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
-		ordersdWorks(t, "--nats-url", url, "--ack-token-key-file", newAckKeyFile(t), "--nats-ca", writeFile(t, t.TempDir(), "ca.pem", ca.PEM), "--nats-user", "ordersd", "--nats-password", "s3cret")
+		ordersdWorks(t, "--nats-url", url, "--ack-token-key-file", testsupport.AckKeyFile(t), "--nats-ca", writeFile(t, t.TempDir(), "ca.pem", ca.PEM), "--nats-user", "ordersd", "--nats-password", "s3cret")
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		ns := testsupport.StartNATS(t, func(o *natsserver.Options) { o.Username, o.Password = "ordersd", "s3cret" })
-		client, _, _ := startOrdersd(t, t.TempDir(), "--review=false", "--nats-url", ns.ClientURL(), "--ack-token-key-file", newAckKeyFile(t), "--nats-user", "ordersd", "--nats-password", "wrong")
+		client, _, _ := startOrdersd(t, t.TempDir(), "--review=false", "--nats-url", ns.ClientURL(), "--ack-token-key-file", testsupport.AckKeyFile(t), "--nats-user", "ordersd", "--nats-password", "wrong")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: "x"}); status.Code(err) != codes.Unavailable {

@@ -71,7 +71,7 @@ func TestNATSClientCertificateRotates(t *testing.T) {
 	})
 	cert, key := ca.Issue(t, testsupport.Leaf{CommonName: "ordersd-1"}).Write(t, dir, "client")
 	url := "tls://127.0.0.1:" + strconv.Itoa(ns.Addr().(*net.TCPAddr).Port)
-	_, health, _ := startOrdersd(t, t.TempDir(), "--review=false", "--nats-url", url, "--ack-token-key-file", newAckKeyFile(t),
+	_, health, _ := startOrdersd(t, t.TempDir(), "--review=false", "--nats-url", url, "--ack-token-key-file", testsupport.AckKeyFile(t),
 		"--nats-token", "t0ken", "--nats-ca", ca.WriteCA(t, dir, "ca.crt"), "--nats-cert", cert, "--nats-key", key)
 	waitServing(t, health)
 	// shown is the subject of every client certificate connected.

@@ -233,10 +233,7 @@ func StartT(t testing.TB, o Options) *Node {
 func StartShared(t testing.TB, count int, o Options) []*Node {
 	t.Helper()
 	o.NATSURL = testsupport.StartNATS(t).ClientURL()
-	o.AckTokenKeyFile = filepath.Join(t.TempDir(), "ack.key")
-	if err := os.WriteFile(o.AckTokenKeyFile, []byte("testnode-ack-token-key-0123456789abcdef"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	o.AckTokenKeyFile = testsupport.AckKeyFile(t)
 	nodes := make([]*Node, count)
 	for i := range nodes {
 		nodes[i] = StartT(t, o)
