@@ -351,8 +351,8 @@ type republisher struct {
 	// many events of the backup have been seen (the new sequence of the
 	// last one).
 	done, pos uint64
-	indexed   int // orders, each with its index entry
-	skipped   int // messages that are not order events
+	indexed   int               // orders, each with its index entry
+	skipped   int               // messages that are not order events
 	customers map[string]string // order id → customer id
 	// floors are the recorded ack floors, ascending; newSeq maps each to
 	// the new sequence of the last event at or before it.
