@@ -430,10 +430,12 @@ func (r *republisher) checkPublished(ctx context.Context, data []byte) error {
 }
 
 // submit publishes msg without waiting, keeping at most republishWindow
-// publishes in flight.
+// publishes in flight: when full, it waits for the oldest.
 func (r *republisher) submit(ctx context.Context, msg *nats.Msg, key OrderKey, opts ...jetstream.PublishOpt) error {
 	if len(r.pending) >= republishWindow {
-		if err := r.flush(ctx); err != nil {
+		oldest := r.pending[0]
+		r.pending = r.pending[1:]
+		if err := r.settle(ctx, oldest); err != nil {
 			return err
 		}
 	}
@@ -445,29 +447,36 @@ func (r *republisher) submit(ctx context.Context, msg *nats.Msg, key OrderKey, o
 	return nil
 }
 
-// flush waits for every publish in flight. An index entry that is there
-// already is accepted when it names the same customer (an earlier run
-// wrote it).
+// flush waits for every publish in flight.
 func (r *republisher) flush(ctx context.Context) error {
 	pending := r.pending
-	r.pending = r.pending[:0]
+	r.pending = nil
 	var first error
 	for _, p := range pending {
-		var err error
-		select {
-		case <-p.future.Ok():
-		case err = <-p.future.Err():
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-		if err != nil && p.key != (OrderKey{}) && isWrongLastSequence(err) {
-			err = r.checkIndexed(ctx, p.key)
-		}
-		if err != nil && first == nil {
-			first = fmt.Errorf("publish on %s (run `ordersd migrate` again to go on): %w", p.future.Msg().Subject, err)
+		if err := r.settle(ctx, p); err != nil && first == nil {
+			first = err
 		}
 	}
 	return first
+}
+
+// settle waits for one publish. An index entry that is there already is
+// accepted when it names the same customer (an earlier run wrote it).
+func (r *republisher) settle(ctx context.Context, p pendingPublish) error {
+	var err error
+	select {
+	case <-p.future.Ok():
+	case err = <-p.future.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil && p.key != (OrderKey{}) && isWrongLastSequence(err) {
+		err = r.checkIndexed(ctx, p.key)
+	}
+	if err != nil {
+		return fmt.Errorf("publish on %s (run `ordersd migrate` again to go on): %w", p.future.Msg().Subject, err)
+	}
+	return nil
 }
 
 // checkIndexed accepts an index entry that is there already when it names
