@@ -99,6 +99,8 @@ type migration struct {
 	customers map[string]string // order id → customer id, once republished
 }
 
+// run goes through the steps of Migrate, from the one the backup's phase
+// says comes next.
 func (m *migration) run(ctx context.Context) (MigrateSummary, error) {
 	start := time.Now()
 	backup, err := m.js.Stream(ctx, BackupStreamName)
@@ -107,7 +109,9 @@ func (m *migration) run(ctx context.Context) (MigrateSummary, error) {
 	}
 	phase := ""
 	if backup != nil {
-		phase = backup.CachedInfo().Config.Metadata[MetadataMigration]
+		if phase = backup.CachedInfo().Config.Metadata[MetadataMigration]; phase == "" {
+			return MigrateSummary{}, fmt.Errorf("a stream %s exists that `ordersd migrate` did not make: rename or delete it first", BackupStreamName)
+		}
 	}
 	if phase == "" {
 		if done, why, err := m.nothingToDo(ctx); err != nil || done {
@@ -354,8 +358,9 @@ type republisher struct {
 	indexed   int               // orders, each with its index entry
 	skipped   int               // messages that are not order events
 	customers map[string]string // order id → customer id
-	// floors are the recorded ack floors, ascending; newSeq maps each to
-	// the new sequence of the last event at or before it.
+	// floors are the old sequences the recorded consumers need
+	// (recordedFloors), ascending; newSeq maps each to the new sequence of
+	// the last event at or before it.
 	floors    []uint64
 	nextFloor int
 	newSeq    map[uint64]uint64

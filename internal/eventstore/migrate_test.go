@@ -363,3 +363,21 @@ func TestMigrateOfTheNewLayoutIsANoOp(t *testing.T) {
 		t.Errorf("Get after a no-op: %v, %v", order, err)
 	}
 }
+
+// A stream named like the backup that a migration did not make is not
+// taken for one.
+func TestMigrateRefusesABackupItDidNotMake(t *testing.T) {
+	js, log := startJetStream(t)
+	ctx := testsupport.Context(t, 10*time.Second)
+	writeLayout1(t, js)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: BackupStreamName, Subjects: []string{"elsewhere.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, js, StreamOptions{}, log); err == nil || !strings.Contains(err.Error(), "did not make") {
+		t.Fatalf("Migrate with a foreign %s: %v, want a refusal", BackupStreamName, err)
+	}
+	stream, err := js.Stream(ctx, StreamName)
+	if err != nil || stream.CachedInfo().Config.Metadata[MetadataLayout] != "" {
+		t.Fatalf("the old stream was touched: %v", err)
+	}
+}
