@@ -284,7 +284,7 @@ func checkResumes(t *testing.T, js jetstream.JetStream, name, filter string, ids
 // again, is finished by the next run, with the same outcome as a run that
 // never stopped; in between, a store refuses the half-made stream.
 func TestMigrateFinishesARunThatDied(t *testing.T) {
-	for _, died := range []string{"after the copy", "after the old stream was replaced", "while publishing again"} {
+	for _, died := range []string{"after the copy", "after the old stream was replaced", "while publishing again", "before marking the backup done"} {
 		t.Run(died, func(t *testing.T) {
 			js, log := startJetStream(t)
 			ctx := testsupport.Context(t, 30*time.Second)
@@ -293,6 +293,27 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 			consumeAndAck(t, js, "order-o-1", StreamName+".*.o-1", 1)
 
 			m := migration{js: js, opts: StreamOptions{}.withDefaults(), log: log}
+			if died == "before marking the backup done" {
+				if _, err := Migrate(ctx, js, StreamOptions{}, log); err != nil {
+					t.Fatal(err)
+				}
+				backup, err := js.Stream(ctx, BackupStreamName)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := m.setPhase(ctx, backup, phaseCopied); err != nil {
+					t.Fatal(err)
+				}
+				// The run again finds the stream done and the consumers
+				// made: it publishes nothing and leaves them be.
+				sum, err := Migrate(ctx, js, StreamOptions{}, log)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkMigrated(t, js, old, sum, 0)
+				checkResumes(t, js, "queue", StreamName+".created.*.*", "o-3", "o-4")
+				return
+			}
 			backup, err := m.copy(ctx)
 			if err != nil {
 				t.Fatal(err)
