@@ -60,6 +60,8 @@ func printMigrateSummary(w io.Writer, sum eventstore.MigrateSummary) {
 	for _, c := range sum.Consumers {
 		fmt.Fprintf(w, "    %s (%s): ack floor %d -> starts at %d\n", c.Name, strings.Join(c.Filters, " "), c.OldAckFloor, c.StartSequence)
 	}
+	fmt.Fprintf(w, "  clients:   revisions, watch start_sequence values, page tokens and ack tokens from before point at other events now:\n")
+	fmt.Fprintf(w, "    clients read again; start the nodes with a new --ack-token-key-file (README, \"Upgrading the stream layout\")\n")
 	fmt.Fprintf(w, "  backup:    %s keeps the old events; once the migrated stream is checked, delete it:\n", sum.Backup)
 	fmt.Fprintf(w, "    nats stream rm %s\n", sum.Backup)
 }

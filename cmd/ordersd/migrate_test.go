@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/node"
@@ -20,7 +21,7 @@ import (
 
 // writeLayout1DataDir leaves in dir what an ordersd before subject layout
 // 2 left: six orders of two customers, three of them approved, and the
-// durable consumer "queue" on the created events.
+// review worker's durable consumer, which had reviewed none yet.
 func writeLayout1DataDir(t *testing.T, dir string) {
 	t.Helper()
 	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
@@ -50,7 +51,7 @@ func writeLayout1DataDir(t *testing.T, dir string) {
 		}
 	}
 	ctx := testsupport.Context(t, 10*time.Second)
-	if _, err := js.CreateConsumer(ctx, eventstore.StreamName, jetstream.ConsumerConfig{Durable: "queue",
+	if _, err := js.CreateConsumer(ctx, eventstore.StreamName, jetstream.ConsumerConfig{Durable: consumers.ReviewConsumer,
 		FilterSubject: eventstore.StreamName + ".created.*", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,9 @@ func migrate(t *testing.T, args ...string) (int, string, string) {
 // A data directory left by an ordersd of subject layout 1 is refused by a
 // node, naming `ordersd migrate`; `ordersd migrate --data-dir` rewrites
 // it offline (not while a node holds the directory) and says what it did;
-// then ordersd serves every old order; a second run has nothing to do.
+// then ordersd serves every old order, and its review worker goes on
+// with the migrated consumer: it approves the orders left created. A
+// second run has nothing to do.
 func TestMigrateCommandOnADataDir(t *testing.T) {
 	dir := t.TempDir()
 	writeLayout1DataDir(t, dir)
@@ -86,19 +89,26 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 		t.Fatalf("ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, want := range []string{"rewritten into subject layout " + eventstore.Layout, "events:    9, last sequence 9 -> 9", "orders:    6",
-		"queue (ORDERS.created.*.*): ack floor 0 -> starts at 1", "nats stream rm " + eventstore.BackupStreamName} {
+		consumers.ReviewConsumer + " (ORDERS.created.*.*): ack floor 0 -> starts at 1", "nats stream rm " + eventstore.BackupStreamName} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ordersd migrate printed no %q:\n%s", want, out)
 		}
 	}
 
-	client, _, stop := startOrdersd(t, dir, "--review=false")
+	client, _, stop := startOrdersd(t, dir)
 	ctx := testsupport.Context(t, 30*time.Second)
 	for i := range 6 {
-		res, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: fmt.Sprintf("old-%d", i)})
-		want := []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED, ordersv1.OrderStatus_ORDER_STATUS_APPROVED}[i%2]
-		if err != nil || res.GetOrder().GetStatus() != want {
-			t.Errorf("GetOrder(old-%d) after the migration: %v, %v; want %v", i, res.GetOrder(), err, want)
+		id := fmt.Sprintf("old-%d", i)
+		var (
+			res *ordersv1.GetOrderResponse
+			err error
+		)
+		reviewed := waitFor(20*time.Second, func() bool {
+			res, err = client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: id})
+			return err == nil && res.GetOrder().GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_APPROVED
+		})
+		if !reviewed {
+			t.Errorf("GetOrder(%s) after the migration: %v, %v; want APPROVED (by the review or before)", id, res.GetOrder(), err)
 		}
 	}
 	list, err := client.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: "customer-1"})
