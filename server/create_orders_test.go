@@ -104,6 +104,16 @@ func TestCreateOrdersStreamsResultsInOrder(t *testing.T) {
 	if !proto.Equal(results[150].GetOrder(), results[149].GetOrder()) || !proto.Equal(results[301].GetOrder(), results[300].GetOrder()) {
 		t.Error("a retried order was not answered with the original")
 	}
+	// Stored in request order.
+	var last uint64
+	for i, res := range results {
+		if res.GetError() == nil && !res.GetDuplicate() {
+			if rev := res.GetOrder().GetRevision(); rev <= last {
+				t.Errorf("order %d stored at revision %d, after an earlier request's %d", i, rev, last)
+			}
+			last = res.GetOrder().GetRevision()
+		}
+	}
 	if got := n.streamMsgs(t, ""); got != uint64(created)+1 {
 		t.Fatalf("stream holds %d events, want %d created + 1", got, created)
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // rawCodec sends bytes exactly as given, to put messages on the wire that
@@ -63,7 +64,17 @@ func TestForeignMessageInTheStream(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	n.create(t) // provisions the stream
-	if _, err := n.js.Publish(testCtx(t), "ORDERS.created.foreign-1", []byte("not an order")); err != nil {
+	// Indexed as an order of customer-1, so that reads find the message.
+	key := eventstore.OrderKey{CustomerID: "customer-1", OrderID: "foreign-1"}
+	entry, _ := eventstore.IndexEntry(key)
+	if _, err := n.js.PublishMsg(testCtx(t), entry); err != nil {
+		t.Fatal(err)
+	}
+	subject, err := eventstore.EventSubject(created, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.js.Publish(testCtx(t), subject, []byte("not an order")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.client.GetOrder(testCtx(t), &ordersv1.GetOrderRequest{OrderId: "foreign-1"}); status.Code(err) != codes.DataLoss {

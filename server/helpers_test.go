@@ -179,6 +179,16 @@ func (n *testNode) streamMsgs(t *testing.T, filter string) uint64 {
 	return total
 }
 
+// orderMsgs counts the events of one order in the stream ORDERS.
+func (n *testNode) orderMsgs(t *testing.T, k eventstore.OrderKey) uint64 {
+	t.Helper()
+	filter, err := eventstore.OrderSubjects(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.streamMsgs(t, filter)
+}
+
 // storedOrder reads the message at seq straight from the stream and decodes it.
 func (n *testNode) storedOrder(t *testing.T, seq uint64) (*jetstream.RawStreamMsg, *ordersv1.Order) {
 	t.Helper()

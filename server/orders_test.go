@@ -47,8 +47,8 @@ func TestCreateOrderStoresTheCreatedEvent(t *testing.T) {
 		t.Fatalf("unexpected response %v", res)
 	}
 	raw, stored := n.storedOrder(t, order.GetRevision())
-	if raw.Subject != "ORDERS.created."+order.GetOrderId() {
-		t.Errorf("subject = %q", raw.Subject)
+	if want, _ := eventstore.EventSubject(created, eventstore.KeyOf(order)); raw.Subject != want {
+		t.Errorf("subject = %q, want %q", raw.Subject, want)
 	}
 	if got := raw.Header.Get(eventstore.HeaderRequestID); got != "req-create-1" {
 		t.Errorf("request id header = %q", got)
@@ -86,7 +86,7 @@ func TestCreateOrderWithOrderID(t *testing.T) {
 	if status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("second create: %v, want AlreadyExists", err)
 	}
-	if got := n.streamMsgs(t, "ORDERS.*.order-A_1"); got != 1 {
+	if got := n.orderMsgs(t, eventstore.KeyOf(res.GetOrder())); got != 1 {
 		t.Fatalf("%d events stored, want 1", got)
 	}
 }
@@ -107,7 +107,7 @@ func TestLifeCycleHappyPaths(t *testing.T) {
 					t.Fatalf("%v answered %v (duplicate %v)", to, got, dup)
 				}
 				raw, stored := n.storedOrder(t, got.GetRevision())
-				if want := "ORDERS." + eventstore.EventType(to) + "." + order.GetOrderId(); raw.Subject != want {
+				if want, _ := eventstore.EventSubject(to, eventstore.KeyOf(order)); raw.Subject != want {
 					t.Errorf("subject %q, want %q", raw.Subject, want)
 				}
 				stored.Revision = got.GetRevision()
@@ -170,7 +170,7 @@ func TestIdempotentCreateRetry(t *testing.T) {
 			if after := n.streamMsgs(t, ""); after != before {
 				t.Fatalf("retry stored %d new messages", after-before)
 			}
-			if got := n.streamMsgs(t, "ORDERS.*."+first.GetOrder().GetOrderId()); got != 1 {
+			if got := n.orderMsgs(t, eventstore.KeyOf(first.GetOrder())); got != 1 {
 				t.Fatalf("%d events for the order, want 1", got)
 			}
 		})
@@ -201,7 +201,7 @@ func TestIdempotentTransitionRetry(t *testing.T) {
 	if err != nil || !dup || !proto.Equal(again, first) {
 		t.Fatalf("late retry: %v, duplicate %v, err %v", again, dup, err)
 	}
-	if got := n.streamMsgs(t, "ORDERS.*."+id); got != 3 {
+	if got := n.orderMsgs(t, eventstore.KeyOf(order)); got != 3 {
 		t.Fatalf("%d events, want 3 (created, approved, paid)", got)
 	}
 	// The same request id for a different change is a client bug, not a retry.
@@ -220,7 +220,7 @@ func TestRequestIDOfAnotherOrderIsRefused(t *testing.T) {
 	req.OrderId = "second-order"
 	_, err := n.client.CreateOrder(testCtx(t), req)
 	assertFieldViolation(t, err, "request_id")
-	if got := n.streamMsgs(t, "ORDERS.*.second-order"); got != 0 {
+	if got := n.orderMsgs(t, eventstore.OrderKey{CustomerID: req.GetCustomerId(), OrderID: "second-order"}); got != 0 {
 		t.Fatalf("%d events stored for second-order", got)
 	}
 }
@@ -292,7 +292,7 @@ func TestIllegalTransitionsAreRefused(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				before := n.streamMsgs(t, "ORDERS.*."+order.GetOrderId())
+				before := n.orderMsgs(t, eventstore.KeyOf(order))
 				_, _, err := n.transition(testCtx(t), to, order.GetOrderId(), "illegal", 0)
 				st := status.Convert(err)
 				if st.Code() != codes.FailedPrecondition {
@@ -301,7 +301,7 @@ func TestIllegalTransitionsAreRefused(t *testing.T) {
 				if len(st.Details()) != 1 {
 					t.Errorf("want a PreconditionFailure detail, got %v", st.Details())
 				}
-				if after := n.streamMsgs(t, "ORDERS.*."+order.GetOrderId()); after != before {
+				if after := n.orderMsgs(t, eventstore.KeyOf(order)); after != before {
 					t.Fatalf("an illegal transition stored %d events", after-before)
 				}
 			})

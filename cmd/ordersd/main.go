@@ -37,6 +37,12 @@ func main() {
 		fmt.Println("ordersd", version())
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == migrateCommand {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runMigrate(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
 	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -142,7 +148,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
+		fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd migrate [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			fmt.Fprintf(out, "  --%s %s\n    \t%s (default %q, $%s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))

@@ -35,7 +35,7 @@ func TestTraceFollowsAnOrderThroughReview(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		spans = recorder.Ended()
-		if find(spans, "publish ORDERS.approved.traced") != nil {
+		if find(spans, "publish ORDERS.approved.c.traced") != nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -44,9 +44,9 @@ func TestTraceFollowsAnOrderThroughReview(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	call := find(spans, "orders.v1.OrderService/CreateOrder")
-	created := find(spans, "publish ORDERS.created.traced")
+	created := find(spans, "publish ORDERS.created.c.traced")
 	review := find(spans, "order-review")
-	approved := find(spans, "publish ORDERS.approved.traced")
+	approved := find(spans, "publish ORDERS.approved.c.traced")
 	for name, s := range map[string]sdktrace.ReadOnlySpan{"CreateOrder": call, "publish created": created, "order-review": review, "publish approved": approved} {
 		if s == nil {
 			t.Fatalf("no %s span; spans: %v", name, names(spans))

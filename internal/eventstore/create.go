@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,6 +28,12 @@ type NewOrder struct {
 // ORDERS.*.<customer_id>.<order_id>. A retried request is answered with the
 // original order.
 func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
+	return s.create(ctx, in, createTurn{})
+}
+
+// create is Create, whose created event waits for its turn (see createTurn).
+func (s *Store) create(ctx context.Context, in NewOrder, turn createTurn) (Result, error) {
+	defer turn.pass() // whatever happens, the next create does not wait for this one
 	order, msg, err := s.createdEvent(in)
 	if err != nil {
 		return Result{}, err
@@ -39,8 +46,53 @@ func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 	if err := s.claim(ctx, st, KeyOf(order)); err != nil {
 		return Result{}, err
 	}
-	ack, err := s.publish(ctx, msg, ExpectRevision(KeyOf(order), 0))
+	if err := turn.wait(ctx); err != nil {
+		return Result{}, s.classify(err)
+	}
+	ack, err := s.publishThen(ctx, msg, turn.pass, ExpectRevision(KeyOf(order), 0))
 	return s.settleCreate(ctx, st.orders, in, order, ack, err)
+}
+
+// createTurn keeps the created events of CreateAsync calls in call order:
+// each is handed to the connection only once the previous call's has been
+// (or that call gave up), while their index entries, whose order decides
+// nothing, are written concurrently. A CreateOrders stream thus stores its
+// orders in request order, and a retry sent right behind its original is
+// the one answered as the duplicate. The zero createTurn waits for nothing.
+type createTurn struct {
+	prev <-chan struct{} // closed once the previous call's event is sent
+	mine chan struct{}   // closed once this call's event is sent
+	once *sync.Once
+}
+
+// nextCreateTurn is the turn of a new CreateAsync call, after every
+// earlier one.
+func (s *Store) nextCreateTurn() createTurn {
+	s.createTurnMu.Lock()
+	defer s.createTurnMu.Unlock()
+	t := createTurn{prev: s.lastCreateTurn, mine: make(chan struct{}), once: new(sync.Once)}
+	s.lastCreateTurn = t.mine
+	return t
+}
+
+// wait returns once the previous call's event is sent, or ctx ends.
+func (t createTurn) wait(ctx context.Context) error {
+	if t.prev == nil {
+		return nil
+	}
+	select {
+	case <-t.prev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// pass lets the next call send its event.
+func (t createTurn) pass() {
+	if t.mine != nil {
+		t.once.Do(func() { close(t.mine) })
+	}
 }
 
 // PendingCreate is a create under way (see CreateAsync).
@@ -54,15 +106,17 @@ type PendingCreate struct {
 // be in flight together: their writes share the connection's asynchronous
 // publisher. Wait gives the result Create gives. The create's own two
 // writes stay in order (the index entry before the event), which is why
-// it runs Create rather than pipelining its messages.
+// it runs Create rather than pipelining its messages; the created events
+// of successive calls are stored in call order (see createTurn).
 func (s *Store) CreateAsync(ctx context.Context, in NewOrder) (*PendingCreate, error) {
 	if !s.js.Conn().IsConnected() {
 		return nil, fmt.Errorf("%w: not connected to NATS (%s)", ErrUnavailable, s.js.Conn().Status())
 	}
 	p := &PendingCreate{done: make(chan struct{})}
+	turn := s.nextCreateTurn()
 	go func() {
 		defer close(p.done)
-		p.result, p.err = s.Create(context.WithoutCancel(ctx), in)
+		p.result, p.err = s.create(context.WithoutCancel(ctx), in, turn)
 	}()
 	return p, nil
 }

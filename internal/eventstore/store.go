@@ -78,6 +78,9 @@ type Store struct {
 	provisionMu sync.Mutex              // serialises stream provisioning
 	provisioned atomic.Bool             // the stream was created or updated by this process
 	streams     atomic.Pointer[streams] // nil until the streams are known to exist
+
+	createTurnMu   sync.Mutex    // serialises nextCreateTurn
+	lastCreateTurn chan struct{} // the turn of the latest CreateAsync call
 }
 
 // New returns a Store that uses js, or an error wrapping ErrInvalidOption

@@ -82,8 +82,9 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOp
 }
 
 // checkLayout fails with ErrLayoutOutdated when the stream ORDERS exists,
-// holds events and does not say it is in this build's Layout. An empty
-// stream is adopted as it is.
+// holds events and does not say it is in this build's Layout, or when a
+// migration is filling it (MetadataMigration), even while it is empty.
+// Any other empty stream is adopted as it is.
 func checkLayout(ctx context.Context, js jetstream.JetStream) error {
 	stream, err := js.Stream(ctx, StreamName)
 	if isStreamMissing(err) {
@@ -93,6 +94,10 @@ func checkLayout(ctx context.Context, js jetstream.JetStream) error {
 		return err
 	}
 	info := stream.CachedInfo()
+	if marker := info.Config.Metadata[MetadataMigration]; marker != "" {
+		return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see the README, \"Upgrading the stream layout\"",
+			ErrLayoutOutdated, StreamName, Layout, marker)
+	}
 	if have := info.Config.Metadata[MetadataLayout]; have != Layout && info.State.Msgs > 0 {
 		return layoutError(have, info.State.Msgs)
 	}

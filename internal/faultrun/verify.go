@@ -3,7 +3,6 @@ package faultrun
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -39,28 +38,26 @@ func readStored(ctx context.Context, js jetstream.JetStream) (*stored, error) {
 		return nil, err
 	}
 	defer it.Stop()
-	createdType := eventstore.EventType(ordersv1.OrderStatus_ORDER_STATUS_CREATED)
-	approvedType := eventstore.EventType(ordersv1.OrderStatus_ORDER_STATUS_APPROVED)
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			return nil, fmt.Errorf("read the stream: %w", err)
 		}
-		parts := strings.Split(msg.Subject(), ".")
-		if len(parts) != 3 {
-			return nil, fmt.Errorf("a foreign subject in the stream: %q", msg.Subject())
-		}
-		switch orderID := parts[2]; parts[1] {
-		case createdType:
-			rid := msg.Headers().Get(eventstore.HeaderRequestID)
-			s.created[rid] = append(s.created[rid], orderID)
-			s.orders[orderID] = true
-		case approvedType:
-			s.approved[orderID]++
-		}
 		meta, err := msg.Metadata()
 		if err != nil {
 			return nil, err
+		}
+		ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		if err != nil {
+			return nil, fmt.Errorf("a foreign message in the stream: %w", err)
+		}
+		switch orderID := ev.GetOrder().GetOrderId(); ev.GetOrder().GetStatus() {
+		case ordersv1.OrderStatus_ORDER_STATUS_CREATED:
+			rid := msg.Headers().Get(eventstore.HeaderRequestID)
+			s.created[rid] = append(s.created[rid], orderID)
+			s.orders[orderID] = true
+		case ordersv1.OrderStatus_ORDER_STATUS_APPROVED:
+			s.approved[orderID]++
 		}
 		if meta.Sequence.Stream >= s.lastSeq {
 			return s, nil

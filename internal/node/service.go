@@ -89,7 +89,8 @@ type Service struct {
 // Assemble builds a Service on nc and starts its health watch. The stream
 // ORDERS is provisioned at once when JetStream answers within ctx; when
 // it does not, the service still starts and reports NOT_SERVING until it
-// does.
+// does. A stream in an older subject layout fails it
+// (eventstore.ErrLayoutOutdated, naming `ordersd migrate`).
 func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Logger) (*Service, error) {
 	if o.Tokens == nil {
 		return nil, fmt.Errorf("%w: no ack tokens", ErrInvalidConfig)
@@ -110,7 +111,10 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	if err := store.Ready(ctx); err != nil {
+	if err := store.Ready(ctx); errors.Is(err, eventstore.ErrLayoutOutdated) {
+		// Waiting cannot help: the stream must be migrated first.
+		return nil, err
+	} else if err != nil {
 		// Not fatal: the health watch keeps trying, and reports
 		// NOT_SERVING until the stream is there.
 		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
