@@ -58,14 +58,18 @@ func (b *bench) listOrders() error {
 	}
 	b.add(withNote(compare(fmt.Sprintf("ListOrders, 1 customer's 50 orders among %d events", b.o.listEvents), direct, ordersd, 0), "direct: ordered consumer on the customer's subjects, folded"))
 
-	// By status across all customers: the list customer's 50 orders are the
-	// only paid ones.
+	// By status across all customers: the list customer's 50 orders, and
+	// those that earlier workloads paid (counted once, by the direct fold).
 	paid := []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_PAID}
 	paidFilters, _ := eventstore.FilterSubjects(eventstore.Filter{Statuses: paid})
+	allPaid, err := directFold(ctx, b.js, paidFilters)
+	if err != nil {
+		return err
+	}
 	direct, err = runFor(b.o.duration, 1, func(int) (bool, error) {
 		orders, err := directFold(ctx, b.js, paidFilters)
-		if err == nil && len(orders) != len(ids) {
-			err = fmt.Errorf("direct fold found %d paid orders, want %d", len(orders), len(ids))
+		if err == nil && len(orders) != len(allPaid) {
+			err = fmt.Errorf("direct fold found %d paid orders, want %d", len(orders), len(allPaid))
 		}
 		return false, err
 	})
@@ -73,27 +77,16 @@ func (b *bench) listOrders() error {
 		return err
 	}
 	ordersd, err = runFor(b.o.duration, 1, func(int) (bool, error) {
-		var n int
-		req := &ordersv1.ListOrdersRequest{Statuses: paid, PageSize: 50}
-		for {
-			res, err := b.client.ListOrders(ctx, req)
-			if err != nil {
-				return false, err
-			}
-			n += len(res.GetOrders())
-			if req.PageToken = res.GetNextPageToken(); req.PageToken == "" {
-				break
-			}
+		res, err := b.client.ListOrders(ctx, &ordersv1.ListOrdersRequest{Statuses: paid, PageSize: 50})
+		if err == nil && len(res.GetOrders()) != min(50, len(allPaid)) {
+			err = fmt.Errorf("ListOrders found %d paid orders on its first page, want %d", len(res.GetOrders()), min(50, len(allPaid)))
 		}
-		if n != len(ids) {
-			return false, fmt.Errorf("ListOrders found %d paid orders, want %d", n, len(ids))
-		}
-		return false, nil
+		return false, err
 	})
 	if err != nil {
 		return err
 	}
-	b.add(withNote(compare(fmt.Sprintf("ListOrders, PAID across customers (50 of %d events), all pages", b.o.listEvents), direct, ordersd, 0), "direct: ordered consumer on ORDERS.paid.*.*, folded"))
+	b.add(withNote(compare(fmt.Sprintf("ListOrders, PAID across customers (%d among %d+ events), first page of 50", len(allPaid), b.o.listEvents), direct, ordersd, 0), "direct: ordered consumer on ORDERS.paid.*.*, folded (all of them)"))
 
 	// One order's history: 3 events.
 	key := eventstore.OrderKey{CustomerID: listCustomer, OrderID: ids[len(ids)/2]}
