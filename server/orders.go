@@ -23,6 +23,7 @@ type OrderStore interface {
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).
 type WorkQueues interface {
 	Consume(ctx context.Context, spec consumers.ConsumeSpec, send func(consumers.Delivery) error) error
+	NewSession(spec consumers.ConsumeSpec) *consumers.Session
 }
 
 // AckTokenVerifier checks ack tokens (consumers.AckTokens).
