@@ -50,6 +50,9 @@ func (s *Session) Run(ctx context.Context, send func(Delivery) error, sendBatch 
 	})
 }
 
+// Consumer is the name of the session's durable consumer.
+func (s *Session) Consumer() string { return s.spec.Consumer }
+
 // start is called by the fetch loop once its credit exists.
 func (s *Session) start(held *credit, wait time.Duration) {
 	held.forgot = s.forget

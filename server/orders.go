@@ -34,6 +34,7 @@ type AckTokenVerifier interface {
 // Acker applies verified acks (consumers.Acker).
 type Acker interface {
 	Apply(ctx context.Context, settles []consumers.Settle) []consumers.SettleResult
+	Pipeline(done func(tag any, r consumers.SettleResult)) (*consumers.AckPipeline, error)
 }
 
 // Watcher serves WatchOrders streams (consumers.Watcher).

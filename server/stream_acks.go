@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -13,14 +14,23 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// streamAcks takes the acks a StreamOrders client sends on its stream.
+// streamAcks takes the acks a StreamOrders client sends on its stream,
+// applies them through one AckPipeline, and sends their results back in
+// responses of their own, as many together as are ready.
 type streamAcks struct {
-	s     *OrderService
-	sess  *consumers.Session
-	out   *streamSender
-	slots chan struct{} // one per ack message whose confirmations are awaited
-	wait  sync.WaitGroup
+	s    *OrderService
+	sess *consumers.Session
+	out  *streamSender
+	pipe *consumers.AckPipeline
+
+	mu      sync.Mutex
+	ready   []*ordersv1.StreamAckResult // results not sent yet
+	readyCh chan struct{}               // a token when ready grew
 }
+
+// maxAcksAwaited bounds the acks of one stream that wait for JetStream's
+// answer; the stream reads no more acks until fewer wait.
+const maxAcksAwaited = 10_000
 
 // notHeldAck is the result of an ack whose delivery this stream no longer
 // holds: nothing is sent to JetStream for it.
@@ -46,17 +56,62 @@ func (a *streamAcks) receive(ctx context.Context, stream grpc.BidiStreamingServe
 			continue
 		}
 		a.sess.Settled(settles)
-		select {
-		case a.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
+		for a.pipe.Pending() > maxAcksAwaited && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
 		}
-		a.wait.Add(1)
-		go func() {
-			defer a.wait.Done()
-			defer func() { <-a.slots }()
-			a.apply(ctx, settles, results)
-		}()
+		k := 0
+		for _, res := range results {
+			if res.Error != "" { // not held: nothing to send
+				a.finished(res)
+				continue
+			}
+			a.pipe.Send(settles[k], res)
+			k++
+		}
+	}
+}
+
+// done is the AckPipeline's callback: the result of one ack.
+func (a *streamAcks) done(tag any, r consumers.SettleResult) {
+	res := tag.(*ordersv1.StreamAckResult)
+	res.Confirmed = r.Confirmed
+	if !r.Confirmed {
+		res.Error = unconfirmedAck(r.Err)
+		a.s.log.Debug("ack not confirmed", "consumer", a.sess.Consumer(), "err", r.Err)
+	}
+	a.finished(res)
+}
+
+func (a *streamAcks) finished(res *ordersv1.StreamAckResult) {
+	a.mu.Lock()
+	a.ready = append(a.ready, res)
+	a.mu.Unlock()
+	select {
+	case a.readyCh <- struct{}{}:
+	default:
+	}
+}
+
+// sendResults sends the results as they come, until stop is closed and
+// every result is sent.
+func (a *streamAcks) sendResults(stop <-chan struct{}) {
+	for {
+		stopping := false
+		select {
+		case <-a.readyCh:
+		case <-stop:
+			stopping = true
+		}
+		a.mu.Lock()
+		batch := a.ready
+		a.ready = nil
+		a.mu.Unlock()
+		if len(batch) > 0 {
+			_ = a.out.send(&ordersv1.StreamOrdersResponse{AckResults: batch})
+		}
+		if stopping {
+			return
+		}
 	}
 }
 
@@ -77,6 +132,7 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	settles := make([]consumers.Settle, 0, len(req.GetAcks()))
 	results := make([]*ordersv1.StreamAckResult, len(req.GetAcks()))
 	var forged []int
+	seen := make(map[uint64]int, len(req.GetAcks())) // stream sequence → index in settles
 	for i, ack := range req.GetAcks() {
 		field := fmt.Sprintf("acks[%d]", i)
 		st := v.settleAction(field, ack.GetAction(), ack.GetNakDelay(), ack.GetReason())
@@ -113,6 +169,11 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 			v.add(field+".delivery", "a delivery_id or an ack_token is required")
 			continue
 		}
+		if first, dup := seen[st.Ack.StreamSeq]; dup && settles[first].Ack.Stream == st.Ack.Stream && settles[first].Ack.Consumer == st.Ack.Consumer {
+			v.add(field, "settles the same delivery as an earlier ack of this message")
+			continue
+		}
+		seen[st.Ack.StreamSeq] = len(settles)
 		settles = append(settles, st)
 	}
 	if err := v.err(); err != nil {
@@ -124,22 +185,3 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	return settles, results, nil
 }
 
-// apply sends the settles to JetStream, waits for its confirmations and
-// sends the results of the whole ack message.
-func (a *streamAcks) apply(ctx context.Context, settles []consumers.Settle, results []*ordersv1.StreamAckResult) {
-	applied := a.s.Acker.Apply(context.WithoutCancel(ctx), settles) // bounded by the acker's timeout
-	k := 0
-	for _, res := range results {
-		if res.Error != "" {
-			continue
-		}
-		r := applied[k]
-		res.Confirmed = r.Confirmed
-		if !r.Confirmed {
-			res.Error = unconfirmedAck(r.Err)
-			a.s.log.DebugContext(ctx, "ack not confirmed", "consumer", settles[k].Ack.Consumer, "seq", settles[k].Ack.StreamSeq, "err", r.Err)
-		}
-		k++
-	}
-	_ = a.out.send(&ordersv1.StreamOrdersResponse{AckResults: results})
-}

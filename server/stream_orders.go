@@ -14,11 +14,6 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// maxAckBatchesInFlight bounds the ack messages of one StreamOrders stream
-// whose confirmations are awaited at once; the stream reads no more acks
-// until one is answered.
-const maxAckBatchesInFlight = 16
-
 // StreamOrders implements ordersv1.OrderServiceServer.
 func (s *OrderService) StreamOrders(stream grpc.BidiStreamingServer[ordersv1.StreamOrdersRequest, ordersv1.StreamOrdersResponse]) error {
 	first, err := stream.Recv()
@@ -55,8 +50,22 @@ func (s *OrderService) StreamOrders(stream grpc.BidiStreamingServer[ordersv1.Str
 	out := &streamSender{stream: stream}
 	defer out.close()
 	sess := s.WorkQueues.NewSession(spec)
-	acks := streamAcks{s: s, sess: sess, out: out, slots: make(chan struct{}, maxAckBatchesInFlight)}
-	defer acks.wait.Wait() // every ack result is sent before the call returns
+	acks := &streamAcks{s: s, sess: sess, out: out, readyCh: make(chan struct{}, 1)}
+	acks.pipe, err = s.Acker.Pipeline(acks.done)
+	if err != nil {
+		return toStatus(ctx, s.log, "", err)
+	}
+	stopResults := make(chan struct{})
+	resultsSent := make(chan struct{})
+	go func() {
+		defer close(resultsSent)
+		acks.sendResults(stopResults)
+	}()
+	defer func() { // every ack's result is sent before the call returns
+		acks.pipe.Close()
+		close(stopResults)
+		<-resultsSent
+	}()
 	received := make(chan error, 1)
 	go func() {
 		received <- acks.receive(ctx, stream)
