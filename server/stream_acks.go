@@ -184,4 +184,3 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	}
 	return settles, results, nil
 }
-

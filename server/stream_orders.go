@@ -68,8 +68,13 @@ func (s *OrderService) StreamOrders(stream grpc.BidiStreamingServer[ordersv1.Str
 	}()
 	received := make(chan error, 1)
 	go func() {
-		received <- acks.receive(ctx, stream)
-		cancel()
+		// A client that closes its side (io.EOF) sends no more acks, but
+		// its deliveries go on until it cancels: only bad input ends the
+		// stream from here.
+		if err := acks.receive(ctx, stream); err != nil {
+			received <- err
+			cancel()
+		}
 	}()
 	err = sess.Run(ctx, func(d consumers.Delivery) error {
 		return out.send(&ordersv1.StreamOrdersResponse{Heartbeat: true})
@@ -77,11 +82,8 @@ func (s *OrderService) StreamOrders(stream grpc.BidiStreamingServer[ordersv1.Str
 		return out.send(deliveriesResponse(batch))
 	})
 	select {
-	case rerr := <-received: // the client's side ended it (bad input, or done)
-		if rerr != nil {
-			return rerr
-		}
-		return nil
+	case rerr := <-received: // bad input, or the client's side broke
+		return rerr
 	default:
 	}
 	return toStatus(ctx, s.log, "", err)

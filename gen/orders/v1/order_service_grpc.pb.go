@@ -112,9 +112,11 @@ type OrderServiceClient interface {
 	// as an ack arrives on the stream: the stream never holds more than
 	// max_in_flight unsettled deliveries. Acks are confirmed by JetStream and
 	// their results sent back in ack_results. Bad input ends the stream with a
-	// status and applies none of the message's acks. Delivered but unsettled
-	// events are redelivered after their ack wait when the stream ends; events
-	// fetched but not yet delivered are released at once.
+	// status and applies none of the message's acks. A client that closes its
+	// sending side still gets deliveries (settle them with AckOrders) until it
+	// cancels the call. Delivered but unsettled events are redelivered after
+	// their ack wait when the stream ends; events fetched but not yet
+	// delivered are released at once.
 	StreamOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamOrdersRequest, StreamOrdersResponse], error)
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
@@ -385,9 +387,11 @@ type OrderServiceServer interface {
 	// as an ack arrives on the stream: the stream never holds more than
 	// max_in_flight unsettled deliveries. Acks are confirmed by JetStream and
 	// their results sent back in ack_results. Bad input ends the stream with a
-	// status and applies none of the message's acks. Delivered but unsettled
-	// events are redelivered after their ack wait when the stream ends; events
-	// fetched but not yet delivered are released at once.
+	// status and applies none of the message's acks. A client that closes its
+	// sending side still gets deliveries (settle them with AckOrders) until it
+	// cancels the call. Delivered but unsettled events are redelivered after
+	// their ack wait when the stream ends; events fetched but not yet
+	// delivered are released at once.
 	StreamOrders(grpc.BidiStreamingServer[StreamOrdersRequest, StreamOrdersResponse]) error
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
