@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"context"
 	"fmt"
 	"sync"
@@ -43,11 +42,6 @@ func (b *bench) consume() error {
 		return err
 	}
 
-	if os.Getenv("ONLY_STREAM") != "" {
-		streamed, err := b.consumeStreamOrders(ctx, first, n)
-		b.add(compare("x", streamed, streamed, 0))
-		return err
-	}
 	plain, err := b.consumeDirect(ctx, stream, "bench-direct", first, n, false)
 	if err != nil {
 		return err
