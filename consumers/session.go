@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // Session is one StreamOrders stream: a ConsumeOrders fetch loop whose
@@ -94,8 +96,13 @@ func (s *Session) Lookup(id uint64) (ack AckSubject, known, held bool) {
 	if !ok {
 		return AckSubject{}, known, false
 	}
-	ack, ok = ParseAckSubject(t.reply)
-	return ack, known, ok
+	// Built from what the stream knows, not parsed: the reply subject is
+	// one JetStream gave this stream's fetches.
+	ack = AckSubject{Subject: t.reply, Stream: eventstore.StreamName, Consumer: s.spec.Consumer, StreamSeq: t.key.seq}
+	if t.key.redrive {
+		ack.Stream = eventstore.RedriveStream
+	}
+	return ack, known, true
 }
 
 // Settled returns credit for acks the client sent on this stream, before

@@ -134,7 +134,7 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	var forged []int
 	seen := make(map[uint64]int, len(req.GetAcks())) // stream sequence → index in settles
 	for i, ack := range req.GetAcks() {
-		field := fmt.Sprintf("acks[%d]", i)
+		field := func() string { return fmt.Sprintf("acks[%d]", i) } // for violations only: no formatting per ack
 		st := v.settleAction(field, ack.GetAction(), ack.GetNakDelay(), ack.GetReason())
 		res := &ordersv1.StreamAckResult{}
 		results[i] = res
@@ -144,7 +144,7 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 			subject, known, held := a.sess.Lookup(d.DeliveryId)
 			switch {
 			case !known:
-				v.add(field+".delivery_id", "no delivery %d was made on this stream", d.DeliveryId)
+				v.add(field()+".delivery_id", "no delivery %d was made on this stream", d.DeliveryId)
 				continue
 			case !held:
 				res.Error = notHeldAck
@@ -159,18 +159,18 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 				forged = append(forged, i)
 				continue
 			case err != nil:
-				v.add(field+".ack_token", "is not an ack token from ConsumeOrders or StreamOrders")
+				v.add(field()+".ack_token", "is not an ack token from ConsumeOrders or StreamOrders")
 				continue
 			case !mayConsume(ctx, subject.Consumer):
-				return nil, nil, permissionDenied(fmt.Sprintf("%s: not allowed to ack on consumer %q", field, subject.Consumer))
+				return nil, nil, permissionDenied(fmt.Sprintf("%s: not allowed to ack on consumer %q", field(), subject.Consumer))
 			}
 			st.Ack = subject
 		default:
-			v.add(field+".delivery", "a delivery_id or an ack_token is required")
+			v.add(field()+".delivery", "a delivery_id or an ack_token is required")
 			continue
 		}
 		if first, dup := seen[st.Ack.StreamSeq]; dup && settles[first].Ack.Stream == st.Ack.Stream && settles[first].Ack.Consumer == st.Ack.Consumer {
-			v.add(field, "settles the same delivery as an earlier ack of this message")
+			v.add(field(), "settles the same delivery as an earlier ack of this message")
 			continue
 		}
 		seen[st.Ack.StreamSeq] = len(settles)
