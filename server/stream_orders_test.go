@@ -383,3 +383,55 @@ func TestStreamOrdersTermMakesADeadLetterAndRedriveComesBack(t *testing.T) {
 		t.Errorf("dead letters after the redrive and ack: %v", letters)
 	}
 }
+
+// NAK and IN_PROGRESS on the stream: a nak'ed delivery comes back on the
+// stream with attempt 2 and a new delivery_id (the old one is no longer
+// held: acking it sends nothing); an extended one stays held, and its ack
+// later is confirmed.
+func TestStreamOrdersNakAndInProgress(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	n.createMany(t, 2)
+	open := createdQueue("pull-nak")
+	open.MaxInFlight = 2
+	open.Settings = &ordersv1.ConsumerSettings{AckWait: dur(time.Minute)}
+	stream, _ := n.streamOrders(t, open)
+	var got []*ordersv1.StreamDelivery
+	for len(got) < 2 {
+		got = append(got, nextResponse(t, stream).GetDeliveries()...)
+	}
+	naked, extended := got[0], got[1]
+	settle(t, stream, ordersv1.AckAction_ACK_ACTION_IN_PROGRESS, extended.GetDeliveryId())
+	settle(t, stream, ordersv1.AckAction_ACK_ACTION_NAK, naked.GetDeliveryId())
+	var again *ordersv1.StreamDelivery
+	results := 0
+	for again == nil || results < 2 {
+		res := nextResponse(t, stream)
+		for _, r := range res.GetAckResults() {
+			if !r.GetConfirmed() {
+				t.Fatalf("ack %v: %s", r.GetDelivery(), r.GetError())
+			}
+			results++
+		}
+		for _, d := range res.GetDeliveries() {
+			again = d
+		}
+	}
+	if again.GetEvent().GetSequence() != naked.GetEvent().GetSequence() || again.GetDeliveryAttempt() != 2 || again.GetDeliveryId() <= extended.GetDeliveryId() {
+		t.Fatalf("after the NAK: %v", again)
+	}
+	settle(t, stream, ordersv1.AckAction_ACK_ACTION_ACK, naked.GetDeliveryId(), extended.GetDeliveryId(), again.GetDeliveryId())
+	byID := map[uint64]*ordersv1.StreamAckResult{}
+	for len(byID) < 3 {
+		for _, r := range nextResponse(t, stream).GetAckResults() {
+			byID[r.GetDeliveryId()] = r
+		}
+	}
+	if r := byID[naked.GetDeliveryId()]; r.GetConfirmed() || r.GetError() == "" {
+		t.Errorf("ack of the nak'ed delivery's old id: %v", r)
+	}
+	if !byID[extended.GetDeliveryId()].GetConfirmed() || !byID[again.GetDeliveryId()].GetConfirmed() {
+		t.Errorf("acks: %v", byID)
+	}
+	waitForInfo(t, n, "pull-nak", func(pending, unacked uint64) bool { return pending == 0 && unacked == 0 })
+}
