@@ -18,6 +18,7 @@ type credit struct {
 	limit   int
 	freed   chan struct{}   // a token when credit was freed
 	changed func(delta int) // told how the number held moves (metrics)
+	forgot  func(heldKey)   // told of each delivery no longer held; may be nil
 
 	mu  sync.Mutex            // protects due
 	due map[heldKey]time.Time // delivery → when JetStream redelivers it
@@ -50,6 +51,9 @@ func (c *credit) free(now time.Time) (int, time.Time) {
 		if !due.After(now) {
 			delete(c.due, seq)
 			expired++
+			if c.forgot != nil {
+				c.forgot(seq)
+			}
 		} else if next.IsZero() || due.Before(next) {
 			next = due
 		}
@@ -85,6 +89,9 @@ func (c *credit) release(seq heldKey) {
 	_, held := c.due[seq]
 	delete(c.due, seq)
 	c.mu.Unlock()
+	if held && c.forgot != nil {
+		c.forgot(seq)
+	}
 	if held {
 		c.changed(-1)
 		c.signal()

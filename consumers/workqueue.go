@@ -30,11 +30,16 @@ type ConsumeSpec struct {
 	Settings    ConsumerSettings
 	AutoAck     bool
 	Heartbeat   time.Duration
+	// Raw: deliveries carry the stored bytes (Delivery.Raw) instead of a
+	// decoded Event, for a sender that forwards them (StreamOrders).
+	Raw bool
 }
 
 // Delivery is one message of a ConsumeOrders stream: an event, or a heartbeat.
 type Delivery struct {
 	Event      *ordersv1.OrderEvent
+	Raw        eventstore.RawEvent // instead of Event when ConsumeSpec.Raw (Event may still be set for a redriven one)
+	ID         uint64              // the stream's number for it: 1, 2, 3...
 	Attempt    uint64
 	NumPending uint64
 	AckToken   string
@@ -86,6 +91,19 @@ func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *
 // stream ends are released at once (NAK), so they go to another client
 // right away instead of after their ack wait.
 func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(Delivery) error) error {
+	return w.consume(ctx, spec, nil, send, func(batch []Delivery) (int, error) {
+		for i, d := range batch {
+			if err := send(d); err != nil {
+				return i, err
+			}
+		}
+		return len(batch), nil
+	})
+}
+
+// consume is Consume with deliveries sent in batches by sendBatch (which
+// returns how many it sent), and, for a Session, its deliveries tracked.
+func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Session, send func(Delivery) error, sendBatch func([]Delivery) (int, error)) error {
 	spec.Settings.InactiveThreshold = w.opts.InactiveThreshold
 	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
 		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings, w.opts.MaxDurables) // bounded by --nats-timeout
@@ -95,6 +113,9 @@ func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(De
 	}
 	cfg := cons.CachedInfo().Config
 	held := newCredit(spec.MaxInFlight, func(delta int) { w.metrics.InFlight(spec.Consumer, delta) })
+	if sess != nil {
+		sess.start(held, ackDeadline(cfg, 1))
+	}
 	defer held.drop()
 	if !spec.AutoAck {
 		subs, err := held.watchAcks(w.nc, spec.Consumer, ackDeadline(cfg, 1))
@@ -107,21 +128,25 @@ func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(De
 			}
 		}()
 	}
-	loop := fetchLoop{w: w, spec: spec, cfg: cfg, cons: cons, held: held, send: send, lastSend: time.Now()}
+	loop := fetchLoop{w: w, spec: spec, cfg: cfg, cons: cons, held: held, send: send, sendBatch: sendBatch, sess: sess, lastSend: time.Now()}
 	return loop.run(ctx)
 }
 
 // fetchLoop is the state of one ConsumeOrders stream.
 type fetchLoop struct {
-	w        *WorkQueues
-	spec     ConsumeSpec
-	cfg      jetstream.ConsumerConfig
-	cons     jetstream.Consumer
-	held     *credit
-	send     func(Delivery) error
-	lastSend time.Time
-	failures int // fetches in a row that failed for a passing reason
-	redrive  redriveSource
+	w    *WorkQueues
+	spec ConsumeSpec
+	cfg  jetstream.ConsumerConfig
+	cons jetstream.Consumer
+	held *credit
+	send func(Delivery) error // heartbeats
+	// sendBatch sends deliveries and returns how many it sent.
+	sendBatch func([]Delivery) (int, error)
+	sess      *Session // nil for ConsumeOrders
+	lastID    uint64   // the last Delivery.ID given
+	lastSend  time.Time
+	failures  int // fetches in a row that failed for a passing reason
+	redrive   redriveSource
 }
 
 func (l *fetchLoop) run(ctx context.Context) error {
@@ -220,25 +245,38 @@ func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
 		_ = msg.Term()
 		return prepared{msg: msg}
 	}
-	ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	var (
+		ev  *ordersv1.OrderEvent
+		raw eventstore.RawEvent
+	)
+	if l.spec.Raw {
+		raw, err = eventstore.CheckRawEvent(msg.Subject(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	} else {
+		ev, err = eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	}
 	if err != nil {
 		l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "seq", meta.Sequence.Stream, "err", err)
 		_ = msg.TermWithReason("not an order event")
 		return prepared{msg: msg}
 	}
 	p := prepared{msg: msg, seq: heldKey{seq: meta.Sequence.Stream}, ok: true,
-		delivery: Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
+		delivery: Delivery{Event: ev, Raw: raw, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
 		p.delivery.AckToken = l.w.tokens.Sign(msg.Reply())
 	}
 	return p
 }
 
-// deliver sends the events of one fetch, prepared by a helper goroutine.
-// Once the stream is broken (ctx ended or a send failed) it releases the
-// rest with a NAK. It returns how many it sent, the error that broke the
-// stream, and the fetch's own error (unclassified: the loop tells passing
-// failures, such as a leader change, from others).
+// maxBatch bounds the deliveries sent together (one StreamOrders
+// response): those ready when the first is, up to this many.
+const maxBatch = 256
+
+// deliver sends the events of one fetch, prepared by a helper goroutine,
+// in batches of those ready together. Once the stream is broken (ctx
+// ended or a send failed) it releases the rest with a NAK. It returns how
+// many it sent, the error that broke the stream, and the fetch's own
+// error (unclassified: the loop tells passing failures, such as a leader
+// change, from others).
 func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch, prepare func(jetstream.Msg) prepared) (int, error, error) {
 	ready := make(chan prepared, 64)
 	go func() {
@@ -248,36 +286,31 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch, p
 		}
 	}()
 	var (
-		stop error
-		sent int
+		stop    error
+		sent    int
+		pending []prepared
 	)
 	for p := range ready {
+		pending = append(pending[:0], p)
+	gather:
+		for len(pending) < maxBatch {
+			select {
+			case q, ok := <-ready:
+				if !ok {
+					break gather
+				}
+				pending = append(pending, q)
+			default:
+				break gather
+			}
+		}
 		if stop == nil {
 			stop = ctx.Err()
 		}
-		if !p.ok {
-			continue
-		}
-		if stop != nil {
-			release(p.msg)
-			continue
-		}
-		if !l.spec.AutoAck {
-			// Held before the send, so an ack that overtakes it still counts.
-			l.held.hold(p.seq, time.Now().Add(ackDeadline(l.cfg, p.delivery.Attempt)))
-		}
-		err := l.sendTraced(ctx, p)
-		if err != nil {
+		n, err := l.sendPrepared(ctx, pending, stop)
+		sent += n
+		if stop == nil {
 			stop = err
-			l.held.release(p.seq)
-			release(p.msg) // the client may not have it: let it go to another one now
-			continue
-		}
-		l.lastSend = time.Now()
-		sent++
-		l.w.metrics.Delivered(l.spec.Consumer, p.delivery.Attempt)
-		if l.spec.AutoAck {
-			_ = p.msg.Ack()
 		}
 	}
 	if stop != nil {
@@ -289,17 +322,73 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch, p
 	return sent, nil, nil
 }
 
-// sendTraced sends one delivery inside a span that continues the trace of
-// the call that stored the event, linked to the ConsumeOrders call.
-func (l *fetchLoop) sendTraced(ctx context.Context, p prepared) error {
-	_, span := telemetry.Tracer().Start(telemetry.Extract(context.Background(), p.msg.Headers()), "ConsumeOrders deliver",
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithLinks(trace.LinkFromContext(ctx)),
-		trace.WithAttributes(attribute.String("ordersd.consumer", l.spec.Consumer),
-			attribute.String("ordersd.order_id", p.delivery.Event.GetOrder().GetOrderId()),
-			attribute.Int64("ordersd.delivery_attempt", int64(p.delivery.Attempt))))
-	defer span.End()
-	return l.send(p.delivery)
+// sendPrepared sends one batch, or releases it when the stream is already
+// broken (stop). Deliveries the send did not take are released at once:
+// the client may not have them, so they go to another client now.
+func (l *fetchLoop) sendPrepared(ctx context.Context, batch []prepared, stop error) (int, error) {
+	out := make([]Delivery, 0, len(batch))
+	kept := batch[:0]
+	for _, p := range batch {
+		if !p.ok {
+			continue
+		}
+		if stop != nil {
+			release(p.msg)
+			continue
+		}
+		l.lastID++
+		p.delivery.ID = l.lastID
+		if !l.spec.AutoAck {
+			// Held before the send, so an ack that overtakes it still counts.
+			l.held.hold(p.seq, time.Now().Add(ackDeadline(l.cfg, p.delivery.Attempt)))
+			if l.sess != nil {
+				l.sess.track(p.delivery.ID, p.seq, p.msg.Reply())
+			}
+		}
+		kept = append(kept, p)
+		out = append(out, p.delivery)
+	}
+	if len(out) == 0 {
+		return 0, nil
+	}
+	n, err := l.sendTraced(ctx, kept, out)
+	for _, p := range kept[n:] {
+		l.held.release(p.seq)
+		release(p.msg)
+	}
+	l.lastSend = time.Now()
+	for _, p := range kept[:n] {
+		l.w.metrics.Delivered(l.spec.Consumer, p.delivery.Attempt)
+		if l.spec.AutoAck {
+			_ = p.msg.Ack()
+		}
+	}
+	return n, err
+}
+
+// sendTraced sends a batch, each delivery inside a span that continues
+// the trace of the call that stored its event, linked to the consuming
+// call.
+func (l *fetchLoop) sendTraced(ctx context.Context, batch []prepared, out []Delivery) (int, error) {
+	spans := make([]trace.Span, len(batch))
+	for i, p := range batch {
+		orderID := p.delivery.Raw.OrderID
+		if p.delivery.Event != nil {
+			orderID = p.delivery.Event.GetOrder().GetOrderId()
+		}
+		_, spans[i] = telemetry.Tracer().Start(telemetry.Extract(context.Background(), p.msg.Headers()), "ConsumeOrders deliver",
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithLinks(trace.LinkFromContext(ctx)),
+			trace.WithAttributes(attribute.String("ordersd.consumer", l.spec.Consumer),
+				attribute.String("ordersd.order_id", orderID),
+				attribute.Int64("ordersd.delivery_attempt", int64(p.delivery.Attempt))))
+	}
+	defer func() {
+		for _, span := range spans {
+			span.End()
+		}
+	}()
+	return l.sendBatch(out)
 }
 
 // beatingWhile runs setUp while sending a heartbeat every interval: a

@@ -154,6 +154,15 @@ func TestAuthenticationAndPermissionsPerGroup(t *testing.T) {
 					return recvAny[*ordersv1.ConsumeOrdersResponse]{s}, err
 				})
 			},
+			"StreamOrders (bidi)": func(ctx context.Context) error {
+				return recvFirst(func() (interface{ Recv() (any, error) }, error) {
+					s, err := n.client.StreamOrders(ctx)
+					if err == nil { // a refused stream's Send says io.EOF; its status comes with Recv
+						_ = s.Send(&ordersv1.StreamOrdersRequest{Open: &ordersv1.ConsumeOrdersRequest{Consumer: "warehouse", HeartbeatInterval: dur(time.Second)}})
+					}
+					return recvAny[*ordersv1.StreamOrdersResponse]{s}, err
+				})
+			},
 			"AckOrders (unary)": func(ctx context.Context) error {
 				_, err := n.client.AckOrders(ctx, &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: ackToken, Action: ordersv1.AckAction_ACK_ACTION_IN_PROGRESS}}})
 				return err

@@ -23,6 +23,7 @@ type OrderStore interface {
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).
 type WorkQueues interface {
 	Consume(ctx context.Context, spec consumers.ConsumeSpec, send func(consumers.Delivery) error) error
+	NewSession(spec consumers.ConsumeSpec) *consumers.Session
 }
 
 // AckTokenVerifier checks ack tokens (consumers.AckTokens).
@@ -33,6 +34,7 @@ type AckTokenVerifier interface {
 // Acker applies verified acks (consumers.Acker).
 type Acker interface {
 	Apply(ctx context.Context, settles []consumers.Settle) []consumers.SettleResult
+	Pipeline(done func(tag any, r consumers.SettleResult)) (*consumers.AckPipeline, error)
 }
 
 // Watcher serves WatchOrders streams (consumers.Watcher).

@@ -106,6 +106,36 @@ func TestOrderReviewConsumerNeedsAdmin(t *testing.T) {
 	if err != nil || !res.GetResults()[0].GetConfirmed() {
 		t.Fatalf("AckOrders with admin: %v %v", res, err)
 	}
+
+	// StreamOrders alike: refused with consume, and its acks by token too.
+	for token, want := range map[string]codes.Code{"worker-token": codes.PermissionDenied, "operator-token": codes.OK} {
+		s, err := n.client.StreamOrders(bearer(streamCtx(t), token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&ordersv1.StreamOrdersRequest{Open: review}); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Recv()
+		if status.Code(err) != want {
+			t.Fatalf("StreamOrders on %s with %s: %v, want %v", consumers.ReviewConsumer, token, err, want)
+		}
+	}
+	other, err := n.client.StreamOrders(bearer(streamCtx(t), "worker-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = other.Send(&ordersv1.StreamOrdersRequest{Open: &ordersv1.ConsumeOrdersRequest{Consumer: "worker-queue", HeartbeatInterval: dur(time.Second)}})
+	_ = other.Send(&ordersv1.StreamOrdersRequest{Acks: []*ordersv1.StreamAck{{
+		Delivery: &ordersv1.StreamAck_AckToken{AckToken: d.GetAckToken()}, Action: ordersv1.AckAction_ACK_ACTION_ACK}}})
+	for {
+		if _, err = other.Recv(); err != nil {
+			break
+		}
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("a StreamOrders ack of %s with consume: %v, want PERMISSION_DENIED", consumers.ReviewConsumer, err)
+	}
 }
 
 // A durable consumer made by ConsumeOrders is deleted by JetStream once it

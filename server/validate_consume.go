@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 
 	"github.com/ordersd/ordersd/consumers"
@@ -96,27 +98,7 @@ func ackSettles(req *ordersv1.AckOrdersRequest, tokens AckTokenVerifier) ([]cons
 	for i, a := range req.GetAcks() {
 		field := fmt.Sprintf("acks[%d]", i)
 		s := &settles[i]
-		switch a.GetAction() {
-		case ordersv1.AckAction_ACK_ACTION_ACK:
-			s.Action = consumers.ActionAck
-		case ordersv1.AckAction_ACK_ACTION_NAK:
-			s.Action = consumers.ActionNak
-			s.NakDelay = v.duration(field+".nak_delay", a.GetNakDelay(), 0, maxAckWait)
-		case ordersv1.AckAction_ACK_ACTION_IN_PROGRESS:
-			s.Action = consumers.ActionInProgress
-		case ordersv1.AckAction_ACK_ACTION_TERM:
-			s.Action = consumers.ActionTerm
-			v.text(field+".reason", a.GetReason(), maxReasonLen, false)
-			s.Reason = a.GetReason()
-		default:
-			v.add(field+".action", "must be ACK_ACTION_ACK, _NAK, _IN_PROGRESS or _TERM, got %d", int32(a.GetAction()))
-		}
-		if a.GetNakDelay() != nil && a.GetAction() != ordersv1.AckAction_ACK_ACTION_NAK {
-			v.add(field+".nak_delay", "is only for ACK_ACTION_NAK")
-		}
-		if a.GetReason() != "" && a.GetAction() != ordersv1.AckAction_ACK_ACTION_TERM {
-			v.add(field+".reason", "is only for ACK_ACTION_TERM")
-		}
+		*s = v.settleAction(func() string { return field }, a.GetAction(), a.GetNakDelay(), a.GetReason())
 		if a.GetAckToken() == "" {
 			v.add(field+".ack_token", "is required")
 			continue
@@ -137,4 +119,37 @@ func ackSettles(req *ordersv1.AckOrdersRequest, tokens AckTokenVerifier) ([]cons
 		return nil, permissionDenied(fmt.Sprintf("ack token of acks[%d] was not issued by this deployment", forged[0]))
 	}
 	return settles, nil
+}
+
+// settleAction checks the action of one ack (of AckOrders or StreamOrders)
+// and its nak_delay and reason; the Settle it returns has no Ack yet.
+// field names the ack in a violation; it is called only for one.
+func (v *violations) settleAction(field func() string, action ordersv1.AckAction, nakDelay *durationpb.Duration, reason string) consumers.Settle {
+	var s consumers.Settle
+	switch action {
+	case ordersv1.AckAction_ACK_ACTION_ACK:
+		s.Action = consumers.ActionAck
+	case ordersv1.AckAction_ACK_ACTION_NAK:
+		s.Action = consumers.ActionNak
+		if nakDelay != nil {
+			s.NakDelay = v.duration(field()+".nak_delay", nakDelay, 0, maxAckWait)
+		}
+	case ordersv1.AckAction_ACK_ACTION_IN_PROGRESS:
+		s.Action = consumers.ActionInProgress
+	case ordersv1.AckAction_ACK_ACTION_TERM:
+		s.Action = consumers.ActionTerm
+		if reason != "" {
+			v.text(field()+".reason", reason, maxReasonLen, false)
+		}
+		s.Reason = reason
+	default:
+		v.add(field()+".action", "must be ACK_ACTION_ACK, _NAK, _IN_PROGRESS or _TERM, got %d", int32(action))
+	}
+	if nakDelay != nil && action != ordersv1.AckAction_ACK_ACTION_NAK {
+		v.add(field()+".nak_delay", "is only for ACK_ACTION_NAK")
+	}
+	if reason != "" && action != ordersv1.AckAction_ACK_ACTION_TERM {
+		v.add(field()+".reason", "is only for ACK_ACTION_TERM")
+	}
+	return s
 }

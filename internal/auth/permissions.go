@@ -6,14 +6,14 @@ import (
 )
 
 // Permissions of the RPC groups. A permission "consume:<name>" allows
-// ConsumeOrders and AckOrders on one durable consumer; "consume" (or
+// ConsumeOrders, AckOrders and StreamOrders on one durable consumer; "consume" (or
 // "consume:*") on every consumer but the reserved ones (order-review),
 // which need "admin" too; "*" allows everything.
 const (
 	Read    = "read"    // GetOrder, GetOrderHistory, ListOrders
 	Write   = "write"   // CreateOrder, CreateOrders, the transitions
 	Watch   = "watch"   // WatchOrders
-	Consume = "consume" // ConsumeOrders, AckOrders
+	Consume = "consume" // ConsumeOrders, AckOrders, StreamOrders
 	Admin   = "admin"   // the QueueService; consuming from reserved consumers
 	All     = "*"
 )
@@ -35,6 +35,7 @@ var groups = map[string]string{
 	"/orders.v1.OrderService/WatchOrders":     Watch,
 	"/orders.v1.OrderService/ConsumeOrders":   Consume,
 	"/orders.v1.OrderService/AckOrders":       Consume,
+	"/orders.v1.OrderService/StreamOrders":    Consume,
 
 	"/orders.v1.QueueService/ListConsumers":      Admin,
 	"/orders.v1.QueueService/GetConsumer":        Admin,

@@ -1944,6 +1944,431 @@ func (x *AckOrdersResponse) GetResults() []*AckResult {
 	return nil
 }
 
+// StreamOrdersRequest is one message of a StreamOrders stream: the first
+// opens it, every later one settles deliveries.
+type StreamOrdersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The consumer to read and how: required on the first message, refused on
+	// any later one. auto_ack is allowed; the stream then takes no acks.
+	Open *ConsumeOrdersRequest `protobuf:"bytes,1,opt,name=open,proto3" json:"open,omitempty"`
+	// Settlements of deliveries of this stream (by delivery_id) or of any
+	// stream or node of this deployment (by ack_token): 0 to 1000 a message.
+	Acks          []*StreamAck `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOrdersRequest) Reset() {
+	*x = StreamOrdersRequest{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOrdersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOrdersRequest) ProtoMessage() {}
+
+func (x *StreamOrdersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOrdersRequest.ProtoReflect.Descriptor instead.
+func (*StreamOrdersRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *StreamOrdersRequest) GetOpen() *ConsumeOrdersRequest {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *StreamOrdersRequest) GetAcks() []*StreamAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// StreamAck settles one delivery.
+type StreamAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which delivery. Required.
+	//
+	// Types that are valid to be assigned to Delivery:
+	//
+	//	*StreamAck_DeliveryId
+	//	*StreamAck_AckToken
+	Delivery isStreamAck_Delivery `protobuf_oneof:"delivery"`
+	// What to do with the event. Required.
+	Action AckAction `protobuf:"varint,3,opt,name=action,proto3,enum=orders.v1.AckAction" json:"action,omitempty"`
+	// For ACK_ACTION_NAK: wait this long before redelivering, 0 to 12h.
+	NakDelay *durationpb.Duration `protobuf:"bytes,4,opt,name=nak_delay,json=nakDelay,proto3" json:"nak_delay,omitempty"`
+	// For ACK_ACTION_TERM: why, up to 512 characters, no control characters.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamAck) Reset() {
+	*x = StreamAck{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamAck) ProtoMessage() {}
+
+func (x *StreamAck) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamAck.ProtoReflect.Descriptor instead.
+func (*StreamAck) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *StreamAck) GetDelivery() isStreamAck_Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+func (x *StreamAck) GetDeliveryId() uint64 {
+	if x != nil {
+		if x, ok := x.Delivery.(*StreamAck_DeliveryId); ok {
+			return x.DeliveryId
+		}
+	}
+	return 0
+}
+
+func (x *StreamAck) GetAckToken() string {
+	if x != nil {
+		if x, ok := x.Delivery.(*StreamAck_AckToken); ok {
+			return x.AckToken
+		}
+	}
+	return ""
+}
+
+func (x *StreamAck) GetAction() AckAction {
+	if x != nil {
+		return x.Action
+	}
+	return AckAction_ACK_ACTION_UNSPECIFIED
+}
+
+func (x *StreamAck) GetNakDelay() *durationpb.Duration {
+	if x != nil {
+		return x.NakDelay
+	}
+	return nil
+}
+
+func (x *StreamAck) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type isStreamAck_Delivery interface {
+	isStreamAck_Delivery()
+}
+
+type StreamAck_DeliveryId struct {
+	// The delivery_id of a StreamDelivery of this stream.
+	DeliveryId uint64 `protobuf:"varint,1,opt,name=delivery_id,json=deliveryId,proto3,oneof"`
+}
+
+type StreamAck_AckToken struct {
+	// An ack_token from ConsumeOrders or StreamOrders, on any node.
+	AckToken string `protobuf:"bytes,2,opt,name=ack_token,json=ackToken,proto3,oneof"`
+}
+
+func (*StreamAck_DeliveryId) isStreamAck_Delivery() {}
+
+func (*StreamAck_AckToken) isStreamAck_Delivery() {}
+
+// StreamOrdersResponse is one message of a StreamOrders stream: deliveries,
+// ack results, or a heartbeat.
+type StreamOrdersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events to process, oldest first; empty on heartbeats.
+	Deliveries []*StreamDelivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// The outcome of acks sent on this stream, once JetStream answered.
+	AckResults []*StreamAckResult `protobuf:"bytes,2,rep,name=ack_results,json=ackResults,proto3" json:"ack_results,omitempty"`
+	// True on a heartbeat: the stream is alive but had nothing to send.
+	Heartbeat     bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOrdersResponse) Reset() {
+	*x = StreamOrdersResponse{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOrdersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOrdersResponse) ProtoMessage() {}
+
+func (x *StreamOrdersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOrdersResponse.ProtoReflect.Descriptor instead.
+func (*StreamOrdersResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *StreamOrdersResponse) GetDeliveries() []*StreamDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *StreamOrdersResponse) GetAckResults() []*StreamAckResult {
+	if x != nil {
+		return x.AckResults
+	}
+	return nil
+}
+
+func (x *StreamOrdersResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
+// StreamDelivery is one delivered event of a StreamOrders stream.
+type StreamDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the delivery in StreamAck.delivery_id on this stream: 1, 2, 3...
+	DeliveryId uint64 `protobuf:"varint,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// The event.
+	Event *OrderEvent `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// How many times this event has been delivered, this time included.
+	DeliveryAttempt uint64 `protobuf:"varint,3,opt,name=delivery_attempt,json=deliveryAttempt,proto3" json:"delivery_attempt,omitempty"`
+	// How many more events of the consumer wait to be delivered.
+	NumPending uint64 `protobuf:"varint,4,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
+	// Opaque token for AckOrders or a StreamAck on any ordersd node of this
+	// deployment, to settle the delivery elsewhere. Empty when auto_ack is on.
+	AckToken      string `protobuf:"bytes,5,opt,name=ack_token,json=ackToken,proto3" json:"ack_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamDelivery) Reset() {
+	*x = StreamDelivery{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamDelivery) ProtoMessage() {}
+
+func (x *StreamDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamDelivery.ProtoReflect.Descriptor instead.
+func (*StreamDelivery) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StreamDelivery) GetDeliveryId() uint64 {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return 0
+}
+
+func (x *StreamDelivery) GetEvent() *OrderEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *StreamDelivery) GetDeliveryAttempt() uint64 {
+	if x != nil {
+		return x.DeliveryAttempt
+	}
+	return 0
+}
+
+func (x *StreamDelivery) GetNumPending() uint64 {
+	if x != nil {
+		return x.NumPending
+	}
+	return 0
+}
+
+func (x *StreamDelivery) GetAckToken() string {
+	if x != nil {
+		return x.AckToken
+	}
+	return ""
+}
+
+// StreamAckResult is the outcome of one StreamAck.
+type StreamAckResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The StreamAck's delivery: its delivery_id, or its ack_token.
+	//
+	// Types that are valid to be assigned to Delivery:
+	//
+	//	*StreamAckResult_DeliveryId
+	//	*StreamAckResult_AckToken
+	Delivery isStreamAckResult_Delivery `protobuf_oneof:"delivery"`
+	// True when JetStream confirmed it received the ack; false as in AckResult.
+	Confirmed bool `protobuf:"varint,3,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
+	// Why the ack was not confirmed; empty when confirmed.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamAckResult) Reset() {
+	*x = StreamAckResult{}
+	mi := &file_orders_v1_order_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamAckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamAckResult) ProtoMessage() {}
+
+func (x *StreamAckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamAckResult.ProtoReflect.Descriptor instead.
+func (*StreamAckResult) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StreamAckResult) GetDelivery() isStreamAckResult_Delivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+func (x *StreamAckResult) GetDeliveryId() uint64 {
+	if x != nil {
+		if x, ok := x.Delivery.(*StreamAckResult_DeliveryId); ok {
+			return x.DeliveryId
+		}
+	}
+	return 0
+}
+
+func (x *StreamAckResult) GetAckToken() string {
+	if x != nil {
+		if x, ok := x.Delivery.(*StreamAckResult_AckToken); ok {
+			return x.AckToken
+		}
+	}
+	return ""
+}
+
+func (x *StreamAckResult) GetConfirmed() bool {
+	if x != nil {
+		return x.Confirmed
+	}
+	return false
+}
+
+func (x *StreamAckResult) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+type isStreamAckResult_Delivery interface {
+	isStreamAckResult_Delivery()
+}
+
+type StreamAckResult_DeliveryId struct {
+	// The delivery_id the StreamAck named.
+	DeliveryId uint64 `protobuf:"varint,1,opt,name=delivery_id,json=deliveryId,proto3,oneof"`
+}
+
+type StreamAckResult_AckToken struct {
+	// The ack_token the StreamAck named.
+	AckToken string `protobuf:"bytes,2,opt,name=ack_token,json=ackToken,proto3,oneof"`
+}
+
+func (*StreamAckResult_DeliveryId) isStreamAckResult_Delivery() {}
+
+func (*StreamAckResult_AckToken) isStreamAckResult_Delivery() {}
+
 // WatchOrdersRequest is the input of WatchOrders. All filters must match for
 // an event to be sent.
 type WatchOrdersRequest struct {
@@ -1971,7 +2396,7 @@ type WatchOrdersRequest struct {
 
 func (x *WatchOrdersRequest) Reset() {
 	*x = WatchOrdersRequest{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[29]
+	mi := &file_orders_v1_order_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1983,7 +2408,7 @@ func (x *WatchOrdersRequest) String() string {
 func (*WatchOrdersRequest) ProtoMessage() {}
 
 func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[29]
+	mi := &file_orders_v1_order_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1996,7 +2421,7 @@ func (x *WatchOrdersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersRequest.ProtoReflect.Descriptor instead.
 func (*WatchOrdersRequest) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{29}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WatchOrdersRequest) GetStatuses() []OrderStatus {
@@ -2104,7 +2529,7 @@ type WatchOrdersResponse struct {
 
 func (x *WatchOrdersResponse) Reset() {
 	*x = WatchOrdersResponse{}
-	mi := &file_orders_v1_order_service_proto_msgTypes[30]
+	mi := &file_orders_v1_order_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2116,7 +2541,7 @@ func (x *WatchOrdersResponse) String() string {
 func (*WatchOrdersResponse) ProtoMessage() {}
 
 func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_orders_v1_order_service_proto_msgTypes[30]
+	mi := &file_orders_v1_order_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2129,7 +2554,7 @@ func (x *WatchOrdersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchOrdersResponse.ProtoReflect.Descriptor instead.
 func (*WatchOrdersResponse) Descriptor() ([]byte, []int) {
-	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{30}
+	return file_orders_v1_order_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchOrdersResponse) GetEvent() *OrderEvent {
@@ -2279,7 +2704,42 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\tconfirmed\x18\x01 \x01(\bR\tconfirmed\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\"C\n" +
 	"\x11AckOrdersResponse\x12.\n" +
-	"\aresults\x18\x01 \x03(\v2\x14.orders.v1.AckResultR\aresults\"\xde\x02\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.orders.v1.AckResultR\aresults\"t\n" +
+	"\x13StreamOrdersRequest\x123\n" +
+	"\x04open\x18\x01 \x01(\v2\x1f.orders.v1.ConsumeOrdersRequestR\x04open\x12(\n" +
+	"\x04acks\x18\x02 \x03(\v2\x14.orders.v1.StreamAckR\x04acks\"\xd7\x01\n" +
+	"\tStreamAck\x12!\n" +
+	"\vdelivery_id\x18\x01 \x01(\x04H\x00R\n" +
+	"deliveryId\x12\x1d\n" +
+	"\tack_token\x18\x02 \x01(\tH\x00R\backToken\x12,\n" +
+	"\x06action\x18\x03 \x01(\x0e2\x14.orders.v1.AckActionR\x06action\x126\n" +
+	"\tnak_delay\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bnakDelay\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reasonB\n" +
+	"\n" +
+	"\bdelivery\"\xac\x01\n" +
+	"\x14StreamOrdersResponse\x129\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x19.orders.v1.StreamDeliveryR\n" +
+	"deliveries\x12;\n" +
+	"\vack_results\x18\x02 \x03(\v2\x1a.orders.v1.StreamAckResultR\n" +
+	"ackResults\x12\x1c\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat\"\xc7\x01\n" +
+	"\x0eStreamDelivery\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\x04R\n" +
+	"deliveryId\x12+\n" +
+	"\x05event\x18\x02 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12)\n" +
+	"\x10delivery_attempt\x18\x03 \x01(\x04R\x0fdeliveryAttempt\x12\x1f\n" +
+	"\vnum_pending\x18\x04 \x01(\x04R\n" +
+	"numPending\x12\x1b\n" +
+	"\tack_token\x18\x05 \x01(\tR\backToken\"\x93\x01\n" +
+	"\x0fStreamAckResult\x12!\n" +
+	"\vdelivery_id\x18\x01 \x01(\x04H\x00R\n" +
+	"deliveryId\x12\x1d\n" +
+	"\tack_token\x18\x02 \x01(\tH\x00R\backToken\x12\x1c\n" +
+	"\tconfirmed\x18\x03 \x01(\bR\tconfirmed\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05errorB\n" +
+	"\n" +
+	"\bdelivery\"\xde\x02\n" +
 	"\x12WatchOrdersRequest\x122\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1f\n" +
@@ -2301,7 +2761,7 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
 	"\x0eACK_ACTION_NAK\x10\x02\x12\x1a\n" +
 	"\x16ACK_ACTION_IN_PROGRESS\x10\x03\x12\x13\n" +
-	"\x0fACK_ACTION_TERM\x10\x042\x85\b\n" +
+	"\x0fACK_ACTION_TERM\x10\x042\xda\b\n" +
 	"\fOrderService\x12L\n" +
 	"\vCreateOrder\x12\x1d.orders.v1.CreateOrderRequest\x1a\x1e.orders.v1.CreateOrderResponse\x12S\n" +
 	"\fCreateOrders\x12\x1e.orders.v1.CreateOrdersRequest\x1a\x1f.orders.v1.CreateOrdersResponse(\x010\x01\x12C\n" +
@@ -2315,7 +2775,8 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"ListOrders\x12\x1c.orders.v1.ListOrdersRequest\x1a\x1d.orders.v1.ListOrdersResponse\x12Z\n" +
 	"\x0fGetOrderHistory\x12!.orders.v1.GetOrderHistoryRequest\x1a\".orders.v1.GetOrderHistoryResponse0\x01\x12T\n" +
 	"\rConsumeOrders\x12\x1f.orders.v1.ConsumeOrdersRequest\x1a .orders.v1.ConsumeOrdersResponse0\x01\x12F\n" +
-	"\tAckOrders\x12\x1b.orders.v1.AckOrdersRequest\x1a\x1c.orders.v1.AckOrdersResponse\x12N\n" +
+	"\tAckOrders\x12\x1b.orders.v1.AckOrdersRequest\x1a\x1c.orders.v1.AckOrdersResponse\x12S\n" +
+	"\fStreamOrders\x12\x1e.orders.v1.StreamOrdersRequest\x1a\x1f.orders.v1.StreamOrdersResponse(\x010\x01\x12N\n" +
 	"\vWatchOrders\x12\x1d.orders.v1.WatchOrdersRequest\x1a\x1e.orders.v1.WatchOrdersResponse0\x01B\x9a\x01\n" +
 	"\rcom.orders.v1B\x11OrderServiceProtoP\x01Z1github.com/ordersd/ordersd/gen/orders/v1;ordersv1\xa2\x02\x03OXX\xaa\x02\tOrders.V1\xca\x02\tOrders\\V1\xe2\x02\x15Orders\\V1\\GPBMetadata\xea\x02\n" +
 	"Orders::V1b\x06proto3"
@@ -2333,7 +2794,7 @@ func file_orders_v1_order_service_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_order_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_orders_v1_order_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_orders_v1_order_service_proto_goTypes = []any{
 	(AckAction)(0),                  // 0: orders.v1.AckAction
 	(*CreateOrderRequest)(nil),      // 1: orders.v1.CreateOrderRequest
@@ -2365,77 +2826,91 @@ var file_orders_v1_order_service_proto_goTypes = []any{
 	(*AckOrdersRequest)(nil),        // 27: orders.v1.AckOrdersRequest
 	(*AckResult)(nil),               // 28: orders.v1.AckResult
 	(*AckOrdersResponse)(nil),       // 29: orders.v1.AckOrdersResponse
-	(*WatchOrdersRequest)(nil),      // 30: orders.v1.WatchOrdersRequest
-	(*WatchOrdersResponse)(nil),     // 31: orders.v1.WatchOrdersResponse
-	(*LineItem)(nil),                // 32: orders.v1.LineItem
-	(*Order)(nil),                   // 33: orders.v1.Order
-	(*OrderEvent)(nil),              // 34: orders.v1.OrderEvent
-	(*durationpb.Duration)(nil),     // 35: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 36: google.protobuf.Timestamp
-	(OrderStatus)(0),                // 37: orders.v1.OrderStatus
+	(*StreamOrdersRequest)(nil),     // 30: orders.v1.StreamOrdersRequest
+	(*StreamAck)(nil),               // 31: orders.v1.StreamAck
+	(*StreamOrdersResponse)(nil),    // 32: orders.v1.StreamOrdersResponse
+	(*StreamDelivery)(nil),          // 33: orders.v1.StreamDelivery
+	(*StreamAckResult)(nil),         // 34: orders.v1.StreamAckResult
+	(*WatchOrdersRequest)(nil),      // 35: orders.v1.WatchOrdersRequest
+	(*WatchOrdersResponse)(nil),     // 36: orders.v1.WatchOrdersResponse
+	(*LineItem)(nil),                // 37: orders.v1.LineItem
+	(*Order)(nil),                   // 38: orders.v1.Order
+	(*OrderEvent)(nil),              // 39: orders.v1.OrderEvent
+	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(OrderStatus)(0),                // 42: orders.v1.OrderStatus
 }
 var file_orders_v1_order_service_proto_depIdxs = []int32{
-	32, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
-	33, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
+	37, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
+	38, // 1: orders.v1.CreateOrderResponse.order:type_name -> orders.v1.Order
 	1,  // 2: orders.v1.CreateOrdersRequest.order:type_name -> orders.v1.CreateOrderRequest
-	33, // 3: orders.v1.CreateOrdersResponse.order:type_name -> orders.v1.Order
+	38, // 3: orders.v1.CreateOrdersResponse.order:type_name -> orders.v1.Order
 	5,  // 4: orders.v1.CreateOrdersResponse.error:type_name -> orders.v1.OrderError
 	6,  // 5: orders.v1.OrderError.field_violations:type_name -> orders.v1.FieldViolation
-	33, // 6: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
-	33, // 7: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
-	33, // 8: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
-	33, // 9: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
-	33, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
-	33, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
-	34, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
-	35, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
-	35, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
-	36, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
-	37, // 16: orders.v1.ListOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	33, // 17: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
-	37, // 18: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	38, // 6: orders.v1.GetOrderResponse.order:type_name -> orders.v1.Order
+	38, // 7: orders.v1.ApproveOrderResponse.order:type_name -> orders.v1.Order
+	38, // 8: orders.v1.RejectOrderResponse.order:type_name -> orders.v1.Order
+	38, // 9: orders.v1.PayOrderResponse.order:type_name -> orders.v1.Order
+	38, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
+	38, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
+	39, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
+	40, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
+	40, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
+	41, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
+	42, // 16: orders.v1.ListOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	38, // 17: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	42, // 18: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
 	21, // 19: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
-	35, // 20: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	34, // 21: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	40, // 20: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	39, // 21: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
 	0,  // 22: orders.v1.Ack.action:type_name -> orders.v1.AckAction
-	35, // 23: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
+	40, // 23: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
 	26, // 24: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
 	28, // 25: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
-	37, // 26: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	36, // 27: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
-	35, // 28: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	34, // 29: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	1,  // 30: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	3,  // 31: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
-	7,  // 32: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	9,  // 33: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
-	11, // 34: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
-	13, // 35: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
-	15, // 36: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	17, // 37: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	22, // 38: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	19, // 39: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
-	24, // 40: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
-	27, // 41: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
-	30, // 42: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	2,  // 43: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	4,  // 44: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
-	8,  // 45: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	10, // 46: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
-	12, // 47: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
-	14, // 48: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
-	16, // 49: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	18, // 50: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	23, // 51: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	20, // 52: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
-	25, // 53: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
-	29, // 54: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
-	31, // 55: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	43, // [43:56] is the sub-list for method output_type
-	30, // [30:43] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	24, // 26: orders.v1.StreamOrdersRequest.open:type_name -> orders.v1.ConsumeOrdersRequest
+	31, // 27: orders.v1.StreamOrdersRequest.acks:type_name -> orders.v1.StreamAck
+	0,  // 28: orders.v1.StreamAck.action:type_name -> orders.v1.AckAction
+	40, // 29: orders.v1.StreamAck.nak_delay:type_name -> google.protobuf.Duration
+	33, // 30: orders.v1.StreamOrdersResponse.deliveries:type_name -> orders.v1.StreamDelivery
+	34, // 31: orders.v1.StreamOrdersResponse.ack_results:type_name -> orders.v1.StreamAckResult
+	39, // 32: orders.v1.StreamDelivery.event:type_name -> orders.v1.OrderEvent
+	42, // 33: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	41, // 34: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
+	40, // 35: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	39, // 36: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	1,  // 37: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	3,  // 38: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
+	7,  // 39: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	9,  // 40: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
+	11, // 41: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
+	13, // 42: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
+	15, // 43: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	17, // 44: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	22, // 45: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	19, // 46: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
+	24, // 47: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
+	27, // 48: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
+	30, // 49: orders.v1.OrderService.StreamOrders:input_type -> orders.v1.StreamOrdersRequest
+	35, // 50: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 51: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	4,  // 52: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
+	8,  // 53: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	10, // 54: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
+	12, // 55: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
+	14, // 56: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
+	16, // 57: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	18, // 58: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	23, // 59: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	20, // 60: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
+	25, // 61: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
+	29, // 62: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
+	32, // 63: orders.v1.OrderService.StreamOrders:output_type -> orders.v1.StreamOrdersResponse
+	36, // 64: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	51, // [51:65] is the sub-list for method output_type
+	37, // [37:51] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_order_service_proto_init() }
@@ -2449,7 +2924,15 @@ func file_orders_v1_order_service_proto_init() {
 		(*ConsumerSettings_StartSequence)(nil),
 		(*ConsumerSettings_StartTime)(nil),
 	}
-	file_orders_v1_order_service_proto_msgTypes[29].OneofWrappers = []any{
+	file_orders_v1_order_service_proto_msgTypes[30].OneofWrappers = []any{
+		(*StreamAck_DeliveryId)(nil),
+		(*StreamAck_AckToken)(nil),
+	}
+	file_orders_v1_order_service_proto_msgTypes[33].OneofWrappers = []any{
+		(*StreamAckResult_DeliveryId)(nil),
+		(*StreamAckResult_AckToken)(nil),
+	}
+	file_orders_v1_order_service_proto_msgTypes[34].OneofWrappers = []any{
 		(*WatchOrdersRequest_ReplayAll)(nil),
 		(*WatchOrdersRequest_StartSequence)(nil),
 		(*WatchOrdersRequest_StartTime)(nil),
@@ -2460,7 +2943,7 @@ func file_orders_v1_order_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_order_service_proto_rawDesc), len(file_orders_v1_order_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

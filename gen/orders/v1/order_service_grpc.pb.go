@@ -31,6 +31,7 @@ const (
 	OrderService_GetOrderHistory_FullMethodName = "/orders.v1.OrderService/GetOrderHistory"
 	OrderService_ConsumeOrders_FullMethodName   = "/orders.v1.OrderService/ConsumeOrders"
 	OrderService_AckOrders_FullMethodName       = "/orders.v1.OrderService/AckOrders"
+	OrderService_StreamOrders_FullMethodName    = "/orders.v1.OrderService/StreamOrders"
 	OrderService_WatchOrders_FullMethodName     = "/orders.v1.OrderService/WatchOrders"
 )
 
@@ -102,6 +103,21 @@ type OrderServiceClient interface {
 	// applied: a malformed one fails the call with INVALID_ARGUMENT, one not
 	// signed by this deployment with PERMISSION_DENIED.
 	AckOrders(ctx context.Context, in *AckOrdersRequest, opts ...grpc.CallOption) (*AckOrdersResponse, error)
+	// StreamOrders consumes a durable work queue over one bidirectional
+	// stream, in the shape of Pub/Sub's StreamingPull: the first request opens
+	// the stream (the same fields as ConsumeOrders); later ones settle
+	// deliveries by their delivery_id (or ack token) on the same stream. Each
+	// response carries a batch of deliveries (several when there is a
+	// backlog), the results of acks, or a heartbeat. Credit comes back as soon
+	// as an ack arrives on the stream: the stream never holds more than
+	// max_in_flight unsettled deliveries. Acks are confirmed by JetStream and
+	// their results sent back in ack_results. Bad input ends the stream with a
+	// status and applies none of the message's acks. A client that closes its
+	// sending side still gets deliveries (settle them with AckOrders) until it
+	// cancels the call. Delivered but unsettled events are redelivered after
+	// their ack wait when the stream ends; events fetched but not yet
+	// delivered are released at once.
+	StreamOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamOrdersRequest, StreamOrdersResponse], error)
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
 	// the live tail (at once when nothing is replayed) and a heartbeat when
@@ -262,9 +278,22 @@ func (c *orderServiceClient) AckOrders(ctx context.Context, in *AckOrdersRequest
 	return out, nil
 }
 
+func (c *orderServiceClient) StreamOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamOrdersRequest, StreamOrdersResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[3], OrderService_StreamOrders_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamOrdersRequest, StreamOrdersResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_StreamOrdersClient = grpc.BidiStreamingClient[StreamOrdersRequest, StreamOrdersResponse]
+
 func (c *orderServiceClient) WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[3], OrderService_WatchOrders_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[4], OrderService_WatchOrders_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +378,21 @@ type OrderServiceServer interface {
 	// applied: a malformed one fails the call with INVALID_ARGUMENT, one not
 	// signed by this deployment with PERMISSION_DENIED.
 	AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error)
+	// StreamOrders consumes a durable work queue over one bidirectional
+	// stream, in the shape of Pub/Sub's StreamingPull: the first request opens
+	// the stream (the same fields as ConsumeOrders); later ones settle
+	// deliveries by their delivery_id (or ack token) on the same stream. Each
+	// response carries a batch of deliveries (several when there is a
+	// backlog), the results of acks, or a heartbeat. Credit comes back as soon
+	// as an ack arrives on the stream: the stream never holds more than
+	// max_in_flight unsettled deliveries. Acks are confirmed by JetStream and
+	// their results sent back in ack_results. Bad input ends the stream with a
+	// status and applies none of the message's acks. A client that closes its
+	// sending side still gets deliveries (settle them with AckOrders) until it
+	// cancels the call. Delivered but unsettled events are redelivered after
+	// their ack wait when the stream ends; events fetched but not yet
+	// delivered are released at once.
+	StreamOrders(grpc.BidiStreamingServer[StreamOrdersRequest, StreamOrdersResponse]) error
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
 	// the live tail (at once when nothing is replayed) and a heartbeat when
@@ -403,6 +447,9 @@ func (UnimplementedOrderServiceServer) ConsumeOrders(*ConsumeOrdersRequest, grpc
 }
 func (UnimplementedOrderServiceServer) AckOrders(context.Context, *AckOrdersRequest) (*AckOrdersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AckOrders not implemented")
+}
+func (UnimplementedOrderServiceServer) StreamOrders(grpc.BidiStreamingServer[StreamOrdersRequest, StreamOrdersResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamOrders not implemented")
 }
 func (UnimplementedOrderServiceServer) WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchOrders not implemented")
@@ -619,6 +666,13 @@ func _OrderService_AckOrders_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_StreamOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(OrderServiceServer).StreamOrders(&grpc.GenericServerStream[StreamOrdersRequest, StreamOrdersResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_StreamOrdersServer = grpc.BidiStreamingServer[StreamOrdersRequest, StreamOrdersResponse]
+
 func _OrderService_WatchOrders_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchOrdersRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -690,6 +744,12 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ConsumeOrders",
 			Handler:       _OrderService_ConsumeOrders_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamOrders",
+			Handler:       _OrderService_StreamOrders_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 		{
 			StreamName:    "WatchOrders",
