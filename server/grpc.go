@@ -86,6 +86,7 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	opts := append([]grpc.ServerOption{
 		// Serve calls from a pool of goroutines instead of a new one each.
 		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
+		codecOption(),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, o.ServerOptions...)
