@@ -18,11 +18,19 @@ import (
 	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
-// liveBuffer is how many events a watcher may have waiting in the live
-// fan-out. A watcher whose buffer is full leaves the fan-out and catches up
-// from the stream at its own pace (see Watch), so memory per watcher stays
-// bounded and no watcher ever slows the others.
-const liveBuffer = 256
+// liveBuffer is how many events a watcher of every customer may have
+// waiting in the live fan-out. A watcher whose buffer is full leaves the
+// fan-out and catches up from the stream at its own pace (see Watch), so
+// memory per watcher stays bounded and no watcher ever slows the others.
+// A watcher of one customer gets a small share of the events and has a
+// smaller buffer: with 10,000 of them the 2 KiB of a 256-event buffer was
+// the largest part of their memory (ordersbench), and a burst of one
+// customer's events that overflows it costs only a catch-up read of that
+// customer's subjects.
+const (
+	liveBuffer         = 256
+	liveBufferCustomer = 32
+)
 
 // The monitor's consumer outlives a cut in the NATS connection: JetStream
 // deletes an ephemeral consumer that nobody listens to after 5s by default,
@@ -106,7 +114,11 @@ func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, uint6
 	if m.closed {
 		return nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
-	w := &liveWatcher{spec: spec, events: make(chan *liveEvent, liveBuffer), behind: make(chan struct{})}
+	size := liveBuffer
+	if spec.CustomerID != "" {
+		size = liveBufferCustomer
+	}
+	w := &liveWatcher{spec: spec, events: make(chan *liveEvent, size), behind: make(chan struct{})}
 	m.watchers[w] = struct{}{}
 	if spec.CustomerID == "" {
 		m.anyone[w] = struct{}{}
