@@ -25,7 +25,8 @@ const (
 	watchCustomerP99     = 50 * time.Millisecond  // watchers of one customer each
 	watchCustomerMemory  = 16 * 1024              // bytes per watcher, server and client sides together
 	watchAllP99          = 100 * time.Millisecond // watchers of every event, and the capacity's bound
-	watchCapacityMinRate = 500                    // events/s of the capacity's first step
+	watchCapacityMinRate = 250                    // events/s of the capacity's first step
+	watchCapacityGrowth  = 1.5                    // each step's rate over the one before
 )
 
 // watch runs the watch workload three times: many watchers that each
@@ -119,9 +120,9 @@ func (b *bench) watchRun(watchers int, perCustomer bool) error {
 
 // watchCapacity finds the largest steady rate of deliveries that watchers
 // of every event get at p99 ≤ watchAllP99: it publishes at a rate for
-// -watch-step, waits for every delivery, and doubles the rate until the
-// p99 of a step goes over, or the deliveries do not all arrive within
-// 30 s. The row is the last step within the bound.
+// -watch-step, waits for every delivery, and raises the rate by half
+// until the p99 of a step goes over, or the deliveries do not all arrive
+// within 30 s. The row is the last step within the bound.
 func (b *bench) watchCapacity(watchers int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -138,11 +139,11 @@ func (b *bench) watchCapacity(watchers int) error {
 		best  *step
 		steps []string
 	)
-	for rate := watchCapacityMinRate; ; rate *= 2 {
+	for rate := float64(watchCapacityMinRate); ; rate *= watchCapacityGrowth {
 		lat := &histogram{}
 		ws.latencies.Store(lat)
 		before := ws.received.Load()
-		published, elapsed, err := b.publishSteady(rate, b.o.watchStep, watchers)
+		published, elapsed, err := b.publishSteady(int(rate), b.o.watchStep, watchers)
 		if err != nil {
 			return err
 		}
@@ -155,7 +156,7 @@ func (b *bench) watchCapacity(watchers int) error {
 			break
 		}
 		best = &s
-		if s.rate < float64(rate)*0.9 {
+		if s.rate < rate*0.9 {
 			break // the publisher itself cannot go faster on this machine
 		}
 	}
@@ -261,18 +262,17 @@ func (ws *watcherSet) close(cancel context.CancelFunc) {
 }
 
 // publishSteady publishes rate events per second for d, in a batch every
-// 5 ms, each for one of customers customers in turn, and returns how many
-// it published and in how long.
+// 5 ms (as many as the rate owes by then), each for one of customers
+// customers in turn, and returns how many it published and in how long.
 func (b *bench) publishSteady(rate int, d time.Duration, customers int) (int, time.Duration, error) {
-	const tick = 5 * time.Millisecond
-	perTick := max(1, rate*int(tick)/int(time.Second))
-	ticker := time.NewTicker(tick)
+	ticker := time.NewTicker(5 * time.Millisecond)
 	defer ticker.Stop()
 	published := 0
 	start := time.Now()
 	for time.Since(start) < d {
 		<-ticker.C
-		for range perTick {
+		owed := int(float64(rate)*time.Since(start).Seconds()) - published
+		for range owed {
 			order := newDirectOrder()
 			order.CustomerId = fmt.Sprintf("customer-%d", published%customers)
 			if _, err := b.js.PublishMsgAsync(directEvent(order, nextRequestID()), expectNew(order)); err != nil {
