@@ -6,23 +6,31 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
-	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
-// liveBuffer is how many events a watcher may have waiting in the live
-// fan-out. A watcher whose buffer is full leaves the fan-out and catches up
-// from the stream at its own pace (see Watch), so memory per watcher stays
-// bounded and no watcher ever slows the others.
-const liveBuffer = 256
+// liveBuffer is how many events a watcher of every customer may have
+// waiting in the live fan-out. A watcher whose buffer is full leaves the
+// fan-out and catches up from the stream at its own pace (see Watch), so
+// memory per watcher stays bounded and no watcher ever slows the others.
+// A watcher of one customer gets a small share of the events and has a
+// smaller buffer: with 10,000 of them the 2 KiB of a 256-event buffer was
+// the largest part of their memory (ordersbench), and a burst of one
+// customer's events that overflows it costs only a catch-up read of that
+// customer's subjects.
+const (
+	liveBuffer         = 256
+	liveBufferCustomer = 32
+)
 
 // The monitor's consumer outlives a cut in the NATS connection: JetStream
 // deletes an ephemeral consumer that nobody listens to after 5s by default,
@@ -40,8 +48,10 @@ const (
 
 // Monitor is the node's one push subscription on every order event (the
 // seed's "monitor"), fanned out in process to every live watcher: each
-// event is delivered by JetStream once per node and decoded once, whatever
-// the number of watchers.
+// event is delivered by JetStream once per node, decoded once and encoded
+// for WatchOrders once, whatever the number of watchers. Watchers of one
+// customer are indexed by it, so an event is matched only against the
+// watchers of its customer and those of every customer.
 //
 // It uses nats.go's legacy JetStream API (nc.JetStream, js.Subscribe with
 // nats.OrderedConsumer) on purpose: the jetstream package (v1.55) has no
@@ -61,31 +71,41 @@ type Monitor struct {
 	starting chan struct{} // one at a time starts the subscription (see subscribed)
 	stopped  chan struct{} // closed by Close
 
-	mu       sync.Mutex // protects the fields below
-	sub      *nats.Subscription
-	last     uint64 // stream sequence of the last event fanned out
-	watchers map[*liveWatcher]struct{}
-	closed   bool
+	// responsesEncoded counts the WatchOrdersResponses encoded for live
+	// events: one per event that any watcher got, however many got it.
+	responsesEncoded atomic.Uint64
+
+	mu         sync.Mutex // protects the fields below
+	sub        *nats.Subscription
+	last       uint64                    // stream sequence of the last event fanned out
+	watchers   map[*liveWatcher]struct{} // every watcher in the fan-out
+	anyone     watcherSet                // the watchers of every customer
+	byCustomer map[string]watcherSet     // the watchers of one customer, by customer id
+	closed     bool
 }
+
+// watcherSet is a set of watchers of the fan-out.
+type watcherSet map[*liveWatcher]struct{}
 
 // NewMonitor returns a Monitor; it subscribes when the first watcher
 // joins, waiting at most timeout (--nats-timeout) for each JetStream
 // request of that. m may be nil.
 func NewMonitor(nc *nats.Conn, timeout time.Duration, log *slog.Logger, m *metrics.Metrics) *Monitor {
-	return &Monitor{nc: nc, timeout: timeout, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}), watchers: make(map[*liveWatcher]struct{})}
+	return &Monitor{nc: nc, timeout: timeout, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}),
+		watchers: make(map[*liveWatcher]struct{}), anyone: make(watcherSet), byCustomer: make(map[string]watcherSet)}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
 type liveWatcher struct {
-	match  func(*ordersv1.OrderEvent) bool
-	events chan *ordersv1.OrderEvent // never closed
-	behind chan struct{}             // closed when events overflowed and the watcher left the fan-out
+	spec   WatchSpec
+	events chan *liveEvent // never closed
+	behind chan struct{}   // closed when events overflowed and the watcher left the fan-out
 }
 
-// join adds a watcher to the fan-out. It returns the sequence of the last
-// event fanned out before it joined: the watcher gets every matching event
-// after it.
-func (m *Monitor) join(ctx context.Context, match func(*ordersv1.OrderEvent) bool) (*liveWatcher, uint64, error) {
+// join adds a watcher of spec's events to the fan-out. It returns the
+// sequence of the last event fanned out before it joined: the watcher gets
+// every matching event after it.
+func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, uint64, error) {
 	if err := m.subscribed(ctx); err != nil {
 		return nil, 0, err
 	}
@@ -94,16 +114,44 @@ func (m *Monitor) join(ctx context.Context, match func(*ordersv1.OrderEvent) boo
 	if m.closed {
 		return nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
-	w := &liveWatcher{match: match, events: make(chan *ordersv1.OrderEvent, liveBuffer), behind: make(chan struct{})}
+	size := liveBuffer
+	if spec.CustomerID != "" {
+		size = liveBufferCustomer
+	}
+	w := &liveWatcher{spec: spec, events: make(chan *liveEvent, size), behind: make(chan struct{})}
 	m.watchers[w] = struct{}{}
+	if spec.CustomerID == "" {
+		m.anyone[w] = struct{}{}
+	} else {
+		set := m.byCustomer[spec.CustomerID]
+		if set == nil {
+			set = make(watcherSet)
+			m.byCustomer[spec.CustomerID] = set
+		}
+		set[w] = struct{}{}
+	}
 	return w, m.last, nil
 }
 
 // leave removes a watcher from the fan-out.
 func (m *Monitor) leave(w *liveWatcher) {
 	m.mu.Lock()
-	delete(m.watchers, w)
+	m.remove(w)
 	m.mu.Unlock()
+}
+
+// remove takes w out of the fan-out; m.mu is held.
+func (m *Monitor) remove(w *liveWatcher) {
+	delete(m.watchers, w)
+	if w.spec.CustomerID == "" {
+		delete(m.anyone, w)
+		return
+	}
+	set := m.byCustomer[w.spec.CustomerID]
+	delete(set, w)
+	if len(set) == 0 {
+		delete(m.byCustomer, w.spec.CustomerID)
+	}
 }
 
 // Watchers is how many watchers are in the live fan-out.
@@ -189,7 +237,7 @@ func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) 
 	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "last_seq", m.last)
 	for w := range m.watchers {
 		close(w.behind)
-		delete(m.watchers, w)
+		m.remove(w)
 	}
 }
 
@@ -213,15 +261,22 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 		return
 	}
 	span.SetAttributes(attribute.Int("ordersd.watchers", len(m.watchers)))
-	for w := range m.watchers {
-		if !w.match(ev) {
+	shared := &liveEvent{event: ev, monitor: m}
+	m.deliver(m.anyone, shared)
+	m.deliver(m.byCustomer[ev.GetOrder().GetCustomerId()], shared)
+}
+
+// deliver hands e to the watchers of set that it matches; m.mu is held.
+func (m *Monitor) deliver(set watcherSet, e *liveEvent) {
+	for w := range set {
+		if !w.spec.matches(e.event) {
 			continue
 		}
 		select {
-		case w.events <- ev:
+		case w.events <- e:
 		default:
 			close(w.behind)
-			delete(m.watchers, w)
+			m.remove(w)
 		}
 	}
 }

@@ -56,6 +56,18 @@ type WatchUpdate struct {
 	Event     *ordersv1.OrderEvent
 	CaughtUp  bool
 	Heartbeat bool
+	live      *liveEvent // Event as the live fan-out shares it; nil for replayed events
+}
+
+// EncodedResponse returns the WatchOrdersResponse of a live event in the
+// wire format, encoded once for every watcher that gets it (the bytes are
+// shared: never change them), or nil for an update that is not a live
+// event, which the caller encodes itself.
+func (u WatchUpdate) EncodedResponse() ([]byte, error) {
+	if u.live == nil {
+		return nil, nil
+	}
+	return u.live.encoded()
 }
 
 // EventReader is what a Watcher needs of the event store
@@ -119,7 +131,7 @@ type watchStream struct {
 func (s *watchStream) run(ctx context.Context) error {
 	replay := s.spec.replays()
 	for {
-		live, joinedAt, err := s.w.monitor.join(ctx, s.spec.matches)
+		live, joinedAt, err := s.w.monitor.join(ctx, s.spec)
 		if err != nil {
 			return err
 		}
@@ -188,13 +200,14 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 	defer heartbeat.Stop()
 	for {
 		select {
-		case ev := <-live.events:
-			if ev.GetSequence() <= s.served {
+		case e := <-live.events:
+			if e.event.GetSequence() <= s.served {
 				continue // already sent by the replay
 			}
-			if err := s.event(ev); err != nil {
+			if err := s.emit(WatchUpdate{Event: e.event, live: e}); err != nil {
 				return err
 			}
+			s.advance(e.event.GetSequence())
 			heartbeat.Reset(s.spec.Heartbeat)
 		case <-live.behind:
 			return errBehind

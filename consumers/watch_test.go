@@ -92,8 +92,21 @@ func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 
 // A watcher too slow for its live buffer leaves the fan-out without
 // slowing the others, catches up from the stream, and joins again: it
-// gets every event once, in order.
+// gets every event once, in order. A watcher of one customer has a
+// smaller buffer, and the same.
 func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
+	for name, tc := range map[string]struct {
+		spec   WatchSpec
+		buffer int
+	}{
+		"every customer": {WatchSpec{}, liveBuffer},
+		"one customer":   {WatchSpec{CustomerID: "c"}, liveBufferCustomer}, // createOrders' customer
+	} {
+		t.Run(name, func(t *testing.T) { slowWatcherCatchesUp(t, tc.spec, tc.buffer) })
+	}
+}
+
+func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
@@ -105,7 +118,7 @@ func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
 	var releaseOnce sync.Once
 	unblock := func() { releaseOnce.Do(func() { close(release) }) }
 	blocked := false
-	slow := startWatch(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
+	slow := startWatch(t, w, spec, func(*ordersv1.OrderEvent) {
 		if !blocked {
 			blocked = true
 			<-release // the slow client takes its first event only when told
@@ -116,8 +129,8 @@ func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
 	slow.expectCaughtUp(t)
 	fast.expectCaughtUp(t)
 
-	const n = liveBuffer + 50
-	e.createOrders(t, n)
+	n := uint64(buffer + 50)
+	e.createOrders(t, int(n))
 	fast.expectSequences(t, 1, n) // not held up by the slow one
 	waitFor(t, 10*time.Second, "the slow watcher leaves the fan-out", func() bool { return monitor.Watchers() == 1 })
 	unblock()

@@ -24,7 +24,6 @@ import (
 	"github.com/ordersd/ordersd/api"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/auth"
-	"github.com/ordersd/ordersd/internal/telemetry"
 )
 
 // GRPCOptions are the optional parts of the gRPC server.
@@ -74,18 +73,7 @@ type GRPCServer interface {
 // With an xDS server, the filters the control plane configures (RBAC) run
 // before these interceptors: a call must pass both.
 func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog.Logger, o GRPCOptions) (GRPCServer, error) {
-	callLog := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		log.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			if id := telemetry.TraceID(ctx); id != "" {
-				return logging.Fields{"trace_id", id}
-			}
-			return nil
-		}),
-	}
+	callLog := newCallLogger(log)
 	recoverOpts := []recovery.Option{recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
@@ -97,8 +85,8 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	if o.Metrics != nil {
 		unary, stream = append(unary, o.Metrics.UnaryServerInterceptor()), append(stream, o.Metrics.StreamServerInterceptor())
 	}
-	unary = append(unary, logging.UnaryServerInterceptor(callLog, logOpts...), recovery.UnaryServerInterceptor(recoverOpts...))
-	stream = append(stream, logging.StreamServerInterceptor(callLog, logOpts...), recovery.StreamServerInterceptor(recoverOpts...))
+	unary = append(unary, callLog.unary, recovery.UnaryServerInterceptor(recoverOpts...))
+	stream = append(stream, callLog.stream, recovery.StreamServerInterceptor(recoverOpts...))
 	if o.Auth != nil {
 		u, s := o.Auth.Interceptors(o.PublicServices)
 		unary, stream = append(unary, u), append(stream, s)
@@ -111,6 +99,7 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	opts := append([]grpc.ServerOption{
 		// Serve calls from a pool of goroutines instead of a new one each.
 		grpc.NumStreamWorkers(uint32(runtime.NumCPU())),
+		codecOption(),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}, o.ServerOptions...)
@@ -134,10 +123,13 @@ func NewGRPCServer(svc ordersv1.OrderServiceServer, hs *health.Server, log *slog
 	return gs, nil
 }
 
+// orderIDField is the log field of a unary request's order id.
+const orderIDField = "order_id"
+
 // logOrderID adds the order id of a unary request to the call's log line.
 func logOrderID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if r, ok := req.(interface{ GetOrderId() string }); ok && r.GetOrderId() != "" {
-		logging.AddFields(ctx, logging.Fields{"order_id", r.GetOrderId()})
+		logging.AddFields(ctx, logging.Fields{orderIDField, r.GetOrderId()})
 	}
 	return handler(ctx, req)
 }

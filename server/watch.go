@@ -20,6 +20,13 @@ func (s *OrderService) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc
 	ctx, cancel := s.streamContext(stream.Context())
 	defer cancel()
 	err = s.Watcher.Watch(ctx, spec, func(u consumers.WatchUpdate) error {
+		encoded, err := u.EncodedResponse()
+		switch {
+		case err != nil:
+			return err
+		case encoded != nil: // a live event: the same bytes for every watcher
+			return stream.SendMsg(encodedMessage(encoded))
+		}
 		return stream.Send(&ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat})
 	})
 	return toStatus(ctx, s.log, req.GetOrderId(), err)

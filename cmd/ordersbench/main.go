@@ -46,6 +46,7 @@ type options struct {
 	watchersAll    int
 	watchRate      int
 	watchDuration  time.Duration
+	watchStep      time.Duration // how long each rate of the watch capacity runs
 	reviewDuration time.Duration // how long creates run in the review workload
 	reviewCreateC  int           // concurrency of those creates
 	reviewWindow   int           // reviews the direct reviewer keeps in flight
@@ -76,8 +77,9 @@ func parseOptions(args []string) (options, error) {
 	conc := fs.String("concurrency", "1,16,64", "concurrencies of the unary create workload")
 	fs.IntVar(&o.transitionC, "transition-concurrency", 64, "concurrency of the transition workload")
 	fs.IntVar(&o.consumeEvents, "consume-events", 100_000, "events consumed and acked by each side of the consume workload")
-	fs.IntVar(&o.watchers, "watchers", 1000, "concurrent WatchOrders streams, each following one customer")
-	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event")
+	fs.IntVar(&o.watchers, "watchers", 10_000, "concurrent WatchOrders streams, each following one customer")
+	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event (also those of the watch capacity)")
+	fs.DurationVar(&o.watchStep, "watch-step", 2*time.Second, "how long each event rate of the watch capacity is published")
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
 	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
 	fs.IntVar(&o.listEvents, "list-events", 1_000_000, "events of other customers stored before the list workload's ListOrders and GetOrderHistory rows")

@@ -54,6 +54,9 @@ func Classify(err error) error {
 		// (the stream's leader died mid-write): a retry with the same
 		// request id tells whether it was stored.
 		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		// Pending when the publisher was reset to free the slots of lost
+		// acks (see lostAcks): whether it was stored is as unknown.
+		errors.Is(err, jetstream.ErrJetStreamPublisherClosed),
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		// A consumer's leader moved, its server shut down, or it went away
 		// (inactivity, an operator): the stream ends, the client reconnects.

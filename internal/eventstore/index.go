@@ -74,11 +74,11 @@ func (o StreamOptions) indexStreamConfig() jetstream.StreamConfig {
 // ErrAlreadyExists.
 func (s *Store) claim(ctx context.Context, st streams, k OrderKey) error {
 	msg, expectNew := IndexEntry(k)
-	future, err := s.js.PublishMsgAsync(msg, expectNew)
+	future, err := s.sendAsync(msg, expectNew)
 	if err != nil {
 		return s.classify(err)
 	}
-	_, err = awaitAck(ctx, future)
+	_, err = s.awaitAck(ctx, future)
 	if !isWrongLastSequence(err) {
 		return s.classify(err)
 	}

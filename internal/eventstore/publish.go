@@ -29,11 +29,11 @@ func (s *Store) publish(ctx context.Context, msg *nats.Msg, opts ...jetstream.Pu
 // turn are stored in that order.
 func (s *Store) publishThen(ctx context.Context, msg *nats.Msg, sent func(), opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, opts...)
+	future, err := s.sendAsync(msg, opts...)
 	sent()
 	if err == nil {
 		var ack *jetstream.PubAck
-		ack, err = awaitAck(ctx, future)
+		ack, err = s.awaitAck(ctx, future)
 		if err == nil {
 			p.end(ack, nil)
 			return ack, nil
@@ -94,14 +94,25 @@ func failureReason(err error) string {
 	}
 }
 
-// awaitAck waits for the answer to an asynchronous publish, or ctx.
-func awaitAck(ctx context.Context, future jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+// sendAsync publishes msg without waiting for JetStream's answer.
+func (s *Store) sendAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	future, err := s.js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		s.lostAcks.publishFailed(err)
+	}
+	return future, err
+}
+
+// awaitAck waits for the answer to an asynchronous publish, or ctx; a
+// publish left waiting is noted, in case its answer never comes.
+func (s *Store) awaitAck(ctx context.Context, future jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	select {
 	case ack := <-future.Ok():
 		return ack, nil
 	case err := <-future.Err():
 		return nil, err
 	case <-ctx.Done():
+		s.lostAcks.abandon(future)
 		return nil, ctx.Err()
 	}
 }
@@ -110,6 +121,7 @@ func awaitAck(ctx context.Context, future jetstream.PubAckFuture) (*jetstream.Pu
 // answer: the stream it went to (for the reads that settle it), its trace
 // and measurement, and the answer to come.
 type asyncPublish struct {
+	store      *Store
 	stream     jetstream.Stream
 	publishing publishing
 	future     jetstream.PubAckFuture
@@ -125,18 +137,18 @@ func (s *Store) publishAsync(ctx context.Context, msg *nats.Msg, k OrderKey, rev
 	}
 	cancel() // the stream handle outlives the check; the publish has its own bounds
 	p := s.startPublish(ctx, msg)
-	future, err := s.js.PublishMsgAsync(msg, ExpectRevision(k, revision))
+	future, err := s.sendAsync(msg, ExpectRevision(k, revision))
 	if err != nil {
 		p.end(nil, err)
 		return asyncPublish{}, s.classify(err)
 	}
-	return asyncPublish{stream: st.orders, publishing: p, future: future}, nil
+	return asyncPublish{store: s, stream: st.orders, publishing: p, future: future}, nil
 }
 
 // await waits for JetStream's answer, or the end of ctx, and ends the
 // publish's trace and measurement.
 func (a asyncPublish) await(ctx context.Context) (*jetstream.PubAck, error) {
-	ack, err := awaitAck(ctx, a.future)
+	ack, err := a.store.awaitAck(ctx, a.future)
 	a.publishing.end(ack, err)
 	return ack, err
 }

@@ -75,6 +75,8 @@ type Store struct {
 	now       func() time.Time
 	newID     func() string
 
+	lostAcks *lostAcks // frees the slots of acks that never come
+
 	provisionMu sync.Mutex              // serialises stream provisioning
 	provisioned atomic.Bool             // the stream was created or updated by this process
 	streams     atomic.Pointer[streams] // nil until the streams are known to exist
@@ -104,6 +106,7 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 		metrics:   o.Metrics,
 		now:       time.Now,
 		newID:     func() string { return ulid.Make().String() },
+		lostAcks:  &lostAcks{js: js, after: o.OpTimeout},
 	}, nil
 }
 

@@ -24,7 +24,10 @@ func grpcOptions(ctx context.Context, cfg Config, reg prometheus.Registerer, log
 	reg.MustRegister(grpcMetrics)
 	o := ordersserver.GRPCOptions{
 		ServerOptions: append(cfg.Limits.serverOptions(),
-			// Spans for every call, continuing the W3C trace context of the caller.
+			// Spans for every call, continuing the W3C trace context of the
+			// caller; no span event per message (otelgrpc's default; its
+			// WithMessageEvents would add them), so a long stream's span
+			// does not grow with its messages.
 			grpc.StatsHandler(otelgrpc.NewServerHandler())),
 		PublicServices: cfg.PublicServices,
 		Metrics:        grpcMetrics,

@@ -101,9 +101,9 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	if o.HealthInterval == 0 {
 		o.HealthInterval = healthInterval
 	}
-	// An async publish whose ack never comes (a leader died mid-write) must
-	// not hold one of the in-flight slots forever.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(o.OpTimeout))
+	// No WithPublishAsyncTimeout: it starts a timer per publish; the store
+	// frees the slots of acks that never come on its own (eventstore.lostAcks).
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}

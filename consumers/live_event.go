@@ -1,0 +1,33 @@
+package consumers
+
+import (
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+)
+
+// liveEvent is one event of the live fan-out, shared by every watcher it
+// matches. Its WatchOrdersResponse is encoded once, by the first watcher
+// that sends it, and the same bytes go to every other watcher: with many
+// watchers of every event, encoding each copy separately was the node's
+// bound (issue 13).
+type liveEvent struct {
+	event   *ordersv1.OrderEvent
+	monitor *Monitor // counts the encodes
+
+	once     sync.Once
+	response []byte
+	err      error
+}
+
+// encoded returns the event's WatchOrdersResponse in the wire format.
+// The bytes are shared: nobody may change them.
+func (e *liveEvent) encoded() ([]byte, error) {
+	e.once.Do(func() {
+		e.response, e.err = proto.Marshal(&ordersv1.WatchOrdersResponse{Event: e.event})
+		e.monitor.responsesEncoded.Add(1)
+	})
+	return e.response, e.err
+}
