@@ -93,7 +93,10 @@ func callLines(t *testing.T, level slog.Level) (map[string]string, logging.Field
 	t.Helper()
 	lines := &recordedLines{level: level}
 	var fields logging.Fields
-	gs := server.NewGRPCServer(callOutcomes{fields: &fields}, health.NewServer(), slog.New(lines), server.GRPCOptions{})
+	gs, err := server.NewGRPCServer(callOutcomes{fields: &fields}, health.NewServer(), slog.New(lines), server.GRPCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
