@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/order_service.proto.
  */
 export const file_orders_v1_order_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vcmRlcnMvdjEvb3JkZXJfc2VydmljZS5wcm90bxIJb3JkZXJzLnYxIooBChJDcmVhdGVPcmRlclJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRIiCgVpdGVtcxgEIAMoCzITLm9yZGVycy52MS5MaW5lSXRlbRIVCg1jdXJyZW5jeV9jb2RlGAUgASgJIkkKE0NyZWF0ZU9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXISEQoJZHVwbGljYXRlGAIgASgIIkMKE0NyZWF0ZU9yZGVyc1JlcXVlc3QSLAoFb3JkZXIYASABKAsyHS5vcmRlcnMudjEuQ3JlYXRlT3JkZXJSZXF1ZXN0InAKFENyZWF0ZU9yZGVyc1Jlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCBIkCgVlcnJvchgDIAEoCzIVLm9yZGVycy52MS5PcmRlckVycm9yImAKCk9yZGVyRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEjMKEGZpZWxkX3Zpb2xhdGlvbnMYAyADKAsyGS5vcmRlcnMudjEuRmllbGRWaW9sYXRpb24iNAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiIwoPR2V0T3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjMKEEdldE9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiVgoTQXBwcm92ZU9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAMgASgEIkoKFEFwcHJvdmVPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCCJlChJSZWplY3RPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBBIOCgZyZWFzb24YBCABKAkiSQoTUmVqZWN0T3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiUgoPUGF5T3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKAQiRgoQUGF5T3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiUwoQU2hpcE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAMgASgEIkcKEVNoaXBPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCCJlChJDYW5jZWxPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBBIOCgZyZWFzb24YBCABKAkiSQoTQ2FuY2VsT3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiKgoWR2V0T3JkZXJIaXN0b3J5UmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI/ChdHZXRPcmRlckhpc3RvcnlSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50Iu0BChBDb25zdW1lclNldHRpbmdzEisKCGFja193YWl0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDm1heF9kZWxpdmVyaWVzGAIgASgFEioKB2JhY2tvZmYYAyADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoJc3RhcnRfbmV3GAQgASgISAASGAoOc3RhcnRfc2VxdWVuY2UYBSABKARIABIwCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQgcKBXN0YXJ0IuEBChRDb25zdW1lT3JkZXJzUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRIoCghzdGF0dXNlcxgCIAMoDjIWLm9yZGVycy52MS5PcmRlclN0YXR1cxIVCg1tYXhfaW5fZmxpZ2h0GAMgASgFEi0KCHNldHRpbmdzGAQgASgLMhsub3JkZXJzLnYxLkNvbnN1bWVyU2V0dGluZ3MSEAoIYXV0b19hY2sYBSABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpIBChVDb25zdW1lT3JkZXJzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5vcmRlcnMudjEuT3JkZXJFdmVudBIYChBkZWxpdmVyeV9hdHRlbXB0GAIgASgEEhMKC251bV9wZW5kaW5nGAMgASgEEhEKCWFja190b2tlbhgEIAEoCRIRCgloZWFydGJlYXQYBSABKAgifAoDQWNrEhEKCWFja190b2tlbhgBIAEoCRIkCgZhY3Rpb24YAiABKA4yFC5vcmRlcnMudjEuQWNrQWN0aW9uEiwKCW5ha19kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZyZWFzb24YBCABKAkiMAoQQWNrT3JkZXJzUmVxdWVzdBIcCgRhY2tzGAEgAygLMg4ub3JkZXJzLnYxLkFjayItCglBY2tSZXN1bHQSEQoJY29uZmlybWVkGAEgASgIEg0KBWVycm9yGAIgASgJIjoKEUFja09yZGVyc1Jlc3BvbnNlEiUKB3Jlc3VsdHMYASADKAsyFC5vcmRlcnMudjEuQWNrUmVzdWx0IocCChJXYXRjaE9yZGVyc1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSEAoIb3JkZXJfaWQYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSFAoKcmVwbGF5X2FsbBgEIAEoCEgAEhgKDnN0YXJ0X3NlcXVlbmNlGAUgASgESAASMAoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBwoFc3RhcnQiYQoTV2F0Y2hPcmRlcnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50EhEKCWNhdWdodF91cBgCIAEoCBIRCgloZWFydGJlYXQYAyABKAgqgAEKCUFja0FjdGlvbhIaChZBQ0tfQUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOQUNLX0FDVElPTl9BQ0sQARISCg5BQ0tfQUNUSU9OX05BSxACEhoKFkFDS19BQ1RJT05fSU5fUFJPR1JFU1MQAxITCg9BQ0tfQUNUSU9OX1RFUk0QBDK6BwoMT3JkZXJTZXJ2aWNlEkwKC0NyZWF0ZU9yZGVyEh0ub3JkZXJzLnYxLkNyZWF0ZU9yZGVyUmVxdWVzdBoeLm9yZGVycy52MS5DcmVhdGVPcmRlclJlc3BvbnNlElMKDENyZWF0ZU9yZGVycxIeLm9yZGVycy52MS5DcmVhdGVPcmRlcnNSZXF1ZXN0Gh8ub3JkZXJzLnYxLkNyZWF0ZU9yZGVyc1Jlc3BvbnNlKAEwARJDCghHZXRPcmRlchIaLm9yZGVycy52MS5HZXRPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuR2V0T3JkZXJSZXNwb25zZRJPCgxBcHByb3ZlT3JkZXISHi5vcmRlcnMudjEuQXBwcm92ZU9yZGVyUmVxdWVzdBofLm9yZGVycy52MS5BcHByb3ZlT3JkZXJSZXNwb25zZRJMCgtSZWplY3RPcmRlchIdLm9yZGVycy52MS5SZWplY3RPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuUmVqZWN0T3JkZXJSZXNwb25zZRJDCghQYXlPcmRlchIaLm9yZGVycy52MS5QYXlPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuUGF5T3JkZXJSZXNwb25zZRJGCglTaGlwT3JkZXISGy5vcmRlcnMudjEuU2hpcE9yZGVyUmVxdWVzdBocLm9yZGVycy52MS5TaGlwT3JkZXJSZXNwb25zZRJMCgtDYW5jZWxPcmRlchIdLm9yZGVycy52MS5DYW5jZWxPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuQ2FuY2VsT3JkZXJSZXNwb25zZRJaCg9HZXRPcmRlckhpc3RvcnkSIS5vcmRlcnMudjEuR2V0T3JkZXJIaXN0b3J5UmVxdWVzdBoiLm9yZGVycy52MS5HZXRPcmRlckhpc3RvcnlSZXNwb25zZTABElQKDUNvbnN1bWVPcmRlcnMSHy5vcmRlcnMudjEuQ29uc3VtZU9yZGVyc1JlcXVlc3QaIC5vcmRlcnMudjEuQ29uc3VtZU9yZGVyc1Jlc3BvbnNlMAESRgoJQWNrT3JkZXJzEhsub3JkZXJzLnYxLkFja09yZGVyc1JlcXVlc3QaHC5vcmRlcnMudjEuQWNrT3JkZXJzUmVzcG9uc2USTgoLV2F0Y2hPcmRlcnMSHS5vcmRlcnMudjEuV2F0Y2hPcmRlcnNSZXF1ZXN0Gh4ub3JkZXJzLnYxLldhdGNoT3JkZXJzUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_orders_v1_order]);
+  fileDesc("Ch1vcmRlcnMvdjEvb3JkZXJfc2VydmljZS5wcm90bxIJb3JkZXJzLnYxIooBChJDcmVhdGVPcmRlclJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIQCghvcmRlcl9pZBgCIAEoCRITCgtjdXN0b21lcl9pZBgDIAEoCRIiCgVpdGVtcxgEIAMoCzITLm9yZGVycy52MS5MaW5lSXRlbRIVCg1jdXJyZW5jeV9jb2RlGAUgASgJIkkKE0NyZWF0ZU9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXISEQoJZHVwbGljYXRlGAIgASgIIkMKE0NyZWF0ZU9yZGVyc1JlcXVlc3QSLAoFb3JkZXIYASABKAsyHS5vcmRlcnMudjEuQ3JlYXRlT3JkZXJSZXF1ZXN0InAKFENyZWF0ZU9yZGVyc1Jlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCBIkCgVlcnJvchgDIAEoCzIVLm9yZGVycy52MS5PcmRlckVycm9yImAKCk9yZGVyRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEjMKEGZpZWxkX3Zpb2xhdGlvbnMYAyADKAsyGS5vcmRlcnMudjEuRmllbGRWaW9sYXRpb24iNAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiIwoPR2V0T3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJIjMKEEdldE9yZGVyUmVzcG9uc2USHwoFb3JkZXIYASABKAsyEC5vcmRlcnMudjEuT3JkZXIiVgoTQXBwcm92ZU9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAMgASgEIkoKFEFwcHJvdmVPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCCJlChJSZWplY3RPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBBIOCgZyZWFzb24YBCABKAkiSQoTUmVqZWN0T3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiUgoPUGF5T3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAyABKAQiRgoQUGF5T3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiUwoQU2hpcE9yZGVyUmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAMgASgEIkcKEVNoaXBPcmRlclJlc3BvbnNlEh8KBW9yZGVyGAEgASgLMhAub3JkZXJzLnYxLk9yZGVyEhEKCWR1cGxpY2F0ZRgCIAEoCCJlChJDYW5jZWxPcmRlclJlcXVlc3QSEAoIb3JkZXJfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgDIAEoBBIOCgZyZWFzb24YBCABKAkiSQoTQ2FuY2VsT3JkZXJSZXNwb25zZRIfCgVvcmRlchgBIAEoCzIQLm9yZGVycy52MS5PcmRlchIRCglkdXBsaWNhdGUYAiABKAgiKgoWR2V0T3JkZXJIaXN0b3J5UmVxdWVzdBIQCghvcmRlcl9pZBgBIAEoCSI/ChdHZXRPcmRlckhpc3RvcnlSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50Iu0BChBDb25zdW1lclNldHRpbmdzEisKCGFja193YWl0GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDm1heF9kZWxpdmVyaWVzGAIgASgFEioKB2JhY2tvZmYYAyADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoJc3RhcnRfbmV3GAQgASgISAASGAoOc3RhcnRfc2VxdWVuY2UYBSABKARIABIwCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAQgcKBXN0YXJ0InkKEUxpc3RPcmRlcnNSZXF1ZXN0EhMKC2N1c3RvbWVyX2lkGAEgASgJEigKCHN0YXR1c2VzGAIgAygOMhYub3JkZXJzLnYxLk9yZGVyU3RhdHVzEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIk8KEkxpc3RPcmRlcnNSZXNwb25zZRIgCgZvcmRlcnMYASADKAsyEC5vcmRlcnMudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIvYBChRDb25zdW1lT3JkZXJzUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRIoCghzdGF0dXNlcxgCIAMoDjIWLm9yZGVycy52MS5PcmRlclN0YXR1cxIVCg1tYXhfaW5fZmxpZ2h0GAMgASgFEi0KCHNldHRpbmdzGAQgASgLMhsub3JkZXJzLnYxLkNvbnN1bWVyU2V0dGluZ3MSEAoIYXV0b19hY2sYBSABKAgSNQoSaGVhcnRiZWF0X2ludGVydmFsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2N1c3RvbWVyX2lkGAcgASgJIpIBChVDb25zdW1lT3JkZXJzUmVzcG9uc2USJAoFZXZlbnQYASABKAsyFS5vcmRlcnMudjEuT3JkZXJFdmVudBIYChBkZWxpdmVyeV9hdHRlbXB0GAIgASgEEhMKC251bV9wZW5kaW5nGAMgASgEEhEKCWFja190b2tlbhgEIAEoCRIRCgloZWFydGJlYXQYBSABKAgifAoDQWNrEhEKCWFja190b2tlbhgBIAEoCRIkCgZhY3Rpb24YAiABKA4yFC5vcmRlcnMudjEuQWNrQWN0aW9uEiwKCW5ha19kZWxheRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIOCgZyZWFzb24YBCABKAkiMAoQQWNrT3JkZXJzUmVxdWVzdBIcCgRhY2tzGAEgAygLMg4ub3JkZXJzLnYxLkFjayItCglBY2tSZXN1bHQSEQoJY29uZmlybWVkGAEgASgIEg0KBWVycm9yGAIgASgJIjoKEUFja09yZGVyc1Jlc3BvbnNlEiUKB3Jlc3VsdHMYASADKAsyFC5vcmRlcnMudjEuQWNrUmVzdWx0ImgKE1N0cmVhbU9yZGVyc1JlcXVlc3QSLQoEb3BlbhgBIAEoCzIfLm9yZGVycy52MS5Db25zdW1lT3JkZXJzUmVxdWVzdBIiCgRhY2tzGAIgAygLMhQub3JkZXJzLnYxLlN0cmVhbUFjayKnAQoJU3RyZWFtQWNrEhUKC2RlbGl2ZXJ5X2lkGAEgASgESAASEwoJYWNrX3Rva2VuGAIgASgJSAASJAoGYWN0aW9uGAMgASgOMhQub3JkZXJzLnYxLkFja0FjdGlvbhIsCgluYWtfZGVsYXkYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcmVhc29uGAUgASgJQgoKCGRlbGl2ZXJ5IokBChRTdHJlYW1PcmRlcnNSZXNwb25zZRItCgpkZWxpdmVyaWVzGAEgAygLMhkub3JkZXJzLnYxLlN0cmVhbURlbGl2ZXJ5Ei8KC2Fja19yZXN1bHRzGAIgAygLMhoub3JkZXJzLnYxLlN0cmVhbUFja1Jlc3VsdBIRCgloZWFydGJlYXQYAyABKAgijQEKDlN0cmVhbURlbGl2ZXJ5EhMKC2RlbGl2ZXJ5X2lkGAEgASgEEiQKBWV2ZW50GAIgASgLMhUub3JkZXJzLnYxLk9yZGVyRXZlbnQSGAoQZGVsaXZlcnlfYXR0ZW1wdBgDIAEoBBITCgtudW1fcGVuZGluZxgEIAEoBBIRCglhY2tfdG9rZW4YBSABKAkiawoPU3RyZWFtQWNrUmVzdWx0EhUKC2RlbGl2ZXJ5X2lkGAEgASgESAASEwoJYWNrX3Rva2VuGAIgASgJSAASEQoJY29uZmlybWVkGAMgASgIEg0KBWVycm9yGAQgASgJQgoKCGRlbGl2ZXJ5IocCChJXYXRjaE9yZGVyc1JlcXVlc3QSKAoIc3RhdHVzZXMYASADKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSEAoIb3JkZXJfaWQYAiABKAkSEwoLY3VzdG9tZXJfaWQYAyABKAkSFAoKcmVwbGF5X2FsbBgEIAEoCEgAEhgKDnN0YXJ0X3NlcXVlbmNlGAUgASgESAASMAoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIABI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBwoFc3RhcnQiYQoTV2F0Y2hPcmRlcnNSZXNwb25zZRIkCgVldmVudBgBIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50EhEKCWNhdWdodF91cBgCIAEoCBIRCgloZWFydGJlYXQYAyABKAgqgAEKCUFja0FjdGlvbhIaChZBQ0tfQUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOQUNLX0FDVElPTl9BQ0sQARISCg5BQ0tfQUNUSU9OX05BSxACEhoKFkFDS19BQ1RJT05fSU5fUFJPR1JFU1MQAxITCg9BQ0tfQUNUSU9OX1RFUk0QBDLaCAoMT3JkZXJTZXJ2aWNlEkwKC0NyZWF0ZU9yZGVyEh0ub3JkZXJzLnYxLkNyZWF0ZU9yZGVyUmVxdWVzdBoeLm9yZGVycy52MS5DcmVhdGVPcmRlclJlc3BvbnNlElMKDENyZWF0ZU9yZGVycxIeLm9yZGVycy52MS5DcmVhdGVPcmRlcnNSZXF1ZXN0Gh8ub3JkZXJzLnYxLkNyZWF0ZU9yZGVyc1Jlc3BvbnNlKAEwARJDCghHZXRPcmRlchIaLm9yZGVycy52MS5HZXRPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuR2V0T3JkZXJSZXNwb25zZRJPCgxBcHByb3ZlT3JkZXISHi5vcmRlcnMudjEuQXBwcm92ZU9yZGVyUmVxdWVzdBofLm9yZGVycy52MS5BcHByb3ZlT3JkZXJSZXNwb25zZRJMCgtSZWplY3RPcmRlchIdLm9yZGVycy52MS5SZWplY3RPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuUmVqZWN0T3JkZXJSZXNwb25zZRJDCghQYXlPcmRlchIaLm9yZGVycy52MS5QYXlPcmRlclJlcXVlc3QaGy5vcmRlcnMudjEuUGF5T3JkZXJSZXNwb25zZRJGCglTaGlwT3JkZXISGy5vcmRlcnMudjEuU2hpcE9yZGVyUmVxdWVzdBocLm9yZGVycy52MS5TaGlwT3JkZXJSZXNwb25zZRJMCgtDYW5jZWxPcmRlchIdLm9yZGVycy52MS5DYW5jZWxPcmRlclJlcXVlc3QaHi5vcmRlcnMudjEuQ2FuY2VsT3JkZXJSZXNwb25zZRJJCgpMaXN0T3JkZXJzEhwub3JkZXJzLnYxLkxpc3RPcmRlcnNSZXF1ZXN0Gh0ub3JkZXJzLnYxLkxpc3RPcmRlcnNSZXNwb25zZRJaCg9HZXRPcmRlckhpc3RvcnkSIS5vcmRlcnMudjEuR2V0T3JkZXJIaXN0b3J5UmVxdWVzdBoiLm9yZGVycy52MS5HZXRPcmRlckhpc3RvcnlSZXNwb25zZTABElQKDUNvbnN1bWVPcmRlcnMSHy5vcmRlcnMudjEuQ29uc3VtZU9yZGVyc1JlcXVlc3QaIC5vcmRlcnMudjEuQ29uc3VtZU9yZGVyc1Jlc3BvbnNlMAESRgoJQWNrT3JkZXJzEhsub3JkZXJzLnYxLkFja09yZGVyc1JlcXVlc3QaHC5vcmRlcnMudjEuQWNrT3JkZXJzUmVzcG9uc2USUwoMU3RyZWFtT3JkZXJzEh4ub3JkZXJzLnYxLlN0cmVhbU9yZGVyc1JlcXVlc3QaHy5vcmRlcnMudjEuU3RyZWFtT3JkZXJzUmVzcG9uc2UoATABEk4KC1dhdGNoT3JkZXJzEh0ub3JkZXJzLnYxLldhdGNoT3JkZXJzUmVxdWVzdBoeLm9yZGVycy52MS5XYXRjaE9yZGVyc1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_orders_v1_order]);
 
 /**
  * CreateOrderRequest is the input of CreateOrder.
@@ -712,6 +712,79 @@ export const ConsumerSettingsSchema: GenMessage<ConsumerSettings> = /*@__PURE__*
   messageDesc(file_orders_v1_order_service, 20);
 
 /**
+ * ListOrdersRequest is the input of ListOrders.
+ *
+ * @generated from message orders.v1.ListOrdersRequest
+ */
+export type ListOrdersRequest = Message<"orders.v1.ListOrdersRequest"> & {
+  /**
+   * Only this customer's orders; optional, 1 to 64 letters, digits, '-' or
+   * '_'.
+   *
+   * @generated from field: string customer_id = 1;
+   */
+  customerId: string;
+
+  /**
+   * Only orders whose current status is one of these; empty means all.
+   *
+   * @generated from field: repeated orders.v1.OrderStatus statuses = 2;
+   */
+  statuses: OrderStatus[];
+
+  /**
+   * The most orders to return: 1 to 1000, default 50.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   * customer_id and statuses must be those of the first page's call
+   * (INVALID_ARGUMENT otherwise, as for a token that was altered).
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message orders.v1.ListOrdersRequest.
+ * Use `create(ListOrdersRequestSchema)` to create a new message.
+ */
+export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 21);
+
+/**
+ * ListOrdersResponse is one page of ListOrders.
+ *
+ * @generated from message orders.v1.ListOrdersResponse
+ */
+export type ListOrdersResponse = Message<"orders.v1.ListOrdersResponse"> & {
+  /**
+   * The orders of this page, each in its current state.
+   *
+   * @generated from field: repeated orders.v1.Order orders = 1;
+   */
+  orders: Order[];
+
+  /**
+   * Pass it as page_token to get the next page; empty when there is none.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message orders.v1.ListOrdersResponse.
+ * Use `create(ListOrdersResponseSchema)` to create a new message.
+ */
+export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 22);
+
+/**
  * ConsumeOrdersRequest is the input of ConsumeOrders.
  *
  * @generated from message orders.v1.ConsumeOrdersRequest
@@ -765,6 +838,14 @@ export type ConsumeOrdersRequest = Message<"orders.v1.ConsumeOrdersRequest"> & {
    * @generated from field: google.protobuf.Duration heartbeat_interval = 6;
    */
   heartbeatInterval?: Duration | undefined;
+
+  /**
+   * Only events of this customer's orders (part of the consumer's filter,
+   * like statuses: it must match an existing consumer's); optional.
+   *
+   * @generated from field: string customer_id = 7;
+   */
+  customerId: string;
 };
 
 /**
@@ -772,7 +853,7 @@ export type ConsumeOrdersRequest = Message<"orders.v1.ConsumeOrdersRequest"> & {
  * Use `create(ConsumeOrdersRequestSchema)` to create a new message.
  */
 export const ConsumeOrdersRequestSchema: GenMessage<ConsumeOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 21);
+  messageDesc(file_orders_v1_order_service, 23);
 
 /**
  * ConsumeOrdersResponse is one message of the ConsumeOrders stream: an
@@ -824,7 +905,7 @@ export type ConsumeOrdersResponse = Message<"orders.v1.ConsumeOrdersResponse"> &
  * Use `create(ConsumeOrdersResponseSchema)` to create a new message.
  */
 export const ConsumeOrdersResponseSchema: GenMessage<ConsumeOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 22);
+  messageDesc(file_orders_v1_order_service, 24);
 
 /**
  * Ack settles one delivered event.
@@ -866,7 +947,7 @@ export type Ack = Message<"orders.v1.Ack"> & {
  * Use `create(AckSchema)` to create a new message.
  */
 export const AckSchema: GenMessage<Ack> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 23);
+  messageDesc(file_orders_v1_order_service, 25);
 
 /**
  * AckOrdersRequest is the input of AckOrders.
@@ -887,7 +968,7 @@ export type AckOrdersRequest = Message<"orders.v1.AckOrdersRequest"> & {
  * Use `create(AckOrdersRequestSchema)` to create a new message.
  */
 export const AckOrdersRequestSchema: GenMessage<AckOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 24);
+  messageDesc(file_orders_v1_order_service, 26);
 
 /**
  * AckResult is the outcome of one Ack.
@@ -917,7 +998,7 @@ export type AckResult = Message<"orders.v1.AckResult"> & {
  * Use `create(AckResultSchema)` to create a new message.
  */
 export const AckResultSchema: GenMessage<AckResult> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 25);
+  messageDesc(file_orders_v1_order_service, 27);
 
 /**
  * AckOrdersResponse is the output of AckOrders.
@@ -938,7 +1019,233 @@ export type AckOrdersResponse = Message<"orders.v1.AckOrdersResponse"> & {
  * Use `create(AckOrdersResponseSchema)` to create a new message.
  */
 export const AckOrdersResponseSchema: GenMessage<AckOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 26);
+  messageDesc(file_orders_v1_order_service, 28);
+
+/**
+ * StreamOrdersRequest is one message of a StreamOrders stream: the first
+ * opens it, every later one settles deliveries.
+ *
+ * @generated from message orders.v1.StreamOrdersRequest
+ */
+export type StreamOrdersRequest = Message<"orders.v1.StreamOrdersRequest"> & {
+  /**
+   * The consumer to read and how: required on the first message, refused on
+   * any later one. auto_ack is allowed; the stream then takes no acks.
+   *
+   * @generated from field: orders.v1.ConsumeOrdersRequest open = 1;
+   */
+  open?: ConsumeOrdersRequest | undefined;
+
+  /**
+   * Settlements of deliveries of this stream (by delivery_id) or of any
+   * stream or node of this deployment (by ack_token): 0 to 1000 a message.
+   *
+   * @generated from field: repeated orders.v1.StreamAck acks = 2;
+   */
+  acks: StreamAck[];
+};
+
+/**
+ * Describes the message orders.v1.StreamOrdersRequest.
+ * Use `create(StreamOrdersRequestSchema)` to create a new message.
+ */
+export const StreamOrdersRequestSchema: GenMessage<StreamOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 29);
+
+/**
+ * StreamAck settles one delivery.
+ *
+ * @generated from message orders.v1.StreamAck
+ */
+export type StreamAck = Message<"orders.v1.StreamAck"> & {
+  /**
+   * Which delivery. Required.
+   *
+   * @generated from oneof orders.v1.StreamAck.delivery
+   */
+  delivery: {
+    /**
+     * The delivery_id of a StreamDelivery of this stream.
+     *
+     * @generated from field: uint64 delivery_id = 1;
+     */
+    value: bigint;
+    case: "deliveryId";
+  } | {
+    /**
+     * An ack_token from ConsumeOrders or StreamOrders, on any node.
+     *
+     * @generated from field: string ack_token = 2;
+     */
+    value: string;
+    case: "ackToken";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * What to do with the event. Required.
+   *
+   * @generated from field: orders.v1.AckAction action = 3;
+   */
+  action: AckAction;
+
+  /**
+   * For ACK_ACTION_NAK: wait this long before redelivering, 0 to 12h.
+   *
+   * @generated from field: google.protobuf.Duration nak_delay = 4;
+   */
+  nakDelay?: Duration | undefined;
+
+  /**
+   * For ACK_ACTION_TERM: why, up to 512 characters, no control characters.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message orders.v1.StreamAck.
+ * Use `create(StreamAckSchema)` to create a new message.
+ */
+export const StreamAckSchema: GenMessage<StreamAck> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 30);
+
+/**
+ * StreamOrdersResponse is one message of a StreamOrders stream: deliveries,
+ * ack results, or a heartbeat.
+ *
+ * @generated from message orders.v1.StreamOrdersResponse
+ */
+export type StreamOrdersResponse = Message<"orders.v1.StreamOrdersResponse"> & {
+  /**
+   * Events to process, oldest first; empty on heartbeats.
+   *
+   * @generated from field: repeated orders.v1.StreamDelivery deliveries = 1;
+   */
+  deliveries: StreamDelivery[];
+
+  /**
+   * The outcome of acks sent on this stream, once JetStream answered.
+   *
+   * @generated from field: repeated orders.v1.StreamAckResult ack_results = 2;
+   */
+  ackResults: StreamAckResult[];
+
+  /**
+   * True on a heartbeat: the stream is alive but had nothing to send.
+   *
+   * @generated from field: bool heartbeat = 3;
+   */
+  heartbeat: boolean;
+};
+
+/**
+ * Describes the message orders.v1.StreamOrdersResponse.
+ * Use `create(StreamOrdersResponseSchema)` to create a new message.
+ */
+export const StreamOrdersResponseSchema: GenMessage<StreamOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 31);
+
+/**
+ * StreamDelivery is one delivered event of a StreamOrders stream.
+ *
+ * @generated from message orders.v1.StreamDelivery
+ */
+export type StreamDelivery = Message<"orders.v1.StreamDelivery"> & {
+  /**
+   * Names the delivery in StreamAck.delivery_id on this stream: 1, 2, 3...
+   *
+   * @generated from field: uint64 delivery_id = 1;
+   */
+  deliveryId: bigint;
+
+  /**
+   * The event.
+   *
+   * @generated from field: orders.v1.OrderEvent event = 2;
+   */
+  event?: OrderEvent | undefined;
+
+  /**
+   * How many times this event has been delivered, this time included.
+   *
+   * @generated from field: uint64 delivery_attempt = 3;
+   */
+  deliveryAttempt: bigint;
+
+  /**
+   * How many more events of the consumer wait to be delivered.
+   *
+   * @generated from field: uint64 num_pending = 4;
+   */
+  numPending: bigint;
+
+  /**
+   * Opaque token for AckOrders or a StreamAck on any ordersd node of this
+   * deployment, to settle the delivery elsewhere. Empty when auto_ack is on.
+   *
+   * @generated from field: string ack_token = 5;
+   */
+  ackToken: string;
+};
+
+/**
+ * Describes the message orders.v1.StreamDelivery.
+ * Use `create(StreamDeliverySchema)` to create a new message.
+ */
+export const StreamDeliverySchema: GenMessage<StreamDelivery> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 32);
+
+/**
+ * StreamAckResult is the outcome of one StreamAck.
+ *
+ * @generated from message orders.v1.StreamAckResult
+ */
+export type StreamAckResult = Message<"orders.v1.StreamAckResult"> & {
+  /**
+   * The StreamAck's delivery: its delivery_id, or its ack_token.
+   *
+   * @generated from oneof orders.v1.StreamAckResult.delivery
+   */
+  delivery: {
+    /**
+     * The delivery_id the StreamAck named.
+     *
+     * @generated from field: uint64 delivery_id = 1;
+     */
+    value: bigint;
+    case: "deliveryId";
+  } | {
+    /**
+     * The ack_token the StreamAck named.
+     *
+     * @generated from field: string ack_token = 2;
+     */
+    value: string;
+    case: "ackToken";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * True when JetStream confirmed it received the ack; false as in AckResult.
+   *
+   * @generated from field: bool confirmed = 3;
+   */
+  confirmed: boolean;
+
+  /**
+   * Why the ack was not confirmed; empty when confirmed.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message orders.v1.StreamAckResult.
+ * Use `create(StreamAckResultSchema)` to create a new message.
+ */
+export const StreamAckResultSchema: GenMessage<StreamAckResult> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order_service, 33);
 
 /**
  * WatchOrdersRequest is the input of WatchOrders. All filters must match for
@@ -1014,7 +1321,7 @@ export type WatchOrdersRequest = Message<"orders.v1.WatchOrdersRequest"> & {
  * Use `create(WatchOrdersRequestSchema)` to create a new message.
  */
 export const WatchOrdersRequestSchema: GenMessage<WatchOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 27);
+  messageDesc(file_orders_v1_order_service, 34);
 
 /**
  * WatchOrdersResponse is one message of the WatchOrders stream: exactly one
@@ -1051,7 +1358,7 @@ export type WatchOrdersResponse = Message<"orders.v1.WatchOrdersResponse"> & {
  * Use `create(WatchOrdersResponseSchema)` to create a new message.
  */
 export const WatchOrdersResponseSchema: GenMessage<WatchOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_orders_v1_order_service, 28);
+  messageDesc(file_orders_v1_order_service, 35);
 
 /**
  * AckAction is what to do with a delivered event.
@@ -1205,6 +1512,26 @@ export const OrderService: GenService<{
     output: typeof CancelOrderResponseSchema;
   },
   /**
+   * ListOrders lists orders, oldest first, a page at a time: one
+   * customer's, those whose current status is one of statuses, or both.
+   * Each page is read from the stream when it is asked for, so it reflects
+   * every write that returned before the call, on any node. Without
+   * statuses, orders come in the order they were created; with statuses,
+   * in the order they entered them (by revision). Paging across concurrent
+   * writes skips and repeats nothing; an order that changes between pages is
+   * listed as it is when its page is read. A page may hold fewer than
+   * page_size orders even when more follow (a listing by status across all
+   * customers examines at most 2,000 events per page): go on while
+   * next_page_token is set.
+   *
+   * @generated from rpc orders.v1.OrderService.ListOrders
+   */
+  listOrders: {
+    methodKind: "unary";
+    input: typeof ListOrdersRequestSchema;
+    output: typeof ListOrdersResponseSchema;
+  },
+  /**
    * GetOrderHistory streams every event of one order, oldest first, and
    * ends once the events stored when the call began have all been sent.
    *
@@ -1244,6 +1571,29 @@ export const OrderService: GenService<{
     methodKind: "unary";
     input: typeof AckOrdersRequestSchema;
     output: typeof AckOrdersResponseSchema;
+  },
+  /**
+   * StreamOrders consumes a durable work queue over one bidirectional
+   * stream, in the shape of Pub/Sub's StreamingPull: the first request opens
+   * the stream (the same fields as ConsumeOrders); later ones settle
+   * deliveries by their delivery_id (or ack token) on the same stream. Each
+   * response carries a batch of deliveries (several when there is a
+   * backlog), the results of acks, or a heartbeat. Credit comes back as soon
+   * as an ack arrives on the stream: the stream never holds more than
+   * max_in_flight unsettled deliveries. Acks are confirmed by JetStream and
+   * their results sent back in ack_results. Bad input ends the stream with a
+   * status and applies none of the message's acks. A client that closes its
+   * sending side still gets deliveries (settle them with AckOrders) until it
+   * cancels the call. Delivered but unsettled events are redelivered after
+   * their ack wait when the stream ends; events fetched but not yet
+   * delivered are released at once.
+   *
+   * @generated from rpc orders.v1.OrderService.StreamOrders
+   */
+  streamOrders: {
+    methodKind: "bidi_streaming";
+    input: typeof StreamOrdersRequestSchema;
+    output: typeof StreamOrdersResponseSchema;
   },
   /**
    * WatchOrders streams order events as they are stored, optionally after
