@@ -1,8 +1,8 @@
 package server
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 
@@ -33,18 +33,12 @@ func (s *OrderService) StreamOrders(stream grpc.BidiStreamingServer[ordersv1.Str
 	if err := v.err(); err != nil {
 		return err
 	}
-	spec, err := consumeSpec(first.GetOpen())
+	spec, ctx, end, err := s.beginConsume(stream.Context(), first.GetOpen())
 	if err != nil {
 		return err
 	}
-	if !mayConsume(stream.Context(), spec.Consumer) {
-		return permissionDenied(fmt.Sprintf("not allowed to consume from %q", spec.Consumer))
-	}
-	if err := s.consuming.acquire(); err != nil {
-		return err
-	}
-	defer s.consuming.release()
-	ctx, cancel := s.streamContext(stream.Context())
+	defer end()
+	ctx, cancel := context.WithCancel(ctx) // bad input on the acks ends the deliveries
 	defer cancel()
 
 	out := &streamSender{stream: stream}
