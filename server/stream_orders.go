@@ -12,6 +12,7 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // StreamOrders implements ordersv1.OrderServiceServer.
@@ -131,15 +132,15 @@ func deliveriesResponse(batch []consumers.Delivery) *ordersv1.StreamOrdersRespon
 	return res
 }
 
-// Field numbers of StreamOrdersResponse and StreamDelivery, from
-// proto/orders/v1/order_service.proto.
-const (
-	deliveriesField      protowire.Number = 1
-	deliveryIDField      protowire.Number = 1
-	deliveryEventField   protowire.Number = 2
-	deliveryAttemptField protowire.Number = 3
-	deliveryPendingField protowire.Number = 4
-	deliveryTokenField   protowire.Number = 5
+// Field numbers of StreamOrdersResponse and StreamDelivery, read from the
+// generated descriptors so that proto/ stays their one source.
+var (
+	deliveriesField      = eventstore.FieldNumber(&ordersv1.StreamOrdersResponse{}, "deliveries")
+	deliveryIDField      = eventstore.FieldNumber(&ordersv1.StreamDelivery{}, "delivery_id")
+	deliveryEventField   = eventstore.FieldNumber(&ordersv1.StreamDelivery{}, "event")
+	deliveryAttemptField = eventstore.FieldNumber(&ordersv1.StreamDelivery{}, "delivery_attempt")
+	deliveryPendingField = eventstore.FieldNumber(&ordersv1.StreamDelivery{}, "num_pending")
+	deliveryTokenField   = eventstore.FieldNumber(&ordersv1.StreamDelivery{}, "ack_token")
 )
 
 // appendDelivery appends the wire form of d's StreamDelivery.

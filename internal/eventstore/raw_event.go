@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -19,21 +22,32 @@ type RawEvent struct {
 	Order   []byte // the stored payload: an orders.v1.Order without its revision
 }
 
-// The field numbers CheckRawEvent and AppendOrderEvent rely on, from
-// proto/orders/v1/order.proto.
-const (
-	orderIDField    protowire.Number = 1
-	customerIDField protowire.Number = 2
-	statusField     protowire.Number = 3
-	revisionField   protowire.Number = 10
+// The field numbers CheckRawEvent and AppendOrderEvent rely on, read from
+// the generated descriptors so that proto/ stays their one source.
+var (
+	orderIDField    = FieldNumber(&ordersv1.Order{}, "order_id")
+	customerIDField = FieldNumber(&ordersv1.Order{}, "customer_id")
+	statusField     = FieldNumber(&ordersv1.Order{}, "status")
+	revisionField   = FieldNumber(&ordersv1.Order{}, "revision")
 
-	eventSequenceField    protowire.Number = 1
-	eventPublishTimeField protowire.Number = 2
-	eventOrderField       protowire.Number = 3
+	eventSequenceField    = FieldNumber(&ordersv1.OrderEvent{}, "sequence")
+	eventPublishTimeField = FieldNumber(&ordersv1.OrderEvent{}, "publish_time")
+	eventOrderField       = FieldNumber(&ordersv1.OrderEvent{}, "order")
 
-	timestampSecondsField protowire.Number = 1
-	timestampNanosField   protowire.Number = 2
+	timestampSecondsField = FieldNumber(&timestamppb.Timestamp{}, "seconds")
+	timestampNanosField   = FieldNumber(&timestamppb.Timestamp{}, "nanos")
 )
+
+// FieldNumber is the number of m's field name, for code that writes or
+// reads the wire form by hand; it panics at start-up if the field is gone
+// from the API.
+func FieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
+	f := m.ProtoReflect().Descriptor().Fields().ByName(name)
+	if f == nil {
+		panic(fmt.Sprintf("%s has no field %s", m.ProtoReflect().Descriptor().FullName(), name))
+	}
+	return f.Number()
+}
 
 // CheckRawEvent does what DecodeEvent does, without decoding: it checks
 // that the payload is well-formed protobuf at its top level and that its
