@@ -17,7 +17,7 @@ import (
 type liveEvent struct {
 	event   *ordersv1.OrderEvent
 	skipped *eventstore.UnreadableError // instead of event: a message that is not an order event
-	monitor *Monitor // counts the encodes
+	monitor *Monitor                    // counts the encodes
 
 	once     sync.Once
 	response []byte

@@ -100,13 +100,13 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		js:        js,
-		opts:      o.Stream,
-		opTimeout: o.OpTimeout,
-		log:       o.Logger,
-		metrics:   o.Metrics,
-		now:       time.Now,
-		newID:     func() string { return ulid.Make().String() },
+		js:         js,
+		opts:       o.Stream,
+		opTimeout:  o.OpTimeout,
+		log:        o.Logger,
+		metrics:    o.Metrics,
+		now:        time.Now,
+		newID:      func() string { return ulid.Make().String() },
 		lostAcks:   &lostAcks{js: js, after: o.OpTimeout},
 		unreadable: NewUnreadables(o.Logger, o.Metrics),
 	}, nil
