@@ -145,6 +145,9 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
+			if err == nil && !current && !isOrderEvent(msg) {
+				msg, err = firstOrderEvent(gctx, stream, subject, msg)
+			}
 			candidates[i] = msg
 			return err
 		})
@@ -301,4 +304,19 @@ func isOrderEvent(msg *jetstream.RawStreamMsg) bool {
 	}
 	_, err := decodeEvent(msg.Subject, msg.Header, msg.Data, msg.Sequence, msg.Time)
 	return err == nil
+}
+
+// firstOrderEvent is the candidate of a created subject whose last message
+// is not the order's created event (another publisher's, or a repair):
+// the subject's first message, which is, so that the order keeps its
+// place; last when the first is not one either.
+func firstOrderEvent(ctx context.Context, stream jetstream.Stream, subject string, last *jetstream.RawStreamMsg) (*jetstream.RawStreamMsg, error) {
+	first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
+		return nil, err
+	}
+	if isOrderEvent(first) {
+		return first, nil
+	}
+	return last, nil
 }
