@@ -294,3 +294,152 @@ func metricValue(t *testing.T, addr, series string) string {
 	}
 	return ""
 }
+
+// The listener's user reads by default: publishing on ORDERS.> or
+// ORDER_IDS.> is a permission violation, and so are purging and deleting
+// (streams, messages, consumers); yet it reads the streams with nats.go as
+// the seed article's monitor does (a push subscription on ORDERS.>, an
+// ordered consumer) and as the nats CLI does (stream info, get).
+func TestListenerUserReadsOnly(t *testing.T) {
+	n := startListenerNode(t)
+	ctx := testsupport.Context(t, time.Minute)
+	order := createOrder(ctx, t, n.orders, "c1")
+
+	violations := make(chan error, 16)
+	nc, err := nats.Connect(n.nc.ConnectedUrl(), nats.UserInfo("u", "pw"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		violations <- err
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "ORDERS") // nats stream info ORDERS
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	if !slices.Equal(stream.CachedInfo().Config.Subjects, []string{"ORDERS.created.*.*", "ORDERS.approved.*.*",
+		"ORDERS.rejected.*.*", "ORDERS.paid.*.*", "ORDERS.shipped.*.*", "ORDERS.cancelled.*.*"}) {
+		t.Errorf("stream ORDERS captures %v", stream.CachedInfo().Config.Subjects)
+	}
+
+	// Writes and removals are refused: each raises a permission violation
+	// naming its subject (a JetStream request then gets no answer at all).
+	violated := func(what, subject string, call func(ctx context.Context) error) {
+		t.Helper()
+		callCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := call(callCtx); err == nil {
+			t.Errorf("%s: done, want a permission violation", what)
+			return
+		}
+		// Others may come first: an ordered consumer that ends tries to
+		// delete its consumer, which a reader may not either.
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case err := <-violations:
+				if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+					return
+				}
+			case <-deadline:
+				t.Errorf("%s raised no permission violation on %s", what, subject)
+				return
+			}
+		}
+	}
+	for _, subject := range []string{"ORDERS.created.c1." + order.GetOrderId(), "ORDERS.approved.c1." + order.GetOrderId(), "ORDER_IDS.x1"} {
+		violated("publish on "+subject, subject, func(ctx context.Context) error {
+			_, err := js.Publish(ctx, subject, []byte(seedOrder))
+			return err
+		})
+	}
+	violated("a plain publish", "ORDERS.created.c1.x", func(context.Context) error {
+		if err := nc.Publish("ORDERS.created.c1.x", []byte(seedOrder)); err != nil {
+			return err
+		}
+		_ = nc.Flush()
+		return errors.New("a plain publish has no answer; the violation comes asynchronously")
+	})
+	violated("purge", "$JS.API.STREAM.PURGE.ORDERS", func(ctx context.Context) error { return stream.Purge(ctx) })
+	violated("delete the stream", "$JS.API.STREAM.DELETE.ORDERS", func(ctx context.Context) error { return js.DeleteStream(ctx, "ORDERS") })
+	violated("delete a message", "$JS.API.STREAM.MSG.DELETE.ORDERS", func(ctx context.Context) error { return stream.DeleteMsg(ctx, order.GetRevision()) })
+	violated("update the stream", "$JS.API.STREAM.UPDATE.ORDERS", func(ctx context.Context) error {
+		cfg := stream.CachedInfo().Config
+		cfg.Subjects = []string{"ORDERS.>"}
+		_, err := js.UpdateStream(ctx, cfg)
+		return err
+	})
+	violated("create a stream", "$JS.API.STREAM.CREATE.SQUAT", func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SQUAT", Subjects: []string{"ORDERS.junk"}})
+		return err
+	})
+	if info, err := stream.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("stream after the refused writes: %v, %v; want the one created event", info, err)
+	}
+
+	// Reads work: get by sequence and by subject (nats stream get) ...
+	if msg, err := stream.GetMsg(ctx, order.GetRevision()); err != nil || msg.Subject != "ORDERS.created.c1."+order.GetOrderId() {
+		t.Fatalf("stream get: %v, %v", msg, err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx, "ORDERS.*.c1."+order.GetOrderId()); err != nil {
+		t.Fatalf("stream get by subject: %v", err)
+	}
+	// ... the seed monitor's push subscription, acked as it goes ...
+	legacy, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 16)
+	sub, err := legacy.Subscribe("ORDERS.>", func(m *nats.Msg) { seen <- m.Subject; _ = m.Ack() }, nats.DeliverAll())
+	if err != nil {
+		t.Fatalf("js.Subscribe(ORDERS.>): %v", err)
+	}
+	defer sub.Unsubscribe()
+	ordered, err := legacy.Subscribe("ORDERS.>", func(m *nats.Msg) { seen <- "ordered " + m.Subject }, nats.OrderedConsumer(), nats.DeliverAll())
+	if err != nil {
+		t.Fatalf("ordered js.Subscribe(ORDERS.>): %v", err)
+	}
+	defer ordered.Unsubscribe()
+	// ... and the jetstream package's ordered (pull) consumer.
+	cons, err := js.OrderedConsumer(ctx, "ORDERS", jetstream.OrderedConsumerConfig{FilterSubjects: []string{"ORDERS.>"}})
+	if err != nil {
+		t.Fatalf("ordered consumer: %v", err)
+	}
+	next, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil || next.Subject() != "ORDERS.created.c1."+order.GetOrderId() {
+		t.Fatalf("ordered consumer Next: %v, %v", next, err)
+	}
+	later := approve(ctx, t, n.orders, order.GetOrderId())
+	want := map[string]bool{
+		"ORDERS.created.c1." + order.GetOrderId(): true, "ORDERS.approved.c1." + later.GetOrderId(): true,
+		"ordered ORDERS.created.c1." + order.GetOrderId(): true, "ordered ORDERS.approved.c1." + later.GetOrderId(): true,
+	}
+	for len(want) > 0 {
+		select {
+		case s := <-seen:
+			delete(want, s)
+		case <-ctx.Done():
+			t.Fatalf("the subscriptions did not see %v", want)
+		}
+	}
+	// The push consumer's acks were taken: nothing waits for redelivery.
+	var info *nats.ConsumerInfo
+	for {
+		info, err = sub.ConsumerInfo()
+		if err == nil && info.NumAckPending == 0 && info.AckFloor.Stream == later.GetRevision() {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the monitor's consumer after acks: %+v, %v", info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Consumers it made are its own to read, not to delete.
+	violated("delete a consumer", "$JS.API.CONSUMER.DELETE.ORDERS."+info.Name, func(ctx context.Context) error {
+		return js.DeleteConsumer(ctx, "ORDERS", info.Name)
+	})
+}
