@@ -11,8 +11,8 @@
 // stream leader's node, of a follower node, of a replica, a graceful stop
 // (SIGTERM) of the stream leader's node, and a cut of a replica's network
 // path to NATS; each is repaired after a while. cmd/ordersfault runs it
-// from the command line, and the test suite runs short pinned schedules
-// of it.
+// from the command line, and a test in internal/systemtest runs short
+// pinned schedules of it in CI.
 package faultrun
 
 import (
