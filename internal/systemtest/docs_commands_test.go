@@ -37,13 +37,13 @@ const (
 // before it is cut off, as a reader would stop it with Ctrl-C.
 const docStreamLimit = "3"
 
-// Every unmarked shell block of README.md and docs/*.md runs as pasted
-// (with the test node's addresses): against one fresh node, the README's
-// blocks first and then those of docs/*.md in name order, so docs/api.md
-// and docs/queues.md go on with the walk through's order-1001. A block
-// passes when bash exits 0, its output holds what its "# prints: " lines
-// say, in order, and every grpcurl call exited 0 or failed as the block
-// expects. The conventions are in docs/development.md.
+// Every unmarked shell block of README.md, CHANGELOG.md and docs/*.md runs
+// as pasted (with the test node's addresses): against one fresh node, the
+// README's blocks first and then the others, docs/*.md in name order, so
+// docs/api.md and docs/queues.md go on with the walk through's order-1001.
+// A block passes when bash exits 0, its output holds what its "# prints: "
+// lines say, in order, and every grpcurl call exited 0 or failed as the
+// block expects. The conventions are in docs/development.md.
 func TestREADMEAndDocsCommandsRunAsPasted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds grpcurl")
@@ -141,8 +141,9 @@ type docBlock struct {
 
 func (b docBlock) where() string { return fmt.Sprintf("%s:%d", b.doc, b.Line) }
 
-// docBlocks returns the shell blocks with the given marker of README.md and
-// docs/*.md, in the order they run: the README's, then docs/ by name.
+// docBlocks returns the shell blocks with the given marker of README.md,
+// CHANGELOG.md and docs/*.md, in the order they run: the README's, the
+// changelog's, then docs/ by name.
 func docBlocks(t *testing.T, marker string) []docBlock {
 	t.Helper()
 	docs, err := filepath.Glob("../../docs/*.md")
@@ -150,7 +151,7 @@ func docBlocks(t *testing.T, marker string) []docBlock {
 		t.Fatalf("no docs/*.md: %v", err)
 	}
 	sort.Strings(docs)
-	files := []string{"README.md"}
+	files := []string{"README.md", "CHANGELOG.md"}
 	for _, d := range docs {
 		files = append(files, "docs/"+filepath.Base(d))
 	}
