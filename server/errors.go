@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 	var (
 		conflict   *eventstore.ConflictError
 		transition *eventstore.TransitionError
+		tooSlow    *consumers.TooSlowError
 	)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
@@ -56,6 +58,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 			st = d
 		}
 		return st.Err()
+	case errors.As(err, &tooSlow):
+		return watcherTooSlow(tooSlow)
 	case errors.Is(err, eventstore.ErrRequestIDReused):
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
@@ -82,4 +86,19 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		log.ErrorContext(ctx, "unexpected error", "order_id", orderID, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// watcherTooSlow is the end of a watch that fell too far behind the live
+// events: RESOURCE_EXHAUSTED, with the start_sequence that resumes it in
+// the message and, for programs, in an ErrorInfo (reason WATCHER_TOO_SLOW,
+// metadata start_sequence).
+func watcherTooSlow(e *consumers.TooSlowError) error {
+	st := status.New(codes.ResourceExhausted, e.Error())
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: "WATCHER_TOO_SLOW", Domain: "ordersd",
+		Metadata: map[string]string{"start_sequence": strconv.FormatUint(e.Resume, 10)},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
 }
