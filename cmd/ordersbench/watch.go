@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -232,11 +234,11 @@ func (b *bench) watchOverload(watchers int, rate, capacity float64) error {
 		OrdersdP50Ms: ms(lat.quantile(0.5)),
 		OrdersdP99Ms: ms(lat.quantile(0.99)),
 		Target:       "settles: p99 of the last third ≤ the first's",
-		Met:          last <= first && got == want,
+		Met:          last <= first && got == want && ws.gaps.Load() == 0 && ws.repeats.Load() == 0,
 	}
-	r.Note = fmt.Sprintf("%.0f events/s for %s (the capacity row: %.0f events/s); p99 of the events stored in the first third %.1f ms, middle third %.1f ms, last third %.1f ms; "+
+	r.Note = fmt.Sprintf("%.0f events/s for %s (the capacity row: %.0f events/s); events stored in the first third: %s; middle third: %s; last third: %s; "+
 		"%d of %d deliveries, %d gaps, %d repeats, %d resumes after a too-slow end; Go heap in use %.1f MiB at the start, %.1f MiB at the end",
-		r.DirectRate, b.o.watchOverload, capacity, ms(first), ms(thirds.h[1].quantile(0.99)), ms(last),
+		r.DirectRate, b.o.watchOverload, capacity, thirds.describe(0), thirds.describe(1), thirds.describe(2),
 		got, want, ws.gaps.Load(), ws.repeats.Load(), ws.resumes.Load(), float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	b.add(r)
 	return nil
@@ -248,6 +250,7 @@ type storedThirds struct {
 	start time.Time
 	third time.Duration
 	h     [3]*histogram
+	sum   [3]atomic.Int64 // nanoseconds: the mean sees past the histogram's 2 s
 }
 
 func (t *storedThirds) record(stored time.Time, lat time.Duration) {
@@ -256,6 +259,14 @@ func (t *storedThirds) record(stored time.Time, lat time.Duration) {
 		return
 	}
 	t.h[i].record(lat)
+	t.sum[i].Add(int64(lat))
+}
+
+// describe is one third's p99, mean and deliveries.
+func (t *storedThirds) describe(i int) string {
+	n := t.h[i].count.Load()
+	mean := time.Duration(t.sum[i].Load() / int64(max(n, 1)))
+	return fmt.Sprintf("p99 %.1f ms, mean %.1f ms, %d deliveries", ms(t.h[i].quantile(0.99)), ms(mean), n)
 }
 
 // watcherSet is a number of WatchOrders streams being read.
@@ -386,7 +397,15 @@ func (b *bench) publishSteady(rate int, d time.Duration, customers int) (int, ti
 		for range owed {
 			order := newDirectOrder()
 			order.CustomerId = fmt.Sprintf("customer-%d", published%customers)
-			if _, err := b.js.PublishMsgAsync(directEvent(order, nextRequestID()), expectNew(order)); err != nil {
+			msg := directEvent(order, nextRequestID())
+			_, err := b.js.PublishMsgAsync(msg, expectNew(order))
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// JetStream is behind on its acks (a busy machine): let it
+				// catch up, then go on; the rate shows the shortfall.
+				<-b.js.PublishAsyncComplete()
+				_, err = b.js.PublishMsgAsync(msg, expectNew(order))
+			}
+			if err != nil {
 				return published, time.Since(start), err
 			}
 			published++
