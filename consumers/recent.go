@@ -6,9 +6,10 @@ import (
 )
 
 // RecentCapacity is how many of the last events fanned out the monitor
-// keeps for watchers that fell behind: about 4 s at 2,000 events/s, a few
-// MiB of small orders, whatever the number of watchers. A watcher further
-// behind than that is ended with a TooSlowError.
+// keeps for watchers that fell behind: about 4 s at 2,000 events/s. Its
+// memory is that of as many decoded events and their encoded responses,
+// whatever the number of watchers and however far they lag. A watcher
+// further behind than that is ended with a TooSlowError.
 const RecentCapacity = 8192
 
 // recentEvents is a ring of the last events the monitor fanned out. A

@@ -236,9 +236,13 @@ func (b *bench) watchOverload(watchers int, rate, capacity float64) error {
 		Target:       "settles: p99 of the last third ≤ the first's",
 		Met:          last <= first && got == want && ws.gaps.Load() == 0 && ws.repeats.Load() == 0,
 	}
-	r.Note = fmt.Sprintf("%.0f events/s for %s (the capacity row: %.0f events/s); events stored in the first third: %s; middle third: %s; last third: %s; "+
+	within := fmt.Sprintf("%.0f events/s", capacity)
+	if capacity == 0 {
+		within = "no step within the bound"
+	}
+	r.Note = fmt.Sprintf("%.0f events/s for %s (the capacity row: %s); events stored in the first third: %s; middle third: %s; last third: %s; "+
 		"%d of %d deliveries, %d gaps, %d repeats, %d resumes after a too-slow end; Go heap in use %.1f MiB at the start, %.1f MiB at the end",
-		r.DirectRate, b.o.watchOverload, capacity, thirds.describe(0), thirds.describe(1), thirds.describe(2),
+		r.DirectRate, b.o.watchOverload, within, thirds.describe(0), thirds.describe(1), thirds.describe(2),
 		got, want, ws.gaps.Load(), ws.repeats.Load(), ws.resumes.Load(), float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	b.add(r)
 	return nil
