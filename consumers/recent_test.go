@@ -57,12 +57,12 @@ func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 	runs := make([]*watchRun, lagging)
 	for i := range runs {
 		blocked := false
-		runs[i] = startWatch(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
+		runs[i] = startWatchSending(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
 			if !blocked {
 				blocked = true
 				<-release // every watcher takes its first event only when told
 			}
-		})
+		}, true)
 	}
 	t.Cleanup(unblock)
 	for _, r := range runs {

@@ -20,6 +20,13 @@ type watchRun struct {
 
 func startWatch(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1.OrderEvent)) *watchRun {
 	t.Helper()
+	return startWatchSending(t, w, spec, onEvent, false)
+}
+
+// startWatchSending is startWatch; with encode, each update is encoded as
+// the server sends it (a live event's shared encoding) before onEvent.
+func startWatchSending(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1.OrderEvent), encode bool) *watchRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	r := &watchRun{updates: make(chan WatchUpdate, 1000), done: make(chan error, 1), cancel: cancel}
 	if spec.Heartbeat == 0 {
@@ -27,8 +34,10 @@ func startWatch(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1
 	}
 	go func() {
 		r.done <- w.Watch(ctx, spec, func(u WatchUpdate) error {
-			if _, err := u.EncodedResponse(); err != nil { // as the server sends it
-				return err
+			if encode {
+				if _, err := u.EncodedResponse(); err != nil {
+					return err
+				}
 			}
 			if u.Event != nil && onEvent != nil {
 				onEvent(u.Event)
