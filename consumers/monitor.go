@@ -20,7 +20,7 @@ import (
 
 // liveBuffer is how many events a watcher of every customer may have
 // waiting in the live fan-out. A watcher whose buffer is full leaves the
-// fan-out and catches up from the stream at its own pace (see Watch), so
+// fan-out and catches up from the monitor's recent events (see Watch), so
 // memory per watcher stays bounded and no watcher ever slows the others.
 // A watcher of one customer gets a small share of the events and has a
 // smaller buffer: with 10,000 of them the 2 KiB of a 256-event buffer was
@@ -49,7 +49,8 @@ const (
 // Monitor is the node's one push subscription on every order event (the
 // seed's "monitor"), fanned out in process to every live watcher: each
 // event is delivered by JetStream once per node, decoded once and encoded
-// for WatchOrders once, whatever the number of watchers. Watchers of one
+// for WatchOrders once, whatever the number of watchers, and whether they
+// follow it live or catch up on it from the recent events. Watchers of one
 // customer are indexed by it, so an event is matched only against the
 // watchers of its customer and those of every customer.
 //
@@ -84,6 +85,7 @@ type Monitor struct {
 	watchers   map[*liveWatcher]struct{} // every watcher in the fan-out
 	anyone     watcherSet                // the watchers of every customer
 	byCustomer map[string]watcherSet     // the watchers of one customer, by customer id
+	recent     recentEvents              // the last events fanned out, for watchers that fell behind
 	closed     bool
 }
 
@@ -103,6 +105,7 @@ type liveWatcher struct {
 	spec   WatchSpec
 	events chan *liveEvent // never closed
 	behind chan struct{}   // closed when events overflowed and the watcher left the fan-out
+	epoch  uint64          // of m.recent when it joined
 }
 
 // join adds a watcher of spec's events to the fan-out. It returns the
@@ -117,11 +120,16 @@ func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, uint6
 	if m.closed {
 		return nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
+	return m.add(spec), m.last, nil
+}
+
+// add puts a new watcher of spec's events into the fan-out; m.mu is held.
+func (m *Monitor) add(spec WatchSpec) *liveWatcher {
 	size := liveBuffer
 	if spec.CustomerID != "" {
 		size = liveBufferCustomer
 	}
-	w := &liveWatcher{spec: spec, events: make(chan *liveEvent, size), behind: make(chan struct{})}
+	w := &liveWatcher{spec: spec, events: make(chan *liveEvent, size), behind: make(chan struct{}), epoch: m.recent.epoch}
 	m.watchers[w] = struct{}{}
 	if spec.CustomerID == "" {
 		m.anyone[w] = struct{}{}
@@ -133,7 +141,49 @@ func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, uint6
 		}
 		set[w] = struct{}{}
 	}
-	return w, m.last, nil
+	return w
+}
+
+// errRecentLost says that a watcher's position is not in m.recent for a
+// reason of the monitor's (it subscribed anew, or is subscribing): it
+// catches up from the stream instead.
+var errRecentLost = errors.New("the monitor's recent events no longer cover the watcher's position")
+
+// errPassed says that the events after a watcher's position have already
+// left m.recent.
+var errPassed = errors.New("the watcher's position has left the monitor's recent events")
+
+// recentAfter is how a watcher that fell behind catches up: it appends to
+// into the recent events after sequence seq (as many as into has room
+// for), which m.recent held since the watcher's last place in the fan-out
+// (of that epoch). When none is left to catch up, it puts the watcher back
+// into the fan-out instead, atomically with the fan-out, and returns its
+// new place and the sequence of the last event fanned out before it.
+func (m *Monitor) recentAfter(spec WatchSpec, epoch, seq uint64, into []*liveEvent) ([]*liveEvent, *liveWatcher, uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return into, nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
+	case m.sub == nil || m.recent.epoch != epoch:
+		return into, nil, 0, errRecentLost
+	}
+	batch, ok := m.recent.after(seq, into)
+	switch {
+	case !ok:
+		return batch, nil, 0, errPassed
+	case len(batch) > 0:
+		return batch, nil, 0, nil
+	}
+	return batch, m.add(spec), m.last, nil
+}
+
+// RecentHeld is how many recent events the monitor holds for watchers
+// that fell behind; never more than RecentCapacity.
+func (m *Monitor) RecentHeld() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recent.held()
 }
 
 // leave removes a watcher from the fan-out.
@@ -200,6 +250,7 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.last = info.State.LastSeq // before the first event can arrive
+	m.recent.restart(m.last)
 	m.mu.Unlock()
 	sub, err := js.Subscribe(eventstore.StreamSubjects, m.fanOut, nats.BindStream(eventstore.StreamName),
 		nats.OrderedConsumer(), nats.StartSequence(info.State.LastSeq+1),
@@ -265,6 +316,7 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 	}
 	span.SetAttributes(attribute.Int("ordersd.watchers", len(m.watchers)))
 	shared := &liveEvent{event: ev, monitor: m}
+	m.recent.add(shared)
 	m.deliver(m.anyone, shared)
 	m.deliver(m.byCustomer[ev.GetOrder().GetCustomerId()], shared)
 }

@@ -27,6 +27,7 @@ func (m *Monitor) skip(err error) {
 		m.log.Warn("monitor skips a message that is not an order event", "sequence", u.Sequence, "subject", u.Subject, "reason", u.Reason)
 	}
 	shared := &liveEvent{skipped: u, monitor: m}
+	m.recent.add(shared)
 	for w := range m.watchers {
 		if !w.spec.matchesUnreadable(u) {
 			continue

@@ -52,6 +52,15 @@ func (s WatchSpec) filters() ([]string, error) {
 	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, CustomerID: s.CustomerID, OrderID: s.OrderID})
 }
 
+// matchesLive reports whether an event or skip notice of the fan-out
+// passes the spec's filters.
+func (s WatchSpec) matchesLive(e *liveEvent) bool {
+	if e.skipped != nil {
+		return s.matchesUnreadable(e.skipped)
+	}
+	return s.matches(e.event)
+}
+
 // matchesUnreadable reports whether a message that is not an order event
 // passes the spec's filters, by what its subject names: a message whose
 // subject names no order passes only a spec without filters.
@@ -118,9 +127,13 @@ func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
 // live events at or before the last one replayed are skipped, so the
 // switch from replay to live neither loses nor repeats an event. If the
 // watcher reads so slowly that its live buffer fills, it leaves the
-// fan-out, catches up from the stream at its own pace (JetStream holds the
-// backlog, not ordersd), and joins again: a slow watcher is throttled,
-// never dropped, and never slows the others.
+// fan-out, catches up from the monitor's recent events at its own pace,
+// sharing their read, decode and encode with every other watcher, and
+// joins again. One that falls further behind than the recent events reach
+// ends with a TooSlowError that says where to resume: it never slows the
+// others, and costs the node no more than a watcher that keeps up. (A
+// replay, or a monitor that subscribed anew, reads the stream for the
+// watcher alone, as long as it takes to reach the recent events.)
 func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
 	w.monitor.metrics.Watching(1)
 	defer w.monitor.metrics.Watching(-1)
@@ -146,7 +159,10 @@ type watchStream struct {
 	served     uint64 // the stream sequence the watcher has been served up to
 	positioned bool   // served is a position (else the spec's start is)
 	caughtUp   bool   // caught_up has been sent
-	lastSend   time.Time
+	// atTail says that served was reached by following the live events
+	// (live or from the recent ones), not by reading the stream.
+	atTail   bool
+	lastSend time.Time
 }
 
 func (s *watchStream) run(ctx context.Context) error {
@@ -167,19 +183,83 @@ func (s *watchStream) run(ctx context.Context) error {
 			s.caughtUp = true
 		}
 		if err == nil {
-			err = s.followLive(ctx, live)
+			err = s.follow(ctx, live)
 		}
+		if !errors.Is(err, errRecentLost) {
+			return err
+		}
+		replay = true // the recent events do not reach back: catch up from the stream, then join again
+	}
+}
+
+// follow follows the live events from the fan-out place live, and the
+// recent events whenever the watcher falls behind the live ones, until
+// ctx ends, a send fails, or the watcher is further behind than the
+// recent events reach.
+func (s *watchStream) follow(ctx context.Context, live *liveWatcher) error {
+	epoch := live.epoch
+	for {
+		err := s.followLive(ctx, live)
 		s.w.monitor.leave(live)
 		if !errors.Is(err, errBehind) {
 			return err
 		}
 		s.w.monitor.metrics.WatcherThrottled()
-		replay = true // fell behind: catch up from the stream, then join again
+		if live, err = s.catchUpRecent(ctx, epoch); err != nil {
+			return err
+		}
 	}
 }
 
 // errBehind ends followLive when the watcher's live buffer overflowed.
 var errBehind = errors.New("watcher fell behind the live events")
+
+// recentBatch is how many recent events a watcher that fell behind takes
+// at a time: as many as its live buffer holds.
+const recentBatch = liveBuffer
+
+// catchUpRecent sends the recent events after the watcher's position until
+// none is left, and returns its new place in the live fan-out. A watcher
+// that followed the live events and whose position has left the recent
+// events ends with a TooSlowError; one that got there by reading the
+// stream, or whose monitor subscribed anew (errRecentLost), catches up
+// from the stream again.
+func (s *watchStream) catchUpRecent(ctx context.Context, epoch uint64) (*liveWatcher, error) {
+	batch := make([]*liveEvent, 0, recentBatch)
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var (
+			live     *liveWatcher
+			joinedAt uint64
+			err      error
+		)
+		batch, live, joinedAt, err = s.w.monitor.recentAfter(s.spec, epoch, s.served, batch[:0])
+		switch {
+		case errors.Is(err, errPassed) && s.atTail:
+			s.w.monitor.metrics.WatcherTooSlow()
+			return nil, &TooSlowError{Resume: s.served + 1}
+		case errors.Is(err, errPassed):
+			return nil, errRecentLost
+		case err != nil:
+			return nil, err
+		case live != nil:
+			s.advance(joinedAt)
+			return live, nil
+		}
+		for _, e := range batch {
+			if s.spec.matchesLive(e) {
+				if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
+					return nil, err
+				}
+			}
+			s.advance(e.sequence())
+		}
+		s.atTail = true
+		clear(batch) // hold no events while waiting for the next batch
+	}
+}
 
 // catchUp reads the stream from where the watcher is until it has caught up.
 func (s *watchStream) catchUp(ctx context.Context) error {
@@ -196,6 +276,7 @@ func (s *watchStream) catchUp(ctx context.Context) error {
 	case !s.spec.StartTime.IsZero():
 		req.StartTime = s.spec.StartTime
 	}
+	s.atTail = false
 	last, err := s.w.store.Read(ctx, req, func(ev *ordersv1.OrderEvent) error {
 		if !s.spec.matches(ev) {
 			return nil
@@ -229,6 +310,7 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 				return err
 			}
 			s.advance(e.sequence())
+			s.atTail = true
 			heartbeat.Reset(s.spec.Heartbeat)
 		case <-live.behind:
 			return errBehind

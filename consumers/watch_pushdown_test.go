@@ -9,14 +9,16 @@ import (
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
-// countingReader is the real store, counting the messages JetStream
-// delivers to its reads.
+// countingReader is the real store, counting its reads and the messages
+// JetStream delivers to them.
 type countingReader struct {
 	*eventstore.Store
+	reads     atomic.Int64
 	delivered atomic.Int64
 }
 
 func (r *countingReader) Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error) {
+	r.reads.Add(1)
 	return r.Store.Read(ctx, req, func(ev *ordersv1.OrderEvent) error {
 		r.delivered.Add(1)
 		return send(ev)

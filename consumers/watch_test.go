@@ -20,6 +20,13 @@ type watchRun struct {
 
 func startWatch(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1.OrderEvent)) *watchRun {
 	t.Helper()
+	return startWatchSending(t, w, spec, onEvent, false)
+}
+
+// startWatchSending is startWatch; with encode, each update is encoded as
+// the server sends it (a live event's shared encoding) before onEvent.
+func startWatchSending(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1.OrderEvent), encode bool) *watchRun {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	r := &watchRun{updates: make(chan WatchUpdate, 1000), done: make(chan error, 1), cancel: cancel}
 	if spec.Heartbeat == 0 {
@@ -27,6 +34,11 @@ func startWatch(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*ordersv1
 	}
 	go func() {
 		r.done <- w.Watch(ctx, spec, func(u WatchUpdate) error {
+			if encode {
+				if _, err := u.EncodedResponse(); err != nil {
+					return err
+				}
+			}
 			if u.Event != nil && onEvent != nil {
 				onEvent(u.Event)
 			}
@@ -91,10 +103,10 @@ func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 }
 
 // A watcher too slow for its live buffer leaves the fan-out without
-// slowing the others, catches up from the stream, and joins again: it
-// gets every event once, in order. A watcher of one customer has a
-// smaller buffer, and the same.
-func TestSlowWatcherCatchesUpFromTheStream(t *testing.T) {
+// slowing the others, catches up from the monitor's recent events (not
+// from the stream), and joins again: it gets every event once, in order.
+// A watcher of one customer has a smaller buffer, and the same.
+func TestSlowWatcherCatchesUpFromTheRecentEvents(t *testing.T) {
 	for name, tc := range map[string]struct {
 		spec   WatchSpec
 		buffer int
@@ -110,7 +122,8 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
-	w := NewWatcher(monitor, e.store)
+	store := &countingReader{Store: e.store}
+	w := NewWatcher(monitor, store)
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err) // the stream exists before anything is stored in it
 	}
@@ -136,6 +149,9 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	unblock()
 	slow.expectSequences(t, 1, n)
 	waitFor(t, 10*time.Second, "the slow watcher joins again", func() bool { return monitor.Watchers() == 2 })
+	if reads := store.reads.Load(); reads != 0 {
+		t.Errorf("the watchers read the stream %d times; the slow one should catch up from the recent events", reads)
+	}
 	e.createOrders(t, 2)
 	slow.expectSequences(t, n+1, n+2)
 	fast.expectSequences(t, n+1, n+2)

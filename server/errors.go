@@ -34,6 +34,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 	var (
 		conflict   *eventstore.ConflictError
 		transition *eventstore.TransitionError
+		tooSlow    *consumers.TooSlowError
 	)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
@@ -58,6 +59,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 			st = d
 		}
 		return st.Err()
+	case errors.As(err, &tooSlow):
+		return watcherTooSlow(tooSlow)
 	case errors.Is(err, eventstore.ErrRequestIDReused):
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
@@ -104,6 +107,21 @@ func unreadableStatus(u *eventstore.UnreadableError) error {
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "UNREADABLE_EVENT", Domain: "ordersd", Metadata: map[string]string{
 		"stream": u.Stream, "sequence": strconv.FormatUint(u.Sequence, 10), "subject": u.Subject, "order_id": u.OrderID,
 	}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// watcherTooSlow is the end of a watch that fell too far behind the live
+// events: RESOURCE_EXHAUSTED, with the start_sequence that resumes it in
+// the message and, for programs, in an ErrorInfo (reason WATCHER_TOO_SLOW,
+// metadata start_sequence).
+func watcherTooSlow(e *consumers.TooSlowError) error {
+	st := status.New(codes.ResourceExhausted, e.Error())
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason: "WATCHER_TOO_SLOW", Domain: "ordersd",
+		Metadata: map[string]string{"start_sequence": strconv.FormatUint(e.Resume, 10)},
+	}); err == nil {
 		st = d
 	}
 	return st.Err()

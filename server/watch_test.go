@@ -109,8 +109,9 @@ func TestSlowWatcherIsThrottledAndDoesNotSlowOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ctx := testCtx(t)
-	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(ctx, &ordersv1.WatchOrdersRequest{})
+	// The stream outlasts storing the events (streamCtx): on a busy machine
+	// that alone can take testCtx's 20 s.
+	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,9 @@ func TestNewEventsOnlyNeverReplaysOlderOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	watch, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(testCtx(t), &ordersv1.WatchOrdersRequest{})
+	// The stream outlasts storing the events (streamCtx): on a busy machine
+	// that alone can take testCtx's 20 s.
+	watch, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,6 +47,8 @@ type options struct {
 	watchRate      int
 	watchDuration  time.Duration
 	watchStep      time.Duration // how long each rate of the watch capacity runs
+	watchOverload  time.Duration // how long the overload past the watch capacity runs
+	overloadRate   int           // events/s of that overload; 0: 1.5 times the capacity just measured
 	reviewDuration time.Duration // how long creates run in the review workload
 	reviewCreateC  int           // concurrency of those creates
 	reviewWindow   int           // reviews the direct reviewer keeps in flight
@@ -77,9 +79,11 @@ func parseOptions(args []string) (options, error) {
 	conc := fs.String("concurrency", "1,16,64", "concurrencies of the unary create workload")
 	fs.IntVar(&o.transitionC, "transition-concurrency", 64, "concurrency of the transition workload")
 	fs.IntVar(&o.consumeEvents, "consume-events", 100_000, "events consumed and acked by each side of the consume workload")
-	fs.IntVar(&o.watchers, "watchers", 10_000, "concurrent WatchOrders streams, each following one customer")
-	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event (also those of the watch capacity)")
+	fs.IntVar(&o.watchers, "watchers", 10_000, "concurrent WatchOrders streams, each following one customer (0: no such row)")
+	fs.IntVar(&o.watchersAll, "watchers-all", 100, "concurrent WatchOrders streams, each getting every event (also those of the watch capacity and overload)")
 	fs.DurationVar(&o.watchStep, "watch-step", 2*time.Second, "how long each event rate of the watch capacity is published")
+	fs.DurationVar(&o.watchOverload, "watch-overload", 12*time.Second, "how long events are published past the watch capacity (0: no overload row)")
+	fs.IntVar(&o.overloadRate, "watch-overload-rate", 0, "events per second of the overload row; 0: 1.5 times the capacity the run measured")
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
 	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
 	fs.IntVar(&o.listEvents, "list-events", 1_000_000, "events of other customers stored before the list workload's ListOrders and GetOrderHistory rows")

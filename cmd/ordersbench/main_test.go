@@ -17,7 +17,7 @@ func TestShortBenchmarkRun(t *testing.T) {
 	o, err := parseOptions([]string{
 		"-duration", "200ms", "-concurrency", "1,4", "-transition-concurrency", "4",
 		"-consume-events", "2000", "-watchers", "50", "-watchers-all", "5",
-		"-watch-rate", "500", "-watch-duration", "500ms", "-watch-step", "200ms", "-review-duration", "300ms", "-list-events", "2000", "-json", out,
+		"-watch-rate", "500", "-watch-duration", "500ms", "-watch-step", "200ms", "-watch-overload", "600ms", "-review-duration", "300ms", "-list-events", "2000", "-json", out,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -33,8 +33,8 @@ func TestShortBenchmarkRun(t *testing.T) {
 	if err := json.Unmarshal(data, &results); err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 15 {
-		t.Fatalf("%d rows, want 15: %+v", len(results), results)
+	if len(results) != 16 {
+		t.Fatalf("%d rows, want 16: %+v", len(results), results)
 	}
 	for _, r := range results {
 		if r.DirectRate <= 0 || r.OrdersdRate <= 0 {

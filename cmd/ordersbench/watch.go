@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -13,8 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
@@ -27,20 +31,32 @@ const (
 	watchAllP99          = 100 * time.Millisecond // watchers of every event, and the capacity's bound
 	watchCapacityMinRate = 250                    // events/s of the capacity's first step
 	watchCapacityGrowth  = 1.5                    // each step's rate over the one before
+	watchOverloadFactor  = 1.5                    // the overload's rate over the capacity
 )
 
-// watch runs the watch workload three times: many watchers that each
+// watch runs the watch workload four times: many watchers that each
 // follow one customer (every event reaches the one watcher of its
 // customer), a few watchers that each get every event (the full fan-out),
-// and the capacity of that fan-out, stepping the event rate up.
+// the capacity of that fan-out, stepping the event rate up, and a steady
+// overload past that capacity.
 func (b *bench) watch() error {
-	if err := b.watchRun(b.o.watchers, true); err != nil {
-		return err
+	if b.o.watchers > 0 {
+		if err := b.watchRun(b.o.watchers, true); err != nil {
+			return err
+		}
 	}
 	if err := b.watchRun(b.o.watchersAll, false); err != nil {
 		return err
 	}
-	return b.watchCapacity(b.o.watchersAll)
+	capacity, err := b.watchCapacity(b.o.watchersAll)
+	if err != nil || b.o.watchOverload <= 0 {
+		return err
+	}
+	rate := float64(b.o.overloadRate)
+	if rate == 0 {
+		rate = max(capacity, watchCapacityMinRate) * watchOverloadFactor
+	}
+	return b.watchOverload(b.o.watchersAll, rate, capacity)
 }
 
 // watchRun: watchers WatchOrders streams while events are published at a
@@ -122,13 +138,14 @@ func (b *bench) watchRun(watchers int, perCustomer bool) error {
 // of every event get at p99 ≤ watchAllP99: it publishes at a rate for
 // -watch-step, waits for every delivery, and raises the rate by half
 // until the p99 of a step goes over, or the deliveries do not all arrive
-// within 30 s. The row is the last step within the bound.
-func (b *bench) watchCapacity(watchers int) error {
+// within 30 s. The row is the last step within the bound; it returns that
+// step's events per second (0 when even the first step was over).
+func (b *bench) watchCapacity(watchers int) (float64, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ws, err := b.openWatchers(ctx, watchers, false)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer ws.close(cancel)
 	type step struct {
@@ -145,7 +162,7 @@ func (b *bench) watchCapacity(watchers int) error {
 		before := ws.received.Load()
 		published, elapsed, err := b.publishSteady(int(rate), b.o.watchStep, watchers)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		want := uint64(published) * uint64(watchers)
 		got := ws.waitFor(before+want, 30*time.Second) - before
@@ -165,19 +182,112 @@ func (b *bench) watchCapacity(watchers int) error {
 		Target:   fmt.Sprintf("(largest deliveries/s at p99 ≤ %d ms)", watchAllP99.Milliseconds()),
 		Note:     "steps: " + strings.Join(steps, ", ") + "; direct/s is the events published per second of the last step within the bound, ordersd/s its deliveries per second to all watchers",
 	}
-	if best != nil {
-		r.DirectRate, r.OrdersdRate, r.Ratio = best.rate, best.deliveries, 1
-		r.OrdersdP50Ms, r.OrdersdP99Ms = ms(best.p50), ms(best.p99)
+	if best == nil {
+		b.add(r)
+		return 0, nil
 	}
+	r.DirectRate, r.OrdersdRate, r.Ratio = best.rate, best.deliveries, 1
+	r.OrdersdP50Ms, r.OrdersdP99Ms = ms(best.p50), ms(best.p99)
+	b.add(r)
+	return best.rate, nil
+}
+
+// watchOverload publishes rate events/s, past the capacity, to watchers of
+// every event for -watch-overload, and compares the latency of the events
+// stored in its first third with that of those stored in its last third:
+// if lagging watchers cost the node more than live ones, the lag grows for
+// as long as the overload lasts and the last third is the later; if it
+// settles, the last third is no later than the first. It reports the Go
+// heap in use at the end (the node and the watchers' clients together),
+// the watchers' gaps and repeats (none is the promise) and how often a
+// watcher was told it could not keep up and resumed.
+func (b *bench) watchOverload(watchers int, rate, capacity float64) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ws, err := b.openWatchers(ctx, watchers, false)
+	if err != nil {
+		return err
+	}
+	defer ws.close(cancel)
+	heapBefore, _, _ := memoryParts()
+	thirds := &storedThirds{start: time.Now(), third: b.o.watchOverload / 3}
+	for i := range thirds.h {
+		thirds.h[i] = &histogram{}
+	}
+	ws.latencies.Store(&histogram{})
+	ws.thirds.Store(thirds)
+	before := ws.received.Load()
+	published, elapsed, err := b.publishSteady(int(rate), b.o.watchOverload, watchers)
+	if err != nil {
+		return err
+	}
+	want := uint64(published) * uint64(watchers)
+	got := ws.waitFor(before+want, 30*time.Second) - before
+	heapAfter, _, _ := memoryParts()
+	lat := ws.latencies.Load()
+	first, last := thirds.p99(0), thirds.p99(2)
+	r := result{
+		Workload:     fmt.Sprintf("watch overload, %d watchers of every event at %.0f/s", watchers, float64(published)/elapsed.Seconds()),
+		DirectRate:   float64(published) / elapsed.Seconds(),
+		OrdersdRate:  float64(got) / elapsed.Seconds(),
+		Ratio:        float64(got) / float64(max(want, 1)),
+		OrdersdP50Ms: ms(lat.quantile(0.5)),
+		OrdersdP99Ms: ms(lat.quantile(0.99)),
+		Target:       "settles: p99 of the last third ≤ the first's",
+		Met:          last <= first && got == want && ws.gaps.Load() == 0 && ws.repeats.Load() == 0,
+	}
+	within := fmt.Sprintf("%.0f events/s", capacity)
+	if capacity == 0 {
+		within = "no step within the bound"
+	}
+	r.Note = fmt.Sprintf("%.0f events/s for %s (the capacity row: %s); events stored in the first third: %s; middle third: %s; last third: %s; "+
+		"%d of %d deliveries, %d gaps, %d repeats, %d resumes after a too-slow end; Go heap in use %.1f MiB at the start, %.1f MiB at the end",
+		r.DirectRate, b.o.watchOverload, within, thirds.describe(0), thirds.describe(1), thirds.describe(2),
+		got, want, ws.gaps.Load(), ws.repeats.Load(), ws.resumes.Load(), float64(heapBefore)/(1<<20), float64(heapAfter)/(1<<20))
 	b.add(r)
 	return nil
+}
+
+// storedThirds sorts latencies by the third of a run in which their event
+// was stored. Its histograms record latencies divided by thirdsScale, so
+// that they reach 20 s in 100 µs buckets: an overload's lag goes past 2 s.
+type storedThirds struct {
+	start time.Time
+	third time.Duration
+	h     [3]*histogram
+	sum   [3]atomic.Int64 // nanoseconds
+}
+
+const thirdsScale = 10
+
+func (t *storedThirds) record(stored time.Time, lat time.Duration) {
+	i := int(stored.Sub(t.start) / max(t.third, 1))
+	if i < 0 || i >= len(t.h) {
+		return
+	}
+	t.h[i].record(lat / thirdsScale)
+	t.sum[i].Add(int64(lat))
+}
+
+// p99 is one third's 99th percentile.
+func (t *storedThirds) p99(i int) time.Duration { return t.h[i].quantile(0.99) * thirdsScale }
+
+// describe is one third's p99, mean and deliveries.
+func (t *storedThirds) describe(i int) string {
+	n := t.h[i].count.Load()
+	mean := time.Duration(t.sum[i].Load() / int64(max(n, 1)))
+	return fmt.Sprintf("p99 %.1f ms, mean %.1f ms, %d deliveries", ms(t.p99(i)), ms(mean), n)
 }
 
 // watcherSet is a number of WatchOrders streams being read.
 type watcherSet struct {
 	wg        sync.WaitGroup
 	received  atomic.Uint64
-	latencies atomic.Pointer[histogram] // where receipts are recorded
+	latencies atomic.Pointer[histogram]    // where receipts are recorded
+	thirds    atomic.Pointer[storedThirds] // where they are recorded too, when set
+	gaps      atomic.Uint64                // events a watcher of every event got after a missing one
+	repeats   atomic.Uint64                // events a watcher of every event got again
+	resumes   atomic.Uint64                // streams resumed after ordersd said the watcher could not keep up
 	firstErr  atomic.Value
 	conns     []*grpc.ClientConn
 }
@@ -213,8 +323,17 @@ func (b *bench) openWatchers(ctx context.Context, watchers int, perCustomer bool
 		go func() {
 			defer ws.wg.Done()
 			caughtUp := false
+			var last uint64 // sequence of the last event received
 			for {
 				res, err := stream.Recv()
+				if err != nil && ctx.Err() == nil && status.Code(err) == codes.ResourceExhausted && last > 0 {
+					// Too slow for the node: resume after the last event, as a client does.
+					req.Start = &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: last + 1}
+					if stream, err = client.WatchOrders(ctx, req); err == nil {
+						ws.resumes.Add(1)
+						continue
+					}
+				}
 				if err != nil {
 					if !caughtUp {
 						ready.Done()
@@ -229,8 +348,21 @@ func (b *bench) openWatchers(ctx context.Context, watchers int, perCustomer bool
 					ready.Done()
 				}
 				if ev := res.GetEvent(); ev != nil {
-					ws.latencies.Load().record(time.Since(ev.GetPublishTime().AsTime()))
+					stored := ev.GetPublishTime().AsTime()
+					lat := time.Since(stored)
+					ws.latencies.Load().record(lat)
+					if t := ws.thirds.Load(); t != nil {
+						t.record(stored, lat)
+					}
 					ws.received.Add(1)
+					switch seq := ev.GetSequence(); {
+					case perCustomer: // a customer's events are not consecutive
+					case last != 0 && seq <= last:
+						ws.repeats.Add(1)
+					case last != 0 && seq > last+1:
+						ws.gaps.Add(1)
+					}
+					last = max(last, ev.GetSequence())
 				}
 			}
 		}()
@@ -275,7 +407,15 @@ func (b *bench) publishSteady(rate int, d time.Duration, customers int) (int, ti
 		for range owed {
 			order := newDirectOrder()
 			order.CustomerId = fmt.Sprintf("customer-%d", published%customers)
-			if _, err := b.js.PublishMsgAsync(directEvent(order, nextRequestID()), expectNew(order)); err != nil {
+			msg := directEvent(order, nextRequestID())
+			_, err := b.js.PublishMsgAsync(msg, expectNew(order))
+			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// JetStream is behind on its acks (a busy machine): let it
+				// catch up, then go on; the rate shows the shortfall.
+				<-b.js.PublishAsyncComplete()
+				_, err = b.js.PublishMsgAsync(msg, expectNew(order))
+			}
+			if err != nil {
 				return published, time.Since(start), err
 			}
 			published++

@@ -20,6 +20,7 @@ type Metrics struct {
 	redeliveries    *prometheus.CounterVec
 	watchers        prometheus.Gauge
 	watchersBehind  prometheus.Counter
+	watchersTooSlow prometheus.Counter
 	watchEvents     prometheus.Counter
 	natsConnected   prometheus.Gauge
 	ready           prometheus.Gauge
@@ -50,7 +51,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "ordersd_watchers", Help: "WatchOrders streams open on this node.",
 		}),
 		watchersBehind: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ordersd_watchers_throttled_total", Help: "Times a watcher fell behind the live events and was served from the stream at its own pace (no event is dropped).",
+			Name: "ordersd_watchers_throttled_total", Help: "Times a watcher fell behind the live events and caught up from the node's recent events (no event is dropped).",
+		}),
+		watchersTooSlow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ordersd_watchers_too_slow_total", Help: "Watches ended because their reader fell further behind the live events than the node keeps (the client resumes from the sequence it was given).",
 		}),
 		watchEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ordersd_watch_events_total", Help: "Events the node's monitor subscription received and fanned out.",
@@ -69,7 +73,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
 		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetters, m.unreadable)
+		m.watchers, m.watchersBehind, m.watchersTooSlow, m.watchEvents, m.natsConnected, m.ready, m.deadLetters, m.unreadable)
 	return m
 }
 
@@ -166,6 +170,15 @@ func (m *Metrics) WatcherThrottled() {
 		return
 	}
 	m.watchersBehind.Inc()
+}
+
+// WatcherTooSlow records a watch ended because its reader fell too far
+// behind the live events.
+func (m *Metrics) WatcherTooSlow() {
+	if m == nil {
+		return
+	}
+	m.watchersTooSlow.Inc()
 }
 
 // WatchEvent records an event fanned out by the monitor.

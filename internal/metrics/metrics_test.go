@@ -24,6 +24,7 @@ func TestSeriesRecordWhatHappened(t *testing.T) {
 	m.Watching(2)
 	m.Watching(-1)
 	m.WatcherThrottled()
+	m.WatcherTooSlow()
 	m.WatchEvent()
 	m.WatchEvent()
 	m.State(true, false)
@@ -53,14 +54,17 @@ ordersd_watch_events_total 2
 # HELP ordersd_watchers WatchOrders streams open on this node.
 # TYPE ordersd_watchers gauge
 ordersd_watchers 1
-# HELP ordersd_watchers_throttled_total Times a watcher fell behind the live events and was served from the stream at its own pace (no event is dropped).
+# HELP ordersd_watchers_throttled_total Times a watcher fell behind the live events and caught up from the node's recent events (no event is dropped).
 # TYPE ordersd_watchers_throttled_total counter
 ordersd_watchers_throttled_total 1
+# HELP ordersd_watchers_too_slow_total Watches ended because their reader fell further behind the live events than the node keeps (the client resumes from the sequence it was given).
+# TYPE ordersd_watchers_too_slow_total counter
+ordersd_watchers_too_slow_total 1
 `
 	names := []string{
 		"ordersd_consumer_deliveries_total", "ordersd_consumer_in_flight", "ordersd_consumer_redeliveries_total",
 		"ordersd_jetstream_ready", "ordersd_nats_connected", "ordersd_publish_errors_total",
-		"ordersd_watch_events_total", "ordersd_watchers", "ordersd_watchers_throttled_total",
+		"ordersd_watch_events_total", "ordersd_watchers", "ordersd_watchers_throttled_total", "ordersd_watchers_too_slow_total",
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
@@ -93,6 +97,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.InFlight("c", 1)
 	m.Watching(1)
 	m.WatcherThrottled()
+	m.WatcherTooSlow()
 	m.WatchEvent()
 	m.State(true, true)
 }

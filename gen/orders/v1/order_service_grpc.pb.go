@@ -135,8 +135,11 @@ type OrderServiceClient interface {
 	// idle. Every event carries its stream sequence: a watcher that
 	// reconnects with start_sequence = last sequence + 1 misses nothing and
 	// sees nothing twice. A watcher that reads more slowly than events arrive
-	// is never dropped: it is served from the stream at its own pace until it
-	// catches up, and never slows other watchers.
+	// never slows other watchers: it catches up from the recent events the
+	// node keeps for lagging watchers (shared by all of them). One that falls
+	// further behind ends with RESOURCE_EXHAUSTED, whose message and
+	// ErrorInfo (reason WATCHER_TOO_SLOW, metadata start_sequence) give the
+	// start_sequence that resumes it without gap or duplicate.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -421,8 +424,11 @@ type OrderServiceServer interface {
 	// idle. Every event carries its stream sequence: a watcher that
 	// reconnects with start_sequence = last sequence + 1 misses nothing and
 	// sees nothing twice. A watcher that reads more slowly than events arrive
-	// is never dropped: it is served from the stream at its own pace until it
-	// catches up, and never slows other watchers.
+	// never slows other watchers: it catches up from the recent events the
+	// node keeps for lagging watchers (shared by all of them). One that falls
+	// further behind ends with RESOURCE_EXHAUSTED, whose message and
+	// ErrorInfo (reason WATCHER_TOO_SLOW, metadata start_sequence) give the
+	// start_sequence that resumes it without gap or duplicate.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }
