@@ -11,15 +11,6 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// Errors of the consumer administration.
-var (
-	// ErrConsumerNotFound: no durable consumer of the name.
-	ErrConsumerNotFound = errors.New("consumer not found")
-	// ErrTooManyConsumers: creating the consumer would exceed the cap on
-	// durable consumers of ORDERS.
-	ErrTooManyConsumers = errors.New("too many durable consumers")
-)
-
 // Durables returns the durable consumers of ORDERS (ephemeral ones, such
 // as the ordered consumers of reads and watches, are left out).
 func (s *Store) Durables(ctx context.Context) ([]*jetstream.ConsumerInfo, error) {
