@@ -45,6 +45,9 @@ var (
 	// ErrInvalidOption is wrapped by the error of New when an Option is
 	// out of range.
 	ErrInvalidOption = errors.New("eventstore: invalid option")
+	// ErrNothingToRestore: Repair found no readable event of the order, so
+	// there is no state to restore.
+	ErrNothingToRestore = errors.New("no readable event of the order to restore")
 )
 
 // TransitionError describes an illegal transition; it matches ErrIllegalTransition.
