@@ -73,7 +73,7 @@ func (c *Client) Consume(ctx context.Context, consumer string, opts ConsumeOptio
 	extenderDone := make(chan struct{})
 	go func() { defer close(extenderDone); s.extend(extendCtx) }()
 
-	err = s.receive(ctx)
+	err = c.reconnect(ctx, "consume", func() []any { return []any{"consumer", consumer} }, s.stream)
 
 	drained := make(chan struct{})
 	go func() { s.running.Wait(); close(drained) }()
@@ -102,26 +102,6 @@ type consumeSession struct {
 
 	mu     sync.Mutex          // protects leases
 	leases map[string]*Message // ack token → event held, not yet settled
-}
-
-// receive opens the stream, again after each break, until ctx ends (nil)
-// or the stream fails for good.
-func (s *consumeSession) receive(ctx context.Context) error {
-	pause := newBackoff(reconnectMin, reconnectMax)
-	for {
-		err := s.stream(ctx, pause)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if permanent(err) {
-			return err
-		}
-		d := pause.next()
-		s.c.log.Info("consume stream broke; reopening", "consumer", s.consumer, "err", err, "after", d)
-		if !sleep(ctx, d) {
-			return nil
-		}
-	}
 }
 
 // stream runs one ConsumeOrders stream until it ends.

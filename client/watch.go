@@ -80,34 +80,17 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, handler WatchHand
 		return fmt.Errorf("%w: ReplayAll, FromSequence and FromTime exclude each other", ErrInvalidOption)
 	}
 	w := &watchSession{c: c, opts: opts, handler: handler, began: time.Now()}
-	pause := newBackoff(reconnectMin, reconnectMax)
-	for {
-		err := w.stream(ctx, pause)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case w.handlerErr != nil:
-			return w.handlerErr
-		case permanent(err):
-			return err
-		}
-		d := pause.next()
-		c.log.Info("watch stream broke; resuming", "after_sequence", w.last, "err", err, "pause", d)
-		if !sleep(ctx, d) {
-			return nil
-		}
-	}
+	return c.reconnect(ctx, "watch", func() []any { return []any{"after_sequence", w.last} }, w.stream)
 }
 
 // watchSession is the state of one Watch call.
 type watchSession struct {
-	c          *Client
-	opts       WatchOptions
-	handler    WatchHandler
-	began      time.Time
-	streams    int    // streams opened so far
-	last       uint64 // sequence of the last event handed over; 0 before the first
-	handlerErr error
+	c       *Client
+	opts    WatchOptions
+	handler WatchHandler
+	began   time.Time
+	streams int    // streams opened so far
+	last    uint64 // sequence of the last event handed over; 0 before the first
 }
 
 // request is the WatchOrdersRequest of the next stream: from the event
@@ -166,8 +149,7 @@ func (w *watchSession) stream(ctx context.Context, pause *backoff) error {
 		}
 		dog.stop() // the handler's time is not the stream's silence
 		if err := w.handler(ctx, u); err != nil {
-			w.handlerErr = err
-			return err
+			return finalError{err}
 		}
 		dog.kick(silence)
 		if u.Event != nil {

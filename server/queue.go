@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -21,10 +21,10 @@ import (
 // (*eventstore.Store): the durable consumers of ORDERS and their dead
 // letters.
 type QueueStore interface {
-	Durables(ctx context.Context) ([]*jetstream.ConsumerInfo, error)
-	ConsumerInfo(ctx context.Context, name string) (*jetstream.ConsumerInfo, error)
+	Durables(ctx context.Context) ([]eventstore.Consumer, error)
+	Consumer(ctx context.Context, name string) (eventstore.Consumer, error)
 	RedrivePending(ctx context.Context, name string) (uint64, error)
-	UpdateConsumer(ctx context.Context, name string, change func(*jetstream.ConsumerConfig)) (*jetstream.ConsumerInfo, error)
+	UpdateConsumer(ctx context.Context, name string, change eventstore.ConsumerChange) (eventstore.Consumer, error)
 	DeleteConsumer(ctx context.Context, name string) error
 	DeadLetters(ctx context.Context, consumer string, after uint64, limit int) ([]eventstore.DeadLetter, bool, error)
 	DeadLetterCounts(ctx context.Context) ([]eventstore.DeadLetterCount, error)
@@ -48,7 +48,7 @@ func NewQueueService(store QueueStore, log *slog.Logger) *QueueService {
 
 // ListConsumers implements ordersv1.QueueServiceServer.
 func (q *QueueService) ListConsumers(ctx context.Context, _ *ordersv1.ListConsumersRequest) (*ordersv1.ListConsumersResponse, error) {
-	infos, err := q.store.Durables(ctx)
+	durables, err := q.store.Durables(ctx)
 	if err != nil {
 		return nil, q.status(ctx, "", err)
 	}
@@ -57,8 +57,8 @@ func (q *QueueService) ListConsumers(ctx context.Context, _ *ordersv1.ListConsum
 		return nil, q.status(ctx, "", err)
 	}
 	res := &ordersv1.ListConsumersResponse{}
-	for _, info := range infos {
-		res.Consumers = append(res.Consumers, consumerOf(info, deadLetterCount(counts, info.Name), 0))
+	for _, c := range durables {
+		res.Consumers = append(res.Consumers, consumerOf(c, deadLetterCount(counts, c.Name), 0))
 	}
 	return res, nil
 }
@@ -68,28 +68,28 @@ func (q *QueueService) GetConsumer(ctx context.Context, req *ordersv1.GetConsume
 	if err := validateConsumerName(req.GetConsumer()); err != nil {
 		return nil, err
 	}
-	info, err := q.store.ConsumerInfo(ctx, req.GetConsumer())
+	cons, err := q.store.Consumer(ctx, req.GetConsumer())
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
-	c, err := q.describe(ctx, info)
+	c, err := q.describe(ctx, cons)
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
 	return &ordersv1.GetConsumerResponse{Consumer: c}, nil
 }
 
-// describe is the Consumer of info with its dead letters and redrives.
-func (q *QueueService) describe(ctx context.Context, info *jetstream.ConsumerInfo) (*ordersv1.Consumer, error) {
+// describe is the API's view of c with its dead letters and redrives.
+func (q *QueueService) describe(ctx context.Context, c eventstore.Consumer) (*ordersv1.Consumer, error) {
 	counts, err := q.store.DeadLetterCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	redrive, err := q.store.RedrivePending(ctx, info.Name)
+	redrive, err := q.store.RedrivePending(ctx, c.Name)
 	if err != nil {
 		return nil, err
 	}
-	return consumerOf(info, deadLetterCount(counts, info.Name), redrive), nil
+	return consumerOf(c, deadLetterCount(counts, c.Name), redrive), nil
 }
 
 // UpdateConsumer implements ordersv1.QueueServiceServer.
@@ -101,11 +101,11 @@ func (q *QueueService) UpdateConsumer(ctx context.Context, req *ordersv1.UpdateC
 	if consumers.Reserved(req.GetConsumer()) {
 		return nil, status.Errorf(codes.FailedPrecondition, "consumer %q is ordersd's own: its settings come from ordersd's flags", req.GetConsumer())
 	}
-	info, err := q.store.UpdateConsumer(ctx, req.GetConsumer(), change)
+	cons, err := q.store.UpdateConsumer(ctx, req.GetConsumer(), change)
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
-	c, err := q.describe(ctx, info)
+	c, err := q.describe(ctx, cons)
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
@@ -184,39 +184,34 @@ func (q *QueueService) status(ctx context.Context, consumer string, err error) e
 }
 
 // consumerOf is the API's view of a durable consumer.
-func consumerOf(info *jetstream.ConsumerInfo, deadLetters, redrivePending uint64) *ordersv1.Consumer {
-	cfg := info.Config
-	filters := cfg.FilterSubjects
-	if cfg.FilterSubject != "" {
-		filters = []string{cfg.FilterSubject}
-	}
+func consumerOf(cons eventstore.Consumer, deadLetters, redrivePending uint64) *ordersv1.Consumer {
 	c := &ordersv1.Consumer{
-		Name:              info.Name,
-		Statuses:          eventstore.StatusesOfFilters(filters),
-		FilterSubjects:    filters,
-		AckWait:           durationpb.New(cfg.AckWait),
-		MaxDeliveries:     int32(max(cfg.MaxDeliver, 0)),
-		MaxAckPending:     int32(cfg.MaxAckPending),
-		Reserved:          consumers.Reserved(info.Name),
-		CreateTime:        timestamppb.New(info.Created),
-		NumPending:        info.NumPending,
-		NumAckPending:     uint64(info.NumAckPending),
-		NumRedelivered:    uint64(info.NumRedelivered),
-		NumWaiting:        uint64(info.NumWaiting),
+		Name:              cons.Name,
+		Statuses:          eventstore.StatusesOfFilters(cons.Filters),
+		FilterSubjects:    cons.Filters,
+		AckWait:           durationpb.New(cons.AckWait),
+		MaxDeliveries:     int32(min(cons.MaxDeliveries, math.MaxInt32)),
+		MaxAckPending:     int32(min(cons.MaxAckPending, math.MaxInt32)),
+		Reserved:          consumers.Reserved(cons.Name),
+		CreateTime:        timestamppb.New(cons.Created),
+		NumPending:        cons.NumPending,
+		NumAckPending:     cons.NumAckPending,
+		NumRedelivered:    cons.NumRedelivered,
+		NumWaiting:        cons.NumWaiting,
 		DeadLetterCount:   deadLetters,
 		NumRedrivePending: redrivePending,
 	}
-	for _, d := range cfg.BackOff {
+	for _, d := range cons.Backoff {
 		c.Backoff = append(c.Backoff, durationpb.New(d))
 	}
-	if cfg.InactiveThreshold > 0 {
-		c.InactiveThreshold = durationpb.New(cfg.InactiveThreshold)
+	if cons.InactiveThreshold > 0 {
+		c.InactiveThreshold = durationpb.New(cons.InactiveThreshold)
 	}
-	if info.Delivered.Last != nil {
-		c.LastDeliveryTime = timestamppb.New(*info.Delivered.Last)
+	if !cons.LastDelivery.IsZero() {
+		c.LastDeliveryTime = timestamppb.New(cons.LastDelivery)
 	}
-	if info.AckFloor.Last != nil {
-		c.LastAckTime = timestamppb.New(*info.AckFloor.Last)
+	if !cons.LastAck.IsZero() {
+		c.LastAckTime = timestamppb.New(cons.LastAck)
 	}
 	return c
 }
@@ -251,8 +246,8 @@ func deadLetterOf(l eventstore.DeadLetter) *ordersv1.DeadLetter {
 }
 
 // consumerChange checks an UpdateConsumerRequest and returns the change
-// it makes to the consumer's config.
-func consumerChange(req *ordersv1.UpdateConsumerRequest) (func(*jetstream.ConsumerConfig), error) {
+// it makes to the consumer's settings.
+func consumerChange(req *ordersv1.UpdateConsumerRequest) (eventstore.ConsumerChange, error) {
 	var v violations
 	v.id("consumer", req.GetConsumer(), eventstore.MaxIDLen, true)
 	paths := req.GetUpdateMask().GetPaths()
@@ -288,28 +283,24 @@ func consumerChange(req *ordersv1.UpdateConsumerRequest) (func(*jetstream.Consum
 	}
 	threshold := v.duration("inactive_threshold", req.GetInactiveThreshold(), time.Second, maxInactiveThreshold)
 	if err := v.err(); err != nil {
-		return nil, err
+		return eventstore.ConsumerChange{}, err
 	}
-	return func(cfg *jetstream.ConsumerConfig) {
-		if named["ack_wait"] {
-			cfg.AckWait = cmpOr(ackWait, consumers.DefaultAckWait)
-		}
-		if named["max_deliveries"] {
-			cfg.MaxDeliver = int(maxDeliveries)
-			if cfg.MaxDeliver == 0 {
-				cfg.MaxDeliver = -1
-			}
-		}
-		if named["backoff"] {
-			cfg.BackOff = backoff
-			if len(backoff) > 0 {
-				cfg.AckWait = backoff[0] // what JetStream makes of it
-			}
-		}
-		if named["inactive_threshold"] {
-			cfg.InactiveThreshold = threshold
-		}
-	}, nil
+	var change eventstore.ConsumerChange
+	if named["ack_wait"] {
+		ackWait = cmpOr(ackWait, consumers.DefaultAckWait)
+		change.AckWait = &ackWait
+	}
+	if named["max_deliveries"] {
+		n := int(maxDeliveries)
+		change.MaxDeliveries = &n
+	}
+	if named["backoff"] {
+		change.Backoff = &backoff
+	}
+	if named["inactive_threshold"] {
+		change.InactiveThreshold = &threshold
+	}
+	return change, nil
 }
 
 // maxInactiveThreshold bounds UpdateConsumerRequest.inactive_threshold.

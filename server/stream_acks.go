@@ -132,7 +132,7 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	settles := make([]consumers.Settle, 0, len(req.GetAcks()))
 	results := make([]*ordersv1.StreamAckResult, len(req.GetAcks()))
 	var forged []int
-	seen := make(map[uint64]int, len(req.GetAcks())) // stream sequence → index in settles
+	seen := make(map[settledDelivery]bool, len(req.GetAcks()))
 	for i, ack := range req.GetAcks() {
 		field := func() string { return fmt.Sprintf("acks[%d]", i) } // for violations only: no formatting per ack
 		st := v.settleAction(field, ack.GetAction(), ack.GetNakDelay(), ack.GetReason())
@@ -169,11 +169,12 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 			v.add(field()+".delivery", "a delivery_id or an ack_token is required")
 			continue
 		}
-		if first, dup := seen[st.Ack.StreamSeq]; dup && settles[first].Ack.Stream == st.Ack.Stream && settles[first].Ack.Consumer == st.Ack.Consumer {
+		key := deliveryOf(st.Ack)
+		if seen[key] {
 			v.add(field(), "settles the same delivery as an earlier ack of this message")
 			continue
 		}
-		seen[st.Ack.StreamSeq] = len(settles)
+		seen[key] = true
 		settles = append(settles, st)
 	}
 	if err := v.err(); err != nil {
@@ -183,4 +184,17 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 		return nil, nil, permissionDenied(fmt.Sprintf("ack token of acks[%d] was not issued by this deployment", forged[0]))
 	}
 	return settles, results, nil
+}
+
+// settledDelivery is what an ack settles: one event of one consumer, of
+// the stream ORDERS or of its redrive stream. Two acks of one message
+// that name the same one are refused; a stream sequence alone does not
+// identify it (the event of one sequence goes to every consumer).
+type settledDelivery struct {
+	stream, consumer string
+	seq              uint64
+}
+
+func deliveryOf(ack consumers.AckSubject) settledDelivery {
+	return settledDelivery{stream: ack.Stream, consumer: ack.Consumer, seq: ack.StreamSeq}
 }

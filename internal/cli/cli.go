@@ -75,12 +75,46 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // command line from its ORDERSD_ environment variable, and has the node
 // validate the result (a wrong setting exits with status 2, as a wrong flag).
 func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
-	var (
-		c    Config
-		sync string
-	)
+	var c Config
 	fs := flag.NewFlagSet("ordersd", flag.ContinueOnError)
 	fs.SetOutput(out)
+	text := defineFlags(fs, &c)
+	fs.Usage = func() { usage(fs, out) }
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if err := setFromEnvironment(fs, given, getenv); err != nil {
+		return c, err
+	}
+	if err := text.apply(&c); err != nil {
+		return c, err
+	}
+	if c.XDS && !given["http-addr"] && getenv(envName("http-addr")) == "" {
+		// The HTTP port would bypass the mesh's listener policy: off
+		// unless asked for, which Validate then refuses with a reason.
+		c.HTTPAddr = ""
+	}
+	// The node owns its settings and says which are wrong; the command
+	// only maps flags and environment onto them.
+	return c, c.Validate()
+}
+
+// flagText holds the flags that become settings only once parsed: lists,
+// and values of a syntax of their own.
+type flagText struct {
+	corsOrigins, routes, public, sync *string
+	maxStreams                        *uint
+}
+
+// defineFlags defines every flag of ordersd on fs, each setting a field
+// of c or, for those that need parsing, of the returned flagText.
+func defineFlags(fs *flag.FlagSet, c *Config) flagText {
+	var sync string
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "`address` of the HTTP endpoints /metrics (Prometheus), /livez and /readyz; empty: off")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "`address` where the API is served over HTTP: Connect (JSON or protobuf), gRPC-Web and gRPC, with the gRPC port's TLS, authentication and limits; empty: off")
@@ -153,21 +187,22 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&c.LoadReport.CallsCapacity, "orca-calls-capacity", c.LoadReport.CallsCapacity, "unary calls in flight, on average, at which the load reports count the node as fully used")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd migrate [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(out, "  --%s %s\n    \t%s (default %q, $%s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))
-		})
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return flagText{corsOrigins: corsOrigins, routes: routes, public: public, sync: &sync, maxStreams: maxStreams}
+}
+
+// usage prints --help: the commands, then each flag with its default and
+// its environment variable.
+func usage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd migrate [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(out, "  --%s %s\n    \t%s (default %q, $%s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))
+	})
+}
+
+// setFromEnvironment sets every flag not given on the command line from
+// its ORDERSD_ environment variable, when that is set.
+func setFromEnvironment(fs *flag.FlagSet, given map[string]bool, getenv func(string) string) error {
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && envErr == nil {
@@ -176,40 +211,26 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 			}
 		}
 	})
-	if envErr != nil {
-		return c, envErr
-	}
-	c.Limits.MaxConcurrentStreams = uint32(min(*maxStreams, 1<<31))
-	if c.XDS && !given["http-addr"] && getenv(envName("http-addr")) == "" {
-		// The HTTP port would bypass the mesh's listener policy: off
-		// unless asked for, which Validate then refuses with a reason.
-		c.HTTPAddr = ""
-	}
-	for _, r := range strings.Split(*routes, ",") {
-		if r = strings.TrimSpace(r); r != "" {
-			c.Cluster.Routes = append(c.Cluster.Routes, r)
-		}
-	}
-	switch {
+	return envErr
+}
+
+// apply parses the flags of t into c.
+func (t flagText) apply(c *Config) error {
+	c.Limits.MaxConcurrentStreams = uint32(min(*t.maxStreams, 1<<31))
+	c.Cluster.Routes = splitList(*t.routes)
+	switch sync := *t.sync; {
 	case sync == "always":
 		c.SyncAlways = true
 	case sync != "":
 		d, err := time.ParseDuration(sync)
 		if err != nil || d <= 0 {
-			return c, fmt.Errorf("--sync-interval must be a positive duration or \"always\", got %q", sync)
+			return fmt.Errorf("--sync-interval must be a positive duration or \"always\", got %q", sync)
 		}
 		c.SyncInterval = d
 	}
-	c.HTTPCORSOrigins = splitList(*corsOrigins)
-	c.PublicServices = nil
-	for _, svc := range strings.Split(*public, ",") {
-		if svc = strings.TrimSpace(svc); svc != "" {
-			c.PublicServices = append(c.PublicServices, svc)
-		}
-	}
-	// The node owns its settings and says which are wrong; main only maps
-	// flags and environment onto them.
-	return c, c.Validate()
+	c.HTTPCORSOrigins = splitList(*t.corsOrigins)
+	c.PublicServices = splitList(*t.public)
+	return nil
 }
 
 // splitList splits a comma-separated flag value, dropping blanks.

@@ -166,3 +166,14 @@ func TestMainServesUntilItsContextEnds(t *testing.T) {
 		t.Fatalf("exit %d after its context ended, want 0:\n%s", code, log)
 	}
 }
+
+// A trace exporter the OpenTelemetry environment names but ordersd does
+// not know stops it at start, with the name in the error.
+func TestMainStopsOnAnUnknownTraceExporter(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "zipkin")
+	var stderr bytes.Buffer
+	code := Main(context.Background(), []string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--http-addr", "", "--data-dir", t.TempDir()}, noEnv, io.Discard, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), `OTEL_TRACES_EXPORTER \"zipkin\"`) {
+		t.Fatalf("exit %d, %q; want 1 and the exporter named", code, stderr.String())
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ordersd/ordersd/internal/auth"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -110,5 +112,34 @@ func TestEmbeddedNATSListenerNeedsAuthentication(t *testing.T) {
 				t.Fatalf("something listens on %s", natsAddr)
 			}
 		})
+	}
+}
+
+// The list flags, from the command line or the environment, drop blanks
+// and spaces around items; an empty --auth-public-services makes every
+// service need a token, and its default is auth.DefaultPublicServices.
+func TestListFlags(t *testing.T) {
+	env := map[string]string{"ORDERSD_HTTP_CORS_ORIGINS": " https://a.example.com,,https://b.example.com "}
+	cfg, err := ParseConfig([]string{"--cluster-name", "orders", "--cluster-listen", "127.0.0.1:6222", "--ack-token-key-file", "ack.key",
+		"--cluster-routes", " 127.0.0.1:6223, ,127.0.0.1:6224,", "--auth-public-services", ""}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Cluster.Routes, []string{"127.0.0.1:6223", "127.0.0.1:6224"}; !slices.Equal(got, want) {
+		t.Errorf("--cluster-routes: %q, want %q", got, want)
+	}
+	if got, want := cfg.HTTPCORSOrigins, []string{"https://a.example.com", "https://b.example.com"}; !slices.Equal(got, want) {
+		t.Errorf("$ORDERSD_HTTP_CORS_ORIGINS: %q, want %q", got, want)
+	}
+	if len(cfg.PublicServices) != 0 {
+		t.Errorf("--auth-public-services '': %q, want none", cfg.PublicServices)
+	}
+	cfg, err = ParseConfig([]string{"--auth-public-services", "grpc.health.v1.Health , orders.v1.OrderService"}, noEnv, io.Discard)
+	if got, want := cfg.PublicServices, []string{"grpc.health.v1.Health", "orders.v1.OrderService"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("--auth-public-services: %q, %v; want %q", got, err, want)
+	}
+	cfg, err = ParseConfig(nil, noEnv, io.Discard)
+	if err != nil || !slices.Equal(cfg.PublicServices, auth.DefaultPublicServices) || cfg.Cluster.Routes != nil || cfg.HTTPCORSOrigins != nil {
+		t.Errorf("defaults: public %q, routes %q, origins %q, %v; want %q and no routes or origins", cfg.PublicServices, cfg.Cluster.Routes, cfg.HTTPCORSOrigins, err, auth.DefaultPublicServices)
 	}
 }

@@ -10,10 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrResourceExhausted: JetStream refused the write for lack of room
-// (storage limits, message too large).
-var ErrResourceExhausted = errors.New("jetstream resources exhausted")
-
 // classify is Classify that also forgets the stream handle when the
 // stream is gone, so that it is provisioned again on next use.
 func (s *Store) classify(err error) error {

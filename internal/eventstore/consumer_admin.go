@@ -5,32 +5,112 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// Errors of the consumer administration.
-var (
-	// ErrConsumerNotFound: no durable consumer of the name.
-	ErrConsumerNotFound = errors.New("consumer not found")
-	// ErrTooManyConsumers: creating the consumer would exceed the cap on
-	// durable consumers of ORDERS.
-	ErrTooManyConsumers = errors.New("too many durable consumers")
-)
+// Consumer is a durable consumer of ORDERS: its settings and its state,
+// as JetStream reports them now.
+type Consumer struct {
+	Name string
+	// Filters are the subjects it selects (ORDERS.<event>.…); empty: every event.
+	Filters           []string
+	AckWait           time.Duration
+	MaxDeliveries     int // 0: no limit
+	MaxAckPending     int
+	Backoff           []time.Duration // the redelivery delays, if any; the first is the ack wait
+	InactiveThreshold time.Duration   // 0: never deleted for inactivity
+	Created           time.Time
+	// NumPending events are still to deliver; NumAckPending delivered
+	// wait for their ack, NumRedelivered of them delivered more than once;
+	// NumWaiting fetches wait for events.
+	NumPending, NumAckPending, NumRedelivered, NumWaiting uint64
+	LastDelivery, LastAck                                 time.Time // zero: none yet
+}
+
+// consumerOf is the Consumer that JetStream's info describes.
+func consumerOf(info *jetstream.ConsumerInfo) Consumer {
+	cfg := info.Config
+	filters := cfg.FilterSubjects
+	if cfg.FilterSubject != "" {
+		filters = []string{cfg.FilterSubject}
+	}
+	c := Consumer{
+		Name:              info.Name,
+		Filters:           filters,
+		AckWait:           cfg.AckWait,
+		MaxDeliveries:     max(cfg.MaxDeliver, 0), // JetStream's -1 is no limit
+		MaxAckPending:     cfg.MaxAckPending,
+		Backoff:           cfg.BackOff,
+		InactiveThreshold: cfg.InactiveThreshold,
+		Created:           info.Created,
+		NumPending:        info.NumPending,
+		NumAckPending:     uint64(max(info.NumAckPending, 0)),
+		NumRedelivered:    uint64(max(info.NumRedelivered, 0)),
+		NumWaiting:        uint64(max(info.NumWaiting, 0)),
+	}
+	if info.Delivered.Last != nil {
+		c.LastDelivery = *info.Delivered.Last
+	}
+	if info.AckFloor.Last != nil {
+		c.LastAck = *info.AckFloor.Last
+	}
+	return c
+}
+
+// ConsumerChange changes the settings of a durable consumer; a nil field
+// leaves its setting as it is.
+type ConsumerChange struct {
+	AckWait       *time.Duration
+	MaxDeliveries *int // 0: no limit
+	// Backoff replaces the redelivery delays (empty: none); the first
+	// becomes the ack wait, as JetStream makes it.
+	Backoff           *[]time.Duration
+	InactiveThreshold *time.Duration // 0: never deleted for inactivity
+}
+
+// apply makes the change to cfg, in JetStream's terms.
+func (ch ConsumerChange) apply(cfg *jetstream.ConsumerConfig) {
+	if ch.AckWait != nil {
+		cfg.AckWait = *ch.AckWait
+	}
+	if ch.MaxDeliveries != nil {
+		cfg.MaxDeliver = *ch.MaxDeliveries
+		if cfg.MaxDeliver == 0 {
+			cfg.MaxDeliver = -1
+		}
+	}
+	if ch.Backoff != nil {
+		cfg.BackOff = *ch.Backoff
+		if len(cfg.BackOff) > 0 {
+			cfg.AckWait = cfg.BackOff[0]
+		}
+	}
+	if ch.InactiveThreshold != nil {
+		cfg.InactiveThreshold = *ch.InactiveThreshold
+	}
+}
 
 // Durables returns the durable consumers of ORDERS (ephemeral ones, such
 // as the ordered consumers of reads and watches, are left out).
-func (s *Store) Durables(ctx context.Context) ([]*jetstream.ConsumerInfo, error) {
+func (s *Store) Durables(ctx context.Context) ([]Consumer, error) {
 	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	stream := st.orders
-	infos, err := durables(ctx, stream)
-	return infos, s.classify(err)
+	infos, err := durables(ctx, st.orders)
+	if err != nil {
+		return nil, s.classify(err)
+	}
+	out := make([]Consumer, 0, len(infos))
+	for _, info := range infos {
+		out = append(out, consumerOf(info))
+	}
+	return out, nil
 }
 
 func durables(ctx context.Context, stream jetstream.Stream) ([]*jetstream.ConsumerInfo, error) {
@@ -44,17 +124,19 @@ func durables(ctx context.Context, stream jetstream.Stream) ([]*jetstream.Consum
 	return out, list.Err()
 }
 
-// ConsumerInfo returns the durable consumer name of ORDERS as JetStream
-// reports it now, or ErrConsumerNotFound.
-func (s *Store) ConsumerInfo(ctx context.Context, name string) (*jetstream.ConsumerInfo, error) {
+// Consumer returns the durable consumer name of ORDERS, or
+// ErrConsumerNotFound.
+func (s *Store) Consumer(ctx context.Context, name string) (Consumer, error) {
 	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
-		return nil, err
+		return Consumer{}, err
 	}
 	defer cancel()
-	stream := st.orders
-	info, err := consumerInfo(ctx, stream, name)
-	return info, s.classify(err)
+	info, err := consumerInfo(ctx, st.orders, name)
+	if err != nil {
+		return Consumer{}, s.classify(err)
+	}
+	return consumerOf(info), nil
 }
 
 func consumerInfo(ctx context.Context, stream jetstream.Stream, name string) (*jetstream.ConsumerInfo, error) {
@@ -89,27 +171,28 @@ func (s *Store) RedrivePending(ctx context.Context, name string) (uint64, error)
 // UpdateConsumer applies change to the settings of the durable consumer
 // name, and to its redrive consumer, and returns the consumer after it.
 // ErrConsumerNotFound when there is none; JetStream's refusal of the new
-// settings wraps ErrInvalidArgument.
-func (s *Store) UpdateConsumer(ctx context.Context, name string, change func(*jetstream.ConsumerConfig)) (*jetstream.ConsumerInfo, error) {
+// settings together (max deliveries not above the backoff steps, say)
+// wraps ErrInvalidArgument.
+func (s *Store) UpdateConsumer(ctx context.Context, name string, change ConsumerChange) (Consumer, error) {
 	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
-		return nil, err
+		return Consumer{}, err
 	}
 	defer cancel()
 	stream := st.orders
 	info, err := consumerInfo(ctx, stream, name)
 	if err != nil {
-		return nil, s.classify(err)
+		return Consumer{}, s.classify(err)
 	}
 	cfg := info.Config
-	change(&cfg)
+	change.apply(&cfg)
 	cons, err := stream.UpdateConsumer(ctx, cfg)
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.Code == 400 {
-			return nil, fmt.Errorf("%w: %s", ErrInvalidArgument, apiErr.Description)
+			return Consumer{}, fmt.Errorf("%w: %s", ErrInvalidArgument, apiErr.Description)
 		}
-		return nil, s.classify(err)
+		return Consumer{}, s.classify(err)
 	}
 	if red, err := s.js.Consumer(ctx, RedriveStream, name); err == nil {
 		// Where it starts cannot change: keep it as it was created.
@@ -119,7 +202,7 @@ func (s *Store) UpdateConsumer(ctx context.Context, name string, change func(*je
 			s.log.Warn("redrive consumer not updated", "consumer", name, "err", err)
 		}
 	}
-	return cons.CachedInfo(), nil
+	return consumerOf(cons.CachedInfo()), nil
 }
 
 // DeleteConsumer deletes the durable consumer name, then its redrive

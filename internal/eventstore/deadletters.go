@@ -45,9 +45,6 @@ const (
 	advisoryTerminated    = "MSG_TERMINATED"
 )
 
-// ErrDeadLetterNotFound: no dead letter of the consumer has the id.
-var ErrDeadLetterNotFound = errors.New("dead letter not found")
-
 // deadLetterSubjects are the advisory subjects ORDERS_DEAD_LETTERS stores:
 // both kinds, for the consumers of ORDERS and of ORDERS_REDRIVE.
 func deadLetterSubjects() []string {

@@ -32,6 +32,22 @@ var (
 	ErrLayoutOutdated = errors.New("stream layout outdated")
 	// ErrCorruptEvent: a stored message is not a readable order event.
 	ErrCorruptEvent = errors.New("unreadable order event")
+	// ErrResourceExhausted: JetStream refused the write for lack of room
+	// (storage limits, message too large).
+	ErrResourceExhausted = errors.New("jetstream resources exhausted")
+	// ErrConsumerNotFound: no durable consumer of the name.
+	ErrConsumerNotFound = errors.New("consumer not found")
+	// ErrTooManyConsumers: creating the consumer would exceed the cap on
+	// durable consumers of ORDERS.
+	ErrTooManyConsumers = errors.New("too many durable consumers")
+	// ErrDeadLetterNotFound: no dead letter of the consumer has the id.
+	ErrDeadLetterNotFound = errors.New("dead letter not found")
+	// ErrInvalidOption is wrapped by the error of New when an Option is
+	// out of range.
+	ErrInvalidOption = errors.New("eventstore: invalid option")
+	// ErrNothingToRestore: Repair found no readable event of the order, so
+	// there is no state to restore.
+	ErrNothingToRestore = errors.New("no readable event of the order to restore")
 )
 
 // TransitionError describes an illegal transition; it matches ErrIllegalTransition.

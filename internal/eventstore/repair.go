@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 
@@ -15,10 +14,6 @@ import (
 // HeaderRepairOf marks a repair event (see Repair): it holds the stream
 // sequences, comma-separated, of the unreadable messages it stands after.
 const HeaderRepairOf = "Ordersd-Repair-Of"
-
-// ErrNothingToRestore: Repair found no readable event of the order, so
-// there is no state to restore.
-var ErrNothingToRestore = errors.New("no readable event of the order to restore")
 
 // RepairReport is what Repair found and did.
 type RepairReport struct {

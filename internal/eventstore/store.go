@@ -21,10 +21,6 @@ import (
 // unreachable JetStream.
 const DefaultOpTimeout = 5 * time.Second
 
-// ErrInvalidOption is wrapped by the error of New when an Option is out of
-// range.
-var ErrInvalidOption = errors.New("eventstore: invalid option")
-
 // maxReplicas is the most copies JetStream keeps of a stream.
 const maxReplicas = 5
 

@@ -26,6 +26,7 @@ import (
 	"github.com/ordersd/ordersd/internal/reload"
 	"github.com/ordersd/ordersd/internal/telemetry"
 	"github.com/ordersd/ordersd/internal/tlsfiles"
+	ordersserver "github.com/ordersd/ordersd/server"
 )
 
 // healthInterval is how often the health service re-checks JetStream
@@ -61,20 +62,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	stopTracing, err := telemetry.Setup(ctx, cfg.Version)
+	stopTracing, err := startTracing(ctx, cfg.Version, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(flushCtx); err != nil {
-			log.Warn("trace export did not flush", "err", err)
-		}
-	}()
-	if telemetry.ExportConfigured() {
-		log.Info("tracing on: exporting spans as the OTEL_* environment says")
-	}
+	defer stopTracing()
 	if cfg.NATSURL == "" {
 		lock, err := lockDataDir(cfg.DataDir)
 		if err != nil {
@@ -88,9 +80,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer lis.close() // the servers close them too; this is for early returns
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	reg, m := newMetrics()
 	// What the options start in the background (a JWKS refresh) ends with Run.
 	optsCtx, stopOpts := context.WithCancel(ctx)
 	defer stopOpts()
@@ -102,7 +92,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-
 	conn, err := connectNATS(cfg, log)
 	if err != nil {
 		return err
@@ -111,21 +100,77 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	for _, f := range conn.tls {
 		reloadItems = append(reloadItems, tlsItem(f))
 	}
-	// The HTTP port serves the gRPC port's certificate, from files of its
-	// own that the watcher reloads too.
-	var httpTLS *tlsfiles.Files
-	if lis.http != nil && cfg.TLS.CertFile != "" {
-		if httpTLS, err = tlsfiles.Load("HTTP server", cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile); err != nil {
-			return err
-		}
+	httpTLS, err := loadHTTPTLS(cfg, lis)
+	if err != nil {
+		return err
+	}
+	if httpTLS != nil {
 		reloadItems = append(reloadItems, tlsItem(httpTLS))
 	}
 	reloader, err := reload.New(reloadItems, log)
 	if err != nil {
 		return err
 	}
-	defer reloader.Close() // after the errgroup below, whose Run has returned
-	svc, err := Assemble(ctx, conn.nc, ServiceOptions{
+	defer reloader.Close() // after serve, which has stopped its Run
+
+	svc, err := Assemble(ctx, conn.nc, serviceOptions(cfg, tokens, grpcOpts, m), log)
+	if err != nil {
+		return err
+	}
+	// A no-op after serve's shutdown, which comes first in every other way out.
+	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
+	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit, Concurrency: cfg.ReviewConcurrency}, log)
+	if err != nil {
+		return fmt.Errorf("--review-limit-minor, --review-concurrency: %w", err)
+	}
+	ports, err := newPorts(cfg, lis, reg, svc, httpTLS, log)
+	if err != nil {
+		return err
+	}
+	announce(cfg, lis, conn, log)
+	return serve(ctx, cfg, parts{svc: svc, ports: ports, reviewer: reviewer, reloader: reloader, grpcLis: lis.grpc}, log)
+}
+
+// startTracing sets up OpenTelemetry as the OTEL_* environment says, and
+// returns the function that flushes and stops it.
+func startTracing(ctx context.Context, version string, log *slog.Logger) (stop func(), err error) {
+	stopTracing, err := telemetry.Setup(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	if telemetry.ExportConfigured() {
+		log.Info("tracing on: exporting spans as the OTEL_* environment says")
+	}
+	return func() {
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("trace export did not flush", "err", err)
+		}
+	}, nil
+}
+
+// newMetrics is the registry that /metrics serves, with the Go runtime's
+// and the process's series, and ordersd's own series on it.
+func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, metrics.New(reg)
+}
+
+// loadHTTPTLS loads the certificate the HTTP port serves: the gRPC port's,
+// from files of its own that the reloader reloads too. Nil when the port
+// is off or plaintext.
+func loadHTTPTLS(cfg Config, lis *listeners) (*tlsfiles.Files, error) {
+	if lis.http == nil || cfg.TLS.CertFile == "" {
+		return nil, nil
+	}
+	return tlsfiles.Load("HTTP server", cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.ClientCAFile)
+}
+
+// serviceOptions are the settings of the services that cfg configures.
+func serviceOptions(cfg Config, tokens *consumers.AckTokens, grpcOpts ordersserver.GRPCOptions, m *metrics.Metrics) ServiceOptions {
+	return ServiceOptions{
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,
 		DrainDelay:   cfg.ShutdownDelay,
@@ -137,62 +182,83 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Metrics:      m,
 		XDS:          cfg.XDS,
 		LoadReport:   cfg.LoadReport,
-	}, log)
-	if err != nil {
-		return err
 	}
-	// A no-op after the shutdown below, which comes first in every other way out.
-	defer func() { _ = svc.Shutdown(cfg.ShutdownTimeout) }()
-	reviewer, err := consumers.NewReviewer(svc.Store, consumers.ReviewOptions{LimitMinor: cfg.ReviewLimit, Concurrency: cfg.ReviewConcurrency}, log)
-	if err != nil {
-		return fmt.Errorf("--review-limit-minor, --review-concurrency: %w", err)
-	}
-	var ops *opsServer
+}
+
+// ports are the servers of the node's other ports; each is nil when off.
+type ports struct {
+	ops  *opsServer  // /metrics, /livez, /readyz
+	http *httpServer // Connect, gRPC-Web and gRPC over HTTP
+}
+
+// newPorts makes the servers of the metrics and HTTP ports that are on.
+func newPorts(cfg Config, lis *listeners, reg *prometheus.Registry, svc *Service, httpTLS *tlsfiles.Files, log *slog.Logger) (ports, error) {
+	var p ports
 	if lis.ops != nil {
-		ops = newOpsServer(lis.ops, reg, svc.Health)
+		p.ops = newOpsServer(lis.ops, reg, svc.Health)
 	}
-	var httpSrv *httpServer
 	if lis.http != nil {
 		gs, ok := svc.GRPC.(*grpc.Server)
 		if !ok { // Validate refuses --http-addr with --xds
-			return errors.New("the HTTP port needs the plain gRPC server, not the xDS one")
+			return p, errors.New("the HTTP port needs the plain gRPC server, not the xDS one")
 		}
-		if httpSrv, err = newHTTPServer(lis.http, gs, cfg, httpTLS, log); err != nil {
-			return err
+		var err error
+		if p.http, err = newHTTPServer(lis.http, gs, cfg, httpTLS, log); err != nil {
+			return p, err
 		}
-		svc.http = httpSrv
+		svc.http = p.http
 	}
-	log.Info("ordersd serving gRPC", "addr", lis.grpc.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
-	if cfg.OnReady != nil {
-		ready := Ready{GRPCAddr: lis.grpc.Addr(), ConnectNATS: conn.connectAnother}
-		if lis.ops != nil {
-			ready.MetricsAddr = lis.ops.Addr()
-		}
-		if lis.http != nil {
-			ready.HTTPAddr = lis.http.Addr()
-		}
-		cfg.OnReady(ready)
-	}
+	return p, nil
+}
 
+// announce logs that the node serves, and tells cfg.OnReady where.
+func announce(cfg Config, lis *listeners, conn *natsConn, log *slog.Logger) {
+	log.Info("ordersd serving gRPC", "addr", lis.grpc.Addr().String(), "nats", natsMode(cfg), "tls", cfg.TLS.CertFile != "", "mutual_tls", cfg.TLS.ClientCAFile != "", "xds", cfg.XDS)
+	if cfg.OnReady == nil {
+		return
+	}
+	ready := Ready{GRPCAddr: lis.grpc.Addr(), ConnectNATS: conn.connectAnother}
+	if lis.ops != nil {
+		ready.MetricsAddr = lis.ops.Addr()
+	}
+	if lis.http != nil {
+		ready.HTTPAddr = lis.http.Addr()
+	}
+	cfg.OnReady(ready)
+}
+
+// parts are what serve runs.
+type parts struct {
+	svc      *Service
+	ports    ports
+	reviewer *consumers.Reviewer
+	reloader *reload.Watcher
+	grpcLis  net.Listener
+}
+
+// serve runs the servers, the reloader and the review worker until ctx
+// ends or one of them fails, then shuts the service down in order.
+func serve(ctx context.Context, cfg Config, p parts, log *slog.Logger) error {
+	svc := p.svc
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		reloader.Run(gctx, cfg.ReloadRequests)
+		p.reloader.Run(gctx, cfg.ReloadRequests)
 		return nil
 	})
-	if ops != nil {
-		g.Go(func() error { return ops.serve(log) })
+	if p.ports.ops != nil {
+		g.Go(func() error { return p.ports.ops.serve(log) })
 	}
-	if httpSrv != nil {
-		g.Go(func() error { return httpSrv.serve(log) })
+	if p.ports.http != nil {
+		g.Go(func() error { return p.ports.http.serve(log) })
 	}
 	if cfg.Review {
 		g.Go(func() error {
-			reviewer.Run(svc.Stopping)
+			p.reviewer.Run(svc.Stopping)
 			return nil
 		})
 	}
 	g.Go(func() error {
-		if err := svc.GRPC.Serve(lis.grpc); err != nil {
+		if err := svc.GRPC.Serve(p.grpcLis); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)
 		}
 		return nil
@@ -201,8 +267,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		<-gctx.Done()
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 		_ = svc.Shutdown(cfg.ShutdownTimeout) // logs when calls are cut off
-		if ops != nil {
-			ops.stop(time.Second)
+		if p.ports.ops != nil {
+			p.ports.ops.stop(time.Second)
 		}
 		return nil
 	})

@@ -5,14 +5,17 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -38,16 +41,14 @@ func ExportConfigured() bool {
 
 // Setup installs the W3C trace context propagator and, when the
 // environment asks for it (ExportConfigured), a tracer provider with the
-// exporter that OpenTelemetry's autoexport builds from the standard
-// variables: OTLP over gRPC or HTTP (OTEL_EXPORTER_OTLP_PROTOCOL), its
-// endpoint, headers and TLS, or another OTEL_TRACES_EXPORTER such as
-// "console". The returned function flushes and stops it.
+// exporter that the standard variables name (spanExporter). The returned
+// function flushes and stops it.
 func Setup(ctx context.Context, version string) (func(context.Context) error, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	if !ExportConfigured() {
 		return func(context.Context) error { return nil }, nil
 	}
-	exporter, err := autoexport.NewSpanExporter(ctx)
+	exporter, err := spanExporter(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trace exporter (OTEL_* environment): %w", err)
 	}
@@ -65,6 +66,32 @@ func Setup(ctx context.Context, version string) (func(context.Context) error, er
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
+}
+
+// spanExporter is the exporter that OTEL_TRACES_EXPORTER names, as
+// OpenTelemetry's environment specification says: "otlp" (the default)
+// over the protocol of OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
+// OTEL_EXPORTER_OTLP_PROTOCOL, "http/protobuf" (the default) or "grpc",
+// with the endpoint, headers and TLS of the other OTEL_EXPORTER_OTLP_*
+// variables, which the exporters read; or "console", standard output.
+// (contrib's autoexport does the same, but brings the metric and log
+// exporters and SDKs into the binary with it, which ordersd does not use.)
+func spanExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	switch name := cmp.Or(os.Getenv("OTEL_TRACES_EXPORTER"), "otlp"); name {
+	case "otlp":
+		switch protocol := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf"); protocol {
+		case "http/protobuf":
+			return otlptracehttp.New(ctx)
+		case "grpc":
+			return otlptracegrpc.New(ctx)
+		default:
+			return nil, fmt.Errorf("OTLP protocol %q: want http/protobuf or grpc", protocol)
+		}
+	case "console":
+		return stdouttrace.New()
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER %q: want otlp, console or none", name)
+	}
 }
 
 // envResource reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES.

@@ -1,10 +1,13 @@
 package telemetry
 
 import (
+	"cmp"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/baggage"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,8 +44,15 @@ func TestExportConfiguredFollowsTheStandardEnvironment(t *testing.T) {
 }
 
 // Setup builds its exporter from the standard variables: here OTLP over
-// HTTP to a collector stand-in that decodes what it receives.
+// HTTP, the default protocol, to a collector stand-in that decodes what it
+// receives.
 func TestSetupExportsSpansOverOTLPHTTP(t *testing.T) {
+	for _, protocol := range []string{"", "http/protobuf"} {
+		t.Run("protocol "+cmp.Or(protocol, "unset"), func(t *testing.T) { exportOverOTLPHTTP(t, protocol) })
+	}
+}
+
+func exportOverOTLPHTTP(t *testing.T, protocol string) {
 	received := make(chan *collectortrace.ExportTraceServiceRequest, 10)
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -58,7 +69,7 @@ func TestSetupExportsSpansOverOTLPHTTP(t *testing.T) {
 	}))
 	t.Cleanup(collector.Close)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
 	t.Setenv("OTEL_SERVICE_NAME", "ordersd-under-test")
 	previous := otel.GetTracerProvider()
 	t.Cleanup(func() { otel.SetTracerProvider(previous) })
@@ -134,5 +145,71 @@ func TestTraceContextTravelsInNATSHeaders(t *testing.T) {
 	}
 	if id := TraceID(context.Background()); id != "" {
 		t.Errorf("TraceID without a span = %q, want empty", id)
+	}
+}
+
+// traceCollector is an OTLP collector stand-in over gRPC: it hands over
+// every export it receives.
+type traceCollector struct {
+	collectortrace.UnimplementedTraceServiceServer
+	received chan *collectortrace.ExportTraceServiceRequest
+}
+
+func (c *traceCollector) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	c.received <- req
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// OTEL_EXPORTER_OTLP_PROTOCOL=grpc exports over gRPC instead, to the
+// endpoint of the same variables.
+func TestSetupExportsSpansOverOTLPGRPC(t *testing.T) {
+	collector := &traceCollector{received: make(chan *collectortrace.ExportTraceServiceRequest, 10)}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(srv, collector)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+	previous := otel.GetTracerProvider()
+	t.Cleanup(func() { otel.SetTracerProvider(previous) })
+
+	ctx := context.Background()
+	stop, err := Setup(ctx, "v-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := Tracer().Start(ctx, "a call traced over gRPC")
+	span.End()
+	if err := stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-collector.received:
+		if spans := req.GetResourceSpans()[0].GetScopeSpans()[0].GetSpans(); len(spans) != 1 || spans[0].GetName() != "a call traced over gRPC" {
+			t.Fatalf("export holds %v, want the one span", req)
+		}
+	default:
+		t.Fatal("Setup's stop returned without exporting the span over gRPC")
+	}
+}
+
+// An exporter or protocol the specification does not name is refused by
+// name, instead of tracing going nowhere.
+func TestSetupRefusesAnUnknownExporterOrProtocol(t *testing.T) {
+	for _, tc := range []struct{ exporter, protocol, want string }{
+		{"zipkin", "", `OTEL_TRACES_EXPORTER "zipkin"`},
+		{"otlp", "http/json", `OTLP protocol "http/json"`},
+		{"", "thrift", `OTLP protocol "thrift"`},
+	} {
+		t.Setenv("OTEL_TRACES_EXPORTER", tc.exporter)
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+		t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", tc.protocol)
+		if _, err := Setup(context.Background(), "v-test"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("exporter %q, protocol %q: %v; want an error naming %s", tc.exporter, tc.protocol, err, tc.want)
+		}
 	}
 }
