@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // createFor makes an order of customer and fails the test if it cannot.
@@ -25,24 +26,33 @@ func (n *testNode) createFor(t *testing.T, customer string) *ordersv1.Order {
 	return res.GetOrder()
 }
 
-// listAll pages through ListOrders and returns every order listed.
-func (n *testNode) listAll(t *testing.T, req *ordersv1.ListOrdersRequest, between func(page int)) []*ordersv1.Order {
+// listAll pages through ListOrders and returns every order listed. Each
+// page holds exactly page_size orders (50 when 0) when another follows,
+// and at most that on the last: no test that uses it stores enough events
+// for a page to reach the scan budget and end early. between, if set, runs
+// after each page but the last, with that page's orders.
+func (n *testNode) listAll(t *testing.T, req *ordersv1.ListOrdersRequest, between func(page []*ordersv1.Order)) []*ordersv1.Order {
 	t.Helper()
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = eventstore.DefaultPageSize
+	}
 	var all []*ordersv1.Order
 	for page := 0; ; page++ {
 		res, err := n.client.ListOrders(testCtx(t), req)
 		if err != nil {
 			t.Fatalf("ListOrders page %d: %v", page, err)
 		}
-		if len(res.GetOrders()) > int(max(req.GetPageSize(), 50)) {
-			t.Fatalf("page %d holds %d orders, more than page_size %d", page, len(res.GetOrders()), req.GetPageSize())
+		got := len(res.GetOrders())
+		if got > size || (got != size && res.GetNextPageToken() != "") {
+			t.Fatalf("page %d holds %d orders (next page token %q), want page_size %d", page, got, res.GetNextPageToken(), size)
 		}
 		all = append(all, res.GetOrders()...)
 		if res.GetNextPageToken() == "" {
 			return all
 		}
 		if between != nil {
-			between(page)
+			between(res.GetOrders())
 		}
 		req.PageToken = res.GetNextPageToken()
 	}
@@ -211,4 +221,148 @@ func TestListOrdersRefusesBadPageTokens(t *testing.T) {
 	if err != nil || len(next.GetOrders()) != 2 || next.GetNextPageToken() != "" {
 		t.Fatalf("second page: %v, %v", next, err)
 	}
+}
+
+// Paging while orders are created and move between pages lists no order
+// twice, with two and three statuses, for one customer and across
+// customers; an order that is in the requested statuses for the whole
+// listing, or that never leaves them once it enters them (before or during
+// the listing), is listed exactly once. After each page, every order on it
+// moves one step on (APPROVED to PAID stays in the statuses: a listing that
+// follows the events that put orders in a status finds such an order
+// again), the oldest order not yet listed that can be cancelled is, and a
+// new order is created and approved.
+func TestListOrdersPagingWhileOrdersMove(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		customer string
+		statuses []ordersv1.OrderStatus
+	}{
+		{"one customer, APPROVED or PAID", "frank", []ordersv1.OrderStatus{approved, paid}},
+		{"across customers, APPROVED or PAID", "", []ordersv1.OrderStatus{approved, paid}},
+		{"one customer, CREATED, APPROVED or PAID", "frank", []ordersv1.OrderStatus{created, approved, paid}},
+		{"across customers, CREATED, APPROVED or PAID", "", []ordersv1.OrderStatus{created, approved, paid}},
+		{"one customer, APPROVED, SHIPPED or CANCELLED", "frank", []ordersv1.OrderStatus{approved, shipped, cancelled}},
+		{"across customers, APPROVED, SHIPPED or CANCELLED", "", []ordersv1.OrderStatus{approved, shipped, cancelled}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkPagingWhileOrdersMove(t, startNode(t), tc.customer, tc.statuses)
+		})
+	}
+}
+
+func checkPagingWhileOrdersMove(t *testing.T, n *testNode, customer string, statuses []ordersv1.OrderStatus) {
+	inFilter := func(st ordersv1.OrderStatus) bool { return slices.Contains(statuses, st) }
+	outside := func(st ordersv1.OrderStatus) bool { return !inFilter(st) }
+	var (
+		order   []string                              // the orders the listing may list, by creation
+		history = map[string][]ordersv1.OrderStatus{} // each one's statuses, from CREATED on
+		atStart = map[string]int{}                    // for those that existed when the listing began: their status then, as an index into history
+	)
+	current := func(id string) ordersv1.OrderStatus { return history[id][len(history[id])-1] }
+	move := func(id string, to ordersv1.OrderStatus) {
+		t.Helper()
+		if _, _, err := n.transition(testCtx(t), to, id, "", 0); err != nil {
+			t.Fatalf("%v %s: %v", to, id, err)
+		}
+		history[id] = append(history[id], to)
+	}
+	create := func() string {
+		t.Helper()
+		owner := customer
+		if owner == "" {
+			owner = fmt.Sprintf("c-%d", len(order)%4)
+		}
+		o := n.createFor(t, owner)
+		order = append(order, o.GetOrderId())
+		history[o.GetOrderId()] = []ordersv1.OrderStatus{created}
+		if customer != "" { // another customer's order, approved, never to be listed
+			other := n.createFor(t, fmt.Sprintf("other-%d", len(order)))
+			if _, _, err := n.transition(testCtx(t), approved, other.GetOrderId(), "", 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return o.GetOrderId()
+	}
+	// 24 orders, all created before any moves on, so that the events of
+	// each status follow one another. By i%6 they end up CREATED,
+	// APPROVED, PAID, APPROVED, SHIPPED and CANCELLED.
+	for range 24 {
+		create()
+	}
+	for _, step := range []struct {
+		to    ordersv1.OrderStatus
+		which []int
+	}{{approved, []int{1, 2, 3, 4}}, {paid, []int{2, 4}}, {shipped, []int{4}}, {cancelled, []int{5}}} {
+		for i, id := range order {
+			if slices.Contains(step.which, i%6) {
+				move(id, step.to)
+			}
+		}
+	}
+	for _, id := range order {
+		atStart[id] = len(history[id]) - 1
+	}
+
+	onward := map[ordersv1.OrderStatus]ordersv1.OrderStatus{created: approved, approved: paid, paid: shipped}
+	listedSoFar := map[string]bool{}
+	pages := 1
+	got := n.listAll(t, &ordersv1.ListOrdersRequest{CustomerId: customer, Statuses: statuses, PageSize: 3}, func(page []*ordersv1.Order) {
+		pages++
+		for _, o := range page {
+			listedSoFar[o.GetOrderId()] = true
+			if next, ok := onward[current(o.GetOrderId())]; ok {
+				move(o.GetOrderId(), next)
+			}
+		}
+		for _, id := range order {
+			if st := current(id); !listedSoFar[id] && (st == created || st == approved) {
+				move(id, cancelled)
+				break
+			}
+		}
+		move(create(), approved)
+	})
+
+	listed := map[string]int{}
+	for _, o := range got {
+		listed[o.GetOrderId()]++
+		if listed[o.GetOrderId()] == 2 {
+			t.Errorf("order %s listed twice (%v)", o.GetOrderId(), history[o.GetOrderId()])
+		}
+		if !inFilter(o.GetStatus()) {
+			t.Errorf("order %s listed as %v, not one of %v", o.GetOrderId(), o.GetStatus(), statuses)
+		}
+		if history[o.GetOrderId()] == nil {
+			t.Errorf("order %s of customer %s listed, not one of %q's", o.GetOrderId(), o.GetCustomerId(), customer)
+		}
+	}
+	stayed, entered, moved := 0, 0, 0
+	for _, id := range order {
+		h := history[id]
+		start, existed := atStart[id]
+		if !existed || len(h) > start+1 {
+			moved++
+		}
+		switch first := slices.IndexFunc(h, inFilter); {
+		case existed && !slices.ContainsFunc(h[start:], outside):
+			stayed++
+			if listed[id] != 1 {
+				t.Errorf("order %s, in %v for the whole listing (%v), listed %d times", id, statuses, h, listed[id])
+			}
+		case first >= 0 && !slices.ContainsFunc(h[first:], outside):
+			entered++
+			if listed[id] != 1 {
+				t.Errorf("order %s, never out of %v since it entered them (%v), listed %d times", id, statuses, h, listed[id])
+			}
+		}
+	}
+	// The test means something only if orders did move between pages, some
+	// stayed in the statuses throughout and some entered them.
+	if moved < 5 || stayed < 4 || entered < 1 {
+		t.Fatalf("%d orders moved during the listing, %d stayed in %v throughout and %d entered them: too few to test paging", moved, stayed, statuses, entered)
+	}
+	t.Logf("%d orders listed over %d pages; %d moved during the listing, %d stayed in %v throughout, %d entered them and stayed", len(got), pages, moved, stayed, statuses, entered)
 }

@@ -47,30 +47,39 @@ type ListPage struct {
 	Next uint64
 }
 
-// List returns a page of orders, oldest first, as they are at the moment
-// of the call: every read goes to the stream leader, so a page reflects
-// every write acknowledged before the call, on any node.
+// List returns a page of orders as they are at the moment of the call:
+// every read goes to the stream leader, so a page reflects every write
+// acknowledged before the call, on any node.
 //
-// Candidates come from subject filters, so JetStream selects them: without
-// statuses, the orders' created events (ORDERS.created.<customer>.*), in
-// the order the orders were created; with statuses, the events that put
-// orders in those statuses (ORDERS.<status>.<customer>.*), in the order
-// they entered them, each kept only if it is still its order's last
-// event. An order enters each status at most once, so no order is listed
-// twice across pages, and one that changes between pages is listed by
-// what it is when its page is read. For one customer the work grows with
-// that customer's events; across all customers a page examines at most
-// ListScanBudget candidates.
+// A listing visits each order at one position, which never moves: the
+// stream sequence of the order's first event in one of the requested
+// statuses (without statuses, of its created event). It visits positions
+// in stream order, each page going on after the last position the one
+// before visited (the cursor), and lists an order if its current status
+// is one of the requested ones when it is visited. So no order is listed
+// twice, however orders are created and move between pages; an order that
+// is in the requested statuses for the whole listing is listed exactly
+// once; one that first enters them during the listing gets a position
+// ahead of the cursor and is listed if it is still in them when the
+// listing gets there. An order is left out only if it was outside the
+// requested statuses when its position was visited (it had moved out of
+// them, and may have come back since).
+//
+// The cursor is a stream sequence. Orders spread over several streams
+// keep this design with one cursor per stream: each stream's positions
+// are visited in its own order, and no order has positions in two.
+//
+// Candidate positions come from subject filters, so JetStream selects
+// them: the events that put orders in the requested statuses
+// (ORDERS.<status>.<customer>.*), or their created events. For one
+// customer the work grows with that customer's events; across all
+// customers a page examines at most ListScanBudget candidates.
 func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.PageSize < 1 || req.PageSize > MaxPageSize {
 		return ListPage{}, fmt.Errorf("%w: page size must be 1 to %d, got %d", ErrInvalidArgument, MaxPageSize, req.PageSize)
 	}
-	statuses := req.Statuses
-	current := len(statuses) > 0 // candidates must be their order's last event
-	if !current {
-		statuses = []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}
-	}
-	filters, err := FilterSubjects(Filter{Statuses: statuses, CustomerID: req.CustomerID})
+	q := newListQuery(req.Statuses)
+	filters, err := FilterSubjects(Filter{Statuses: q.positions, CustomerID: req.CustomerID})
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -80,7 +89,7 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	}
 	defer cancel()
 	if req.CustomerID != "" {
-		return s.listOfCustomer(ctx, st.orders, filters, req, current)
+		return s.listOfCustomer(ctx, st.orders, filters, req, q)
 	}
 	sc := &scan{stream: st.orders, filters: filters, heads: make([]*jetstream.RawStreamMsg, len(filters)), cursor: req.After}
 	var page ListPage
@@ -98,7 +107,9 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 			return page, nil // the end of the stream
 		}
 		examined += len(batch)
-		orders, err := s.currentOrders(ctx, st.orders, batch, current)
+		// An event of the scan is an order's position only if none of the
+		// order's earlier events is in the requested statuses: visit checks.
+		orders, err := s.visit(ctx, st.orders, s.positions(batch), q, true)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
@@ -115,14 +126,66 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	return page, nil
 }
 
+// listQuery is what a listing asks for, as List reads it.
+type listQuery struct {
+	// positions are the statuses whose events are candidate positions:
+	// the requested ones (each once), or CREATED for every order.
+	positions []ordersv1.OrderStatus
+	// wanted holds the requested statuses; nil: every order is listed.
+	wanted map[ordersv1.OrderStatus]bool
+}
+
+func newListQuery(statuses []ordersv1.OrderStatus) listQuery {
+	if len(statuses) == 0 {
+		return listQuery{positions: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}}
+	}
+	q := listQuery{wanted: map[ordersv1.OrderStatus]bool{}}
+	for _, st := range statuses {
+		if !q.wanted[st] {
+			q.wanted[st] = true
+			q.positions = append(q.positions, st)
+		}
+	}
+	return q
+}
+
+// lists reports whether an order in status belongs on a page.
+func (q listQuery) lists(status ordersv1.OrderStatus) bool {
+	return q.wanted == nil || q.wanted[status]
+}
+
+// position is a candidate position of a listing: an event of an order.
+type position struct {
+	seq    uint64
+	status ordersv1.OrderStatus // the event's type
+	key    OrderKey
+}
+
+// positions turns events into candidate positions, in the same order.
+// Messages that are not order events (another publisher's) are skipped.
+func (s *Store) positions(msgs []*jetstream.RawStreamMsg) []position {
+	out := make([]position, 0, len(msgs))
+	for _, msg := range msgs {
+		status, key, ok := parseSubject(msg.Subject)
+		if !ok {
+			s.log.Warn("skipping a message that is not an order event", "subject", msg.Subject, "sequence", msg.Sequence)
+			continue
+		}
+		out = append(out, position{seq: msg.Sequence, status: status, key: key})
+	}
+	return out
+}
+
 // listOfCustomer is List for one customer. Its candidates come from the
 // stream's per-subject index rather than a scan: the subjects on filters
 // (one per order and status, for this customer only) and the last message
 // of each, so the work grows with the customer's orders and not with the
 // stream. (Measured: reading the next message on a filter makes JetStream
 // scan the stream's blocks from the start position, and a read that finds
-// none scans to the end: ~10 ms per 100,000 events.)
-func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, filters []string, req ListRequest, current bool) (ListPage, error) {
+// none scans to the end: ~10 ms per 100,000 events.) As every event of the
+// customer in the requested statuses is at hand, an order's position is
+// the earliest of its own.
+func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, filters []string, req ListRequest, q listQuery) (ListPage, error) {
 	var subjects []string
 	for _, f := range filters {
 		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(f))
@@ -133,7 +196,7 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 			subjects = append(subjects, subject)
 		}
 	}
-	candidates := make([]*jetstream.RawStreamMsg, len(subjects))
+	events := make([]*jetstream.RawStreamMsg, len(subjects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
 	for i, subject := range subjects {
@@ -142,26 +205,37 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
-			candidates[i] = msg
+			events[i] = msg
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return ListPage{}, s.classify(err)
 	}
-	candidates = slices.DeleteFunc(candidates, func(m *jetstream.RawStreamMsg) bool { return m == nil || m.Sequence <= req.After })
-	slices.SortFunc(candidates, func(a, b *jetstream.RawStreamMsg) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	first := map[OrderKey]position{}
+	for _, p := range s.positions(slices.DeleteFunc(events, func(m *jetstream.RawStreamMsg) bool { return m == nil })) {
+		if f, ok := first[p.key]; !ok || p.seq < f.seq {
+			first[p.key] = p
+		}
+	}
+	var candidates []position
+	for _, p := range first {
+		if p.seq > req.After {
+			candidates = append(candidates, p)
+		}
+	}
+	slices.SortFunc(candidates, func(a, b position) int { return cmp.Compare(a.seq, b.seq) })
 	var page ListPage
 	for len(candidates) > 0 && len(page.Orders) < req.PageSize {
 		batch := candidates[:min(req.PageSize-len(page.Orders), len(candidates))]
 		candidates = candidates[len(batch):]
-		orders, err := s.currentOrders(ctx, stream, batch, current)
+		orders, err := s.visit(ctx, stream, batch, q, false)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
 		page.Orders = append(page.Orders, orders...)
 		if len(candidates) > 0 {
-			page.Next = batch[len(batch)-1].Sequence
+			page.Next = batch[len(batch)-1].seq
 		} else {
 			page.Next = 0
 		}
@@ -230,32 +304,32 @@ func (sc *scan) first(ctx context.Context) (int, error) {
 	return best, nil
 }
 
-// currentOrders reads the current state of each candidate's order, in
-// parallel, and returns them in the candidates' order. With onlyCurrent,
-// an order whose last event is not its candidate has moved on and is left
-// out. Messages that are not order events (another publisher's) are
-// skipped.
-func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, candidates []*jetstream.RawStreamMsg, onlyCurrent bool) ([]*ordersv1.Order, error) {
+// visit reads the current state of each candidate's order, in parallel,
+// and returns, in the candidates' order, those listed there: the orders
+// whose current status q lists and, with checkFirst, whose candidate is
+// their position (no earlier event of theirs is in q's statuses).
+func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates []position, q listQuery, checkFirst bool) ([]*ordersv1.Order, error) {
 	found := make([]*ordersv1.Order, len(candidates))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
-	for i, msg := range candidates {
-		_, key, ok := parseSubject(msg.Subject)
-		if !ok {
-			s.log.Warn("skipping a message that is not an order event", "subject", msg.Subject, "sequence", msg.Sequence)
-			continue
-		}
+	for i, p := range candidates {
 		g.Go(func() error {
-			last, err := s.lastEvent(ctx, stream, key)
+			last, err := s.lastEvent(ctx, stream, p.key)
 			if errors.Is(err, ErrNotFound) {
-				return nil // unreadable candidates were skipped above; nothing else is deleted
+				return nil // unreadable candidates were skipped before; nothing else is deleted
 			}
 			if err != nil {
 				return err
 			}
-			if !onlyCurrent || last.event.GetSequence() == msg.Sequence {
-				found[i] = last.event.GetOrder()
+			if !q.lists(last.event.GetOrder().GetStatus()) {
+				return nil
 			}
+			if checkFirst {
+				if first, err := s.isPosition(ctx, stream, p, q); err != nil || !first {
+					return err
+				}
+			}
+			found[i] = last.event.GetOrder()
 			return nil
 		})
 	}
@@ -263,4 +337,31 @@ func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, cand
 		return nil, err
 	}
 	return slices.DeleteFunc(found, func(o *ordersv1.Order) bool { return o == nil }), nil
+}
+
+// isPosition reports whether candidate is its order's first event in q's
+// statuses. Only statuses that may come before the candidate's need a
+// look, each at the one subject of that event of that order (the
+// per-subject index, not a scan).
+func (s *Store) isPosition(ctx context.Context, stream jetstream.Stream, candidate position, q listQuery) (bool, error) {
+	for _, st := range q.positions {
+		if st == candidate.status || !mayPrecede(st, candidate.status) {
+			continue
+		}
+		subject, err := EventSubject(st, candidate.key)
+		if err != nil {
+			return false, err
+		}
+		msg, err := stream.GetLastMsgForSubject(ctx, subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if msg.Sequence < candidate.seq {
+			return false, nil
+		}
+	}
+	return true, nil
 }
