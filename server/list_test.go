@@ -6,12 +6,15 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/node"
+	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 // createFor makes an order of customer and fails the test if it cannot.
@@ -365,4 +368,68 @@ func checkPagingWhileOrdersMove(t *testing.T, n *testNode, customer string, stat
 		t.Fatalf("%d orders moved during the listing, %d stayed in %v throughout and %d entered them: too few to test paging", moved, stayed, statuses, entered)
 	}
 	t.Logf("%d orders listed over %d pages; %d moved during the listing, %d stayed in %v throughout, %d entered them and stayed", len(got), pages, moved, stayed, statuses, entered)
+}
+
+// A listing by status across customers examines at most ListScanBudget
+// candidates per page: past that many orders that moved on, a page ends
+// early, empty but with a token, and the next page goes on from there and
+// finds the order behind them.
+func TestListOrdersByStatusEndsAPageAtTheScanBudget(t *testing.T) {
+	t.Parallel()
+	// A page that reads ListScanBudget candidates one after the other may
+	// take longer under -race than the 2 s the other tests allow for one
+	// operation; the default (--nats-timeout) is 5 s.
+	n := startNodeOn(t, testsupport.StartNATS(t, testsupport.InProcessOnly), func(o *node.ServiceOptions) { o.OpTimeout = 20 * time.Second })
+	// ListScanBudget CREATED events of orders that are APPROVED now, then
+	// one order still CREATED. They are written through the store's
+	// pipelined creates and transitions, 100 in flight at a time (as
+	// CreateOrders and the reviewer write): thousands of RPCs one by one
+	// would take long under -race.
+	for range eventstore.ListScanBudget / 100 {
+		var creates []*eventstore.PendingCreate
+		for i := range 100 {
+			p, err := n.store.CreateAsync(testCtx(t), eventstore.NewOrder{CustomerID: fmt.Sprintf("c-%d", i%10), Items: validCreate("").GetItems(), CurrencyCode: "EUR"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			creates = append(creates, p)
+		}
+		var approvals []*eventstore.PendingTransition
+		for _, p := range creates {
+			res, err := p.Wait(testCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := n.store.TransitionFrom(testCtx(t), res.Order, eventstore.Change{OrderID: res.Order.GetOrderId(), To: approved})
+			if err != nil {
+				t.Fatal(err)
+			}
+			approvals = append(approvals, a)
+		}
+		for _, a := range approvals {
+			if _, err := a.Wait(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	last := n.createFor(t, "zoe")
+
+	req := &ordersv1.ListOrdersRequest{Statuses: []ordersv1.OrderStatus{created}, PageSize: 1}
+	began := time.Now()
+	first, err := n.client.ListOrders(testCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a page that examined %d candidates took %v", eventstore.ListScanBudget, time.Since(began))
+	if len(first.GetOrders()) != 0 || first.GetNextPageToken() == "" {
+		t.Fatalf("first page: %v and token %q, want no order and a token (the scan budget spent)", ids(first.GetOrders()), first.GetNextPageToken())
+	}
+	req.PageToken = first.GetNextPageToken()
+	second, err := n.client.ListOrders(testCtx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ids(second.GetOrders()), []string{last.GetOrderId()}) || second.GetNextPageToken() != "" {
+		t.Fatalf("second page: %v and token %q, want only %s and no token", ids(second.GetOrders()), second.GetNextPageToken(), last.GetOrderId())
+	}
 }

@@ -93,13 +93,12 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	}
 	sc := &scan{stream: st.orders, filters: filters, heads: make([]*jetstream.RawStreamMsg, len(filters)), cursor: req.After}
 	var page ListPage
-	for examined := 0; len(page.Orders) < req.PageSize; {
-		budget := min(req.PageSize-len(page.Orders), ListScanBudget-examined)
-		if budget == 0 {
+	for examined := 0; ; {
+		if examined == ListScanBudget {
 			page.Next = sc.cursor // more may follow: go on from here
 			return page, nil
 		}
-		batch, err := sc.next(ctx, budget)
+		batch, err := sc.next(ctx, min(readAhead(req.PageSize-len(page.Orders)), ListScanBudget-examined))
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
@@ -109,21 +108,50 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 		examined += len(batch)
 		// An event of the scan is an order's position only if none of the
 		// order's earlier events is in the requested statuses: visit checks.
-		orders, err := s.visit(ctx, st.orders, s.positions(batch), q, true)
+		candidates := s.positions(batch)
+		found, err := s.visit(ctx, st.orders, candidates, q, true)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		page.Orders = append(page.Orders, orders...)
+		if full := page.add(found, req.PageSize); full >= 0 {
+			// A next page exists if any candidate follows the one that
+			// filled this page.
+			more := full < len(candidates)-1
+			if !more {
+				if more, err = sc.peek(ctx); err != nil {
+					return ListPage{}, s.classify(err)
+				}
+			}
+			if more {
+				page.Next = candidates[full].seq
+			}
+			return page, nil
+		}
 	}
-	// The page is full: a next page exists if any candidate follows.
-	more, err := sc.peek(ctx)
-	if err != nil {
-		return ListPage{}, s.classify(err)
+}
+
+// readAhead is how many candidates to visit at once when a page still has
+// room for more orders: at least one round of parallel reads, so that a
+// sparse listing does not read one candidate at a time. Candidates past
+// the one that fills the page are visited again by the next page.
+func readAhead(room int) int {
+	return max(room, listReadParallelism)
+}
+
+// add appends the orders found at a page's candidates (nil where none is
+// listed), in order, until the page holds size orders, and returns the
+// index of the candidate that filled it, or -1 if it is not full.
+func (p *ListPage) add(found []*ordersv1.Order, size int) int {
+	for i, o := range found {
+		if o == nil {
+			continue
+		}
+		p.Orders = append(p.Orders, o)
+		if len(p.Orders) == size {
+			return i
+		}
 	}
-	if more {
-		page.Next = sc.cursor
-	}
-	return page, nil
+	return -1
 }
 
 // listQuery is what a listing asks for, as List reads it.
@@ -226,18 +254,18 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 	}
 	slices.SortFunc(candidates, func(a, b position) int { return cmp.Compare(a.seq, b.seq) })
 	var page ListPage
-	for len(candidates) > 0 && len(page.Orders) < req.PageSize {
-		batch := candidates[:min(req.PageSize-len(page.Orders), len(candidates))]
+	for len(candidates) > 0 {
+		batch := candidates[:min(readAhead(req.PageSize-len(page.Orders)), len(candidates))]
 		candidates = candidates[len(batch):]
-		orders, err := s.visit(ctx, stream, batch, q, false)
+		found, err := s.visit(ctx, stream, batch, q, false)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		page.Orders = append(page.Orders, orders...)
-		if len(candidates) > 0 {
-			page.Next = batch[len(batch)-1].seq
-		} else {
-			page.Next = 0
+		if full := page.add(found, req.PageSize); full >= 0 {
+			if full < len(batch)-1 || len(candidates) > 0 {
+				page.Next = batch[full].seq
+			}
+			return page, nil
 		}
 	}
 	return page, nil
@@ -305,9 +333,9 @@ func (sc *scan) first(ctx context.Context) (int, error) {
 }
 
 // visit reads the current state of each candidate's order, in parallel,
-// and returns, in the candidates' order, those listed there: the orders
-// whose current status q lists and, with checkFirst, whose candidate is
-// their position (no earlier event of theirs is in q's statuses).
+// and returns, for each candidate, the order listed there or nil: an order
+// is listed if q lists its current status and, with checkFirst, if the
+// candidate is its position (no earlier event of it is in q's statuses).
 func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates []position, q listQuery, checkFirst bool) ([]*ordersv1.Order, error) {
 	found := make([]*ordersv1.Order, len(candidates))
 	g, ctx := errgroup.WithContext(ctx)
@@ -336,7 +364,7 @@ func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates [
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(found, func(o *ordersv1.Order) bool { return o == nil }), nil
+	return found, nil
 }
 
 // isPosition reports whether candidate is its order's first event in q's
