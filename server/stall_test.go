@@ -343,8 +343,9 @@ func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 }
 
 // The set-up of a ConsumeOrders or StreamOrders stream (binding its
-// durable consumer) and of the first watch on a node (subscribing its monitor) is bounded by
-// --nats-timeout too, as the README promises for every JetStream
+// durable consumer) and of the first watch on a node (subscribing its
+// monitor) is bounded by --nats-timeout too, as docs/guarantees.md
+// promises for every JetStream
 // operation.
 func TestStreamSetUpIsBoundedWhileNATSStalls(t *testing.T) {
 	t.Parallel()
