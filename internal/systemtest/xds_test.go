@@ -128,11 +128,21 @@ func callCtx(t *testing.T) context.Context {
 // the listener is served, health turns SERVING and calls work.
 func TestXDSNodeServesOnlyOnceTheControlPlaneConfiguredItsListener(t *testing.T) {
 	cp := testsupport.StartXDSControlPlane(t)
-	n := startXDSNode(t, cp, cp.Bootstrap())
+	n := startXDSNode(t, cp, cp.Bootstrap(), "--log-level", "info")
 
-	// The node is up (it asked for its listener), JetStream with it; give
-	// health a moment to have seen JetStream ready.
-	time.Sleep(time.Second)
+	// The node is up (it asked for its listener). Until JetStream is ready
+	// and health has checked since, a node that served without its
+	// listener's configuration would say NOT_SERVING too, and the checks
+	// below would pass for the wrong reason: wait for both. The stream is
+	// provisioned before the health watch starts, and every health check
+	// sets ordersd_nats_connected.
+	n.waitLog(t, 20*time.Second, "the stream ORDERS ready", `msg="stream ready"`)
+	eventually(t, 20*time.Second, "a health check with NATS connected", func() error {
+		if v := scrape(t, "http://"+n.metricsAddr, "ordersd_nats_connected"); v != 1 {
+			return fmt.Errorf("ordersd_nats_connected %v", v)
+		}
+		return nil
+	})
 	if err := n.readyz(); err == nil {
 		t.Fatal("/readyz is 200 before the control plane configured the listener")
 	}
