@@ -375,10 +375,11 @@ func checkPagingWhileOrdersMove(t *testing.T, n *testNode, customer string, stat
 // early, empty but with a token, and the next page goes on from there and
 // finds the order behind them.
 func TestListOrdersByStatusEndsAPageAtTheScanBudget(t *testing.T) {
-	t.Parallel()
-	// A page that reads ListScanBudget candidates one after the other may
-	// take longer under -race than the 2 s the other tests allow for one
-	// operation; the default (--nats-timeout) is 5 s.
+	// Not parallel: its burst of 4,000 writes would slow the other tests'
+	// calls past their 2 s operation timeout on a loaded machine. A page
+	// that reads ListScanBudget candidates one after the other may take
+	// longer under -race than those 2 s too; the default (--nats-timeout)
+	// is 5 s.
 	n := startNodeOn(t, testsupport.StartNATS(t, testsupport.InProcessOnly), func(o *node.ServiceOptions) { o.OpTimeout = 20 * time.Second })
 	// ListScanBudget CREATED events of orders that are APPROVED now, then
 	// one order still CREATED. They are written through the store's
