@@ -43,6 +43,11 @@ type ListRequest struct {
 // ListPage is one page of List.
 type ListPage struct {
 	Orders []*ordersv1.Order
+	// Unreadable are the orders of the page that could not be listed: each
+	// one's last message is not an order event (another publisher's, or
+	// corrupt). They take no place among Orders; the rest of the page is
+	// listed as if they were not there.
+	Unreadable []*UnreadableError
 	// Next is the cursor of the next page; 0 when there is none.
 	Next uint64
 }
@@ -71,9 +76,14 @@ type ListPage struct {
 //
 // Candidate positions come from subject filters, so JetStream selects
 // them: the events that put orders in the requested statuses
-// (ORDERS.<status>.<customer>.*), or their created events. For one
-// customer the work grows with that customer's events; across all
-// customers a page examines at most ListScanBudget candidates.
+// (ORDERS.<status>.<customer>.*), or their created events. Only an
+// order's own events are positions: a message that is not one (another
+// publisher's, or corrupt) or a repair (Repair's copy of an earlier event)
+// never is, so neither adds a position nor moves one. An order whose last
+// message is not an order event is reported in ListPage.Unreadable at its
+// position instead of being listed. For one customer the work grows with
+// that customer's events; across all customers a page examines at most
+// ListScanBudget candidates.
 func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.PageSize < 1 || req.PageSize > MaxPageSize {
 		return ListPage{}, fmt.Errorf("%w: page size must be 1 to %d, got %d", ErrInvalidArgument, MaxPageSize, req.PageSize)
@@ -109,11 +119,11 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 		// An event of the scan is an order's position only if none of the
 		// order's earlier events is in the requested statuses: visit checks.
 		candidates := s.positions(batch)
-		found, err := s.visit(ctx, st.orders, candidates, q, true)
+		found, broken, err := s.visit(ctx, st.orders, candidates, q, true)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		if full := page.add(found, req.PageSize); full >= 0 {
+		if full := page.add(found, broken, req.PageSize); full >= 0 {
 			// A next page exists if any candidate follows the one that
 			// filled this page.
 			more := full < len(candidates)-1
@@ -138,17 +148,20 @@ func readAhead(room int) int {
 	return max(room, listReadParallelism)
 }
 
-// add appends the orders found at a page's candidates (nil where none is
-// listed), in order, until the page holds size orders, and returns the
-// index of the candidate that filled it, or -1 if it is not full.
-func (p *ListPage) add(found []*ordersv1.Order, size int) int {
+// add appends what visit found at a page's candidates, in order: the
+// orders listed (found), and those that are unreadable (broken, each
+// once), until the page holds size orders. It returns the index of the
+// candidate that filled the page, or -1 if it is not full.
+func (p *ListPage) add(found []*ordersv1.Order, broken []*UnreadableError, size int) int {
 	for i, o := range found {
-		if o == nil {
-			continue
-		}
-		p.Orders = append(p.Orders, o)
-		if len(p.Orders) == size {
-			return i
+		switch {
+		case o != nil:
+			p.Orders = append(p.Orders, o)
+			if len(p.Orders) == size {
+				return i
+			}
+		case broken[i] != nil && !slices.ContainsFunc(p.Unreadable, func(u *UnreadableError) bool { return u.Sequence == broken[i].Sequence }):
+			p.Unreadable = append(p.Unreadable, broken[i])
 		}
 	}
 	return -1
@@ -189,17 +202,19 @@ type position struct {
 	key    OrderKey
 }
 
-// positions turns events into candidate positions, in the same order.
-// Messages that are not order events (another publisher's) are skipped.
+// positions turns messages into candidate positions, in the same order,
+// leaving out those that are not an order's own event (see isOrderEvent).
 func (s *Store) positions(msgs []*jetstream.RawStreamMsg) []position {
 	out := make([]position, 0, len(msgs))
 	for _, msg := range msgs {
 		status, key, ok := parseSubject(msg.Subject)
 		if !ok {
-			s.log.Warn("skipping a message that is not an order event", "subject", msg.Subject, "sequence", msg.Sequence)
+			s.unreadable.Note(unreadable(msg.Subject, msg.Sequence, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName))
 			continue
 		}
-		out = append(out, position{seq: msg.Sequence, status: status, key: key})
+		if isOrderEvent(msg) {
+			out = append(out, position{seq: msg.Sequence, status: status, key: key})
+		}
 	}
 	return out
 }
@@ -229,10 +244,7 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 	g.SetLimit(listReadParallelism)
 	for i, subject := range subjects {
 		g.Go(func() error {
-			msg, err := stream.GetLastMsgForSubject(gctx, subject)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return nil
-			}
+			msg, err := eventOn(gctx, stream, subject)
 			events[i] = msg
 			return err
 		})
@@ -257,11 +269,11 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 	for len(candidates) > 0 {
 		batch := candidates[:min(readAhead(req.PageSize-len(page.Orders)), len(candidates))]
 		candidates = candidates[len(batch):]
-		found, err := s.visit(ctx, stream, batch, q, false)
+		found, broken, err := s.visit(ctx, stream, batch, q, false)
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		if full := page.add(found, req.PageSize); full >= 0 {
+		if full := page.add(found, broken, req.PageSize); full >= 0 {
 			if full < len(batch)-1 || len(candidates) > 0 {
 				page.Next = batch[full].seq
 			}
@@ -336,20 +348,23 @@ func (sc *scan) first(ctx context.Context) (int, error) {
 // and returns, for each candidate, the order listed there or nil: an order
 // is listed if q lists its current status and, with checkFirst, if the
 // candidate is its position (no earlier event of it is in q's statuses).
-func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates []position, q listQuery, checkFirst bool) ([]*ordersv1.Order, error) {
-	found := make([]*ordersv1.Order, len(candidates))
+// An order whose last message is not an order event is returned in broken
+// instead, where the candidate is its position.
+func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates []position, q listQuery, checkFirst bool) (found []*ordersv1.Order, broken []*UnreadableError, err error) {
+	found = make([]*ordersv1.Order, len(candidates))
+	broken = make([]*UnreadableError, len(candidates))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
 	for i, p := range candidates {
 		g.Go(func() error {
 			last, err := s.lastEvent(ctx, stream, p.key)
-			if errors.Is(err, ErrNotFound) {
-				return nil // unreadable candidates were skipped before; nothing else is deleted
-			}
-			if err != nil {
+			bad := AsUnreadable(err)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				return nil // an index entry without events: no order yet
+			case bad == nil && err != nil:
 				return err
-			}
-			if !q.lists(last.event.GetOrder().GetStatus()) {
+			case bad == nil && !q.lists(last.event.GetOrder().GetStatus()):
 				return nil
 			}
 			if checkFirst {
@@ -357,14 +372,18 @@ func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates [
 					return err
 				}
 			}
-			found[i] = last.event.GetOrder()
+			if bad != nil {
+				broken[i] = bad
+			} else {
+				found[i] = last.event.GetOrder()
+			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return found, nil
+	return found, broken, nil
 }
 
 // isPosition reports whether candidate is its order's first event in q's
@@ -380,16 +399,55 @@ func (s *Store) isPosition(ctx context.Context, stream jetstream.Stream, candida
 		if err != nil {
 			return false, err
 		}
-		msg, err := stream.GetLastMsgForSubject(ctx, subject)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		event, err := eventOn(ctx, stream, subject)
 		if err != nil {
 			return false, err
 		}
-		if msg.Sequence < candidate.seq {
+		if event != nil && event.Sequence < candidate.seq {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// isOrderEvent reports whether a stored message is an order's own event:
+// readable, and not a repair's copy of an earlier one.
+func isOrderEvent(msg *jetstream.RawStreamMsg) bool {
+	if msg.Header.Get(HeaderRepairOf) != "" {
+		return false
+	}
+	_, err := decodeEvent(msg.Subject, msg.Header, msg.Data, msg.Sequence, msg.Time)
+	return err == nil
+}
+
+// eventOn returns the order event on subject (one order's event of one
+// status: there is at most one), or nil when there is none. The subject's
+// last message is it, unless messages that are not order events or a
+// repair came after it; then the subject is read from its start, which
+// costs a scan of the stream but happens only on such subjects.
+func eventOn(ctx context.Context, stream jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil || isOrderEvent(last) {
+		return last, err
+	}
+	for seq := uint64(1); seq < last.Sequence; {
+		msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if msg.Sequence >= last.Sequence {
+			return nil, nil
+		}
+		if isOrderEvent(msg) {
+			return msg, nil
+		}
+		seq = msg.Sequence + 1
+	}
+	return nil, nil
 }

@@ -24,6 +24,7 @@ type Metrics struct {
 	natsConnected   prometheus.Gauge
 	ready           prometheus.Gauge
 	deadLetters     *deadLetterCollector
+	unreadable      *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them with reg.
@@ -60,12 +61,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ordersd_jetstream_ready", Help: "1 while JetStream answers and the stream ORDERS exists (the readiness of the node).",
 		}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersd_unreadable_events_total", Help: "Stored messages this node found not to be order events (another publisher's, or corrupt), by stream; each counted once, however often it is read.",
+		}, []string{"stream"}),
 	}
 	m.deadLetters = &deadLetterCollector{desc: prometheus.NewDesc("ordersd_dead_letters",
 		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
 		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetters)
+		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetters, m.unreadable)
 	return m
 }
 
@@ -170,6 +174,15 @@ func (m *Metrics) WatchEvent() {
 		return
 	}
 	m.watchEvents.Inc()
+}
+
+// UnreadableEvent records a stored message of stream that is not an order
+// event, the first time this node meets it.
+func (m *Metrics) UnreadableEvent(stream string) {
+	if m == nil {
+		return
+	}
+	m.unreadable.WithLabelValues(stream).Inc()
 }
 
 // State records the NATS connection and JetStream readiness.
