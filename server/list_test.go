@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
@@ -432,5 +433,54 @@ func TestListOrdersByStatusEndsAPageAtTheScanBudget(t *testing.T) {
 	}
 	if !slices.Equal(ids(second.GetOrders()), []string{last.GetOrderId()}) || second.GetNextPageToken() != "" {
 		t.Fatalf("second page: %v and token %q, want only %s and no token", ids(second.GetOrders()), second.GetNextPageToken(), last.GetOrderId())
+	}
+}
+
+// A foreign message on an order's own subject, and the repair after it
+// (a copy of the order's last event, on the same subject), are no
+// listing positions: the order is reported unreadable once, then listed
+// once, by one status or two, for its customer and across customers.
+func TestListOrdersListsARepairedOrderOnce(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	o := n.createFor(t, "gus")
+	if _, _, err := n.transition(testCtx(t), approved, o.GetOrderId(), "", 0); err != nil {
+		t.Fatal(err)
+	}
+	subject, err := eventstore.EventSubject(approved, eventstore.KeyOf(o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := n.js.Publish(testCtx(t), subject, []byte(`{"not": "an order event"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []*ordersv1.ListOrdersRequest{
+		{CustomerId: "gus", Statuses: []ordersv1.OrderStatus{approved}, PageSize: 1},
+		{Statuses: []ordersv1.OrderStatus{approved}, PageSize: 1},
+		{CustomerId: "gus", Statuses: []ordersv1.OrderStatus{created, approved}, PageSize: 1},
+		{Statuses: []ordersv1.OrderStatus{created, approved}, PageSize: 1},
+	}
+	for _, req := range cases {
+		var reported []uint64
+		listed := n.listAll(t, proto.Clone(req).(*ordersv1.ListOrdersRequest), nil)
+		res, err := n.client.ListOrders(testCtx(t), proto.Clone(req).(*ordersv1.ListOrdersRequest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range res.GetUnreadableOrders() {
+			reported = append(reported, u.GetSequence())
+		}
+		if len(listed) != 0 || !slices.Equal(reported, []uint64{foreign.Sequence}) {
+			t.Errorf("before the repair, %v: listed %v, reported %v; want none listed and %d reported", req, ids(listed), reported, foreign.Sequence)
+		}
+	}
+	if _, err := n.queue.RepairOrder(testCtx(t), &ordersv1.RepairOrderRequest{OrderId: o.GetOrderId()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range cases {
+		if got := ids(n.listAll(t, proto.Clone(req).(*ordersv1.ListOrdersRequest), nil)); !slices.Equal(got, []string{o.GetOrderId()}) {
+			t.Errorf("after the repair, %v: listed %v, want %s once", req, got, o.GetOrderId())
+		}
 	}
 }
