@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
@@ -99,6 +100,60 @@ func everyRPCKind(n *testNode, order *ordersv1.Order, ackToken, tag string) []rp
 				return codeOf(err)
 			}
 			return fmt.Sprintf("a message: %v", res)
+		}},
+		{"StreamOrders", unavailable, func(ctx context.Context) string {
+			stream, err := n.client.StreamOrders(ctx)
+			if err != nil {
+				return codeOf(err)
+			}
+			open := &ordersv1.ConsumeOrdersRequest{Consumer: "rpc-kinds-stream-" + tag, HeartbeatInterval: dur(rareHeartbeat)}
+			if err := stream.Send(&ordersv1.StreamOrdersRequest{Open: open}); err != nil {
+				return "send: " + codeOf(err)
+			}
+			res, err := stream.Recv()
+			if err != nil {
+				return codeOf(err)
+			}
+			return fmt.Sprintf("a message: %v", res)
+		}},
+		{"ListOrders of a customer", unavailable, func(ctx context.Context) string {
+			_, err := n.client.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: order.GetCustomerId()})
+			return codeOf(err)
+		}},
+		{"ListOrders by status", unavailable, func(ctx context.Context) string {
+			_, err := n.client.ListOrders(ctx, &ordersv1.ListOrdersRequest{Statuses: []ordersv1.OrderStatus{created, approved}})
+			return codeOf(err)
+		}},
+		// The queue calls name a consumer of their own, so that a call that
+		// reaches JetStream once the link is back changes nothing a test
+		// looks at.
+		{"ListConsumers", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.ListConsumers(ctx, &ordersv1.ListConsumersRequest{})
+			return codeOf(err)
+		}},
+		{"GetConsumer", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.GetConsumer(ctx, &ordersv1.GetConsumerRequest{Consumer: "rpc-kinds-queue-" + tag})
+			return codeOf(err)
+		}},
+		{"UpdateConsumer", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.UpdateConsumer(ctx, &ordersv1.UpdateConsumerRequest{Consumer: "rpc-kinds-queue-" + tag, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"ack_wait"}}, AckWait: dur(time.Minute)})
+			return codeOf(err)
+		}},
+		{"DeleteConsumer", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.DeleteConsumer(ctx, &ordersv1.DeleteConsumerRequest{Consumer: "rpc-kinds-queue-" + tag})
+			return codeOf(err)
+		}},
+		{"ListDeadLetters", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.ListDeadLetters(ctx, &ordersv1.ListDeadLettersRequest{Consumer: "rpc-kinds-queue-" + tag})
+			return codeOf(err)
+		}},
+		{"RedriveDeadLetters", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.RedriveDeadLetters(ctx, &ordersv1.RedriveDeadLettersRequest{Consumer: "rpc-kinds-queue-" + tag, All: true})
+			return codeOf(err)
+		}},
+		{"PurgeDeadLetters", unavailable, func(ctx context.Context) string {
+			_, err := n.queue.PurgeDeadLetters(ctx, &ordersv1.PurgeDeadLettersRequest{Consumer: "rpc-kinds-queue-" + tag, All: true})
+			return codeOf(err)
 		}},
 		{"AckOrders", "confirmed: false", func(ctx context.Context) string {
 			res, err := n.client.AckOrders(ctx, &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: ackToken, Action: ordersv1.AckAction_ACK_ACTION_ACK}}})
@@ -239,8 +294,8 @@ const stallBound = testOpTimeout + time.Second
 // --nats-timeout with UNAVAILABLE (AckOrders: confirmed false, with an
 // error), and health goes NOT_SERVING within one check bounded the same
 // way. The NATS connection must still look connected throughout, or this
-// would test a cut. ConsumeOrders and a watch that starts the node's
-// monitor are in TestStreamSetUpIsBoundedWhileNATSStalls.
+// would test a cut. ConsumeOrders, StreamOrders and a watch that starts
+// the node's monitor are in TestStreamSetUpIsBoundedWhileNATSStalls.
 func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 	t.Parallel()
 	n, proxy, nc := startNodeBehindProxy(t)
@@ -253,7 +308,7 @@ func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 	}
 	var calls []rpcCall
 	for _, c := range everyRPCKind(n, order, token, "stalled") {
-		if c.name != "ConsumeOrders" {
+		if c.name != "ConsumeOrders" && c.name != "StreamOrders" {
 			calls = append(calls, c)
 		}
 	}
@@ -287,9 +342,10 @@ func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 	n.create(t)
 }
 
-// The set-up of a ConsumeOrders stream (binding its durable consumer) and
-// of the first watch on a node (subscribing its monitor) is bounded by
-// --nats-timeout too, as docs/guarantees.md promises for every JetStream
+// The set-up of a ConsumeOrders or StreamOrders stream (binding its
+// durable consumer) and of the first watch on a node (subscribing its
+// monitor) is bounded by --nats-timeout too, as docs/guarantees.md
+// promises for every JetStream
 // operation.
 func TestStreamSetUpIsBoundedWhileNATSStalls(t *testing.T) {
 	t.Parallel()
@@ -297,7 +353,7 @@ func TestStreamSetUpIsBoundedWhileNATSStalls(t *testing.T) {
 	order := n.create(t)
 	var calls []rpcCall
 	for _, c := range everyRPCKind(n, order, "", "stalled") {
-		if c.name == "ConsumeOrders" || c.name == "WatchOrders with replay" {
+		if c.name == "ConsumeOrders" || c.name == "StreamOrders" || c.name == "WatchOrders with replay" {
 			calls = append(calls, c)
 		}
 	}

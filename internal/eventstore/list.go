@@ -52,30 +52,44 @@ type ListPage struct {
 	Next uint64
 }
 
-// List returns a page of orders, oldest first, as they are at the moment
-// of the call: every read goes to the stream leader, so a page reflects
-// every write acknowledged before the call, on any node.
+// List returns a page of orders as they are at the moment of the call:
+// every read goes to the stream leader, so a page reflects every write
+// acknowledged before the call, on any node.
 //
-// Candidates come from subject filters, so JetStream selects them: without
-// statuses, the orders' created events (ORDERS.created.<customer>.*), in
-// the order the orders were created; with statuses, the events that put
-// orders in those statuses (ORDERS.<status>.<customer>.*), in the order
-// they entered them, each kept only if it is still its order's last
-// event. An order enters each status at most once, so no order is listed
-// twice across pages, and one that changes between pages is listed by
-// what it is when its page is read. For one customer the work grows with
+// A listing visits each order at one position, which never moves: the
+// stream sequence of the order's first event in one of the requested
+// statuses (without statuses, of its created event). It visits positions
+// in stream order, each page going on after the last position the one
+// before visited (the cursor), and lists an order if its current status
+// is one of the requested ones when it is visited. So no order is listed
+// twice, however orders are created and move between pages; an order that
+// is in the requested statuses for the whole listing is listed exactly
+// once; one that first enters them during the listing gets a position
+// ahead of the cursor and is listed if it is still in them when the
+// listing gets there. An order is left out only if it was outside the
+// requested statuses when its position was visited (it had moved out of
+// them, and may have come back since).
+//
+// The cursor is a stream sequence. Orders spread over several streams
+// keep this design with one cursor per stream: each stream's positions
+// are visited in its own order, and no order has positions in two.
+//
+// Candidate positions come from subject filters, so JetStream selects
+// them: the events that put orders in the requested statuses
+// (ORDERS.<status>.<customer>.*), or their created events. Only an
+// order's own events are positions: a message that is not one (another
+// publisher's, or corrupt) or a repair (Repair's copy of an earlier event)
+// never is, so neither adds a position nor moves one. An order whose last
+// message is not an order event is reported in ListPage.Unreadable at its
+// position instead of being listed. For one customer the work grows with
 // that customer's events; across all customers a page examines at most
 // ListScanBudget candidates.
 func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	if req.PageSize < 1 || req.PageSize > MaxPageSize {
 		return ListPage{}, fmt.Errorf("%w: page size must be 1 to %d, got %d", ErrInvalidArgument, MaxPageSize, req.PageSize)
 	}
-	statuses := req.Statuses
-	current := len(statuses) > 0 // candidates must be their order's last event
-	if !current {
-		statuses = []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}
-	}
-	filters, err := FilterSubjects(Filter{Statuses: statuses, CustomerID: req.CustomerID})
+	q := newListQuery(req.Statuses)
+	filters, err := FilterSubjects(Filter{Statuses: q.positions, CustomerID: req.CustomerID})
 	if err != nil {
 		return ListPage{}, err
 	}
@@ -85,17 +99,16 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 	}
 	defer cancel()
 	if req.CustomerID != "" {
-		return s.listOfCustomer(ctx, st.orders, filters, req, current)
+		return s.listOfCustomer(ctx, st.orders, filters, req, q)
 	}
 	sc := &scan{stream: st.orders, filters: filters, heads: make([]*jetstream.RawStreamMsg, len(filters)), cursor: req.After}
 	var page ListPage
-	for examined := 0; len(page.Orders) < req.PageSize; {
-		budget := min(req.PageSize-len(page.Orders), ListScanBudget-examined)
-		if budget == 0 {
+	for examined := 0; ; {
+		if examined == ListScanBudget {
 			page.Next = sc.cursor // more may follow: go on from here
 			return page, nil
 		}
-		batch, err := sc.next(ctx, budget)
+		batch, err := sc.next(ctx, min(readAhead(req.PageSize-len(page.Orders)), ListScanBudget-examined))
 		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
@@ -103,19 +116,107 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 			return page, nil // the end of the stream
 		}
 		examined += len(batch)
-		if err := s.currentOrders(ctx, st.orders, batch, current, false, &page); err != nil {
+		// An event of the scan is an order's position only if none of the
+		// order's earlier events is in the requested statuses: visit checks.
+		candidates := s.positions(batch)
+		found, broken, err := s.visit(ctx, st.orders, candidates, q, true)
+		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
+		if full := page.add(found, broken, req.PageSize); full >= 0 {
+			// A next page exists if any candidate follows the one that
+			// filled this page.
+			more := full < len(candidates)-1
+			if !more {
+				if more, err = sc.peek(ctx); err != nil {
+					return ListPage{}, s.classify(err)
+				}
+			}
+			if more {
+				page.Next = candidates[full].seq
+			}
+			return page, nil
+		}
 	}
-	// The page is full: a next page exists if any candidate follows.
-	more, err := sc.peek(ctx)
-	if err != nil {
-		return ListPage{}, s.classify(err)
+}
+
+// readAhead is how many candidates to visit at once when a page still has
+// room for more orders: at least one round of parallel reads, so that a
+// sparse listing does not read one candidate at a time. Candidates past
+// the one that fills the page are visited again by the next page.
+func readAhead(room int) int {
+	return max(room, listReadParallelism)
+}
+
+// add appends what visit found at a page's candidates, in order: the
+// orders listed (found), and those that are unreadable (broken, each
+// once), until the page holds size orders. It returns the index of the
+// candidate that filled the page, or -1 if it is not full.
+func (p *ListPage) add(found []*ordersv1.Order, broken []*UnreadableError, size int) int {
+	for i, o := range found {
+		switch {
+		case o != nil:
+			p.Orders = append(p.Orders, o)
+			if len(p.Orders) == size {
+				return i
+			}
+		case broken[i] != nil && !slices.ContainsFunc(p.Unreadable, func(u *UnreadableError) bool { return u.Sequence == broken[i].Sequence }):
+			p.Unreadable = append(p.Unreadable, broken[i])
+		}
 	}
-	if more {
-		page.Next = sc.cursor
+	return -1
+}
+
+// listQuery is what a listing asks for, as List reads it.
+type listQuery struct {
+	// positions are the statuses whose events are candidate positions:
+	// the requested ones (each once), or CREATED for every order.
+	positions []ordersv1.OrderStatus
+	// wanted holds the requested statuses; nil: every order is listed.
+	wanted map[ordersv1.OrderStatus]bool
+}
+
+func newListQuery(statuses []ordersv1.OrderStatus) listQuery {
+	if len(statuses) == 0 {
+		return listQuery{positions: []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED}}
 	}
-	return page, nil
+	q := listQuery{wanted: map[ordersv1.OrderStatus]bool{}}
+	for _, st := range statuses {
+		if !q.wanted[st] {
+			q.wanted[st] = true
+			q.positions = append(q.positions, st)
+		}
+	}
+	return q
+}
+
+// lists reports whether an order in status belongs on a page.
+func (q listQuery) lists(status ordersv1.OrderStatus) bool {
+	return q.wanted == nil || q.wanted[status]
+}
+
+// position is a candidate position of a listing: an event of an order.
+type position struct {
+	seq    uint64
+	status ordersv1.OrderStatus // the event's type
+	key    OrderKey
+}
+
+// positions turns messages into candidate positions, in the same order,
+// leaving out those that are not an order's own event (see isOrderEvent).
+func (s *Store) positions(msgs []*jetstream.RawStreamMsg) []position {
+	out := make([]position, 0, len(msgs))
+	for _, msg := range msgs {
+		status, key, ok := parseSubject(msg.Subject)
+		if !ok {
+			s.unreadable.Note(unreadable(msg.Subject, msg.Sequence, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName))
+			continue
+		}
+		if isOrderEvent(msg) {
+			out = append(out, position{seq: msg.Sequence, status: status, key: key})
+		}
+	}
+	return out
 }
 
 // listOfCustomer is List for one customer. Its candidates come from the
@@ -124,8 +225,10 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 // of each, so the work grows with the customer's orders and not with the
 // stream. (Reading the next message on a filter makes JetStream scan the
 // stream's blocks from the start position, and a read that finds none
-// scans to the end, at a cost that grows with the stream.)
-func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, filters []string, req ListRequest, current bool) (ListPage, error) {
+// scans to the end, at a cost that grows with the stream.) As every event
+// of the customer in the requested statuses is at hand, an order's
+// position is the earliest of its own.
+func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, filters []string, req ListRequest, q listQuery) (ListPage, error) {
 	var subjects []string
 	for _, f := range filters {
 		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(f))
@@ -136,38 +239,45 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 			subjects = append(subjects, subject)
 		}
 	}
-	candidates := make([]*jetstream.RawStreamMsg, len(subjects))
+	events := make([]*jetstream.RawStreamMsg, len(subjects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
 	for i, subject := range subjects {
 		g.Go(func() error {
-			msg, err := stream.GetLastMsgForSubject(gctx, subject)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return nil
-			}
-			if err == nil && !current && !isOrderEvent(msg) {
-				msg, err = firstOrderEvent(gctx, stream, subject, msg)
-			}
-			candidates[i] = msg
+			msg, err := eventOn(gctx, stream, subject)
+			events[i] = msg
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return ListPage{}, s.classify(err)
 	}
-	candidates = slices.DeleteFunc(candidates, func(m *jetstream.RawStreamMsg) bool { return m == nil || m.Sequence <= req.After })
-	slices.SortFunc(candidates, func(a, b *jetstream.RawStreamMsg) int { return cmp.Compare(a.Sequence, b.Sequence) })
+	first := map[OrderKey]position{}
+	for _, p := range s.positions(slices.DeleteFunc(events, func(m *jetstream.RawStreamMsg) bool { return m == nil })) {
+		if f, ok := first[p.key]; !ok || p.seq < f.seq {
+			first[p.key] = p
+		}
+	}
+	var candidates []position
+	for _, p := range first {
+		if p.seq > req.After {
+			candidates = append(candidates, p)
+		}
+	}
+	slices.SortFunc(candidates, func(a, b position) int { return cmp.Compare(a.seq, b.seq) })
 	var page ListPage
-	for len(candidates) > 0 && len(page.Orders) < req.PageSize {
-		batch := candidates[:min(req.PageSize-len(page.Orders), len(candidates))]
+	for len(candidates) > 0 {
+		batch := candidates[:min(readAhead(req.PageSize-len(page.Orders)), len(candidates))]
 		candidates = candidates[len(batch):]
-		if err := s.currentOrders(ctx, stream, batch, current, true, &page); err != nil {
+		found, broken, err := s.visit(ctx, stream, batch, q, false)
+		if err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		if len(candidates) > 0 {
-			page.Next = batch[len(batch)-1].Sequence
-		} else {
-			page.Next = 0
+		if full := page.add(found, broken, req.PageSize); full >= 0 {
+			if full < len(batch)-1 || len(candidates) > 0 {
+				page.Next = batch[full].seq
+			}
+			return page, nil
 		}
 	}
 	return page, nil
@@ -234,66 +344,70 @@ func (sc *scan) first(ctx context.Context) (int, error) {
 	return best, nil
 }
 
-// currentOrders reads the current state of each candidate's order, in
-// parallel, and adds them to page in the candidates' order. With
-// onlyCurrent, an order whose last event is not its candidate has moved on
-// and is left out.
-//
-// Messages that are not order events (another publisher's) never fail
-// the page. An order whose last message is one is added to
-// page.Unreadable instead of page.Orders. A candidate that is itself one,
-// or a repair (Repair's copy of an earlier event), is not the event that
-// makes its order a candidate: with onlyCurrent it is listed only if it is
-// the order's last event and readable (a repair is); without, the order is
-// listed from it only when perSubject (the candidates are the last message
-// of each subject, so nothing else stands for the order), and left to its
-// own created event otherwise.
-func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, candidates []*jetstream.RawStreamMsg, onlyCurrent, perSubject bool, page *ListPage) error {
-	found := make([]*ordersv1.Order, len(candidates))
-	broken := make([]*UnreadableError, len(candidates))
+// visit reads the current state of each candidate's order, in parallel,
+// and returns, for each candidate, the order listed there or nil: an order
+// is listed if q lists its current status and, with checkFirst, if the
+// candidate is its position (no earlier event of it is in q's statuses).
+// An order whose last message is not an order event is returned in broken
+// instead, where the candidate is its position.
+func (s *Store) visit(ctx context.Context, stream jetstream.Stream, candidates []position, q listQuery, checkFirst bool) (found []*ordersv1.Order, broken []*UnreadableError, err error) {
+	found = make([]*ordersv1.Order, len(candidates))
+	broken = make([]*UnreadableError, len(candidates))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
-	for i, msg := range candidates {
-		_, key, ok := parseSubject(msg.Subject)
-		if !ok {
-			s.unreadable.Note(unreadable(msg.Subject, msg.Sequence, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName))
-			continue
-		}
-		stands := perSubject || onlyCurrent || isOrderEvent(msg)
+	for i, p := range candidates {
 		g.Go(func() error {
-			last, err := s.lastEvent(ctx, stream, key)
+			last, err := s.lastEvent(ctx, stream, p.key)
+			bad := AsUnreadable(err)
 			switch {
 			case errors.Is(err, ErrNotFound):
 				return nil // an index entry without events: no order yet
-			case AsUnreadable(err) != nil:
-				if stands {
-					broken[i] = AsUnreadable(err)
-				}
-				return nil
-			case err != nil:
+			case bad == nil && err != nil:
 				return err
-			}
-			if onlyCurrent && last.event.GetSequence() != msg.Sequence {
+			case bad == nil && !q.lists(last.event.GetOrder().GetStatus()):
 				return nil
 			}
-			if stands {
+			if checkFirst {
+				if first, err := s.isPosition(ctx, stream, p, q); err != nil || !first {
+					return err
+				}
+			}
+			if bad != nil {
+				broken[i] = bad
+			} else {
 				found[i] = last.event.GetOrder()
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	for i := range candidates {
-		switch {
-		case found[i] != nil:
-			page.Orders = append(page.Orders, found[i])
-		case broken[i] != nil && !slices.ContainsFunc(page.Unreadable, func(u *UnreadableError) bool { return u.Sequence == broken[i].Sequence }):
-			page.Unreadable = append(page.Unreadable, broken[i])
+	return found, broken, nil
+}
+
+// isPosition reports whether candidate is its order's first event in q's
+// statuses. Only statuses that may come before the candidate's need a
+// look, each at the one subject of that event of that order (the
+// per-subject index, not a scan).
+func (s *Store) isPosition(ctx context.Context, stream jetstream.Stream, candidate position, q listQuery) (bool, error) {
+	for _, st := range q.positions {
+		if st == candidate.status || !mayPrecede(st, candidate.status) {
+			continue
+		}
+		subject, err := EventSubject(st, candidate.key)
+		if err != nil {
+			return false, err
+		}
+		event, err := eventOn(ctx, stream, subject)
+		if err != nil {
+			return false, err
+		}
+		if event != nil && event.Sequence < candidate.seq {
+			return false, nil
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // isOrderEvent reports whether a stored message is an order's own event:
@@ -306,17 +420,34 @@ func isOrderEvent(msg *jetstream.RawStreamMsg) bool {
 	return err == nil
 }
 
-// firstOrderEvent is the candidate of a created subject whose last message
-// is not the order's created event (another publisher's, or a repair):
-// the subject's first message, which is, so that the order keeps its
-// place; last when the first is not one either.
-func firstOrderEvent(ctx context.Context, stream jetstream.Stream, subject string, last *jetstream.RawStreamMsg) (*jetstream.RawStreamMsg, error) {
-	first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
-	if err != nil {
-		return nil, err
+// eventOn returns the order event on subject (one order's event of one
+// status: there is at most one), or nil when there is none. The subject's
+// last message is it, unless messages that are not order events or a
+// repair came after it; then the subject is read from its start, which
+// costs a scan of the stream but happens only on such subjects.
+func eventOn(ctx context.Context, stream jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
 	}
-	if isOrderEvent(first) {
-		return first, nil
+	if err != nil || isOrderEvent(last) {
+		return last, err
 	}
-	return last, nil
+	for seq := uint64(1); seq < last.Sequence; {
+		msg, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if msg.Sequence >= last.Sequence {
+			return nil, nil
+		}
+		if isOrderEvent(msg) {
+			return msg, nil
+		}
+		seq = msg.Sequence + 1
+	}
+	return nil, nil
 }

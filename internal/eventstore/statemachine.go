@@ -30,3 +30,16 @@ func CanTransition(from, to ordersv1.OrderStatus) bool {
 	}
 	return false
 }
+
+// mayPrecede reports whether an order in status before may later reach
+// status after, by one or more transitions. As the graph has no cycles, an
+// order that has both statuses entered before first whenever this holds,
+// and after first otherwise.
+func mayPrecede(before, after ordersv1.OrderStatus) bool {
+	for _, next := range transitions[before] {
+		if next == after || mayPrecede(next, after) {
+			return true
+		}
+	}
+	return false
+}

@@ -219,6 +219,7 @@ func loseStreamLeader(t *testing.T, nodes []*clusterNode, began time.Time, how s
 		}
 	}
 	checkListReadsYourWrites(ctx, t, nodes)
+	checkPageTokensWorkOnEveryNode(ctx, t, nodes)
 
 	// Which node leads the stream?
 	nc, err := nodes[0].nats()

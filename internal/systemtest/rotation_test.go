@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +57,8 @@ func TestCertificatesRotateWhileAWatchIsOpen(t *testing.T) {
 	clientCAFile := clientCA1.WriteCA(t, dir, "client-ca.crt")
 	tokens := testsupport.WriteFile(t, dir, "tokens.json", []byte(`{"tokens": [],
 		"certificates": [{"identity": "`+monitorID+`", "permissions": ["read", "write", "watch"]}]}`))
-	ready, _ := runOrdersd(t, t.TempDir(), "--review=false", "--tls-cert", certFile, "--tls-key", keyFile,
+	logged := testsupport.NewLines()
+	ready, _ := runOrdersdLogging(t, t.TempDir(), logged, "--review=false", "--tls-cert", certFile, "--tls-key", keyFile,
 		"--tls-client-ca", clientCAFile, "--auth-tokens-file", tokens)
 	addr := ready.GRPCAddr.String()
 	monitor1 := clientCA1.Issue(t, testsupport.Leaf{URIs: []string{monitorID}})
@@ -128,9 +130,21 @@ func TestCertificatesRotateWhileAWatchIsOpen(t *testing.T) {
 		t.Fatalf("a certificate of the removed client CA: %v, want the handshake refused (UNAVAILABLE)", code)
 	}
 
-	// A broken certificate file is refused: the one in use stays.
+	// A broken certificate file is refused: the one in use stays. The
+	// check waits until the watcher has read the file and refused it, so
+	// that it looks at the node after the refusal, not before.
+	refusals := func(lines []string) int {
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, `msg="reload refused; keeping the one in use"`) && strings.Contains(l, `cause="file change"`) {
+				n++
+			}
+		}
+		return n
+	}
+	before := refusals(logged.All())
 	testsupport.ReplaceFile(t, certFile, []byte("not a certificate"))
-	time.Sleep(time.Second) // the watcher has read it by now
+	logged.WaitFor(t, 10*time.Second, "the broken certificate file refused", func(lines []string) bool { return refusals(lines) > before })
 	if code := getOrderCode(t, addr, serverCA2, monitor2); code != codes.NotFound {
 		t.Fatalf("after a broken certificate file: %v, want the certificate in use kept", code)
 	}
@@ -160,7 +174,7 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	tokens := testsupport.WriteFile(t, t.TempDir(), "tokens.json", []byte(`{"tokens": [],
 		"certificates": [{"identity": "`+monitorID+`", "permissions": ["read"]}]}`))
 	child := spawnChild(t, t.TempDir(), "--tls-cert", filepath.Join(current, "server.crt"), "--tls-key", filepath.Join(current, "server.key"),
-		"--tls-client-ca", filepath.Join(current, "client-ca.crt"), "--auth-tokens-file", tokens)
+		"--tls-client-ca", filepath.Join(current, "client-ca.crt"), "--auth-tokens-file", tokens, "--log-level", "info")
 	monitor := clientCA.Issue(t, testsupport.Leaf{URIs: []string{monitorID}})
 	if !waitFor(30*time.Second, func() bool { return getOrderCode(t, child.addr, ca1, monitor) == codes.NotFound }) {
 		t.Fatal("ordersd did not serve with its first certificate")
@@ -172,6 +186,10 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 	if err := os.Rename(swapped, current); err != nil {
 		t.Fatal(err)
 	}
+	// No watch covers dir, where the swap happened, so nothing is reloaded
+	// until SIGHUP. What did not happen cannot be waited for: the window is
+	// several times the watcher's settle delay, and the log shows below
+	// that no file change caused a reload at all.
 	time.Sleep(time.Second)
 	if code := getOrderCode(t, child.addr, ca2, monitor); code == codes.NotFound {
 		t.Fatal("the new certificate was in use before SIGHUP: this test would not tell SIGHUP's work apart")
@@ -187,5 +205,9 @@ func TestSIGHUPReloadsCertificates(t *testing.T) {
 		default:
 		}
 		t.Fatal("after SIGHUP, new connections do not get the new certificate")
+	}
+	child.waitLog(t, 10*time.Second, "the reload on SIGHUP logged", `msg=reloaded`, `cause=SIGHUP`)
+	if b, err := os.ReadFile(child.logPath); err != nil || strings.Contains(string(b), `cause="file change"`) {
+		t.Fatalf("a file change caused a reload (%v): this test would not tell SIGHUP's work apart; log:\n%s", err, b)
 	}
 }

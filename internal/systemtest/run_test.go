@@ -23,6 +23,13 @@ import (
 // returns node.Run's error.
 func runOrdersd(t *testing.T, dataDir string, flags ...string) (node.Ready, func() error) {
 	t.Helper()
+	return runOrdersdLogging(t, dataDir, io.Discard, flags...)
+}
+
+// runOrdersdLogging is runOrdersd with the node's log written to logTo,
+// as text from level info up.
+func runOrdersdLogging(t *testing.T, dataDir string, logTo io.Writer, flags ...string) (node.Ready, func() error) {
+	t.Helper()
 	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
 	cfg, err := cli.ParseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -31,7 +38,7 @@ func runOrdersd(t *testing.T, dataDir string, flags ...string) (node.Ready, func
 	ctx, cancel := context.WithCancel(context.Background())
 	readies := make(chan node.Ready, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(logTo, nil))
 	cfg.OnReady = func(r node.Ready) { readies <- r }
 	go func() { done <- node.Run(ctx, cfg.Config, log) }()
 	var ready node.Ready

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -25,11 +27,12 @@ import (
 // childOrdersd runs ordersd as a child process (this test binary, see
 // TestMain) on a free loopback port.
 type childOrdersd struct {
-	cmd    *exec.Cmd
-	addr   string
-	conn   *grpc.ClientConn
-	client ordersv1.OrderServiceClient
-	exited chan error
+	cmd     *exec.Cmd
+	addr    string
+	logPath string // where its log goes (see waitLog)
+	conn    *grpc.ClientConn
+	client  ordersv1.OrderServiceClient
+	exited  chan error
 }
 
 // startChild runs ordersd as a child process and waits until it serves.
@@ -62,7 +65,7 @@ func spawnChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	}
 	cmd.Stdout, cmd.Stderr = io.Discard, logFile
 	if os.Getenv(testsupport.LogEnv) != "" {
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = io.MultiWriter(os.Stderr, logFile)
 	}
 	t.Cleanup(func() {
 		defer logFile.Close()
@@ -75,7 +78,7 @@ func spawnChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &childOrdersd{cmd: cmd, addr: addr, exited: make(chan error, 1)}
+	c := &childOrdersd{cmd: cmd, addr: addr, logPath: logFile.Name(), exited: make(chan error, 1)}
 	go func() { c.exited <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -87,6 +90,27 @@ func spawnChild(t *testing.T, dataDir string, flags ...string) *childOrdersd {
 	t.Cleanup(func() { _ = c.conn.Close() })
 	c.client = ordersv1.NewOrderServiceClient(c.conn)
 	return c
+}
+
+// waitLog waits until a line of the child's log holds every one of parts,
+// failing the test after d, and returns the line.
+func (c *childOrdersd) waitLog(t *testing.T, d time.Duration, what string, parts ...string) string {
+	t.Helper()
+	var line string
+	eventually(t, d, what, func() error {
+		b, err := os.ReadFile(c.logPath)
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(l, p) }) {
+				line = l
+				return nil
+			}
+		}
+		return fmt.Errorf("no log line with %q", parts)
+	})
+	return line
 }
 
 // signal sends sig to the child and waits up to 20s for it to exit; it

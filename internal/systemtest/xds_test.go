@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/grpc"
@@ -37,12 +39,12 @@ type xdsNode struct {
 // startXDSNode runs ordersd with --xds as a child process under the
 // control plane cp (named by GRPC_XDS_BOOTSTRAP_CONFIG, as an operator
 // would), and waits until the node has asked cp for its listener. The
-// listener is not served yet.
+// listener is not served yet. Its log is kept from level info up.
 func startXDSNode(t *testing.T, cp *testsupport.XDSControlPlane, bootstrap string, flags ...string) xdsNode {
 	t.Helper()
 	t.Setenv("GRPC_XDS_BOOTSTRAP_CONFIG", bootstrap) // for the child
 	metricsAddr := freePorts(t, 1)[0]
-	c := spawnChild(t, t.TempDir(), append([]string{"--xds", "--metrics-addr", metricsAddr}, flags...)...)
+	c := spawnChild(t, t.TempDir(), append([]string{"--xds", "--metrics-addr", metricsAddr, "--log-level", "info"}, flags...)...)
 	n := xdsNode{childOrdersd: c, metricsAddr: metricsAddr, listener: fmt.Sprintf(testsupport.XDSListenerNameTemplate, c.addr),
 		health: healthpb.NewHealthClient(c.conn)}
 	eventually(t, 20*time.Second, "the node asked the control plane for its listener", func() error {
@@ -79,6 +81,33 @@ func (n xdsNode) waitServing(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// checkNotServing checks that the node, whose JetStream is ready, does
+// not serve: /readyz 503, calls and health checks refused. Until JetStream
+// is ready and health has checked since, a node that served without its
+// listener's configuration would say NOT_SERVING too, and the checks would
+// pass for the wrong reason: it waits for both. The stream is provisioned
+// before the health watch starts (the log says when), and every health
+// check sets ordersd_nats_connected.
+func (n xdsNode) checkNotServing(t *testing.T, when string) {
+	t.Helper()
+	n.waitLog(t, 20*time.Second, "the stream ORDERS ready", `msg="stream ready"`)
+	eventually(t, 20*time.Second, "a health check with NATS connected", func() error {
+		if v := scrape(t, "http://"+n.metricsAddr, "ordersd_nats_connected"); v != 1 {
+			return fmt.Errorf("ordersd_nats_connected %v", v)
+		}
+		return nil
+	})
+	if err := n.readyz(); err == nil {
+		t.Fatalf("/readyz is 200 %s", when)
+	}
+	if _, err := n.client.CreateOrder(callCtx(t), createRequest()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("CreateOrder %s: %v, want UNAVAILABLE", when, err)
+	}
+	if res, err := n.health.Check(callCtx(t), &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatalf("health Check %s answered %v", when, res.GetStatus())
+	}
 }
 
 // readyz asks the node's /readyz: nil for 200.
@@ -129,19 +158,7 @@ func callCtx(t *testing.T) context.Context {
 func TestXDSNodeServesOnlyOnceTheControlPlaneConfiguredItsListener(t *testing.T) {
 	cp := testsupport.StartXDSControlPlane(t)
 	n := startXDSNode(t, cp, cp.Bootstrap())
-
-	// The node is up (it asked for its listener), JetStream with it; give
-	// health a moment to have seen JetStream ready.
-	time.Sleep(time.Second)
-	if err := n.readyz(); err == nil {
-		t.Fatal("/readyz is 200 before the control plane configured the listener")
-	}
-	if _, err := n.client.CreateOrder(callCtx(t), createRequest()); status.Code(err) != codes.Unavailable {
-		t.Fatalf("CreateOrder before the listener is configured: %v, want UNAVAILABLE", err)
-	}
-	if res, err := n.health.Check(callCtx(t), &healthpb.HealthCheckRequest{}); err == nil {
-		t.Fatalf("health Check before the listener is configured answered %v", res.GetStatus())
-	}
+	n.checkNotServing(t, "before the listener is configured")
 
 	n.serve(t, cp, testsupport.XDSListenerOptions{})
 	n.waitServing(t)
@@ -297,4 +314,88 @@ func TestXDSListenerWithMutualTLSFromTheCertificateProvider(t *testing.T) {
 	if _, err := noCert.CreateOrder(callCtx(t), createRequest()); err == nil {
 		t.Error("a CreateOrder without a client certificate went through the mutual-TLS listener")
 	}
+}
+
+// unusableListener is the node's Listener resource without its HTTP
+// connection manager: gRPC's xDS server cannot serve it, and refuses it.
+func (n xdsNode) unusableListener(t *testing.T) *listenerv3.Listener {
+	t.Helper()
+	l, err := testsupport.XDSServerListener(n.addr, testsupport.XDSListenerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.FilterChains[0].Filters = nil
+	return l
+}
+
+// A Listener the node cannot use is refused (NACKed, and the control
+// plane is told why): as the first one, the node goes on not serving;
+// once a usable one comes it serves, and a later unusable one is refused
+// while the node goes on serving under the one it accepted.
+func TestXDSListenerThatCannotBeUsedIsNACKed(t *testing.T) {
+	cp := testsupport.StartXDSControlPlane(t)
+	n := startXDSNode(t, cp, cp.Bootstrap())
+	nacked := func(before int) {
+		t.Helper()
+		eventually(t, 20*time.Second, "the node NACKed the listener", func() error {
+			if got := cp.NACKs(n.listener); len(got) <= before {
+				return fmt.Errorf("%d NACKs", len(got))
+			}
+			return nil
+		})
+		t.Logf("NACK: %s", cp.NACKs(n.listener)[before])
+	}
+
+	if err := cp.SetListener(callCtx(t), n.unusableListener(t)); err != nil {
+		t.Fatal(err)
+	}
+	nacked(0)
+	n.checkNotServing(t, "after its first listener was NACKed")
+
+	n.serve(t, cp, testsupport.XDSListenerOptions{})
+	n.waitServing(t)
+	if _, err := n.client.CreateOrder(callCtx(t), createRequest()); err != nil {
+		t.Fatalf("CreateOrder under a usable listener: %v", err)
+	}
+
+	before := len(cp.NACKs(n.listener))
+	if err := cp.SetListener(callCtx(t), n.unusableListener(t)); err != nil {
+		t.Fatal(err)
+	}
+	nacked(before)
+	if err := n.readyz(); err != nil {
+		t.Fatalf("after a NACKed update: %v, want the node serving under the listener it accepted", err)
+	}
+	if _, err := n.client.CreateOrder(callCtx(t), createRequest()); err != nil {
+		t.Fatalf("CreateOrder after a NACKed update: %v", err)
+	}
+}
+
+// Without server_listener_resource_name_template in the bootstrap, a node
+// with --xds does not know which listener to ask for: it refuses to start,
+// and says what is missing.
+func TestXDSNodeWithoutListenerTemplateRefusesToStart(t *testing.T) {
+	cp := testsupport.StartXDSControlPlane(t)
+	var bootstrap map[string]any
+	if err := json.Unmarshal([]byte(cp.Bootstrap()), &bootstrap); err != nil {
+		t.Fatal(err)
+	}
+	delete(bootstrap, "server_listener_resource_name_template")
+	b, err := json.Marshal(bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GRPC_XDS_BOOTSTRAP_CONFIG", string(b)) // for the child
+	c := spawnChild(t, t.TempDir(), "--xds")
+	select {
+	case err := <-c.exited:
+		c.exited <- err // for the cleanup
+		if err == nil {
+			t.Fatal("ordersd --xds without a listener template exited 0")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ordersd --xds without a listener template still runs after 30s")
+	}
+	line := c.waitLog(t, 5*time.Second, "the error names the missing template", "server_listener_resource_name_template")
+	t.Logf("ordersd said: %s", line)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -45,10 +46,11 @@ type XDSControlPlane struct {
 
 	cache cachev3.SnapshotCache
 
-	mu        sync.Mutex // protects version, listeners and requested
+	mu        sync.Mutex // protects version, listeners, requested and nacks
 	version   int
 	listeners map[string]*listenerv3.Listener
-	requested map[string]bool // resource names xDS clients asked for
+	requested map[string]bool     // resource names xDS clients asked for
+	nacks     map[string][]string // for each resource name, why xDS clients refused it, in order
 }
 
 // StartXDSControlPlane starts a control plane on loopback, stopped when
@@ -65,7 +67,7 @@ func StartXDSControlPlane(t testing.TB) *XDSControlPlane {
 	// xDS server's missing listener does not hold back another's.
 	cache := cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil)
 	cp := &XDSControlPlane{Addr: lis.Addr().String(), NodeID: "ordersd-test", cache: cache,
-		listeners: map[string]*listenerv3.Listener{}, requested: map[string]bool{}}
+		listeners: map[string]*listenerv3.Listener{}, requested: map[string]bool{}, nacks: map[string][]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	gs := grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, serverv3.NewServer(ctx, cache, serverv3.CallbackFuncs{
@@ -74,6 +76,9 @@ func StartXDSControlPlane(t testing.TB) *XDSControlPlane {
 			defer cp.mu.Unlock()
 			for _, name := range req.GetResourceNames() {
 				cp.requested[name] = true
+				if nack := req.GetErrorDetail(); nack != nil {
+					cp.nacks[name] = append(cp.nacks[name], nack.GetMessage())
+				}
 			}
 			return nil
 		},
@@ -134,6 +139,14 @@ func (cp *XDSControlPlane) Requested(name string) bool {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	return cp.requested[name]
+}
+
+// NACKs returns why xDS clients refused (NACKed) the resource of that
+// name, one message per refusal, oldest first.
+func (cp *XDSControlPlane) NACKs(name string) []string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return slices.Clone(cp.nacks[name])
 }
 
 // SetListener serves l (replacing the listener of that name) in a new

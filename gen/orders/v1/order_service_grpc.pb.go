@@ -80,18 +80,20 @@ type OrderServiceClient interface {
 	ShipOrder(ctx context.Context, in *ShipOrderRequest, opts ...grpc.CallOption) (*ShipOrderResponse, error)
 	// CancelOrder moves a CREATED or APPROVED order to CANCELLED.
 	CancelOrder(ctx context.Context, in *CancelOrderRequest, opts ...grpc.CallOption) (*CancelOrderResponse, error)
-	// ListOrders lists orders, oldest first, a page at a time: one
-	// customer's, those whose current status is one of statuses, or both.
-	// Each page is read from the stream when it is asked for, so it reflects
-	// every write that returned before the call, on any node. Without
-	// statuses, orders come in the order they were created; with statuses,
-	// in the order they entered them (by revision). Paging across concurrent
-	// writes skips and repeats nothing; an order that changes between pages is
-	// listed as it is when its page is read. A page may hold fewer than
-	// page_size orders even when more follow (a listing by status across all
-	// customers examines at most 2,000 events per page): go on while
-	// next_page_token is set. An order whose last stored message is not an
-	// order event is reported in unreadable_orders, never failing the page.
+	// ListOrders lists orders, a page at a time: one customer's, those whose
+	// current status is one of statuses, or both. Each page is read from the
+	// stream when it is asked for, so it reflects every write that returned
+	// before the call, on any node. Without statuses, orders come in the
+	// order they were created; with statuses, in the order they first
+	// entered one of them. Each order is looked at once in a listing, at that
+	// position, and listed as it is then if its status is one of statuses:
+	// paging across concurrent writes lists no order twice, and lists exactly
+	// once every order that is in statuses for the whole listing. A page may
+	// hold fewer than page_size orders even when more follow (a listing by
+	// status across all customers examines at most 2,000 events per page): go
+	// on while next_page_token is set. An order whose last stored message is
+	// not an order event is reported in unreadable_orders, never failing the
+	// page.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
@@ -369,18 +371,20 @@ type OrderServiceServer interface {
 	ShipOrder(context.Context, *ShipOrderRequest) (*ShipOrderResponse, error)
 	// CancelOrder moves a CREATED or APPROVED order to CANCELLED.
 	CancelOrder(context.Context, *CancelOrderRequest) (*CancelOrderResponse, error)
-	// ListOrders lists orders, oldest first, a page at a time: one
-	// customer's, those whose current status is one of statuses, or both.
-	// Each page is read from the stream when it is asked for, so it reflects
-	// every write that returned before the call, on any node. Without
-	// statuses, orders come in the order they were created; with statuses,
-	// in the order they entered them (by revision). Paging across concurrent
-	// writes skips and repeats nothing; an order that changes between pages is
-	// listed as it is when its page is read. A page may hold fewer than
-	// page_size orders even when more follow (a listing by status across all
-	// customers examines at most 2,000 events per page): go on while
-	// next_page_token is set. An order whose last stored message is not an
-	// order event is reported in unreadable_orders, never failing the page.
+	// ListOrders lists orders, a page at a time: one customer's, those whose
+	// current status is one of statuses, or both. Each page is read from the
+	// stream when it is asked for, so it reflects every write that returned
+	// before the call, on any node. Without statuses, orders come in the
+	// order they were created; with statuses, in the order they first
+	// entered one of them. Each order is looked at once in a listing, at that
+	// position, and listed as it is then if its status is one of statuses:
+	// paging across concurrent writes lists no order twice, and lists exactly
+	// once every order that is in statuses for the whole listing. A page may
+	// hold fewer than page_size orders even when more follow (a listing by
+	// status across all customers examines at most 2,000 events per page): go
+	// on while next_page_token is set. An order whose last stored message is
+	// not an order event is reported in unreadable_orders, never failing the
+	// page.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
