@@ -333,7 +333,8 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("after a reload the board says %q, want its position %s", got, before.Last)
 	}
 	p.screenshot("board-paused")
-	p.click("#board-pause")
+	// Resume from the keyboard: focus the button and press Enter.
+	p.run(10*time.Second, chromedp.Focus(chromedp.CSS("#board-pause")), chromedp.KeyEvent("\r"))
 	for _, o := range whilePaused {
 		p.waitFor("an order stored while paused", js(`!!document.querySelector(%q)`, card("APPROVED", o.GetOrderId())), 20*time.Second)
 	}
@@ -361,6 +362,24 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("across the restart: %d events shown after %d, %d reconnects after %d; want 2 events more and a reconnect", after.Events, before.Events, after.Reconnects, before.Reconnects)
 	}
 	p.screenshot("board")
+
+	// The customer filter: only carol's events from then on.
+	p.run(10*time.Second, chromedp.SetValue(chromedp.CSS("#board-customer"), "carol"), chromedp.Click(chromedp.CSS(`.controls button[type="submit"]`), chromedp.NodeVisible))
+	p.waitFor("the filtered board", `document.querySelector(".board-status").textContent.startsWith("live · customer carol")`, 20*time.Second)
+	c.create(t, "erin")
+	carols := c.create(t, "carol")
+	p.waitFor("carol's new order", js(`!!document.querySelector(%q)`, card("APPROVED", carols.GetOrderId())), 20*time.Second)
+	if n := eval[int](p, `document.querySelectorAll(".card").length`); n != 1 {
+		t.Errorf("the board filtered on carol shows %d cards, want her 1", n)
+	}
+	if s := p.board(); s.Events != 2 {
+		t.Errorf("the board filtered on carol showed %d events, want her 2", s.Events)
+	}
+	eval[string](p, `document.querySelector("#board-customer").value = ""`)
+	p.run(10*time.Second, chromedp.Click(chromedp.CSS(`.controls button[type="submit"]`), chromedp.NodeVisible))
+	p.waitFor("the board on every customer", `document.querySelector(".board-status").textContent.startsWith("live · all customers")`, 20*time.Second)
+	afterRestart = c.create(t, "frank")
+	p.waitFor("frank's order", js(`!!document.querySelector(%q)`, card("APPROVED", afterRestart.GetOrderId())), 20*time.Second)
 
 	// The order's page, opened from its card: state, lines, history; pay
 	// it from the page.
@@ -443,6 +462,39 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if _, err := c.orders.AckOrders(c.ctx(t), &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: again.GetAckToken(), Action: ordersv1.AckAction_ACK_ACTION_ACK}}}); err != nil {
 		t.Fatal(err)
+	}
+
+	// Settings: change max deliveries from the page.
+	p.open("#/queues")
+	p.click(js(`tr[data-consumer=%q] button:not(.danger)`, consumer))
+	p.run(10*time.Second, chromedp.SetValue(chromedp.CSS("#max_deliveries"), "5"), chromedp.Click(chromedp.CSS(`.settings button[type="submit"]`), chromedp.NodeVisible))
+	p.waitFor("the new settings", js(`document.querySelector('tr[data-consumer=%q] [data-label="Settings"]')?.textContent.includes("5 deliveries")`, consumer), 20*time.Second)
+	if got, err := c.queues.GetConsumer(c.ctx(t), &ordersv1.GetConsumerRequest{Consumer: consumer}); err != nil || got.GetConsumer().GetMaxDeliveries() != 5 {
+		t.Errorf("after the update: max deliveries %d, %v; want 5", got.GetConsumer().GetMaxDeliveries(), err)
+	}
+	// A bad value is refused by the API, and its message is shown.
+	p.click(js(`tr[data-consumer=%q] button:not(.danger)`, consumer))
+	p.run(10*time.Second, chromedp.SetValue(chromedp.CSS("#ack_wait"), "0.5"), chromedp.Click(chromedp.CSS(`.settings button[type="submit"]`), chromedp.NodeVisible))
+	p.waitFor("the refusal of a bad ack wait", `document.querySelector(".settings .problem")?.dataset.code === "3"`, 20*time.Second)
+	if got := p.text(".settings .problem"); !strings.Contains(got, "ack_wait") {
+		t.Errorf("the refusal reads %q; want the API's message naming ack_wait", got)
+	}
+	p.click(`.settings button[type="button"]`) // Close
+
+	// Purge: two more dead letters, purged together after a confirmation.
+	for range 2 {
+		d := consumeOne(t, c, consumer)
+		if _, err := c.orders.AckOrders(c.ctx(t), &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: d.GetAckToken(), Action: ordersv1.AckAction_ACK_ACTION_TERM, Reason: "bad address"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.open("#/dead-letters?consumer=" + consumer)
+	p.waitFor("two dead letters", `document.querySelectorAll("#dead-letters tr[data-dead-letter]").length === 2`, 20*time.Second)
+	p.click(`.controls button.danger`) // Purge all…
+	p.click("#confirm-purge")
+	p.waitFor("the purge", `document.querySelector("#dl-result .done")?.textContent.startsWith("Purged 2")`, 20*time.Second)
+	if res, err := c.queues.ListDeadLetters(c.ctx(t), &ordersv1.ListDeadLettersRequest{Consumer: consumer}); err != nil || len(res.GetDeadLetters()) != 0 {
+		t.Errorf("after the purge: %d dead letters, %v", len(res.GetDeadLetters()), err)
 	}
 
 	// Deleting a consumer asks first.

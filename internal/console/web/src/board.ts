@@ -16,7 +16,7 @@ import { money, statusName, statuses } from "./format.js";
 import { problemBox } from "./problem.js";
 
 /** cardsPerColumn bounds the DOM: older orders leave their column (they stay counted). */
-export const cardsPerColumn = 50;
+export const cardsPerColumn = 20;
 /** heartbeatSeconds is the watch's heartbeat; a stream silent for three of them is taken for dead. */
 const heartbeatSeconds = 5;
 /** delaySamples bounds the storage-to-screen delays kept for p50/p99. */
@@ -27,7 +27,7 @@ const positionKey = "ordersd.console.board";
 interface Saved {
   /** The last sequence shown; "" before the first event. */
   last: string;
-  /** When the board began watching, in ms, for a watch that saw no event yet. */
+  /** When the board began watching, in ms, for a watch that saw no event yet; 0 before it began. */
   since: number;
   paused: boolean;
   customer: string;
@@ -42,7 +42,7 @@ function load(): Saved {
   } catch {
     // none saved, or unreadable: start afresh
   }
-  return { last: "", since: Date.now(), paused: false, customer: "", replay: false };
+  return { last: "", since: 0, paused: false, customer: "", replay: false };
 }
 
 /** Column is one status's list of cards. */
@@ -141,7 +141,7 @@ class Board {
   /** restart clears the board and watches anew with other settings. */
   restart(o: { customer: string; replay: boolean }): void {
     this.stop();
-    this.saved = { last: "", since: Date.now(), paused: false, customer: o.customer, replay: o.replay };
+    this.saved = { last: "", since: 0, paused: false, customer: o.customer, replay: o.replay };
     this.save();
     this.pending = [];
     this.events = 0;
@@ -196,6 +196,10 @@ class Board {
   async watch(): Promise<void> {
     const abort = new AbortController();
     this.abort = abort;
+    if (!this.saved.since) {
+      this.saved.since = Date.now();
+      this.save();
+    }
     let pauseMs = 250;
     let connecting = true;
     this.showStatus("connecting");
