@@ -13,6 +13,7 @@ package console
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,11 +40,12 @@ const AssetPrefix = "/console/"
 // only its own origin: no inline script, no third party.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
-// file is one embedded asset, with its validator.
+// file is one embedded asset, with its validator, and gzipped (the
+// bundle shrinks to a third) for browsers that accept it.
 type file struct {
-	body        []byte
-	contentType string
-	etag        string
+	body, gzipped []byte
+	contentType   string
+	etag          string
 }
 
 // Handler serves the console. It answers GET and HEAD of "/" (the page)
@@ -63,7 +66,11 @@ func New() *Handler {
 			return err
 		}
 		sum := sha256.Sum256(body)
-		f := file{body: body, contentType: mime.TypeByExtension(path.Ext(name)), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+		var gz bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		f := file{body: body, gzipped: gz.Bytes(), contentType: mime.TypeByExtension(path.Ext(name)), etag: hex.EncodeToString(sum[:12])}
 		base := path.Base(name)
 		if base == "index.html" {
 			h.files["/"] = f
@@ -100,12 +107,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", f.contentType)
 	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("ETag", f.etag)
+	hdr.Set("Vary", "Accept-Encoding")
+	body, etag := f.body, `"`+f.etag+`"`
+	if acceptsGzip(r) {
+		body, etag = f.gzipped, `"`+f.etag+`-gzip"`
+		hdr.Set("Content-Encoding", "gzip")
+	}
+	hdr.Set("ETag", etag)
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "no-referrer")
 	if r.URL.Path == "/" {
 		hdr.Set("Content-Security-Policy", contentSecurityPolicy)
 		hdr.Set("X-Frame-Options", "DENY")
 	}
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding names gzip
+// with a weight above 0.
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			continue
+		}
+		q, weighted := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		if !weighted {
+			return true
+		}
+		w, err := strconv.ParseFloat(q, 64)
+		return err == nil && w > 0
+	}
+	return false
 }

@@ -1,10 +1,15 @@
 package console_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/ordersd/ordersd/internal/console"
 
 	"github.com/ordersd/ordersd/internal/testsupport/testnode"
 )
@@ -33,9 +38,13 @@ func TestHTTPPortServesConsoleAndAPI(t *testing.T) {
 		}
 	}
 
+	var js string
 	for path, ctype := range map[string]string{"/console/console.js": "text/javascript", "/console/console.css": "text/css"} {
 		res := get(t, base+path, nil)
 		body := read(t, res)
+		if path == "/console/console.js" {
+			js = body
+		}
 		if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), ctype) || len(body) < 1000 {
 			t.Fatalf("GET %s: %s, %s, %d bytes", path, res.Status, res.Header.Get("Content-Type"), len(body))
 		}
@@ -45,6 +54,20 @@ func TestHTTPPortServesConsoleAndAPI(t *testing.T) {
 		if etag == "" || again.StatusCode != http.StatusNotModified {
 			t.Errorf("GET %s with If-None-Match %q: %s, want 304", path, etag, again.Status)
 		}
+	}
+
+	// Browsers get the bundle gzipped.
+	res = get(t, base+"/console/console.js", map[string]string{"Accept-Encoding": "gzip, deflate, br"})
+	zipped := read(t, res)
+	if res.Header.Get("Content-Encoding") != "gzip" || len(zipped) > 60_000 {
+		t.Errorf("GET /console/console.js accepting gzip: Content-Encoding %q, %d bytes", res.Header.Get("Content-Encoding"), len(zipped))
+	}
+	zr, err := gzip.NewReader(strings.NewReader(zipped))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := io.ReadAll(zr); err != nil || !bytes.Equal(plain, []byte(js)) {
+		t.Errorf("the gzipped bundle does not unzip to the bundle: %v", err)
 	}
 
 	res = get(t, base+"/console/nothing.js", nil)
@@ -111,4 +134,24 @@ func read(t *testing.T, res *http.Response) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                     false,
+		"gzip":                 true,
+		"gzip, deflate, br":    true,
+		"br;q=1.0, gzip;q=0.8": true,
+		"gzip;q=0":             false,
+		"identity":             false,
+		"GZIP":                 true,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/console/console.js", nil)
+		r.Header.Set("Accept-Encoding", header)
+		w := httptest.NewRecorder()
+		console.New().ServeHTTP(w, r)
+		if got := w.Header().Get("Content-Encoding") == "gzip"; got != want {
+			t.Errorf("Accept-Encoding %q: gzipped %v, want %v", header, got, want)
+		}
+	}
 }
