@@ -10,8 +10,8 @@
 // reach those servers through TCP proxies. The faults are SIGKILL of the
 // stream leader's node, of a follower node, of a replica, and a cut of a
 // replica's network path to NATS; each is repaired after a while.
-// cmd/ordersfault runs it from the command line, and a test of
-// cmd/ordersd runs it in CI.
+// cmd/ordersfault runs it from the command line, and a test in
+// internal/systemtest runs it in CI.
 package faultrun
 
 import (

@@ -1,4 +1,4 @@
-package main
+package systemtest
 
 import (
 	"context"
@@ -80,7 +80,7 @@ func TestFaultRun(t *testing.T) {
 // returns how many faults of each kind it injected, and the summary.
 func runFaults(t *testing.T, seed uint64, d time.Duration, kinds []faultrun.FaultKind, tune ...func(*faultrun.Options)) (map[faultrun.FaultKind]int, *faultrun.Summary) {
 	t.Helper()
-	t.Logf("seed %d (go test ./cmd/ordersd -run TestFaultRun -fault-seed %d repeats it with every kind of fault)", seed, seed)
+	t.Logf("seed %d (go test ./internal/systemtest -run TestFaultRun -fault-seed %d repeats it with every kind of fault)", seed, seed)
 	var progress strings.Builder
 	o := faultrun.Options{
 		Duration: d,

@@ -1,10 +1,9 @@
-package main
+package systemtest
 
 import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/cli"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -24,7 +24,7 @@ import (
 func runOrdersd(t *testing.T, dataDir string, flags ...string) (node.Ready, func() error) {
 	t.Helper()
 	args := append([]string{"--grpc-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir, "--shutdown-timeout", "5s"}, flags...)
-	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
+	cfg, err := cli.ParseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,59 +200,5 @@ func waitServing(t *testing.T, health healthpb.HealthClient) {
 			t.Fatalf("not SERVING: %v %v", res, err)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func TestConfigFromFlagsAndEnvironment(t *testing.T) {
-	env := map[string]string{"ORDERSD_GRPC_ADDR": "127.0.0.1:6000", "ORDERSD_REPLICAS": "3", "ORDERSD_NATS_URL": "nats://a:4222,nats://b:4222", "ORDERSD_ACK_TOKEN_KEY_FILE": "ack.key"}
-	cfg, err := parseConfig([]string{"--replicas", "1"}, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.GRPCAddr != "127.0.0.1:6000" || cfg.Replicas != 1 || cfg.NATSURL != "nats://a:4222,nats://b:4222" {
-		t.Fatalf("got %+v: the flag must win over the environment, the environment over defaults", cfg)
-	}
-	// Each refused for its own reason: the error names what is wrong, so
-	// that a case cannot pass through another mistake. (A bad --log-format
-	// is refused by newLogger, not parseConfig; see below.)
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--replicas", "0"}, "--replicas must be 1 to 5"},
-		{[]string{"--nats-timeout", "-1s"}, "must be positive"},
-		{[]string{"--log-format", "json", "extra"}, `unexpected argument "extra"`},
-		{[]string{"--bogus"}, "flag provided but not defined: -bogus"},
-		{[]string{"--cluster-name", "orders", "--ack-token-key-file", "ack.key"}, "--cluster-name and --cluster-listen go together"},
-		{[]string{"--nats-url", "nats://a:4222"}, "--ack-token-key-file is required"},
-		{[]string{"--cluster-name", "orders", "--cluster-listen", "127.0.0.1:6222"}, "--ack-token-key-file is required"},
-		{[]string{"--cluster-name", "orders", "--cluster-listen", "0.0.0.0:6222", "--ack-token-key-file", "ack.key"}, "beyond loopback without TLS"},
-		{[]string{"--auth-jwks-url", "https://idp.example/jwks", "--auth-jwt-audience", "ordersd"}, "--auth-jwt-issuer"},
-		{[]string{"--sync-interval", "0s"}, "--sync-interval must be a positive duration"},
-		{[]string{"--http-cors-origins", "https://a.example.com,app.example.com"}, `--http-cors-origins: "app.example.com" is not an origin`},
-	} {
-		_, err := parseConfig(tc.args, func(string) string { return "" }, io.Discard)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%v: %v, want an error saying %q", tc.args, err, tc.want)
-		}
-	}
-	// A well-formed --log-format passes parseConfig; only newLogger judges it.
-	cfg, err = parseConfig([]string{"--log-format", "xml"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatalf("--log-format xml refused by parseConfig: %v", err)
-	}
-	if _, err := newLogger(cfg.logLevel, cfg.logFormat, io.Discard); err == nil || !strings.Contains(err.Error(), "--log-format must be text or json") {
-		t.Errorf("--log-format xml: %v, want it refused", err)
-	}
-	if _, err := newLogger("loud", "text", io.Discard); err == nil || !strings.Contains(err.Error(), "--log-level") {
-		t.Errorf("--log-level loud: %v, want it refused", err)
-	}
-	if _, err := parseConfig(nil, func(k string) string {
-		if k == "ORDERSD_REPLICAS" {
-			return "many"
-		}
-		return ""
-	}, io.Discard); err == nil || !strings.Contains(err.Error(), "$ORDERSD_REPLICAS") {
-		t.Errorf("a malformed environment variable: %v, want it refused by name", err)
 	}
 }

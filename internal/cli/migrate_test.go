@@ -1,10 +1,9 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -76,12 +75,9 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 	dir := t.TempDir()
 	writeLayout1DataDir(t, dir)
 
-	cfg, err := parseConfig([]string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", ""}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := node.Run(testsupport.Context(t, time.Minute), cfg.Config, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "ordersd migrate") {
-		t.Fatalf("ordersd on a layout 1 data directory: %v, want a refusal naming `ordersd migrate`", err)
+	var refusal bytes.Buffer
+	if code := Main(testsupport.Context(t, time.Minute), []string{"--data-dir", dir, "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--http-addr", ""}, noEnv, io.Discard, &refusal); code != 1 || !strings.Contains(refusal.String(), "ordersd migrate") {
+		t.Fatalf("ordersd on a layout 1 data directory: exit %d, %q; want 1 and a refusal naming `ordersd migrate`", code, refusal.String())
 	}
 
 	code, out, errOut := migrate(t, "--data-dir", dir)
@@ -118,8 +114,8 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 	if code, _, errOut := migrate(t, "--data-dir", dir); code != 1 || !strings.Contains(errOut, node.ErrDataDirLocked.Error()) {
 		t.Errorf("ordersd migrate while a node runs on the directory: exit %d, %q; want 1 and %q", code, errOut, node.ErrDataDirLocked)
 	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
+	if code := stop(); code != 0 {
+		t.Fatalf("ordersd exited with %d", code)
 	}
 
 	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 || !strings.Contains(out, "already") {

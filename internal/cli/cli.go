@@ -1,9 +1,13 @@
-// Command ordersd serves orders.v1.OrderService over gRPC, keeping every
-// order as events in the NATS JetStream stream ORDERS. With no flags it runs
-// its own NATS server in process; --nats-url points it at an existing
-// deployment instead. Every flag can also be set by an ORDERSD_ environment
-// variable (--grpc-addr is ORDERSD_GRPC_ADDR); a flag on the command line wins.
-package main
+// Package cli is the ordersd command: its flags and environment variables,
+// its subcommands (migrate, version) and the run of a node from them.
+// cmd/ordersd calls Main; the system tests (internal/systemtest) call it
+// too, to run as ordersd in a child process.
+//
+// With no flags ordersd runs its own NATS server in process; --nats-url
+// points it at an existing deployment instead. Every flag can also be set
+// by an ORDERSD_ environment variable (--grpc-addr is ORDERSD_GRPC_ADDR);
+// a flag on the command line wins.
+package cli
 
 import (
 	"context"
@@ -24,54 +28,55 @@ import (
 	"github.com/ordersd/ordersd/internal/node"
 )
 
-// config is the node's configuration and the log settings, from flags and
+// Config is the node's configuration and the log settings, from flags and
 // environment.
-type config struct {
+type Config struct {
 	node.Config
 	logLevel  string
 	logFormat string
 }
 
-func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("ordersd", version())
-		return
+// Main runs the ordersd command line args (without the program name) until
+// ctx is done, and returns the process's exit status: 0 stopped cleanly, 1
+// the node failed, 2 bad flags or settings.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "version" {
+		fmt.Fprintln(stdout, "ordersd", version())
+		return 0
 	}
-	if len(os.Args) > 1 && os.Args[1] == migrateCommand {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		code := runMigrate(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(code)
+	if len(args) > 0 && args[0] == migrateCommand {
+		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	}
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		return
+		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ordersd:", err)
-		os.Exit(2)
+		fmt.Fprintln(stderr, "ordersd:", err)
+		return 2
 	}
-	log, err := newLogger(cfg.logLevel, cfg.logFormat, os.Stderr)
+	log, err := newLogger(cfg.logLevel, cfg.logFormat, stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ordersd:", err)
-		os.Exit(2)
+		fmt.Fprintln(stderr, "ordersd:", err)
+		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	cfg.Version = version()
-	cfg.ReloadRequests = reloadOnSIGHUP()
+	reloading, stopReloading := context.WithCancel(ctx)
+	defer stopReloading()
+	cfg.ReloadRequests = reloadOnSIGHUP(reloading)
 	if err := node.Run(ctx, cfg.Config, log); err != nil {
 		log.Error("ordersd stopped", "err", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
-// parseConfig reads flags from args, then fills every flag not given on the
+// ParseConfig reads flags from args, then fills every flag not given on the
 // command line from its ORDERSD_ environment variable, and has the node
 // validate the result (a wrong setting exits with status 2, as a wrong flag).
-func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	var (
-		c    config
+		c    Config
 		sync string
 	)
 	fs := flag.NewFlagSet("ordersd", flag.ContinueOnError)
@@ -219,16 +224,23 @@ func splitList(v string) []string {
 }
 
 // reloadOnSIGHUP turns SIGHUP into requests to read certificates, tokens
-// and keys again (instead of ending the process, SIGHUP's default).
-func reloadOnSIGHUP() <-chan struct{} {
+// and keys again (instead of ending the process, SIGHUP's default), until
+// ctx is done.
+func reloadOnSIGHUP(ctx context.Context) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	requests := make(chan struct{}, 1)
 	go func() {
-		for range hup {
+		defer signal.Stop(hup)
+		for {
 			select {
-			case requests <- struct{}{}:
-			default: // one is pending already
+			case <-ctx.Done():
+				return
+			case <-hup:
+				select {
+				case requests <- struct{}{}:
+				default: // one is pending already
+				}
 			}
 		}
 	}()

@@ -1,11 +1,10 @@
-package main
+package systemtest
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -297,23 +296,5 @@ func TestXDSListenerWithMutualTLSFromTheCertificateProvider(t *testing.T) {
 	noCert := dial(credentials.NewTLS(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
 	if _, err := noCert.CreateOrder(callCtx(t), createRequest()); err == nil {
 		t.Error("a CreateOrder without a client certificate went through the mutual-TLS listener")
-	}
-}
-
-// With --xds the HTTP port is off unless asked for, and asking for it is
-// refused: calls there would bypass the listener policy of the mesh.
-func TestXDSTurnsTheHTTPPortOff(t *testing.T) {
-	noEnv := func(string) string { return "" }
-	cfg, err := parseConfig([]string{"--xds", "--data-dir", t.TempDir()}, noEnv, io.Discard)
-	if err != nil || cfg.HTTPAddr != "" {
-		t.Fatalf("--xds: HTTP address %q, %v; want off", cfg.HTTPAddr, err)
-	}
-	_, err = parseConfig([]string{"--xds", "--http-addr", "127.0.0.1:8080", "--data-dir", t.TempDir()}, noEnv, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "--http-addr cannot be used with --xds") {
-		t.Fatalf("--xds with --http-addr: %v", err)
-	}
-	cfg, err = parseConfig([]string{"--data-dir", t.TempDir()}, noEnv, io.Discard)
-	if err != nil || cfg.HTTPAddr == "" {
-		t.Fatalf("without --xds the HTTP port is on by default: %q, %v", cfg.HTTPAddr, err)
 	}
 }

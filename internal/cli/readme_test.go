@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os"
@@ -17,7 +17,7 @@ func TestEveryFlagIsInTheREADME(t *testing.T) {
 		names []string
 		help  strings.Builder
 	)
-	_, _ = parseConfig([]string{"--help"}, func(string) string { return "" }, &help)
+	_, _ = ParseConfig([]string{"--help"}, func(string) string { return "" }, &help)
 	for _, line := range strings.Split(help.String(), "\n") {
 		if rest, ok := strings.CutPrefix(line, "  --"); ok {
 			names = append(names, strings.Fields(rest)[0])

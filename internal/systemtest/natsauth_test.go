@@ -1,14 +1,11 @@
-package main
+package systemtest
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"net"
-	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -112,34 +108,5 @@ func TestEmbeddedNATSListener(t *testing.T) {
 	defer cancel()
 	if _, err := js.Stream(ctx, "ORDERS"); err != nil {
 		t.Fatalf("stream ORDERS through the listener: %v", err)
-	}
-}
-
-// The embedded NATS server refuses to open a listener without
-// authentication, or with two kinds of it: the configuration is refused
-// with the error that says why, and nothing listens on the address. The
-// port is a free one, so that a failure of another kind (a port taken)
-// fails the test instead of passing it.
-func TestEmbeddedNATSListenerNeedsAuthentication(t *testing.T) {
-	for _, tc := range []struct {
-		name, want string
-		flags      []string
-	}{
-		{"no credentials", "needs authentication", nil},
-		{"a user without a password", "needs authentication", []string{"--nats-listen-user", "admin"}},
-		{"a user and a token", "not both", []string{"--nats-listen-user", "admin", "--nats-listen-password", "pw", "--nats-listen-token", "t"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			natsAddr := freePorts(t, 1)[0]
-			args := append([]string{"--data-dir", t.TempDir(), "--grpc-addr", "127.0.0.1:0", "--metrics-addr", "", "--http-addr", "", "--review=false", "--nats-listen", natsAddr}, tc.flags...)
-			_, err := parseConfig(args, func(string) string { return "" }, os.Stderr)
-			if !errors.Is(err, node.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("parseConfig = %v, want an invalid configuration saying %q", err, tc.want)
-			}
-			if conn, err := net.DialTimeout("tcp", natsAddr, time.Second); err == nil {
-				conn.Close()
-				t.Fatalf("something listens on %s", natsAddr)
-			}
-		})
 	}
 }

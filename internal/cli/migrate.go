@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -21,7 +21,7 @@ const migrateCommand = "migrate"
 // returns the exit status: 0 done (or nothing to do), 1 failed (run it
 // again: it goes on from where it stopped), 2 bad flags.
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
