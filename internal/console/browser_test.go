@@ -366,6 +366,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	// The customer filter: only carol's events from then on.
 	p.run(10*time.Second, chromedp.SetValue(chromedp.CSS("#board-customer"), "carol"), chromedp.Click(chromedp.CSS(`.controls button[type="submit"]`), chromedp.NodeVisible))
 	p.waitFor("the filtered board", `document.querySelector(".board-status").textContent.startsWith("live · customer carol")`, 20*time.Second)
+	if got := eval[string](p, `location.hash`); got != "#/board?customer=carol" {
+		t.Errorf("the filtered board's address is %q, want #/board?customer=carol", got)
+	}
 	c.create(t, "erin")
 	carols := c.create(t, "carol")
 	p.waitFor("carol's new order", js(`!!document.querySelector(%q)`, card("APPROVED", carols.GetOrderId())), 20*time.Second)
@@ -511,6 +514,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	p.open("#/health")
 	p.waitFor("health", `document.querySelector("#health-node")?.textContent === "SERVING"`, 20*time.Second)
 	p.screenshot("health")
+
+	// An address can ask for every stored event: 7 orders created, all
+	// approved by the review, one paid, one cancelled.
+	p.open("#/board?from=start")
+	p.waitFor("the replayed board", `document.querySelector(".board-status").textContent.includes("last sequence")`, 20*time.Second)
+	want := map[string]string{"CREATED": "7", "APPROVED": "7", "PAID": "1", "SHIPPED": "0", "REJECTED": "0", "CANCELLED": "1"}
+	p.waitFor("every stored event", `document.querySelector('.column[data-status="CANCELLED"] .count').textContent === "1"`, 20*time.Second)
+	for st, n := range want {
+		if got := p.text(fmt.Sprintf(`.column[data-status=%q] .count`, st)); got != n {
+			t.Errorf("replayed, %s counts %s events, want %s", st, got, n)
+		}
+	}
+	p.screenshot("board-replayed")
 }
 
 // consumeOne receives one event of a work queue over ConsumeOrders (every
@@ -586,4 +602,25 @@ func statusOf(t *testing.T, a *api, id string) ordersv1.OrderStatus {
 		t.Fatal(err)
 	}
 	return res.GetOrder().GetStatus()
+}
+
+// The Health page follows JetStream: a node cut off from its NATS server
+// shows NOT_SERVING and says JetStream is not ready, and SERVING again
+// once NATS is back.
+func TestConsoleHealthFollowsJetStream(t *testing.T) {
+	n := testnode.StartShared(t, 1, testnode.Options{HTTP: true, Console: true})[0]
+	p := openBrowser(t, "http://"+n.HTTPAddr())
+	p.open("#/health")
+	p.waitFor("SERVING", `document.querySelector("#health-node")?.textContent === "SERVING"`, 20*time.Second)
+	n.CutNATS()
+	p.waitFor("NOT_SERVING", `document.querySelector("#health-node")?.textContent === "NOT_SERVING"`, 20*time.Second)
+	if got := p.text("#health-jetstream"); !strings.HasPrefix(got, "not ready") {
+		t.Errorf("JetStream reads %q with NATS cut off", got)
+	}
+	p.screenshot("health-not-serving")
+	n.RestoreNATS()
+	p.waitFor("SERVING again", `document.querySelector("#health-node")?.textContent === "SERVING"`, 30*time.Second)
+	if got := p.text(".timeline"); !strings.Contains(got, "node NOT_SERVING") || !strings.Contains(got, "node SERVING") {
+		t.Errorf("the log of changes reads %q; want both", got)
+	}
 }

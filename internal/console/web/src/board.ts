@@ -108,8 +108,19 @@ class Board {
     }
   }
 
-  mount(root: HTMLElement): () => void {
+  /**
+   * mount shows the board in root. An address may set its filter:
+   * #/board?customer=alice watches one customer, #/board?from=start
+   * replays every stored event first; without them the board goes on
+   * from where it was.
+   */
+  mount(root: HTMLElement, params: URLSearchParams): () => void {
     this.root = root;
+    const wantCustomer = params.get("customer");
+    const wantReplay = params.get("from") === "start";
+    if ((wantCustomer !== null && wantCustomer !== this.saved.customer) || (wantReplay && !this.saved.replay)) {
+      this.reset({ customer: wantCustomer ?? this.saved.customer, replay: wantReplay });
+    }
     const customer = h("input", { id: "board-customer", name: "customer", value: this.saved.customer, placeholder: "all customers", autocomplete: "off" });
     const filter = h(
       "form",
@@ -140,6 +151,18 @@ class Board {
 
   /** restart clears the board and watches anew with other settings. */
   restart(o: { customer: string; replay: boolean }): void {
+    this.reset(o);
+    // The address says what the board shows (without a hashchange, which would mount it again).
+    const q = new URLSearchParams();
+    if (o.customer) q.set("customer", o.customer);
+    if (o.replay) q.set("from", "start");
+    history.replaceState(null, "", q.size ? `#/board?${q}` : "#/board");
+    this.showPause();
+    void this.watch();
+  }
+
+  /** reset stops the watch and clears the board for other settings. */
+  reset(o: { customer: string; replay: boolean }): void {
     this.stop();
     this.saved = { last: "", since: 0, paused: false, customer: o.customer, replay: o.replay };
     this.save();
@@ -151,8 +174,6 @@ class Board {
       replace(c.countEl, "0");
     }
     this.cards.clear();
-    this.showPause();
-    void this.watch();
   }
 
   pause(): void {

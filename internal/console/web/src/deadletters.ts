@@ -2,7 +2,7 @@
 // how many attempts; redrive one or all back to the consumer, or purge.
 
 import { type DeadLetter } from "../../../../clients/typescript/src/index.js";
-import { h, replace } from "./dom.js";
+import { h, replace, stackable } from "./dom.js";
 import { callTimeoutMs, queues } from "./api.js";
 import { reasonName, statusName, time } from "./format.js";
 import { problemBox } from "./problem.js";
@@ -114,7 +114,7 @@ export function mountDeadLetters(root: HTMLElement, params: URLSearchParams): ()
   };
 
   const table = (name: string, dls: DeadLetter[]) =>
-    h(
+    stackable(h(
       "table",
       {},
       h("caption", {}, `Dead letters of ${name}, oldest first`),
@@ -142,7 +142,7 @@ export function mountDeadLetters(root: HTMLElement, params: URLSearchParams): ()
           ),
         ),
       ),
-    );
+    ));
 
   consumer.addEventListener("change", () => choose(consumer.value));
   replace(

@@ -35,3 +35,19 @@ export function replace(el: Node, ...children: Child[]): void {
   while (el.firstChild) el.removeChild(el.firstChild);
   append(el, ...children);
 }
+
+/**
+ * stackable names each body cell of a table after its column's heading
+ * (data-label), so that on narrow screens the stylesheet can show the
+ * table as one block per row, each value with its name.
+ */
+export function stackable(table: HTMLTableElement): HTMLTableElement {
+  const names = Array.from(table.tHead?.rows[0]?.cells ?? [], (c) => c.textContent ?? "");
+  table.classList.add("stack");
+  for (const row of Array.from(table.tBodies[0]?.rows ?? [])) {
+    Array.from(row.cells).forEach((cell, i) => {
+      if (names[i] && !cell.dataset.label && cell.tagName === "TD") cell.dataset.label = names[i];
+    });
+  }
+  return table;
+}

@@ -12,7 +12,7 @@ import { mountDeadLetters } from "./deadletters.js";
 import { mountHealth } from "./health.js";
 
 const pages: { path: string; label: string; mount: (root: HTMLElement, params: URLSearchParams, arg: string) => () => void }[] = [
-  { path: "board", label: "Board", mount: (root) => board.mount(root) },
+  { path: "board", label: "Board", mount: (root, params) => board.mount(root, params) },
   { path: "orders", label: "Orders", mount: mountOrders },
   { path: "queues", label: "Queues", mount: mountQueues },
   { path: "dead-letters", label: "Dead letters", mount: mountDeadLetters },

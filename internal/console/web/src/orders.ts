@@ -1,7 +1,7 @@
 // Orders: ListOrders by customer, by status or both, a page at a time.
 
 import { OrderStatus } from "../../../../clients/typescript/src/index.js";
-import { h, replace } from "./dom.js";
+import { h, replace, stackable } from "./dom.js";
 import { callTimeoutMs, orders } from "./api.js";
 import { money, statusName, statuses, time } from "./format.js";
 import { problemBox } from "./problem.js";
@@ -38,7 +38,7 @@ export function mountOrders(root: HTMLElement, params: URLSearchParams): () => v
         results,
         res.orders.length === 0
           ? h("p", {}, page === 0 ? "No orders match." : "No more orders on this page; go on while there is a next page.")
-          : h(
+          : stackable(h(
               "table",
               {},
               h("caption", {}, `Page ${page + 1}`),
@@ -59,7 +59,7 @@ export function mountOrders(root: HTMLElement, params: URLSearchParams): () => v
                   ),
                 ),
               ),
-            ),
+            )),
         h("nav", { class: "pager", "aria-label": "Pages" }, prev, next),
       );
     } catch (err) {

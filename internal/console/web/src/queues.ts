@@ -7,7 +7,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DurationSchema, FieldMaskSchema, type Duration } from "@bufbuild/protobuf/wkt";
 import { type Consumer, type UpdateConsumerRequestSchema } from "../../../../clients/typescript/src/index.js";
-import { h, replace } from "./dom.js";
+import { h, replace, stackable } from "./dom.js";
 import { callTimeoutMs, queues } from "./api.js";
 import { ago, seconds, statusName } from "./format.js";
 import { problemBox } from "./problem.js";
@@ -97,7 +97,7 @@ export function mountQueues(root: HTMLElement): () => void {
 function consumerTable(consumers: Consumer[], edit: (c: Consumer) => void, remove: (c: Consumer) => void): HTMLElement {
   if (consumers.length === 0) return h("p", {}, "No durable consumers yet: ConsumeOrders creates one on first use.");
   const cols = ["Consumer", "Events", "Pending", "Waiting for ack", "Redelivered", "Readers", "Last delivery", "Last ack", "Dead letters", "Settings", ""];
-  return h(
+  return stackable(h(
     "table",
     { class: "queues" },
     h("caption", {}, `${consumers.length} durable consumers of ORDERS`),
@@ -135,7 +135,7 @@ function consumerTable(consumers: Consumer[], edit: (c: Consumer) => void, remov
         ),
       ),
     ),
-  );
+  ));
 }
 
 /** cell is a table cell that names its column (read out, and shown when the table is stacked on narrow screens). */
