@@ -585,6 +585,17 @@ func TestConsoleWithAuthentication(t *testing.T) {
 	}
 	p.screenshot("auth-refused")
 
+	// Forget token: gone from the tab at once; the next call asks again.
+	p.run(10*time.Second, chromedp.Click(chromedp.CSS(".token summary"), chromedp.NodeVisible))
+	p.click(`.token button[type="button"]`)
+	if got := eval[bool](p, `sessionStorage.getItem("ordersd.console.token") === null`); !got {
+		t.Error("Forget token left the token in sessionStorage")
+	}
+	p.waitFor("the request for a token again", `document.querySelector(".problem")?.dataset.code === "16"`, 20*time.Second)
+	p.click(".problem button")
+	p.run(10*time.Second, chromedp.SendKeys(chromedp.CSS("#token"), "reader-secret"), chromedp.Click(chromedp.CSS(`.token button[type="submit"]`), chromedp.NodeVisible))
+	p.waitFor("the reader's refusal again", `document.querySelector(".problem")?.dataset.code === "7"`, 20*time.Second)
+
 	// The order page reads with the reader's token; the reader may not pay.
 	p.open("#/order/" + o.GetOrderId())
 	p.waitFor("the order", `document.querySelector("#order-status")?.textContent === "APPROVED"`, 20*time.Second)
