@@ -3,8 +3,9 @@
 // sessionStorage, so pausing, leaving the page, reloading the tab or a
 // restart of ordersd all resume from that sequence + 1: nothing is
 // missed and nothing shown twice. Memory and DOM are bounded (the last
-// cardsPerColumn orders per column), and the DOM changes once per
-// animation frame however fast events come.
+// cardsPerColumn orders per column), and the DOM changes at most once per
+// animation frame however fast events come (the cards at most every
+// cardIntervalMs).
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
@@ -17,6 +18,8 @@ import { problemBox } from "./problem.js";
 
 /** cardsPerColumn bounds the DOM: older orders leave their column (they stay counted). */
 export const cardsPerColumn = 20;
+/** cardIntervalMs is the shortest time between two redraws of the cards. */
+const cardIntervalMs = 100;
 /** heartbeatSeconds is the watch's heartbeat; a stream silent for three of them is taken for dead. */
 const heartbeatSeconds = 5;
 /** delaySamples bounds the storage-to-screen delays kept for p50/p99. */
@@ -74,6 +77,9 @@ class Board {
   /** The card of each order on the board: at most one, in the column of its latest status. */
   cards = new Map<string, { el: HTMLLIElement; status: OrderStatus }>();
   pending: OrderEvent[] = [];
+  /** Orders changed since the cards were last drawn: their latest event. */
+  changed = new Map<string, OrderEvent>();
+  cardsAt = 0;
   frame = 0;
   events = 0;
   frames = 0;
@@ -167,6 +173,7 @@ class Board {
     this.saved = { last: "", since: 0, paused: false, customer: o.customer, replay: o.replay };
     this.save();
     this.pending = [];
+    this.changed.clear();
     this.events = 0;
     for (const c of this.columns.values()) {
       c.count = c.now = c.prev = 0;
@@ -276,15 +283,9 @@ class Board {
     if (this.frame) cancelAnimationFrame(this.frame);
     this.frame = 0;
     const batch = this.pending;
-    if (batch.length === 0) return;
     this.pending = [];
-    this.frames++;
     const nowMs = Date.now();
-    const sec = Math.floor(nowMs / 1000);
-    this.roll(sec);
-    // The latest event of each order in this batch, in the order of their
-    // latest change; only the newest cardsPerColumn of each column get a card.
-    const latest = new Map<string, OrderEvent>();
+    this.roll(Math.floor(nowMs / 1000));
     for (const ev of batch) {
       const o = ev.order;
       if (!o) continue;
@@ -295,26 +296,42 @@ class Board {
       }
       this.events++;
       this.rateNow++;
-      latest.delete(o.orderId);
-      latest.set(o.orderId, ev);
-      if (ev.publishTime) this.delays[this.delayCount++ % delaySamples] = nowMs - timestampMs(ev.publishTime);
+      // The latest event of each order, in the order of their latest change.
+      this.changed.delete(o.orderId);
+      this.changed.set(o.orderId, ev);
     }
+    if (batch.length) {
+      this.frames++;
+      for (const c of this.columns.values()) c.countEl.textContent = String(c.count);
+      this.save();
+    }
+    if (this.changed.size === 0) return;
+    // Counts change every frame; cards at most every cardIntervalMs (no one
+    // reads cards replaced 60 times a second, and each costs layout and
+    // paint). Until then the next frame looks again.
+    if (nowMs - this.cardsAt < cardIntervalMs && !this.saved.paused) {
+      this.frame = requestAnimationFrame(() => this.flush());
+      return;
+    }
+    this.cardsAt = nowMs;
+    const changed = [...this.changed.values()];
+    this.changed.clear();
+    // Only the newest cardsPerColumn of each column get a card.
     const shown = new Map<OrderStatus, OrderEvent[]>();
-    const inBatch = [...latest.values()];
-    for (let i = inBatch.length - 1; i >= 0; i--) {
-      const ev = inBatch[i];
+    for (let i = changed.length - 1; i >= 0; i--) {
+      const ev = changed[i];
       const list = shown.get(ev.order!.status) ?? [];
       if (list.length < cardsPerColumn) {
         list.push(ev);
         shown.set(ev.order!.status, list);
       }
     }
-    for (const id of latest.keys()) {
-      const card = this.cards.get(id);
-      if (card) {
-        card.el.remove();
-        this.cards.delete(id);
-      }
+    for (const ev of changed) {
+      const id = ev.order!.orderId;
+      this.cards.get(id)?.el.remove();
+      this.cards.delete(id);
+      // Storage to screen: the event is now wholly shown (count and card).
+      if (ev.publishTime) this.delays[this.delayCount++ % delaySamples] = nowMs - timestampMs(ev.publishTime);
     }
     for (const [status, evs] of shown) {
       const c = this.columns.get(status);
@@ -332,9 +349,6 @@ class Board {
         last.remove();
       }
     }
-    for (const c of this.columns.values()) c.countEl.textContent = String(c.count);
-    if (this.saved.paused) this.showStatus();
-    this.save();
   }
 
   /** roll moves the per-second counters on to second sec. */
