@@ -14,7 +14,7 @@ import (
 
 // migrateCommand is the subcommand that rewrites the stream ORDERS into
 // the current subject layout: `ordersd migrate [flags]`, with the NATS
-// flags of the server (see the README, "Upgrading the stream layout").
+// flags of the server (see docs/subject-layout.md).
 const migrateCommand = "migrate"
 
 // runMigrate runs `ordersd migrate` with args (the flags after it) and
@@ -61,7 +61,7 @@ func printMigrateSummary(w io.Writer, sum eventstore.MigrateSummary) {
 		fmt.Fprintf(w, "    %s (%s): ack floor %d -> starts at %d\n", c.Name, strings.Join(c.Filters, " "), c.OldAckFloor, c.StartSequence)
 	}
 	fmt.Fprintf(w, "  clients:   revisions, watch start_sequence values, page tokens and ack tokens from before point at other events now:\n")
-	fmt.Fprintf(w, "    clients read again; start the nodes with a new --ack-token-key-file (README, \"Upgrading the stream layout\")\n")
+	fmt.Fprintf(w, "    clients read again; start the nodes with a new --ack-token-key-file (docs/subject-layout.md, \"Upgrading the stream layout\")\n")
 	fmt.Fprintf(w, "  backup:    %s keeps the old events; once the migrated stream is checked, delete it:\n", sum.Backup)
 	fmt.Fprintf(w, "    nats stream rm %s\n", sum.Backup)
 }

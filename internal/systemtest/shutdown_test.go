@@ -47,7 +47,7 @@ const (
 )
 
 // SIGTERM to ordersd while it serves every kind of stream keeps each of
-// the Shutdown promises (README, Guarantees and Running in production):
+// the Shutdown promises (docs/guarantees.md and docs/production.md):
 //   - health turns NOT_SERVING before the gRPC listener closes;
 //   - open ConsumeOrders and WatchOrders streams end with UNAVAILABLE and
 //     the hint to reconnect;
