@@ -79,7 +79,7 @@ func TestBoardUnderLoad(t *testing.T) {
 
 	// The node (this test process: the node and the load) without a board.
 	time.Sleep(3 * time.Second)
-	idle := measureCPU(15*time.Second, stored)
+	idle := measureCPU(15 * time.Second)
 
 	p.open("#/board")
 	p.waitFor("the board to be live", `document.querySelector(".board-status").dataset.state === "live"`, 20*time.Second)
@@ -182,7 +182,7 @@ func storeAtRate(ctx context.Context, c *api, rate int, stored *atomic.Int64) er
 }
 
 // measureCPU is the process's CPU use over d, in cores.
-func measureCPU(d time.Duration, _ *atomic.Int64) float64 {
+func measureCPU(d time.Duration) float64 {
 	start, began := cpuTime(), time.Now()
 	time.Sleep(d)
 	return (cpuTime() - start).Seconds() / time.Since(began).Seconds()
