@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -91,8 +92,12 @@ func TestBoardUnderLoad(t *testing.T) {
 
 	var p50s, p99s []float64
 	cpuStart, storedStart, began := cpuTime(), stored.Load(), time.Now()
-	for time.Since(began) < *loadDuration {
+	var heaps []string // every 30 s, after a GC
+	for i := 1; time.Since(began) < *loadDuration; i++ {
 		time.Sleep(time.Second)
+		if i%30 == 0 {
+			heaps = append(heaps, fmt.Sprintf("%.1f", heap(t, p)/1e6))
+		}
 		s := p.board()
 		if !math.IsNaN(s.DelayP50) {
 			p50s, p99s = append(p50s, s.DelayP50), append(p99s, s.DelayP99)
@@ -115,7 +120,7 @@ func TestBoardUnderLoad(t *testing.T) {
 	busy := func(name string) float64 { return 100 * (metricsEnd[name] - metricsStart[name]) / elapsed.Seconds() }
 	fmt.Printf("  the page's main thread busy %.0f%% of the time: script %.0f%%, style %.0f%%, layout %.0f%%\n",
 		busy("TaskDuration"), busy("ScriptDuration"), busy("RecalcStyleDuration"), busy("LayoutDuration"))
-	fmt.Printf("  JS heap after a GC: %.1f MB at the start, %.1f MB at the end; DOM elements %d then %d\n", heapStart/1e6, heapEnd/1e6, domStart, domEnd)
+	fmt.Printf("  JS heap after a GC: %.1f MB at the start, %.1f MB at the end (every 30 s: %s MB); DOM elements %d then %d\n", heapStart/1e6, heapEnd/1e6, strings.Join(heaps, ", "), domStart, domEnd)
 	if len(p50s) > 0 {
 		fmt.Printf("  storage to screen, per second of the run: p50 median %.0f ms; p99 median %.0f ms, worst second %.0f ms\n",
 			p50s[len(p50s)/2], p99s[len(p99s)/2], p99s[len(p99s)-1])
