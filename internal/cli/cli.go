@@ -118,6 +118,7 @@ func defineFlags(fs *flag.FlagSet, c *Config) flagText {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", "127.0.0.1:50051", "`address` the gRPC server listens on")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "127.0.0.1:9464", "`address` of the HTTP endpoints /metrics (Prometheus), /livez and /readyz; empty: off")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "`address` where the API is served over HTTP: Connect (JSON or protobuf), gRPC-Web and gRPC, with the gRPC port's TLS, authentication and limits; empty: off")
+	fs.BoolVar(&c.Console, "console", true, "serve the operator console, a page for browsers (board, orders, queues, dead letters, health), at / on --http-addr; it calls the API with the token it is given, so it can do no more than that token")
 	corsOrigins := fs.String("http-cors-origins", "", "browser `origins` allowed to call --http-addr, comma-separated (https://app.example.com); * allows any; empty: none")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir(), "`directory` where the embedded NATS server keeps JetStream data (ignored with --nats-url)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "comma-separated NATS server `urls` to use instead of the embedded server")

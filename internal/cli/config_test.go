@@ -68,6 +68,34 @@ func TestConfigFromFlagsAndEnvironment(t *testing.T) {
 	}
 }
 
+// The console is on by default, and off with --console=false or
+// ORDERSD_CONSOLE=false.
+func TestConsoleFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want bool
+	}{
+		{nil, "", true},
+		{[]string{"--console=false"}, "", false},
+		{nil, "false", false},
+		{[]string{"--console"}, "false", true}, // the flag wins
+	} {
+		cfg, err := ParseConfig(tc.args, func(k string) string {
+			if k == "ORDERSD_CONSOLE" {
+				return tc.env
+			}
+			return ""
+		}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Console != tc.want {
+			t.Errorf("%v with ORDERSD_CONSOLE=%q: console %v, want %v", tc.args, tc.env, cfg.Console, tc.want)
+		}
+	}
+}
+
 // With --xds the HTTP port is off unless asked for, and asking for it is
 // refused: calls there would bypass the listener policy of the mesh.
 func TestXDSTurnsTheHTTPPortOff(t *testing.T) {

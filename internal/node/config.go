@@ -36,6 +36,7 @@ type Config struct {
 	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
 	HTTPAddr          string                     // where Connect, gRPC-Web and gRPC over HTTP are served; off when empty (--http-addr)
 	HTTPCORSOrigins   []string                   // browser origins allowed to call HTTPAddr; "*" for any (--http-cors-origins)
+	Console           bool                       // serve the operator console at / on HTTPAddr (--console)
 	DataDir           string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
 	NATSURL           string                     // an existing deployment; the embedded server when empty (--nats-url)
 	NATSAuth          NATSAuth                   // credentials and TLS for NATSURL

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/ordersd/ordersd/internal/console"
 	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
@@ -32,10 +33,21 @@ const jsonExpansion = 4
 // gRPC port (through its ServeHTTP), so the same interceptors
 // (metrics, logging, recovery, authentication, rate limits), stats
 // handler (tracing) and message size limit apply, and TLS uses the same
-// certificate and client CAs.
+// certificate and client CAs. With Config.Console, it also serves the
+// operator console at "/" (see withConsole).
 type httpServer struct {
-	srv *http.Server
-	lis net.Listener
+	srv     *http.Server
+	lis     net.Listener
+	console bool // serving the console
+}
+
+// consoleURL is where a browser on this host opens the console.
+func (h *httpServer) consoleURL() string {
+	scheme := "http"
+	if h.srv.TLSConfig != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + h.lis.Addr().String() + "/"
 }
 
 // newHTTPServer serves gs on lis, once serve is called, with the TLS of
@@ -72,8 +84,12 @@ func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, tlsFiles *tlsf
 	} else {
 		protocols.SetUnencryptedHTTP2(true) // gRPC clients speak h2c in plaintext
 	}
+	var handler http.Handler = withCORS(cfg.HTTPCORSOrigins, connectUnaryByDefault(transcoder))
+	if cfg.Console {
+		handler = withConsole(console.New(), handler)
+	}
 	srv := &http.Server{
-		Handler:           withCORS(cfg.HTTPCORSOrigins, connectUnaryByDefault(transcoder)),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug), // failed handshakes and the like
 		Protocols:         &protocols,
@@ -85,10 +101,13 @@ func newHTTPServer(lis net.Listener, gs *grpc.Server, cfg Config, tlsFiles *tlsf
 			PingTimeout:          keepaliveParams.Timeout,
 		},
 	}
-	return &httpServer{srv: srv, lis: lis}, nil
+	return &httpServer{srv: srv, lis: lis, console: cfg.Console}, nil
 }
 
 func (h *httpServer) serve(log *slog.Logger) error {
+	if h.console {
+		log.Info("serving the operator console", "url", h.consoleURL())
+	}
 	log.Info("serving HTTP: Connect, gRPC-Web and gRPC", "addr", h.lis.Addr().String(), "tls", h.srv.TLSConfig != nil)
 	var err error
 	if h.srv.TLSConfig != nil {
@@ -127,5 +146,18 @@ func connectUnaryByDefault(h http.Handler) http.Handler {
 			}
 		}
 		h.ServeHTTP(w, r)
+	})
+}
+
+// withConsole sends the console's requests (GET or HEAD of "/" and of its
+// files) to c and everything else, every RPC, to api. The console needs
+// no CORS: it calls the origin it was loaded from.
+func withConsole(c *console.Handler, api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.Serves(r) {
+			c.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
 	})
 }

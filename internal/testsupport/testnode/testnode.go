@@ -47,6 +47,12 @@ type Options struct {
 	TLS node.TLSConfig
 	// Auth turns authentication on (ordersd --auth-tokens-file, ...).
 	Auth auth.Config
+	// HTTP serves the API over HTTP too (ordersd --http-addr), on a
+	// loopback port that stays the same across restarts; see HTTPAddr.
+	HTTP bool
+	// Console serves the operator console on the HTTP port (ordersd
+	// --console); it needs HTTP.
+	Console bool
 }
 
 // Node is one ordersd node running in the test process.
@@ -79,7 +85,11 @@ func Start(o Options) (*Node, error) {
 		TLS:               o.TLS,
 		Auth:              o.Auth,
 		PublicServices:    auth.DefaultPublicServices, // as ordersd's flag default
+		Console:           o.Console,
 	}}
+	if o.HTTP {
+		n.cfg.HTTPAddr = "127.0.0.1:0"
+	}
 	if o.NATSURL != "" {
 		u, err := url.Parse(o.NATSURL)
 		if err != nil {
@@ -104,6 +114,9 @@ func Start(o Options) (*Node, error) {
 	// From now on the node listens at the same address after each restart,
 	// and clients reach it through the proxy.
 	n.cfg.GRPCAddr = ready.GRPCAddr.String()
+	if ready.HTTPAddr != nil {
+		n.cfg.HTTPAddr = ready.HTTPAddr.String()
+	}
 	if n.proxy, err = faultproxy.New("127.0.0.1:0", n.cfg.GRPCAddr); err != nil {
 		n.Close()
 		return nil, err
@@ -154,6 +167,11 @@ func (n *Node) Resume() { n.proxy.Resume() }
 
 // Addr is where clients reach the node.
 func (n *Node) Addr() string { return n.proxy.Addr() }
+
+// HTTPAddr is the node's HTTP port (Options.HTTP), reached directly, not
+// through the proxy: Stop closes it and Restart opens it again at the
+// same address.
+func (n *Node) HTTPAddr() string { return n.cfg.HTTPAddr }
 
 // Kill makes the node die as a crash looks to its clients: every
 // connection to it ends at once, mid-call, and new ones are refused; then
