@@ -40,6 +40,12 @@ func stallLimit(opTimeout time.Duration) time.Duration {
 type QueueStats struct {
 	Delivered   int `json:"delivered"`   // events received
 	Redelivered int `json:"redelivered"` // of which seen before (at-least-once)
+	// AfterConfirmedAck counts the deliveries of an event whose ack was
+	// confirmed (each is reported with its timing); LostAcks those of them
+	// that JetStream did not send before the ack reached it (see
+	// ConfirmedAckRace): the consumer went back past a confirmed ack.
+	AfterConfirmedAck int `json:"after_confirmed_ack"`
+	LostAcks          int `json:"lost_acks"`
 	Missing     int `json:"missing"`     // created events never delivered
 	Reopened    int `json:"reopened"`    // streams that ended and were opened again
 	Stalls      int `json:"stalls"`      // streams silent past stallLimit
@@ -58,14 +64,30 @@ type WatchStats struct {
 	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
 }
 
+// ConfirmedAckRace bounds the one delivery of an event that may follow
+// the confirmation of its ack on a replicated consumer: the redelivery
+// JetStream sent when the ack wait ran out just before the ack reached it.
+// It is the attempt after the one acked, and it is on its way when the ack
+// is confirmed; any other delivery after a confirmed ack is a lost ack.
+const ConfirmedAckRace = 2 * time.Second
+
 // queueReader consumes created events through ConsumeOrders and acks each
 // one, reopening its stream on any process whenever it ends.
 type queueReader struct {
-	c      *cluster
-	mu     sync.Mutex
-	stats  QueueStats
-	seen   map[string]int // order id → deliveries
-	errors []string
+	c              *cluster
+	mu             sync.Mutex
+	stats          QueueStats
+	seen           map[string]int          // order id → deliveries
+	confirmed      map[string]confirmedAck // order id → its first confirmed ack
+	afterConfirmed []string                // the deliveries after a confirmed ack, with their timing
+	errors         []string
+}
+
+// confirmedAck is when the ack of an event was confirmed, and the delivery
+// attempt whose token it used.
+type confirmedAck struct {
+	at      time.Time
+	attempt uint64
 }
 
 func (q *queueReader) run(ctx context.Context) {
@@ -86,15 +108,18 @@ func (q *queueReader) run(ctx context.Context) {
 			if res.GetHeartbeat() {
 				return
 			}
-			q.deliver(res.GetEvent().GetOrder().GetOrderId())
-			q.ack(ctx, res.GetAckToken())
+			orderID, attempt := res.GetEvent().GetOrder().GetOrderId(), res.GetDeliveryAttempt()
+			q.deliver(p, orderID, attempt)
+			q.ack(ctx, orderID, attempt, res.GetAckToken())
 		})
 		q.ended(ctx, p, err)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (q *queueReader) deliver(orderID string) {
+// deliver records one delivery, p's, and checks it against the acks
+// confirmed before.
+func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.stats.Delivered++
@@ -102,17 +127,39 @@ func (q *queueReader) deliver(orderID string) {
 		q.stats.Redelivered++
 	}
 	q.seen[orderID]++
+	acked, ok := q.confirmed[orderID]
+	if !ok {
+		return
+	}
+	q.stats.AfterConfirmedAck++
+	after := time.Since(acked.at)
+	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed",
+		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt)
+	if attempt != acked.attempt+1 || after >= ConfirmedAckRace {
+		q.stats.LostAcks++
+		report += ": a lost ack"
+	} else {
+		report += ": sent before the ack reached JetStream"
+	}
+	if len(q.afterConfirmed) < 20 {
+		q.afterConfirmed = append(q.afterConfirmed, report)
+	}
 }
 
 // ack acks one event on any process, a few times if it is not confirmed;
 // an ack that never is leaves the event for redelivery, which is allowed.
-func (q *queueReader) ack(ctx context.Context, token string) {
+func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, token string) {
 	for range 5 {
 		p := q.c.random()
 		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		res, err := p.client.AckOrders(callCtx, &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: token, Action: ordersv1.AckAction_ACK_ACTION_ACK}}})
 		cancel()
 		if err == nil && res.GetResults()[0].GetConfirmed() {
+			q.mu.Lock()
+			if _, ok := q.confirmed[orderID]; !ok {
+				q.confirmed[orderID] = confirmedAck{at: time.Now(), attempt: attempt}
+			}
+			q.mu.Unlock()
 			return
 		}
 		if err != nil && !retryable(err) && ctx.Err() == nil {
