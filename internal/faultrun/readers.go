@@ -46,10 +46,10 @@ type QueueStats struct {
 	// ConfirmedAckRace): the consumer went back past a confirmed ack.
 	AfterConfirmedAck int `json:"after_confirmed_ack"`
 	LostAcks          int `json:"lost_acks"`
-	Missing     int `json:"missing"`     // created events never delivered
-	Reopened    int `json:"reopened"`    // streams that ended and were opened again
-	Stalls      int `json:"stalls"`      // streams silent past stallLimit
-	Unexpected  int `json:"unexpected"`  // streams or acks that failed with a non-retryable status
+	Missing           int `json:"missing"`    // created events never delivered
+	Reopened          int `json:"reopened"`   // streams that ended and were opened again
+	Stalls            int `json:"stalls"`     // streams silent past stallLimit
+	Unexpected        int `json:"unexpected"` // streams or acks that failed with a non-retryable status
 }
 
 // WatchStats describe the watcher.
