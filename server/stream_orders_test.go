@@ -269,7 +269,7 @@ func TestStreamOrdersBadInputEndsTheStreamAndAcksNothing(t *testing.T) {
 		}, codes.InvalidArgument},
 		"token of another deployment": {func(d *ordersv1.StreamDelivery) *ordersv1.StreamOrdersRequest {
 			return &ordersv1.StreamOrdersRequest{Acks: []*ordersv1.StreamAck{byID(d.GetDeliveryId()),
-				{Delivery: &ordersv1.StreamAck_AckToken{AckToken: foreign.Sign("$JS.ACK.ORDERS.bad.1.1.1.1.0")}, Action: ordersv1.AckAction_ACK_ACTION_ACK}}}
+				{Delivery: &ordersv1.StreamAck_AckToken{AckToken: foreign.Sign(testEpoch, "$JS.ACK.ORDERS.bad.1.1.1.1.0")}, Action: ordersv1.AckAction_ACK_ACTION_ACK}}}
 		}, codes.PermissionDenied},
 		"a second open": {func(d *ordersv1.StreamDelivery) *ordersv1.StreamOrdersRequest {
 			return &ordersv1.StreamOrdersRequest{Open: createdQueue("bad"), Acks: []*ordersv1.StreamAck{byID(d.GetDeliveryId())}}
