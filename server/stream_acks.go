@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ordersd/ordersd/consumers"
-	"github.com/ordersd/ordersd/internal/eventstore"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // streamAcks takes the acks a StreamOrders client sends on its stream,
