@@ -32,6 +32,10 @@ var (
 	ErrLayoutOutdated = errors.New("stream layout outdated")
 	// ErrCorruptEvent: a stored message is not a readable order event.
 	ErrCorruptEvent = errors.New("unreadable order event")
+	// ErrDeadLettersOff: dead letters are not recorded in this deployment
+	// (the error says why: another stream holds the subjects they need);
+	// everything else is served.
+	ErrDeadLettersOff = errors.New("dead letters are not recorded")
 )
 
 // TransitionError describes an illegal transition; it matches ErrIllegalTransition.
