@@ -11,8 +11,8 @@ import (
 // liveEvent is one event of the live fan-out, shared by every watcher it
 // matches. Its WatchOrdersResponse is encoded once, by the first watcher
 // that sends it, and the same bytes go to every other watcher: with many
-// watchers of every event, encoding each copy separately was the node's
-// bound (issue 13).
+// watchers of every event, encoding each copy separately would be the
+// node's bound.
 type liveEvent struct {
 	event   *ordersv1.OrderEvent
 	monitor *Monitor // counts the encodes

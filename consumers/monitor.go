@@ -36,8 +36,8 @@ const (
 // deletes an ephemeral consumer that nobody listens to after 5s by default,
 // and nats.go recreates an ordered consumer only after two idle heartbeats
 // go missing (5s each by default), so after a cut of more than 5s watchers
-// got heartbeats but no events for up to 10s once NATS was back (found by
-// TestNATSConnectionCutByProxy). Kept for monitorKeepAlive, the consumer
+// would get heartbeats but no events for up to 10s once NATS is back. Kept
+// for monitorKeepAlive, the consumer
 // goes on at once when the connection comes back; after a longer cut, or a
 // server restart that loses it, it is recreated within two
 // monitorHeartbeats.
@@ -59,9 +59,9 @@ const (
 // requests with client-side heartbeats, not a server-pushed flow with
 // IdleHeartbeat), and its PushConsumer does not reset itself from the last
 // sequence seen after a gap or a lost consumer. Moving would replace the
-// push flow DESIGN.md describes and the recovery whenLost was tuned for
-// (TestNATSConnectionCutByProxy, TestWatchersSurviveTheMonitorsSubscriptionEnding),
-// so the legacy API stays until jetstream offers an ordered push consumer.
+// server-pushed flow (one ordered consumer per node, fanned out) and the
+// recovery whenLost provides, so the legacy API stays until jetstream
+// offers an ordered push consumer.
 type Monitor struct {
 	nc      *nats.Conn
 	timeout time.Duration // bounds each JetStream request of subscribing

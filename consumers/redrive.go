@@ -45,8 +45,7 @@ func (l *fetchLoop) deliverRedriven(ctx context.Context, now time.Time, free int
 	if r.cons == nil {
 		// The lookup must not hold up the stream's next heartbeat: while
 		// JetStream elects new leaders it can take the whole operation
-		// timeout (found by TestStreamLeaderKilledInThreeNodeCluster: the
-		// stream went silent for 5 s). Cut short, it is tried again later.
+		// timeout. Cut short, it is tried again later.
 		lookupCtx, cancel := context.WithDeadline(ctx, l.lastSend.Add(l.spec.Heartbeat))
 		cons, err := l.w.store.RedriveConsumer(lookupCtx, l.spec.Consumer)
 		cancel()

@@ -10,7 +10,7 @@ import (
 // once and durably: nats-server records a NAK with a delay in the
 // consumer's stored state, while a plain NAK lives only in the memory of
 // the consumer's server, so after a restart the event would wait out its
-// whole ack wait (measured: 2 minutes for a 2m ack wait).
+// whole ack wait.
 const releaseDelay = time.Nanosecond
 
 // release hands an event that was fetched but not delivered to a client

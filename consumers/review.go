@@ -60,8 +60,8 @@ type ReviewOptions struct {
 }
 
 // DefaultReviewConcurrency is the reviews in flight per worker by default:
-// enough to keep up with creates at full speed on one node (measured with
-// cmd/ordersbench -workloads review).
+// enough to keep up with creates at full speed on one node (cmd/ordersbench
+// -workloads review shows whether it does).
 const DefaultReviewConcurrency = 256
 
 // MaxReviewConcurrency bounds ReviewOptions.Concurrency. Every review in

@@ -24,7 +24,7 @@ import (
 // logged at Info, so while the logger drops Info lines (--log-level warn
 // or error) calls skip the middleware; the few that fail at a level the
 // logger writes get the very line the middleware would write (fields,
-// order and values; TestCallLogLinesAreTheSameBelowTheLogLevel).
+// order and values).
 type callLogger struct {
 	log        *slog.Logger
 	unaryFull  grpc.UnaryServerInterceptor

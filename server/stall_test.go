@@ -289,7 +289,7 @@ func TestEveryCallIsBoundedWhileNATSStalls(t *testing.T) {
 
 // The set-up of a ConsumeOrders stream (binding its durable consumer) and
 // of the first watch on a node (subscribing its monitor) is bounded by
-// --nats-timeout too, as the README promises for every JetStream
+// --nats-timeout too, as docs/guarantees.md promises for every JetStream
 // operation.
 func TestStreamSetUpIsBoundedWhileNATSStalls(t *testing.T) {
 	t.Parallel()

@@ -121,7 +121,7 @@ func checkCallsFailFast(t *testing.T, n *testNode, order *ordersv1.Order, ackTok
 }
 
 // AckOrders fails fast too while NATS is known to be disconnected, as the
-// README promises of every call.
+// docs/guarantees.md promises of every call.
 func TestAcksFailFastWhileNATSIsDisconnected(t *testing.T) {
 	t.Parallel()
 	n, proxy, _ := startNodeBehindProxy(t)

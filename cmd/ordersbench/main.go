@@ -5,7 +5,7 @@
 // directly against the same NATS server, and prints a table of rates,
 // ratios and latencies, also written as JSON.
 //
-//	go run ./cmd/ordersbench                # the default run, about a minute
+//	go run ./cmd/ordersbench                # the default run, about two and a half minutes
 //	go run ./cmd/ordersbench -duration 5s -workloads create,transition
 package main
 
@@ -151,7 +151,7 @@ func run(o options) error {
 	defer os.RemoveAll(dataDir)
 
 	keyFile := dataDir + "/ack-token.key"
-	// Key files are text: base64 of 32 random bytes, as the README's recipe makes.
+	// Key files are text: base64 of 32 random bytes, as the recipe of docs/production.md makes.
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("ordersbench-ack-token-key-0123456789"))), 0o600); err != nil {
 		return err
 	}

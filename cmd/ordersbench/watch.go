@@ -20,7 +20,7 @@ import (
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
-// Targets of the watch rows (issue 13).
+// Targets of the watch rows.
 const (
 	watchCustomerP99     = 50 * time.Millisecond  // watchers of one customer each
 	watchCustomerMemory  = 16 * 1024              // bytes per watcher, server and client sides together

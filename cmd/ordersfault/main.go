@@ -6,7 +6,8 @@
 //
 // It runs the ordersd binary as child processes: three clustered nodes
 // (embedded NATS, stream R3) and stateless replicas behind cuttable links,
-// and SIGKILLs them, the stream leader's node included, or cuts links.
+// and SIGKILLs them, the stream leader's node included, stops the leader's
+// node with SIGTERM, or cuts links.
 //
 //	go run ./cmd/ordersfault                        # 60s of faults; builds ordersd first
 //	go run ./cmd/ordersfault -duration 10m -seed 7  # a longer run, another schedule

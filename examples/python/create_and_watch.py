@@ -2,7 +2,7 @@
 
 Creates an order with CreateOrder, then watches it with WatchOrders (the
 stored events first, then live ones) until the review worker has approved
-or rejected it. Generate the stubs first, as the README's Python section
+or rejected it. Generate the stubs first, as the Python section of docs/clients.md
 shows, and put them on PYTHONPATH:
 
     PYTHONPATH=/tmp/ordersd-py python3 examples/python/create_and_watch.py 127.0.0.1:50051

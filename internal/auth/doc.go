@@ -3,8 +3,9 @@
 // with a configured key: HMAC, a public key, or a JWKS from a file or an
 // https URL), or, over mutual TLS, a client certificate whose identity
 // (SPIFFE ID, DNS name or CN) the tokens file grants permissions to. An
-// identity holds permissions per RPC group: read, write, watch, and consume
-// (for all consumers, or per consumer name). Addresses that keep failing
+// identity holds permissions per RPC group: read, write, watch, consume
+// (for all consumers, or per consumer name) and admin (the QueueService,
+// and the reserved order-review consumer). Addresses that keep failing
 // authentication are throttled before their credentials are checked, and
 // the files are reloaded without a restart.
 package auth

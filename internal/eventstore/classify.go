@@ -72,9 +72,9 @@ func Classify(err error) error {
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jetStreamStoreFailed && !strings.Contains(apiErr.Description, "closed"):
 		// A stream limit with DiscardNew (messages, bytes, per subject) or
 		// a message too large: no room for the write. JetStream answers it
-		// with code 503, so this comes before the 503 case (found by
-		// TestFullStreamIsResourceExhausted). Its one other answer with
-		// this error code is a closed store: a stream being stopped.
+		// with code 503, so this comes before the 503 case. Its one other
+		// answer with this error code is a closed store: a stream being
+		// stopped.
 		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
 	case errors.As(err, &apiErr) && apiErr.Code == 503:
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)

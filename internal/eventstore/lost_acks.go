@@ -12,8 +12,8 @@ import (
 // never come would hold forever (a stream leader that died mid-write
 // answers nothing; nats.go frees pending acks only on a reconnect), without
 // a timer per publish: nats.go's WithPublishAsyncTimeout starts one for
-// every publish, which the profile of a create run showed at about 2% of
-// the process's CPU (issue 13). Only publishes whose callers stopped
+// every publish, and its timer heap shows in a create's CPU profile. Only
+// publishes whose callers stopped
 // waiting (their context ended) can be lost; they are noted here and
 // checked when another one is abandoned or a publish finds the publisher
 // full. When one has gone unanswered for longer than the store's timeout,

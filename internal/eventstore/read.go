@@ -171,8 +171,8 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 // time from the stream leader ("next message on ORDERS.*.<customer>.<id>
 // from sequence n"), without a consumer: an order has a handful of
 // events, and for those, reads are cheaper than creating, fetching from
-// and deleting a consumer (measured by ordersbench's history row: see the
-// README).
+// and deleting a consumer (ordersbench's history rows compare the two; see
+// docs/performance.md).
 func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error {
 	opCtx, cancel, st, err := s.begin(ctx)
 	if err != nil {

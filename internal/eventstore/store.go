@@ -186,7 +186,7 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 		// Not an error the package knows (another stream holding the
 		// subjects ORDERS.>, say): without the stream no call can be
 		// served, so calls are UNAVAILABLE, as health is NOT_SERVING,
-		// not INTERNAL (found by TestHealthFollowsTheStream).
+		// not INTERNAL.
 		return streams{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if err == nil {

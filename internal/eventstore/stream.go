@@ -97,7 +97,7 @@ func checkLayout(ctx context.Context, js jetstream.JetStream) error {
 	}
 	info := stream.CachedInfo()
 	if marker := info.Config.Metadata[MetadataMigration]; marker != "" {
-		return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see the README, \"Upgrading the stream layout\"",
+		return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
 			ErrLayoutOutdated, StreamName, Layout, marker)
 	}
 	if have := info.Config.Metadata[MetadataLayout]; have != Layout && info.State.Msgs > 0 {
@@ -114,7 +114,7 @@ func layoutError(have string, msgs uint64) error {
 	}
 	return fmt.Errorf("%w: stream %s holds %d events in subject layout %s, this ordersd reads layout %s "+
 		"(ORDERS.<event>.<customer_id>.<order_id>); stop every ordersd node and run `ordersd migrate` "+
-		"with the same NATS settings to rewrite it (see the README, \"Upgrading the stream layout\")",
+		"with the same NATS settings to rewrite it (see docs/subject-layout.md, \"Upgrading the stream layout\")",
 		ErrLayoutOutdated, StreamName, msgs, have, Layout)
 }
 

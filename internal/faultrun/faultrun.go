@@ -8,10 +8,11 @@
 // binary: three nodes whose embedded NATS servers form one JetStream
 // cluster (the stream ORDERS on all three), and stateless replicas that
 // reach those servers through TCP proxies. The faults are SIGKILL of the
-// stream leader's node, of a follower node, of a replica, and a cut of a
-// replica's network path to NATS; each is repaired after a while.
-// cmd/ordersfault runs it from the command line, and a test of
-// cmd/ordersd runs it in CI.
+// stream leader's node, of a follower node, of a replica, a graceful stop
+// (SIGTERM) of the stream leader's node, and a cut of a replica's network
+// path to NATS; each is repaired after a while. cmd/ordersfault runs it
+// from the command line, and a test in internal/systemtest runs short
+// pinned schedules of it in CI.
 package faultrun
 
 import (

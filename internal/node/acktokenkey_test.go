@@ -11,10 +11,10 @@ import (
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
-// Key files are text. Every key the README's recipe makes loads, whatever
-// its random bytes (a raw key ending in a whitespace byte used to be
-// trimmed into another key or refused); raw binary files are refused
-// with the fix.
+// Key files are text. Every key the recipe of docs/production.md makes
+// loads, whatever its random bytes (a key whose raw bytes begin or end
+// with whitespace is not trimmed into another key); raw binary files are
+// refused with the fix.
 func TestAckTokenKeyFilesAreText(t *testing.T) {
 	dir := t.TempDir()
 	// A key whose raw bytes start and end with whitespace: trimmed as raw
@@ -24,7 +24,7 @@ func TestAckTokenKeyFilesAreText(t *testing.T) {
 		name string
 		file string
 	}{
-		{"base64, as the README's recipe writes it", base64.StdEncoding.EncodeToString(key) + "\n"},
+		{"base64, as the recipe of docs/production.md writes it", base64.StdEncoding.EncodeToString(key) + "\n"},
 		{"base64 without padding", base64.RawStdEncoding.EncodeToString(key)},
 		{"URL-safe base64", base64.URLEncoding.EncodeToString(key)},
 		{"hex", hex.EncodeToString(key) + "\n"},

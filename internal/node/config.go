@@ -28,8 +28,9 @@ const (
 // maxReplicas is the most copies JetStream keeps of a stream.
 const maxReplicas = 5
 
-// Config is everything a node needs; cmd/ordersd fills it from flags (named
-// in brackets, and in the errors of Validate) and the environment.
+// Config is everything a node needs; the ordersd command (internal/cli)
+// fills it from flags (named in brackets, and in the errors of Validate)
+// and the environment.
 type Config struct {
 	GRPCAddr          string                     // where the gRPC server listens (--grpc-addr)
 	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
@@ -68,8 +69,9 @@ type Config struct {
 	MaxDurableConsumers       int
 
 	// ReloadRequests, when set, makes the node read its certificates, CA
-	// bundles, tokens file and JWT keys again on each value (cmd/ordersd
-	// sends one on SIGHUP); it also reads them when their files change.
+	// bundles, tokens file and JWT keys again on each value (the ordersd
+	// command sends one on SIGHUP); it also reads them when their files
+	// change.
 	ReloadRequests <-chan struct{}
 
 	// OnReady, when set, is called once the node serves gRPC.

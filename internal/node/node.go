@@ -1,8 +1,9 @@
 // Package node assembles and runs one ordersd node: the embedded NATS
 // server (or a connection to an existing deployment), the event store, the
-// gRPC server with its services, the watch monitor and the review worker,
-// and their orderly shutdown. cmd/ordersd runs it from flags; benchmarks
-// and tests run the very same code in process.
+// gRPC server with its services (and, optionally, the HTTP port, the xDS
+// server and load reports), the watch monitor and the review worker, and
+// their orderly shutdown. The ordersd command (internal/cli) runs it from
+// flags; benchmarks and tests run the very same code in process.
 package node
 
 import (

@@ -9,8 +9,8 @@ import (
 )
 
 // AckKeyFile writes a fresh ack-token key as ordersd reads it (base64 text
-// of 32 random bytes, as the README's recipe makes it) and returns its
-// path: give the same file to every node of a test deployment.
+// of 32 random bytes, as the recipe of docs/production.md makes it) and
+// returns its path: give the same file to every node of a test deployment.
 func AckKeyFile(t testing.TB) string {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "ack.key")

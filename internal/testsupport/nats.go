@@ -1,6 +1,7 @@
 // Package testsupport holds what ordersd's tests share: a real NATS server
-// with JetStream started in the test process, connections to it, a logger
-// and bounded contexts. Nothing here is mocked: the server is nats-server
+// with JetStream started in the test process, connections to it, a logger,
+// bounded contexts, certificates and ack-token key files, and an xDS
+// control plane. Nothing here is mocked: the server is nats-server
 // itself, from its Go module.
 package testsupport
 

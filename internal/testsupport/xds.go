@@ -30,8 +30,8 @@ import (
 
 // XDSListenerNameTemplate names the Listener resource a gRPC xDS server
 // asks for; %s becomes its listening address (host:port). It is the
-// template of Traffic Director / Cloud Service Mesh, and what the README's
-// bootstrap shows.
+// template of Traffic Director / Cloud Service Mesh, and what the bootstrap
+// of docs/mesh.md shows.
 const XDSListenerNameTemplate = "grpc/server?xds.resource.listening_address=%s"
 
 // XDSControlPlane is a real xDS management server (envoyproxy's

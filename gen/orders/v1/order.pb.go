@@ -24,7 +24,9 @@ const (
 
 // OrderStatus is where an order stands in its life cycle. Every status but
 // ORDER_STATUS_UNSPECIFIED is also the type of the event that moved the order
-// into it, and the <event> token of that event's subject ORDERS.<event>.<order_id>.
+// into it, and the <event> token of that event's subject
+// ORDERS.<event>.<customer_id>.<order_id>. (An order id maps to its customer
+// in the stream ORDER_IDS, on ORDER_IDS.<order_id>.)
 //
 // Legal transitions: CREATED -> APPROVED | REJECTED | CANCELLED;
 // APPROVED -> PAID | CANCELLED; PAID -> SHIPPED. REJECTED, CANCELLED and
@@ -34,17 +36,17 @@ type OrderStatus int32
 const (
 	// Not a status; never stored. Rejected where a status is expected.
 	OrderStatus_ORDER_STATUS_UNSPECIFIED OrderStatus = 0
-	// The order was placed and waits for review (event subject ORDERS.created.<order_id>).
+	// The order was placed and waits for review (event subject ORDERS.created.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_CREATED OrderStatus = 1
-	// The review accepted the order; it can now be paid (ORDERS.approved.<order_id>).
+	// The review accepted the order; it can now be paid (ORDERS.approved.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_APPROVED OrderStatus = 2
-	// The review refused the order; final (ORDERS.rejected.<order_id>).
+	// The review refused the order; final (ORDERS.rejected.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_REJECTED OrderStatus = 3
-	// The customer paid; the order can now be shipped (ORDERS.paid.<order_id>).
+	// The customer paid; the order can now be shipped (ORDERS.paid.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_PAID OrderStatus = 4
-	// The order left the warehouse; final (ORDERS.shipped.<order_id>).
+	// The order left the warehouse; final (ORDERS.shipped.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_SHIPPED OrderStatus = 5
-	// The order was called off before payment; final (ORDERS.cancelled.<order_id>).
+	// The order was called off before payment; final (ORDERS.cancelled.<customer_id>.<order_id>).
 	OrderStatus_ORDER_STATUS_CANCELLED OrderStatus = 6
 )
 

@@ -49,7 +49,9 @@ const (
 // expected_revision is not current (re-read and retry), UNAVAILABLE when
 // JetStream cannot be reached (retry with the same request_id).
 type OrderServiceClient interface {
-	// CreateOrder places a new order: it appends ORDERS.created.<order_id>.
+	// CreateOrder places a new order: it records the order id in ORDER_IDS
+	// (so an id is taken once, across customers) and appends
+	// ORDERS.created.<customer_id>.<order_id>.
 	// Retrying with the same request_id returns the original order with
 	// duplicate set and stores nothing new.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
@@ -324,7 +326,9 @@ type OrderService_WatchOrdersClient = grpc.ServerStreamingClient[WatchOrdersResp
 // expected_revision is not current (re-read and retry), UNAVAILABLE when
 // JetStream cannot be reached (retry with the same request_id).
 type OrderServiceServer interface {
-	// CreateOrder places a new order: it appends ORDERS.created.<order_id>.
+	// CreateOrder places a new order: it records the order id in ORDER_IDS
+	// (so an id is taken once, across customers) and appends
+	// ORDERS.created.<customer_id>.<order_id>.
 	// Retrying with the same request_id returns the original order with
 	// duplicate set and stores nothing new.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)

@@ -1,5 +1,5 @@
-// Package testnode runs whole ordersd nodes (node.Run, as cmd/ordersd runs
-// them) in a test process, for tests of what calls ordersd from outside:
+// Package testnode runs whole ordersd nodes (node.Run, as the ordersd
+// command runs them) in a test process, for tests of what calls ordersd from outside:
 // the client package and the examples. Each node sits behind a TCP proxy
 // (internal/faultproxy), so a test can kill it as a crash looks to its
 // clients (every connection cut at once) and start it again at the same

@@ -1423,7 +1423,9 @@ export const AckActionSchema: GenEnum<AckAction> = /*@__PURE__*/
  */
 export const OrderService: GenService<{
   /**
-   * CreateOrder places a new order: it appends ORDERS.created.<order_id>.
+   * CreateOrder places a new order: it records the order id in ORDER_IDS
+   * (so an id is taken once, across customers) and appends
+   * ORDERS.created.<customer_id>.<order_id>.
    * Retrying with the same request_id returns the original order with
    * duplicate set and stores nothing new.
    *
