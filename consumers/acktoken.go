@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
@@ -173,8 +172,6 @@ type AckSubject struct {
 	Consumer  string
 	Delivered uint64 // delivery attempt
 	StreamSeq uint64
-	// DeliveredAt is when JetStream made the delivery, by its clock.
-	DeliveredAt time.Time
 	// Epoch is the epoch of the stream ORDERS the token was issued for
 	// (zero when parsed from a subject, not from a token).
 	Epoch eventstore.Epoch
@@ -220,6 +217,5 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 		}
 		nums[i] = n
 	}
-	return AckSubject{Subject: subject, Stream: rest[0], Consumer: rest[1], Delivered: nums[0], StreamSeq: nums[1],
-		DeliveredAt: time.Unix(0, int64(nums[3]))}, true
+	return AckSubject{Subject: subject, Stream: rest[0], Consumer: rest[1], Delivered: nums[0], StreamSeq: nums[1]}, true
 }

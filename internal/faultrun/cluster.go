@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/certgen"
 	"github.com/ordersd/ordersd/internal/faultproxy"
@@ -52,8 +51,7 @@ type process struct {
 type cluster struct {
 	dir      string
 	command  func(args ...string) *exec.Cmd
-	token    string               // the NATS token of the embedded servers
-	tokens   *consumers.AckTokens // the ack token key of every process, to read the deliveries' tokens
+	token    string // the NATS token of the embedded servers
 	nodes    []*process
 	replicas []*process
 	natsURLs []string // the nodes' NATS client addresses, direct
@@ -70,17 +68,10 @@ type cluster struct {
 // startCluster starts every process and waits until all serve.
 func startCluster(ctx context.Context, o Options) (*cluster, error) {
 	c := &cluster{dir: o.Dir, command: o.Command, token: randomHex(16), stallAfter: stallLimit(o.OpTimeout)}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key) // crypto/rand.Read never fails
 	keyFile := filepath.Join(o.Dir, "ack-token.key")
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, []byte(randomHex(32)), 0o600); err != nil {
 		return nil, err
 	}
-	tokens, err := consumers.NewAckTokens(key)
-	if err != nil {
-		return nil, err
-	}
-	c.tokens = tokens
 	ports, err := freeAddrs(3*3 + o.Replicas)
 	if err != nil {
 		return nil, err

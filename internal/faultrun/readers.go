@@ -42,8 +42,8 @@ type QueueStats struct {
 	Redelivered int `json:"redelivered"` // of which seen before (at-least-once)
 	// AfterConfirmedAck counts the deliveries of an event whose ack was
 	// confirmed (each is reported with its timing); LostAcks those of them
-	// that JetStream made after the confirmation (see raced): the consumer
-	// went back past a confirmed ack.
+	// that JetStream did not send before the ack reached it (see
+	// ConfirmedAckRace): the consumer went back past a confirmed ack.
 	AfterConfirmedAck int `json:"after_confirmed_ack"`
 	LostAcks          int `json:"lost_acks"`
 	Missing           int `json:"missing"`    // created events never delivered
@@ -64,14 +64,12 @@ type WatchStats struct {
 	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
 }
 
-// Raced reports whether a delivery of an event that came after the
-// confirmation of its ack was made by JetStream before that confirmation
-// (deliveredAt, JetStream's time of the delivery, from its ack token; the
-// processes share one clock): a redelivery sent when the ack wait ran out
-// just before the ack reached JetStream, on its way while the ack was
-// confirmed. A replicated consumer makes no other delivery after a
-// confirmed ack: any other is a lost ack.
-func Raced(deliveredAt, confirmedAt time.Time) bool { return deliveredAt.Before(confirmedAt) }
+// ConfirmedAckRace bounds the one delivery of an event that may follow
+// the confirmation of its ack on a replicated consumer: the redelivery
+// JetStream sent when the ack wait ran out just before the ack reached it.
+// It is the attempt after the one acked, and it is on its way when the ack
+// is confirmed; any other delivery after a confirmed ack is a lost ack.
+const ConfirmedAckRace = 2 * time.Second
 
 // queueReader consumes created events through ConsumeOrders and acks each
 // one, reopening its stream on any process whenever it ends.
@@ -111,11 +109,7 @@ func (q *queueReader) run(ctx context.Context) {
 				return
 			}
 			orderID, attempt := res.GetEvent().GetOrder().GetOrderId(), res.GetDeliveryAttempt()
-			var deliveredAt time.Time
-			if ack, err := q.c.tokens.Verify(res.GetAckToken()); err == nil {
-				deliveredAt = ack.DeliveredAt
-			}
-			q.deliver(p, orderID, attempt, deliveredAt)
+			q.deliver(p, orderID, attempt)
 			q.ack(ctx, orderID, attempt, res.GetAckToken())
 		})
 		q.ended(ctx, p, err)
@@ -123,9 +117,9 @@ func (q *queueReader) run(ctx context.Context) {
 	}
 }
 
-// deliver records one delivery, p's, made by JetStream at deliveredAt,
-// and checks it against the acks confirmed before.
-func (q *queueReader) deliver(p *process, orderID string, attempt uint64, deliveredAt time.Time) {
+// deliver records one delivery, p's, and checks it against the acks
+// confirmed before.
+func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.stats.Delivered++
@@ -138,14 +132,14 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64, delive
 		return
 	}
 	q.stats.AfterConfirmedAck++
-	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed, JetStream made the delivery %v after it",
-		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, time.Since(acked.at).Round(time.Millisecond), acked.attempt,
-		deliveredAt.Sub(acked.at).Round(time.Millisecond))
-	if Raced(deliveredAt, acked.at) {
-		report += ": sent before the ack reached JetStream"
-	} else {
+	after := time.Since(acked.at)
+	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed",
+		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt)
+	if attempt != acked.attempt+1 || after >= ConfirmedAckRace {
 		q.stats.LostAcks++
 		report += ": a lost ack"
+	} else {
+		report += ": sent before the ack reached JetStream"
 	}
 	if len(q.afterConfirmed) < 20 {
 		q.afterConfirmed = append(q.afterConfirmed, report)

@@ -31,8 +31,8 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		"o2": {at: time.Now(), attempt: 2},
 	}} // o4 never delivered
 	n1 := &process{name: "n1"}
-	q.deliver(n1, "o1", 2, time.Now())                  // made a minute after its ack was confirmed: lost
-	q.deliver(n1, "o2", 3, time.Now().Add(-time.Second)) // made before the confirmation, on its way: allowed, counted
+	q.deliver(n1, "o1", 2) // a minute after its ack was confirmed: lost
+	q.deliver(n1, "o2", 3) // the redelivery sent as the ack came: allowed, counted
 	w := &watcher{}
 	w.event(&ordersv1.OrderEvent{Sequence: 1})
 	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a gap

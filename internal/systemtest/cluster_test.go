@@ -2,10 +2,8 @@ package systemtest
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +16,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -51,7 +48,6 @@ type clusterNode struct {
 	stop   func() error                                  // stops it in order, as SIGTERM does
 	kill   func() error                                  // SIGKILL; only for child processes
 	client ordersv1.OrderServiceClient
-	tokens *consumers.AckTokens // the cluster's ack token key, to read the tokens of deliveries
 }
 
 // clusterArgs are the flags of node i of a three-node cluster on routes,
@@ -106,7 +102,6 @@ func startChildCluster(t *testing.T) []*clusterNode {
 	ports := freePorts(t, 6)
 	routes, natsAddrs := ports[:3], ports[3:]
 	keyFile, routeTLS := testsupport.AckKeyFile(t), newRouteTLS(t, 3)
-	tokens := ackTokensOf(t, keyFile)
 	nodes := make([]*clusterNode, 3)
 	for i := range 3 {
 		const token = "inspect"
@@ -117,9 +112,8 @@ func startChildCluster(t *testing.T) []*clusterNode {
 			nats: func(opts ...nats.Option) (*nats.Conn, error) {
 				return nats.Connect(natsURL, append([]nats.Option{nats.Token(token)}, opts...)...)
 			},
-			stop:   func() error { return child.signal(syscall.SIGTERM) },
-			kill:   func() error { return child.signal(syscall.SIGKILL) },
-			tokens: tokens,
+			stop: func() error { return child.signal(syscall.SIGTERM) },
+			kill: func() error { return child.signal(syscall.SIGKILL) },
 		}
 	}
 	connectCluster(t, nodes)
@@ -133,37 +127,17 @@ func startCluster(t *testing.T) []*clusterNode {
 	t.Helper()
 	routes := freePorts(t, 3)
 	keyFile, routeTLS := testsupport.AckKeyFile(t), newRouteTLS(t, 3)
-	tokens := ackTokensOf(t, keyFile)
 	nodes := make([]*clusterNode, 3)
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Go(func() {
 			ready, stop := runOrdersd(t, t.TempDir(), clusterArgs(i, routes, keyFile, routeTLS)...)
-			nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: ready.GRPCAddr.String(), nats: ready.ConnectNATS, stop: stop, tokens: tokens}
+			nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: ready.GRPCAddr.String(), nats: ready.ConnectNATS, stop: stop}
 		})
 	}
 	wg.Wait()
 	connectCluster(t, nodes)
 	return nodes
-}
-
-// ackTokensOf verifies the ack tokens of nodes that sign with keyFile (as
-// testsupport.AckKeyFile writes it: base64 text).
-func ackTokensOf(t *testing.T, keyFile string) *consumers.AckTokens {
-	t.Helper()
-	text, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(text)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := consumers.NewAckTokens(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tokens
 }
 
 func waitServingWithin(t *testing.T, health healthpb.HealthClient, d time.Duration) {
