@@ -43,7 +43,7 @@ type QueueStats struct {
 	// AfterConfirmedAck counts the deliveries of an event whose ack was
 	// confirmed (each is reported with its timing); LostAcks those of them
 	// that JetStream did not send before the ack reached it (see
-	// ConfirmedAckRace): the consumer went back past a confirmed ack.
+	// MayHaveRaced): the consumer went back past a confirmed ack.
 	AfterConfirmedAck int `json:"after_confirmed_ack"`
 	LostAcks          int `json:"lost_acks"`
 	Missing           int `json:"missing"`    // created events never delivered
@@ -64,12 +64,23 @@ type WatchStats struct {
 	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
 }
 
-// ConfirmedAckRace bounds the one delivery of an event that may follow
-// the confirmation of its ack on a replicated consumer: the redelivery
-// JetStream sent when the ack wait ran out just before the ack reached it.
-// It is the attempt after the one acked, and it is on its way when the ack
-// is confirmed; any other delivery after a confirmed ack is a lost ack.
-const ConfirmedAckRace = 2 * time.Second
+// MayHaveRaced reports whether a delivery that came after the
+// confirmation of an ack may be a redelivery JetStream made before the ack
+// reached it: the next attempt after the one acked, made when that
+// delivery's ack wait ran out, so only if the ack was confirmed an ack wait
+// after the acked delivery was made, which was at most deliveryTransit
+// before it was received. A replicated consumer makes no other delivery
+// after a confirmed ack: any other is a lost ack.
+func MayHaveRaced(receivedAt, confirmedAt time.Time, ackWait time.Duration, ackedAttempt, attempt uint64) bool {
+	return attempt == ackedAttempt+1 && confirmedAt.Sub(receivedAt) >= ackWait-deliveryTransit
+}
+
+// deliveryTransit bounds the time from JetStream making a delivery to the
+// client receiving it, on a loaded machine running the whole deployment.
+const deliveryTransit = 2 * time.Second
+
+// queueAckWait is the ack wait of the run's work queue.
+const queueAckWait = 5 * time.Second
 
 // queueReader consumes created events through ConsumeOrders and acks each
 // one, reopening its stream on any process whenever it ends.
@@ -84,10 +95,11 @@ type queueReader struct {
 }
 
 // confirmedAck is when the ack of an event was confirmed, and the delivery
-// attempt whose token it used.
+// (attempt, when it was received) whose token it used.
 type confirmedAck struct {
-	at      time.Time
-	attempt uint64
+	at       time.Time
+	attempt  uint64
+	received time.Time
 }
 
 func (q *queueReader) run(ctx context.Context) {
@@ -96,7 +108,7 @@ func (q *queueReader) run(ctx context.Context) {
 		Statuses:          []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED},
 		MaxInFlight:       64,
 		HeartbeatInterval: durationpb.New(streamHeartbeat),
-		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(5 * time.Second)},
+		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(queueAckWait)},
 	}
 	for ctx.Err() == nil {
 		p := q.c.randomReplica()
@@ -110,7 +122,7 @@ func (q *queueReader) run(ctx context.Context) {
 			}
 			orderID, attempt := res.GetEvent().GetOrder().GetOrderId(), res.GetDeliveryAttempt()
 			q.deliver(p, orderID, attempt)
-			q.ack(ctx, orderID, attempt, res.GetAckToken())
+			q.ack(ctx, orderID, attempt, time.Now(), res.GetAckToken())
 		})
 		q.ended(ctx, p, err)
 		time.Sleep(100 * time.Millisecond)
@@ -133,9 +145,9 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	}
 	q.stats.AfterConfirmedAck++
 	after := time.Since(acked.at)
-	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed",
-		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt)
-	if attempt != acked.attempt+1 || after >= ConfirmedAckRace {
+	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
+		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
+	if !MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt) {
 		q.stats.LostAcks++
 		report += ": a lost ack"
 	} else {
@@ -148,7 +160,7 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 
 // ack acks one event on any process, a few times if it is not confirmed;
 // an ack that never is leaves the event for redelivery, which is allowed.
-func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, token string) {
+func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, received time.Time, token string) {
 	for range 5 {
 		p := q.c.random()
 		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -157,7 +169,7 @@ func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, t
 		if err == nil && res.GetResults()[0].GetConfirmed() {
 			q.mu.Lock()
 			if _, ok := q.confirmed[orderID]; !ok {
-				q.confirmed[orderID] = confirmedAck{at: time.Now(), attempt: attempt}
+				q.confirmed[orderID] = confirmedAck{at: time.Now(), attempt: attempt, received: received}
 			}
 			q.mu.Unlock()
 			return

@@ -27,12 +27,12 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		orders:   map[string]bool{"o1": true, "o2": true, "o4": true},
 	}
 	q := &queueReader{seen: map[string]int{"o1": 1, "o2": 2}, confirmed: map[string]confirmedAck{
-		"o1": {at: time.Now().Add(-time.Minute), attempt: 1},
-		"o2": {at: time.Now(), attempt: 2},
+		"o1": {at: time.Now().Add(-time.Minute), attempt: 1, received: time.Now().Add(-time.Minute - time.Millisecond)},
+		"o2": {at: time.Now(), attempt: 2, received: time.Now().Add(-queueAckWait)},
 	}} // o4 never delivered
 	n1 := &process{name: "n1"}
-	q.deliver(n1, "o1", 2) // a minute after its ack was confirmed: lost
-	q.deliver(n1, "o2", 3) // the redelivery sent as the ack came: allowed, counted
+	q.deliver(n1, "o1", 2) // acked at once, then delivered again a minute after: lost
+	q.deliver(n1, "o2", 3) // acked an ack wait after its delivery, the redelivery on its way: allowed, counted
 	w := &watcher{}
 	w.event(&ordersv1.OrderEvent{Sequence: 1})
 	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a gap

@@ -41,16 +41,18 @@ type workQueueClient struct {
 
 // ackable is one delivery to ack.
 type ackable struct {
-	seq     uint64
-	attempt uint64 // its delivery attempt
-	token   string
+	seq      uint64
+	attempt  uint64    // its delivery attempt
+	received time.Time // when it came
+	token    string
 }
 
 // confirmedAck is when the ack of an event was confirmed, and the
-// delivery attempt whose token it used.
+// delivery (attempt, when it came) whose token it used.
 type confirmedAck struct {
-	at      time.Time
-	attempt uint64
+	at       time.Time
+	attempt  uint64
+	received time.Time
 }
 
 // workQueueFigures are what a workQueueClient did.
@@ -159,7 +161,7 @@ func (q *workQueueClient) consumeOnce(ctx context.Context, node *clusterNode) er
 			continue
 		}
 		q.delivered(node, res)
-		q.tokens <- ackable{seq: res.GetEvent().GetSequence(), attempt: res.GetDeliveryAttempt(), token: res.GetAckToken()}
+		q.tokens <- ackable{seq: res.GetEvent().GetSequence(), attempt: res.GetDeliveryAttempt(), received: time.Now(), token: res.GetAckToken()}
 	}
 }
 
@@ -167,10 +169,8 @@ func (q *workQueueClient) consumeOnce(ctx context.Context, node *clusterNode) er
 // was confirmed is counted and reported with its timing. JetStream
 // replicates an ack before it confirms it, so no leader change may undo
 // it: the one such delivery allowed is the redelivery JetStream sent
-// before the ack reached it (the ack wait ran out first), which is the
-// next attempt after the one acked and arrives within
-// faultrun.ConfirmedAckRace of the confirmation. Any other means the
-// consumer went back.
+// before the ack reached it (the ack wait ran out first:
+// faultrun.MayHaveRaced). Any other means the consumer went back.
 func (q *workQueueClient) delivered(node *clusterNode, res *ordersv1.ConsumeOrdersResponse) {
 	seq, attempt := res.GetEvent().GetSequence(), res.GetDeliveryAttempt()
 	if status := res.GetEvent().GetOrder().GetStatus(); status != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
@@ -184,10 +184,10 @@ func (q *workQueueClient) delivered(node *clusterNode, res *ordersv1.ConsumeOrde
 		return
 	}
 	after := time.Since(acked.at)
-	report := fmt.Sprintf("%s delivered sequence %d (attempt %d) %v after the ack of attempt %d was confirmed",
-		node.name, seq, attempt, after.Round(time.Millisecond), acked.attempt)
+	report := fmt.Sprintf("%s delivered sequence %d (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
+		node.name, seq, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
 	q.tally.afterConfirmed = append(q.tally.afterConfirmed, report)
-	if attempt == acked.attempt+1 && after < faultrun.ConfirmedAckRace {
+	if faultrun.MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt) {
 		q.t.Logf("%s: sent before the ack reached JetStream", report)
 		return
 	}
@@ -227,7 +227,7 @@ func (q *workQueueClient) ack(ctx context.Context) {
 				if r.GetConfirmed() {
 					q.tally.confirmed++
 					if _, ok := q.acked[batch[i].seq]; !ok {
-						q.acked[batch[i].seq] = confirmedAck{at: time.Now(), attempt: batch[i].attempt}
+						q.acked[batch[i].seq] = confirmedAck{at: time.Now(), attempt: batch[i].attempt, received: batch[i].received}
 					}
 				} else {
 					unconfirmed = append(unconfirmed, batch[i])
