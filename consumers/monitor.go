@@ -67,6 +67,9 @@ type Monitor struct {
 	timeout time.Duration // bounds each JetStream request of subscribing
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	// unreadable reports messages that are not order events (see
+	// ReportUnreadableTo); nil: each is logged as it comes.
+	unreadable *eventstore.Unreadables
 
 	starting chan struct{} // one at a time starts the subscription (see subscribed)
 	stopped  chan struct{} // closed by Close
@@ -257,7 +260,7 @@ func (m *Monitor) fanOut(msg *nats.Msg) {
 	defer m.mu.Unlock()
 	m.last = meta.Sequence.Stream
 	if decodeErr != nil {
-		m.log.Warn("monitor skips a message that is not an order event", "seq", meta.Sequence.Stream, "err", decodeErr)
+		m.skip(decodeErr)
 		return
 	}
 	span.SetAttributes(attribute.Int("ordersd.watchers", len(m.watchers)))

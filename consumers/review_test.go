@@ -81,7 +81,7 @@ func TestReviewerDecidesOnceAndAcks(t *testing.T) {
 			t.Errorf("%s: %v, %v; want %v", id, order.GetStatus(), err, status)
 		}
 		events := 0
-		if err := e.store.History(ctx, id, func(*ordersv1.OrderEvent) error { events++; return nil }); err != nil {
+		if err := e.store.History(ctx, id, func(*ordersv1.OrderEvent) error { events++; return nil }, nil); err != nil {
 			t.Fatal(err)
 		}
 		if events != 2 {

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
@@ -51,9 +52,29 @@ func (s WatchSpec) filters() ([]string, error) {
 	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, CustomerID: s.CustomerID, OrderID: s.OrderID})
 }
 
+// matchesUnreadable reports whether a message that is not an order event
+// passes the spec's filters, by what its subject names: a message whose
+// subject names no order passes only a spec without filters.
+func (s WatchSpec) matchesUnreadable(u *eventstore.UnreadableError) bool {
+	if u.OrderID == "" {
+		return s.OrderID == "" && s.CustomerID == "" && len(s.Statuses) == 0
+	}
+	if (s.OrderID != "" && u.OrderID != s.OrderID) || (s.CustomerID != "" && u.CustomerID != s.CustomerID) {
+		return false
+	}
+	if len(s.Statuses) == 0 {
+		return true
+	}
+	status, _ := eventstore.SubjectStatus(u.Subject)
+	return slices.Contains(s.Statuses, status)
+}
+
 // WatchUpdate is one message of a WatchOrders stream.
 type WatchUpdate struct {
-	Event     *ordersv1.OrderEvent
+	Event *ordersv1.OrderEvent
+	// Skipped is a stored message that matches the filters but is not an
+	// order event; it takes an event's place in the stream order.
+	Skipped   *eventstore.UnreadableError
 	CaughtUp  bool
 	Heartbeat bool
 	live      *liveEvent // Event as the live fan-out shares it; nil for replayed events
@@ -166,7 +187,7 @@ func (s *watchStream) catchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := eventstore.ReadRequest{Filters: filters, SkipUnreadable: true}
+	req := eventstore.ReadRequest{Filters: filters, Skipped: s.skipped}
 	switch {
 	case s.positioned:
 		req.StartSequence = s.served + 1
@@ -201,13 +222,13 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 	for {
 		select {
 		case e := <-live.events:
-			if e.event.GetSequence() <= s.served {
+			if e.sequence() <= s.served {
 				continue // already sent by the replay
 			}
-			if err := s.emit(WatchUpdate{Event: e.event, live: e}); err != nil {
+			if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
 				return err
 			}
-			s.advance(e.event.GetSequence())
+			s.advance(e.sequence())
 			heartbeat.Reset(s.spec.Heartbeat)
 		case <-live.behind:
 			return errBehind
@@ -222,6 +243,19 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// skipped tells the watcher about a message that is not an order event,
+// so that it can tell it from a gap in the sequences.
+func (s *watchStream) skipped(u *eventstore.UnreadableError) error {
+	if !s.spec.matchesUnreadable(u) {
+		return nil
+	}
+	if err := s.emit(WatchUpdate{Skipped: u}); err != nil {
+		return err
+	}
+	s.advance(u.Sequence)
+	return nil
 }
 
 func (s *watchStream) event(ev *ordersv1.OrderEvent) error {

@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -77,11 +79,34 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return status.Error(codes.ResourceExhausted, "JetStream cannot take the write now (storage full, or too many writes waiting for acks); retry with backoff")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "call cancelled")
+	case eventstore.AsUnreadable(err) != nil:
+		// Logged once per message where it was met (eventstore.Unreadables).
+		return unreadableStatus(eventstore.AsUnreadable(err))
 	case errors.Is(err, eventstore.ErrCorruptEvent):
-		log.ErrorContext(ctx, "unreadable event in the stream", "order_id", orderID, "err", err)
-		return status.Errorf(codes.DataLoss, "a stored event of order %q is unreadable", orderID)
+		log.ErrorContext(ctx, "unreadable stored data", "order_id", orderID, "err", err)
+		return status.Errorf(codes.DataLoss, "stored data of order %q is unreadable", orderID)
 	default:
 		log.ErrorContext(ctx, "unexpected error", "order_id", orderID, "err", err)
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// unreadableStatus is DATA_LOSS for a read that met a message that is not
+// an order event: it names the order (from the message's subject, never
+// the caller's customer), the sequence and why, and what repairs it, with
+// the same facts in a google.rpc.ErrorInfo.
+func unreadableStatus(u *eventstore.UnreadableError) error {
+	what := "a stored message"
+	if u.OrderID != "" {
+		what = fmt.Sprintf("order %q cannot be read: its last stored message", u.OrderID)
+	}
+	st := status.Newf(codes.DataLoss, "%s, sequence %d of stream %s (subject %s), is not an order event: %s; "+
+		"QueueService.RepairOrder (admin) shows it and restores the order's last good state",
+		what, u.Sequence, u.Stream, u.Subject, u.Reason)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "UNREADABLE_EVENT", Domain: "ordersd", Metadata: map[string]string{
+		"stream": u.Stream, "sequence": strconv.FormatUint(u.Sequence, 10), "subject": u.Subject, "order_id": u.OrderID,
+	}}); err == nil {
+		st = d
+	}
+	return st.Err()
 }

@@ -4,6 +4,7 @@ import (
 	"google.golang.org/grpc"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // GetOrderHistory implements ordersv1.OrderServiceServer.
@@ -14,6 +15,8 @@ func (s *OrderService) GetOrderHistory(req *ordersv1.GetOrderHistoryRequest, str
 	ctx := stream.Context()
 	err := s.Store.History(ctx, req.GetOrderId(), func(ev *ordersv1.OrderEvent) error {
 		return stream.Send(&ordersv1.GetOrderHistoryResponse{Event: ev})
+	}, func(u *eventstore.UnreadableError) error {
+		return stream.Send(&ordersv1.GetOrderHistoryResponse{Skipped: u.Proto()})
 	})
 	return toStatus(ctx, s.log, req.GetOrderId(), err)
 }

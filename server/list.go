@@ -29,6 +29,9 @@ func (s *OrderService) ListOrders(ctx context.Context, req *ordersv1.ListOrdersR
 		return nil, toStatus(ctx, s.log, req.GetCustomerId(), err)
 	}
 	res := &ordersv1.ListOrdersResponse{Orders: page.Orders}
+	for _, u := range page.Unreadable {
+		res.UnreadableOrders = append(res.UnreadableOrders, u.Proto())
+	}
 	if page.Next != 0 {
 		res.NextPageToken = s.PageTokens.sign(req, epoch, page.Next)
 	}

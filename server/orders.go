@@ -16,7 +16,7 @@ type OrderStore interface {
 	CreateAsync(ctx context.Context, in eventstore.NewOrder) (*eventstore.PendingCreate, error)
 	Transition(ctx context.Context, c eventstore.Change) (eventstore.Result, error)
 	Get(ctx context.Context, orderID string) (*ordersv1.Order, error)
-	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error
+	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error, skipped func(*eventstore.UnreadableError) error) error
 	List(ctx context.Context, req eventstore.ListRequest) (eventstore.ListPage, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }

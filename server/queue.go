@@ -30,6 +30,7 @@ type QueueStore interface {
 	DeadLetterCounts(ctx context.Context) ([]eventstore.DeadLetterCount, error)
 	Redrive(ctx context.Context, consumer string, ids []uint64, all bool) (redriven, notFound []uint64, more bool, err error)
 	PurgeDeadLetters(ctx context.Context, consumer string, ids []uint64, all bool) (uint64, error)
+	Repair(ctx context.Context, orderID string, validateOnly bool) (eventstore.RepairReport, error)
 }
 
 // QueueService implements ordersv1.QueueServiceServer. Who may call it is

@@ -58,6 +58,10 @@ func TestQueueServiceNeedsAdmin(t *testing.T) {
 			_, err := n.queue.PurgeDeadLetters(bearer(testCtx(t), tok), &ordersv1.PurgeDeadLettersRequest{Consumer: "none", All: true})
 			return err
 		},
+		"RepairOrder": func(tok string) error {
+			_, err := n.queue.RepairOrder(bearer(testCtx(t), tok), &ordersv1.RepairOrderRequest{OrderId: "none", ValidateOnly: true})
+			return err
+		},
 	}
 	if len(calls) != len(ordersv1.QueueService_ServiceDesc.Methods) {
 		t.Fatalf("the test calls %d methods, the service has %d", len(calls), len(ordersv1.QueueService_ServiceDesc.Methods))

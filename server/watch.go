@@ -27,7 +27,11 @@ func (s *OrderService) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc
 		case encoded != nil: // a live event: the same bytes for every watcher
 			return stream.SendMsg(encodedMessage(encoded))
 		}
-		return stream.Send(&ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat})
+		res := &ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat}
+		if u.Skipped != nil {
+			res.Skipped = u.Skipped.Proto()
+		}
+		return stream.Send(res)
 	})
 	return toStatus(ctx, s.log, req.GetOrderId(), err)
 }

@@ -44,6 +44,7 @@ var groups = map[string]string{
 	"/orders.v1.QueueService/ListDeadLetters":    Admin,
 	"/orders.v1.QueueService/RedriveDeadLetters": Admin,
 	"/orders.v1.QueueService/PurgeDeadLetters":   Admin,
+	"/orders.v1.QueueService/RepairOrder":        Admin,
 }
 
 // Identity is an authenticated caller.

@@ -99,6 +99,7 @@ func ParseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&c.EmbeddedListen.User, "nats-listen-user", "", "the user allowed into the embedded NATS server")
 	fs.StringVar(&c.EmbeddedListen.Password, "nats-listen-password", "", "that user's password (prefer $ORDERSD_NATS_LISTEN_PASSWORD)")
 	fs.StringVar(&c.EmbeddedListen.Token, "nats-listen-token", "", "a token for the embedded NATS server, instead of a user (prefer $ORDERSD_NATS_LISTEN_TOKEN)")
+	fs.StringVar(&c.EmbeddedListen.Access, "nats-listen-access", node.ListenRead, "what the user of --nats-listen may do: \"read\" (read and consume the streams; no publish on ORDERS.>, no purge or delete) or \"full\" (everything, as ordersd itself: for other ordersd nodes with --nats-url, or writers of ORDERS.>)")
 	fs.StringVar(&c.ServerName, "server-name", defaultServerName(), "`name` of the embedded NATS server; unique in a cluster")
 	fs.StringVar(&c.Cluster.Name, "cluster-name", "", "join the embedded NATS servers of several ordersd nodes into one JetStream cluster of this `name`")
 	fs.StringVar(&c.Cluster.Listen, "cluster-listen", "", "`address` (host:port) where this node's embedded NATS server listens for its cluster peers")

@@ -16,17 +16,20 @@ const (
 	NotRun = "not run"
 	// RunByCI blocks (<!-- run by .ci/run: what -->) are run by .ci/run.
 	RunByCI = "run by .ci/run"
+	// RunOnItsOwn blocks (<!-- run on its own: what it starts -->) start
+	// their own ordersd and are run each in a directory of its own.
+	RunOnItsOwn = "run on its own"
 )
 
 // A Block is one ```sh block of a document.
 type Block struct {
 	Line   int    // the line of its opening fence, from 1
 	Text   string // its content, without the fences
-	Marker string // RunHere, NotRun or RunByCI
+	Marker string // RunHere, NotRun, RunByCI or RunOnItsOwn
 	Why    string // the marker's reason
 }
 
-var markerRE = regexp.MustCompile(`^<!--\s*(not run|run by \.ci/run):\s*(.*?)\s*-->$`)
+var markerRE = regexp.MustCompile(`^<!--\s*(not run|run by \.ci/run|run on its own):\s*(.*?)\s*-->$`)
 
 // ShellBlocks returns the ```sh blocks of a Markdown document, in order,
 // with their markers. A marker without a reason, or one that does not
@@ -82,7 +85,7 @@ func ShellBlocks(md string) ([]Block, error) {
 			}
 			pending = &Block{Line: n, Marker: m[1], Why: m[2]}
 		} else if strings.HasPrefix(trimmed, "<!--") && strings.Contains(strings.ToLower(trimmed), "run") {
-			return nil, fmt.Errorf("line %d: %q is not a marker (<!-- not run: why --> or <!-- run by .ci/run: what -->)", n, trimmed)
+			return nil, fmt.Errorf("line %d: %q is not a marker (<!-- not run: why -->, <!-- run by .ci/run: what --> or <!-- run on its own: what it starts -->)", n, trimmed)
 		}
 	}
 	if fence != "" {
@@ -145,6 +148,11 @@ func CheckPrints(out string, want []string) error {
 		rest = rest[at+len(w):]
 	}
 	return nil
+}
+
+// Holds reports whether out holds text, whitespace ignored.
+func Holds(out, text string) bool {
+	return strings.Contains(withoutSpace(out), withoutSpace(text))
 }
 
 func withoutSpace(s string) string {

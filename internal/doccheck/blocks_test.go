@@ -10,6 +10,7 @@ func TestShellBlocksReadMarkers(t *testing.T) {
 		"```sh", "echo run", "# prints: run", "```",
 		"<!-- not run: starts a node -->", "```sh", "go run ./cmd/ordersd", "```",
 		"<!-- run by .ci/run: needs python -->", "```sh", "python3 x.py", "```",
+		"<!-- run on its own: starts its own ordersd -->", "```sh", "./ordersd &", "```",
 		"```json", "{}", "```",
 		"```` ```sh ```` in a sentence is not a fence",
 		"```sh", "echo last", "```",
@@ -18,8 +19,11 @@ func TestShellBlocksReadMarkers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(blocks) != 4 || blocks[3].Text != "echo last\n" {
-		t.Fatalf("got %d blocks, want 4: %+v", len(blocks), blocks)
+	if len(blocks) != 5 || blocks[4].Text != "echo last\n" {
+		t.Fatalf("got %d blocks, want 5: %+v", len(blocks), blocks)
+	}
+	if b := blocks[3]; b.Marker != RunOnItsOwn || b.Why != "starts its own ordersd" {
+		t.Errorf("block 3: %+v", b)
 	}
 	if b := blocks[0]; b.Marker != RunHere || b.Text != "echo run\n# prints: run\n" || b.Line != 1 {
 		t.Errorf("block 0: %+v", b)

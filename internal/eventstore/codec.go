@@ -84,8 +84,9 @@ type storedEvent struct {
 }
 
 // DecodeEvent reads a stored message back into an OrderEvent, checking
-// that its subject and payload agree. Messages that other publishers put on
-// ORDERS.> fail with ErrCorruptEvent instead of being taken for orders.
+// that its subject, headers and payload agree. Messages that other
+// publishers put on ORDERS.> fail with an *UnreadableError (it matches
+// ErrCorruptEvent) instead of being taken for orders.
 func DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (*ordersv1.OrderEvent, error) {
 	ev, err := decodeEvent(subject, header, data, seq, stored)
 	return ev.event, err
@@ -95,15 +96,24 @@ func DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, st
 func decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
 	status, key, ok := parseSubject(subject)
 	if !ok {
-		return storedEvent{}, fmt.Errorf("%w: sequence %d: subject %q is not ORDERS.<event>.<customer_id>.<order_id>", ErrCorruptEvent, seq, subject)
+		return storedEvent{}, unreadable(subject, seq, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName)
+	}
+	// The headers are checked when present: ordersd writes both, and a
+	// message that names another content type or event says it is not one
+	// of ordersd's events.
+	if ct := header.Get(HeaderContentType); ct != "" && ct != ContentTypeOrder {
+		return storedEvent{}, unreadable(subject, seq, "its %s is %q, not %q", HeaderContentType, ct, ContentTypeOrder)
+	}
+	if et := header.Get(HeaderEventType); et != "" && et != EventType(status) {
+		return storedEvent{}, unreadable(subject, seq, "its %s header %q does not match the subject's event %q", HeaderEventType, et, EventType(status))
 	}
 	order := &ordersv1.Order{}
 	if err := proto.Unmarshal(data, order); err != nil {
-		return storedEvent{}, fmt.Errorf("%w: sequence %d: %v", ErrCorruptEvent, seq, err)
+		return storedEvent{}, unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf (%v)", err)
 	}
 	if order.GetStatus() != status || KeyOf(order) != key {
-		return storedEvent{}, fmt.Errorf("%w: sequence %d: payload (%s, %s, %v) does not match subject %q",
-			ErrCorruptEvent, seq, order.GetCustomerId(), order.GetOrderId(), order.GetStatus(), subject)
+		return storedEvent{}, unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
+			order.GetCustomerId(), order.GetOrderId(), order.GetStatus())
 	}
 	order.Revision = seq
 	return storedEvent{

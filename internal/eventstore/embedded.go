@@ -26,11 +26,15 @@ type EmbeddedOptions struct {
 	// stored data; 30s when zero.
 	ReadyTimeout time.Duration
 	// ListenAddr, when set (host:port), opens the server to NATS clients;
-	// otherwise it accepts in-process connections only. Clients, ordersd's
-	// own included, must then authenticate with User and Password, or Token.
-	ListenAddr     string
-	User, Password string
-	Token          string
+	// otherwise it accepts in-process connections only. Clients must then
+	// authenticate with User and Password, or Token, and get
+	// ReaderPermissions unless ListenFullAccess; ordersd's own connections
+	// authenticate with OwnToken and have every right.
+	ListenAddr       string
+	User, Password   string
+	Token            string
+	ListenFullAccess bool
+	OwnToken         string
 	// ListenTLS, when set, is the TLS of ListenAddr: clients must use it,
 	// and show a certificate when it requires one.
 	ListenTLS *tls.Config
@@ -97,8 +101,11 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		if opts.Port, err = strconv.Atoi(port); err != nil {
 			return nil, fmt.Errorf("embedded NATS listen port %q: %w", port, err)
 		}
+		if o.OwnToken == "" {
+			return nil, fmt.Errorf("%w: an embedded NATS listener needs the token of ordersd's own connections", ErrInvalidArgument)
+		}
 		opts.Host, opts.DontListen = host, false
-		opts.Username, opts.Password, opts.Authorization = o.User, o.Password, o.Token
+		opts.CustomClientAuthentication = &listenerAuth{own: o.OwnToken, user: o.User, password: o.Password, token: o.Token, full: o.ListenFullAccess}
 		if o.ListenTLS != nil {
 			opts.TLSConfig, opts.TLS = o.ListenTLS, true
 			opts.TLSVerify = o.ListenTLS.ClientAuth == tls.RequireAndVerifyClientCert

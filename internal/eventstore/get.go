@@ -30,7 +30,9 @@ func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error
 }
 
 // lastEvent reads the last event of the order with key k; ErrNotFound
-// when it has none (its index entry may exist: see index.go).
+// when it has none (its index entry may exist: see index.go), and an
+// *UnreadableError, reported once, when its last message is not an order
+// event (QueueService.RepairOrder restores the order).
 func (s *Store) lastEvent(ctx context.Context, stream jetstream.Stream, k OrderKey) (storedEvent, error) {
 	filter, err := OrderSubjects(k)
 	if err != nil {
@@ -43,5 +45,7 @@ func (s *Store) lastEvent(ctx context.Context, stream jetstream.Stream, k OrderK
 	if err != nil {
 		return storedEvent{}, err
 	}
-	return decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	s.unreadable.Note(err)
+	return ev, err
 }

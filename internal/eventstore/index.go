@@ -33,7 +33,9 @@ import (
 // an id no one was ever given. Entries are never changed or deleted.
 const (
 	IndexStreamName = "ORDER_IDS"
-	indexSubjects   = IndexStreamName + ".>"
+	// indexSubjects are the subjects ORDER_IDS captures: one token after
+	// the prefix, as an order id is one token.
+	indexSubjects = IndexStreamName + ".*"
 )
 
 // IndexSubject is the subject of an order's index entry.

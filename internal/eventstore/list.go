@@ -43,6 +43,11 @@ type ListRequest struct {
 // ListPage is one page of List.
 type ListPage struct {
 	Orders []*ordersv1.Order
+	// Unreadable are the orders of the page that could not be listed: each
+	// one's last message is not an order event (another publisher's, or
+	// corrupt). They take no place among Orders; the rest of the page is
+	// listed as if they were not there.
+	Unreadable []*UnreadableError
 	// Next is the cursor of the next page; 0 when there is none.
 	Next uint64
 }
@@ -98,11 +103,9 @@ func (s *Store) List(ctx context.Context, req ListRequest) (ListPage, error) {
 			return page, nil // the end of the stream
 		}
 		examined += len(batch)
-		orders, err := s.currentOrders(ctx, st.orders, batch, current)
-		if err != nil {
+		if err := s.currentOrders(ctx, st.orders, batch, current, false, &page); err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		page.Orders = append(page.Orders, orders...)
 	}
 	// The page is full: a next page exists if any candidate follows.
 	more, err := sc.peek(ctx)
@@ -142,6 +145,9 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return nil
 			}
+			if err == nil && !current && !isOrderEvent(msg) {
+				msg, err = firstOrderEvent(gctx, stream, subject, msg)
+			}
 			candidates[i] = msg
 			return err
 		})
@@ -155,11 +161,9 @@ func (s *Store) listOfCustomer(ctx context.Context, stream jetstream.Stream, fil
 	for len(candidates) > 0 && len(page.Orders) < req.PageSize {
 		batch := candidates[:min(req.PageSize-len(page.Orders), len(candidates))]
 		candidates = candidates[len(batch):]
-		orders, err := s.currentOrders(ctx, stream, batch, current)
-		if err != nil {
+		if err := s.currentOrders(ctx, stream, batch, current, true, &page); err != nil {
 			return ListPage{}, s.classify(err)
 		}
-		page.Orders = append(page.Orders, orders...)
 		if len(candidates) > 0 {
 			page.Next = batch[len(batch)-1].Sequence
 		} else {
@@ -231,36 +235,88 @@ func (sc *scan) first(ctx context.Context) (int, error) {
 }
 
 // currentOrders reads the current state of each candidate's order, in
-// parallel, and returns them in the candidates' order. With onlyCurrent,
-// an order whose last event is not its candidate has moved on and is left
-// out. Messages that are not order events (another publisher's) are
-// skipped.
-func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, candidates []*jetstream.RawStreamMsg, onlyCurrent bool) ([]*ordersv1.Order, error) {
+// parallel, and adds them to page in the candidates' order. With
+// onlyCurrent, an order whose last event is not its candidate has moved on
+// and is left out.
+//
+// Messages that are not order events (another publisher's) never fail
+// the page. An order whose last message is one is added to
+// page.Unreadable instead of page.Orders. A candidate that is itself one,
+// or a repair (Repair's copy of an earlier event), is not the event that
+// makes its order a candidate: with onlyCurrent it is listed only if it is
+// the order's last event and readable (a repair is); without, the order is
+// listed from it only when perSubject (the candidates are the last message
+// of each subject, so nothing else stands for the order), and left to its
+// own created event otherwise.
+func (s *Store) currentOrders(ctx context.Context, stream jetstream.Stream, candidates []*jetstream.RawStreamMsg, onlyCurrent, perSubject bool, page *ListPage) error {
 	found := make([]*ordersv1.Order, len(candidates))
+	broken := make([]*UnreadableError, len(candidates))
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(listReadParallelism)
 	for i, msg := range candidates {
 		_, key, ok := parseSubject(msg.Subject)
 		if !ok {
-			s.log.Warn("skipping a message that is not an order event", "subject", msg.Subject, "sequence", msg.Sequence)
+			s.unreadable.Note(unreadable(msg.Subject, msg.Sequence, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName))
 			continue
 		}
+		stands := perSubject || onlyCurrent || isOrderEvent(msg)
 		g.Go(func() error {
 			last, err := s.lastEvent(ctx, stream, key)
-			if errors.Is(err, ErrNotFound) {
-				return nil // unreadable candidates were skipped above; nothing else is deleted
-			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrNotFound):
+				return nil // an index entry without events: no order yet
+			case AsUnreadable(err) != nil:
+				if stands {
+					broken[i] = AsUnreadable(err)
+				}
+				return nil
+			case err != nil:
 				return err
 			}
-			if !onlyCurrent || last.event.GetSequence() == msg.Sequence {
+			if onlyCurrent && last.event.GetSequence() != msg.Sequence {
+				return nil
+			}
+			if stands {
 				found[i] = last.event.GetOrder()
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i := range candidates {
+		switch {
+		case found[i] != nil:
+			page.Orders = append(page.Orders, found[i])
+		case broken[i] != nil && !slices.ContainsFunc(page.Unreadable, func(u *UnreadableError) bool { return u.Sequence == broken[i].Sequence }):
+			page.Unreadable = append(page.Unreadable, broken[i])
+		}
+	}
+	return nil
+}
+
+// isOrderEvent reports whether a stored message is an order's own event:
+// readable, and not a repair's copy of an earlier one.
+func isOrderEvent(msg *jetstream.RawStreamMsg) bool {
+	if msg.Header.Get(HeaderRepairOf) != "" {
+		return false
+	}
+	_, err := decodeEvent(msg.Subject, msg.Header, msg.Data, msg.Sequence, msg.Time)
+	return err == nil
+}
+
+// firstOrderEvent is the candidate of a created subject whose last message
+// is not the order's created event (another publisher's, or a repair):
+// the subject's first message, which is, so that the order keeps its
+// place; last when the first is not one either.
+func firstOrderEvent(ctx context.Context, stream jetstream.Stream, subject string, last *jetstream.RawStreamMsg) (*jetstream.RawStreamMsg, error) {
+	first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(found, func(o *ordersv1.Order) bool { return o == nil }), nil
+	if isOrderEvent(first) {
+		return first, nil
+	}
+	return last, nil
 }

@@ -194,7 +194,7 @@ func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Migra
 			continue
 		}
 		var history []*ordersv1.OrderEvent
-		if err := store.History(ctx, id, func(ev *ordersv1.OrderEvent) error { history = append(history, ev); return nil }); err != nil {
+		if err := store.History(ctx, id, func(ev *ordersv1.OrderEvent) error { history = append(history, ev); return nil }, nil); err != nil {
 			t.Fatalf("History(%s): %v", id, err)
 		}
 		if len(history) != len(old.orders[id]) || history[len(history)-1].GetSequence() != order.GetRevision() {

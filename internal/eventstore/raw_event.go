@@ -52,11 +52,11 @@ func FieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
 // CheckRawEvent does what DecodeEvent does, without decoding: it checks
 // that the payload is well-formed protobuf at its top level and that its
 // order id, customer id and status agree with the subject. A message that
-// fails is ErrCorruptEvent, as with DecodeEvent.
+// fails is an *UnreadableError, as with DecodeEvent.
 func CheckRawEvent(subject string, data []byte, seq uint64, stored time.Time) (RawEvent, error) {
 	status, key, ok := parseSubject(subject)
 	if !ok {
-		return RawEvent{}, fmt.Errorf("%w: sequence %d: subject %q is not ORDERS.<event>.<customer_id>.<order_id>", ErrCorruptEvent, seq, subject)
+		return RawEvent{}, unreadable(subject, seq, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName)
 	}
 	var (
 		got    OrderKey
@@ -91,11 +91,11 @@ func CheckRawEvent(subject string, data []byte, seq uint64, stored time.Time) (R
 		b = b[n:]
 	}
 	if failed {
-		return RawEvent{}, fmt.Errorf("%w: sequence %d: payload is not a protobuf message", ErrCorruptEvent, seq)
+		return RawEvent{}, unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf")
 	}
 	if gotSt != status || got != key {
-		return RawEvent{}, fmt.Errorf("%w: sequence %d: payload (%s, %s, %v) does not match subject %q",
-			ErrCorruptEvent, seq, got.CustomerID, got.OrderID, gotSt, subject)
+		return RawEvent{}, unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
+			got.CustomerID, got.OrderID, gotSt)
 	}
 	return RawEvent{Seq: seq, Stored: stored, OrderID: key.OrderID, Order: data}, nil
 }

@@ -29,11 +29,11 @@ type ReadRequest struct {
 	// sequence has been sent; otherwise the read ends when it has caught up
 	// with the stream.
 	UpTo uint64
-	// SkipUnreadable sends nothing for messages that are not order events
-	// (another publisher's, on ORDERS.>) instead of failing with
-	// ErrCorruptEvent; skipped tells about each one.
-	SkipUnreadable bool
-	Skipped        func(seq uint64, err error)
+	// Skipped, when set, is told about each message that is not an order
+	// event (another publisher's, on ORDERS.>), and the read goes on
+	// after it unless Skipped fails; without it such a message fails the
+	// read with its *UnreadableError.
+	Skipped func(*UnreadableError) error
 }
 
 // Read sends stored events in stream order, from a start position until it
@@ -144,10 +144,11 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 		}
 		r.last = meta.Sequence.Stream
 		ev, err := DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		r.store.unreadable.Note(err)
 		switch {
-		case err != nil && r.req.SkipUnreadable:
-			if r.req.Skipped != nil {
-				r.req.Skipped(meta.Sequence.Stream, err)
+		case err != nil && r.req.Skipped != nil:
+			if err := r.req.Skipped(AsUnreadable(err)); err != nil {
+				return false, received, err
 			}
 		case err != nil:
 			return false, received, err
@@ -173,7 +174,12 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 // events, and for those, reads are cheaper than creating, fetching from
 // and deleting a consumer (ordersbench's history rows compare the two; see
 // docs/performance.md).
-func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error) error {
+//
+// A message among them that is not an order event (another publisher's,
+// since repaired: see Repair) goes to skipped, in its place, when skipped
+// is not nil, and fails the read otherwise. When the order's last message
+// is such a message, History fails with its *UnreadableError at once.
+func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error, skipped func(*UnreadableError) error) error {
 	opCtx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return err
@@ -199,10 +205,14 @@ func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1
 		}
 		raw := batch[0]
 		ev, err := DecodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
-		if err != nil {
-			return err
+		s.unreadable.Note(err)
+		switch {
+		case err != nil && skipped != nil:
+			err = skipped(AsUnreadable(err))
+		case err == nil:
+			err = send(ev)
 		}
-		if err := send(ev); err != nil {
+		if err != nil {
 			return err
 		}
 	}

@@ -75,7 +75,8 @@ type Store struct {
 	now       func() time.Time
 	newID     func() string
 
-	lostAcks *lostAcks // frees the slots of acks that never come
+	lostAcks   *lostAcks    // frees the slots of acks that never come
+	unreadable *Unreadables // reports each unreadable message once
 
 	provisionMu sync.Mutex              // serialises stream provisioning
 	provisioned atomic.Bool             // the stream was created or updated by this process
@@ -100,16 +101,23 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		js:        js,
-		opts:      o.Stream,
-		opTimeout: o.OpTimeout,
-		log:       o.Logger,
-		metrics:   o.Metrics,
-		now:       time.Now,
-		newID:     func() string { return ulid.Make().String() },
-		lostAcks:  &lostAcks{js: js, after: o.OpTimeout},
+		js:         js,
+		opts:       o.Stream,
+		opTimeout:  o.OpTimeout,
+		log:        o.Logger,
+		metrics:    o.Metrics,
+		now:        time.Now,
+		newID:      func() string { return ulid.Make().String() },
+		lostAcks:   &lostAcks{js: js, after: o.OpTimeout},
+		unreadable: NewUnreadables(o.Logger, o.Metrics),
 	}, nil
 }
+
+// Unreadables is where the store reports the unreadable messages it
+// meets; the node's other readers of the stream (the watch monitor, the
+// work queues) report theirs there too, so that each is logged and
+// counted once per process.
+func (s *Store) Unreadables() *Unreadables { return s.unreadable }
 
 // Result is the outcome of a write.
 type Result struct {

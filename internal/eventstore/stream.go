@@ -39,7 +39,7 @@ func (o StreamOptions) streamConfig() jetstream.StreamConfig {
 		Name:        StreamName,
 		Description: "ordersd order events: ORDERS.<event>.<customer_id>.<order_id>, payload orders.v1.Order",
 		Metadata:    map[string]string{MetadataLayout: Layout},
-		Subjects:    []string{StreamSubjects},
+		Subjects:    CapturedSubjects(),
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    o.Replicas,
@@ -61,7 +61,9 @@ type streams struct {
 }
 
 // provisionStreams creates the streams ORDERS and ORDER_IDS, or updates
-// them to the wanted settings when they exist, and those of dead letters
+// them to the wanted settings when they exist (a stream made by an older
+// ordersd, which captured all of ORDERS.>, is narrowed in place to
+// CapturedSubjects: what it stored stays), and those of dead letters
 // (deadLettersOff says why they cannot be, see provisionDeadLetters). A
 // stream ORDERS that holds events in an older subject layout is left
 // untouched: ErrLayoutOutdated.

@@ -11,7 +11,9 @@ import (
 // StreamName is the JetStream stream holding every order event.
 const StreamName = "ORDERS"
 
-// StreamSubjects is the subject filter of the stream: every subject under ORDERS.
+// StreamSubjects is the filter of a reader of every event: every subject
+// under ORDERS. The stream itself captures only the subjects of its layout
+// (CapturedSubjects).
 const StreamSubjects = StreamName + ".>"
 
 // Layout names the subject layout of the stream ORDERS. It is kept in the
@@ -42,6 +44,38 @@ var eventTokens = map[ordersv1.OrderStatus]string{
 	ordersv1.OrderStatus_ORDER_STATUS_PAID:      "paid",
 	ordersv1.OrderStatus_ORDER_STATUS_SHIPPED:   "shipped",
 	ordersv1.OrderStatus_ORDER_STATUS_CANCELLED: "cancelled",
+}
+
+// eventOrder lists the storable statuses in the order of the enum, so that
+// the subjects built from them come out the same every time.
+var eventOrder = []ordersv1.OrderStatus{
+	ordersv1.OrderStatus_ORDER_STATUS_CREATED,
+	ordersv1.OrderStatus_ORDER_STATUS_APPROVED,
+	ordersv1.OrderStatus_ORDER_STATUS_REJECTED,
+	ordersv1.OrderStatus_ORDER_STATUS_PAID,
+	ordersv1.OrderStatus_ORDER_STATUS_SHIPPED,
+	ordersv1.OrderStatus_ORDER_STATUS_CANCELLED,
+}
+
+// CapturedSubjects are the subjects the stream ORDERS captures: exactly
+// those of Layout's events, ORDERS.<event>.*.* for each event type. A
+// publish on any other subject under ORDERS. (ORDERS.created,
+// ORDERS.junk.x) is stored by no stream, and the publisher gets
+// JetStream's "no stream" answer instead of a message landing silently
+// among the orders.
+func CapturedSubjects() []string {
+	return layoutSubjects(StreamName)
+}
+
+// layoutSubjects are the event subjects under prefix: prefix.<event>.*.*
+// for each event type. A partitioned layout gives each partition's stream
+// its own prefix under ORDERS.
+func layoutSubjects(prefix string) []string {
+	subjects := make([]string, 0, len(eventOrder))
+	for _, status := range eventOrder {
+		subjects = append(subjects, prefix+"."+eventTokens[status]+".*.*")
+	}
+	return subjects
 }
 
 // EventType returns the <event> subject token for status, or "" when status
@@ -187,4 +221,11 @@ func FilterSubjects(f Filter) ([]string, error) {
 		}
 	}
 	return filters, nil
+}
+
+// SubjectStatus returns the status whose events are stored on subject,
+// and false when subject is not an event subject of the layout.
+func SubjectStatus(subject string) (ordersv1.OrderStatus, bool) {
+	status, _, ok := parseSubject(subject)
+	return status, ok
 }

@@ -117,6 +117,11 @@ func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, s
 		return Result{}, false, err
 	}
 	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	if AsUnreadable(err) != nil {
+		// Another publisher's message, since repaired: not this request's.
+		s.unreadable.Note(err)
+		return Result{}, false, nil
+	}
 	if err != nil {
 		return Result{}, false, err
 	}

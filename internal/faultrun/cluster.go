@@ -97,7 +97,9 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 		p := &process{name: name, grpcAddr: grpcAddrs[i]}
 		p.args = append([]string{"--grpc-addr", p.grpcAddr, "--data-dir", filepath.Join(o.Dir, name),
 			"--server-name", name, "--cluster-name", "faultrun", "--cluster-listen", routes[i],
-			"--cluster-routes", strings.Join(peers, ","), "--nats-listen", natsAddrs[i]}, append(routeTLS[i], common...)...)
+			"--cluster-routes", strings.Join(peers, ","), "--nats-listen", natsAddrs[i],
+			// The replicas are ordersd nodes of their own (--nats-url): they write.
+			"--nats-listen-access", "full"}, append(routeTLS[i], common...)...)
 		c.nodes = append(c.nodes, p)
 		c.natsURLs = append(c.natsURLs, "nats://"+natsAddrs[i])
 	}

@@ -25,6 +25,7 @@ type Metrics struct {
 	ready           prometheus.Gauge
 	deadLetterRec   prometheus.Gauge
 	deadLetters     *deadLetterCollector
+	unreadable      *prometheus.CounterVec
 }
 
 // New creates the metrics and registers them with reg.
@@ -64,12 +65,15 @@ func New(reg prometheus.Registerer) *Metrics {
 		deadLetterRec: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ordersd_dead_letters_recorded", Help: "1 while dead letters are recorded in ORDERS_DEAD_LETTERS; 0 while they cannot be (another stream holds their subjects: the log says which) or the node is not ready.",
 		}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersd_unreadable_events_total", Help: "Stored messages this node found not to be order events (another publisher's, or corrupt), by stream; each counted once, however often it is read.",
+		}, []string{"stream"}),
 	}
 	m.deadLetters = &deadLetterCollector{desc: prometheus.NewDesc("ordersd_dead_letters",
 		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
 		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetterRec, m.deadLetters)
+		m.watchers, m.watchersBehind, m.watchEvents, m.natsConnected, m.ready, m.deadLetterRec, m.deadLetters, m.unreadable)
 	return m
 }
 
@@ -174,6 +178,15 @@ func (m *Metrics) WatchEvent() {
 		return
 	}
 	m.watchEvents.Inc()
+}
+
+// UnreadableEvent records a stored message of stream that is not an order
+// event, the first time this node meets it.
+func (m *Metrics) UnreadableEvent(stream string) {
+	if m == nil {
+		return
+	}
+	m.unreadable.WithLabelValues(stream).Inc()
 }
 
 // State records the NATS connection and JetStream readiness.

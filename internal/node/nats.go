@@ -69,20 +69,22 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 			// random token that only this process knows.
 			l = EmbeddedListen{Addr: "127.0.0.1:-1", Token: randomToken()}
 		}
-		switch {
-		case l.Addr != "" && l.Token != "":
-			c.opts = []nats.Option{nats.Token(l.Token)}
-		case l.Addr != "":
-			c.opts = []nats.Option{nats.UserInfo(l.User, l.Password)}
+		// ordersd's own connections have a secret of their own: the
+		// listener's user may read only.
+		var own string
+		if l.Addr != "" {
+			own = randomToken()
+			c.opts = []nats.Option{nats.Token(own)}
 		}
 		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
 			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token, ListenTLS: serverTLS,
+			ListenFullAccess: l.Access == ListenFull, OwnToken: own,
 			Cluster: cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
 		if err != nil {
 			return nil, err
 		}
 		c.embedded = ns
-		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "listen_tls", listenTLS != nil,
+		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "listen_tls", listenTLS != nil, "listen_access", l.access(),
 			"cluster", cfg.Cluster.Name, "cluster_tls", routeTLS != nil)
 	}
 	nc, err := eventstore.Connect(c.url, c.embedded, log, c.opts...)

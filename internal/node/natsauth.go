@@ -94,18 +94,41 @@ func (a NATSAuth) options(files *tlsfiles.Files) ([]nats.Option, error) {
 
 // EmbeddedListen opens the embedded NATS server to NATS clients (the nats
 // CLI, other services), always with authentication, and with TLS when
-// given a certificate.
+// given a certificate. Its user reads the streams (eventstore.ReaderPermissions)
+// unless given full access.
 type EmbeddedListen struct {
 	Addr           string // host:port; no listener when empty
 	User, Password string // the one user allowed in
 	Token          string // or a token
+	Access         string // ListenRead (the default when empty) or ListenFull (--nats-listen-access)
 	CertFile       string // the listener's certificate (PEM); clients must use TLS (--nats-listen-cert)
 	KeyFile        string // its key (--nats-listen-key)
 	ClientCAFile   string // CAs of client certificates: clients must show one (--nats-listen-client-ca)
 }
 
+// The access of the listener's user (--nats-listen-access).
+const (
+	// ListenRead: look up and read the streams, consume from them; no
+	// publish on the order subjects, no purge, no delete.
+	ListenRead = "read"
+	// ListenFull: every right, ordersd's own included: what another
+	// ordersd node (--nats-url) or a writer of ORDERS.> needs.
+	ListenFull = "full"
+)
+
+// access is the listener user's access, ListenRead when unset.
+func (l EmbeddedListen) access() string {
+	if l.Access == "" {
+		return ListenRead
+	}
+	return l.Access
+}
+
 // validate refuses a listener without authentication.
 func (l EmbeddedListen) validate() error {
+	if l.Access != "" && l.Access != ListenRead && l.Access != ListenFull {
+		return fmt.Errorf("--nats-listen-access must be %q or %q, got %q", ListenRead, ListenFull, l.Access)
+	}
 	if l.Addr == "" {
 		return nil
 	}

@@ -120,6 +120,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
 	}
 	monitor := consumers.NewMonitor(nc, o.OpTimeout, log, o.Metrics)
+	monitor.ReportUnreadableTo(store.Unreadables())
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	deps := ordersserver.Deps{
 		Store:        store,

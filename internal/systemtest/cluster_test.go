@@ -105,7 +105,8 @@ func startChildCluster(t *testing.T) []*clusterNode {
 	nodes := make([]*clusterNode, 3)
 	for i := range 3 {
 		const token = "inspect"
-		child := spawnChild(t, t.TempDir(), append(clusterArgs(i, routes, keyFile, routeTLS), "--nats-listen", natsAddrs[i], "--nats-listen-token", token)...)
+		child := spawnChild(t, t.TempDir(), append(clusterArgs(i, routes, keyFile, routeTLS), "--nats-listen", natsAddrs[i], "--nats-listen-token", token,
+			"--nats-listen-access", "full")...) // the test moves leaders
 		natsURL := "nats://" + natsAddrs[i]
 		nodes[i] = &clusterNode{
 			name: fmt.Sprintf("n%d", i+1), addr: child.addr,

@@ -4,6 +4,6 @@
 // signals): three-node clusters losing their stream leader, TLS and its
 // rotation, NATS credentials, the xDS mesh, shutdown and kills, the HTTP
 // port, metrics and tracing, the fault run, and the commands of the README
-// and docs/. It
-// has no code of its own; the unit tests of each package sit beside it.
+// and docs/. It has no code of its own; the unit tests of each package sit
+// beside it.
 package systemtest

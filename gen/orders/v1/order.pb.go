@@ -362,6 +362,101 @@ func (x *OrderEvent) GetOrder() *Order {
 	return nil
 }
 
+// UnreadableEvent is a stored message that is not a readable order event:
+// another publisher put it on an order's subject, or its subject, headers
+// and payload disagree. Reads skip it and say so with one of these, so that
+// a gap in sequences and a foreign message can be told apart; an admin can
+// restore the order it blocks with QueueService.RepairOrder.
+type UnreadableEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream that holds it (ORDERS).
+	Stream string `protobuf:"bytes,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// Its stream sequence.
+	Sequence uint64 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// The subject it was published on.
+	Subject string `protobuf:"bytes,3,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The order its subject names; empty when the subject names none.
+	OrderId string `protobuf:"bytes,4,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The customer its subject names; empty when the subject names none.
+	CustomerId string `protobuf:"bytes,5,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// Why it is not an order event.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnreadableEvent) Reset() {
+	*x = UnreadableEvent{}
+	mi := &file_orders_v1_order_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnreadableEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnreadableEvent) ProtoMessage() {}
+
+func (x *UnreadableEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_order_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnreadableEvent.ProtoReflect.Descriptor instead.
+func (*UnreadableEvent) Descriptor() ([]byte, []int) {
+	return file_orders_v1_order_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *UnreadableEvent) GetStream() string {
+	if x != nil {
+		return x.Stream
+	}
+	return ""
+}
+
+func (x *UnreadableEvent) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *UnreadableEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *UnreadableEvent) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *UnreadableEvent) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *UnreadableEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_orders_v1_order_proto protoreflect.FileDescriptor
 
 const file_orders_v1_order_proto_rawDesc = "" +
@@ -391,7 +486,15 @@ const file_orders_v1_order_proto_rawDesc = "" +
 	"OrderEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12=\n" +
 	"\fpublish_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x12&\n" +
-	"\x05order\x18\x03 \x01(\v2\x10.orders.v1.OrderR\x05order*\xc8\x01\n" +
+	"\x05order\x18\x03 \x01(\v2\x10.orders.v1.OrderR\x05order\"\xb3\x01\n" +
+	"\x0fUnreadableEvent\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\tR\x06stream\x12\x1a\n" +
+	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12\x18\n" +
+	"\asubject\x18\x03 \x01(\tR\asubject\x12\x19\n" +
+	"\border_id\x18\x04 \x01(\tR\aorderId\x12\x1f\n" +
+	"\vcustomer_id\x18\x05 \x01(\tR\n" +
+	"customerId\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason*\xc8\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_CREATED\x10\x01\x12\x19\n" +
@@ -417,20 +520,21 @@ func file_orders_v1_order_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_order_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_orders_v1_order_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_orders_v1_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: orders.v1.OrderStatus
 	(*LineItem)(nil),              // 1: orders.v1.LineItem
 	(*Order)(nil),                 // 2: orders.v1.Order
 	(*OrderEvent)(nil),            // 3: orders.v1.OrderEvent
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*UnreadableEvent)(nil),       // 4: orders.v1.UnreadableEvent
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_orders_v1_order_proto_depIdxs = []int32{
 	0, // 0: orders.v1.Order.status:type_name -> orders.v1.OrderStatus
 	1, // 1: orders.v1.Order.items:type_name -> orders.v1.LineItem
-	4, // 2: orders.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	4, // 3: orders.v1.Order.update_time:type_name -> google.protobuf.Timestamp
-	4, // 4: orders.v1.OrderEvent.publish_time:type_name -> google.protobuf.Timestamp
+	5, // 2: orders.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	5, // 3: orders.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	5, // 4: orders.v1.OrderEvent.publish_time:type_name -> google.protobuf.Timestamp
 	2, // 5: orders.v1.OrderEvent.order:type_name -> orders.v1.Order
 	6, // [6:6] is the sub-list for method output_type
 	6, // [6:6] is the sub-list for method input_type
@@ -450,7 +554,7 @@ func file_orders_v1_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_order_proto_rawDesc), len(file_orders_v1_order_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1215,11 +1215,15 @@ func (x *GetOrderHistoryRequest) GetOrderId() string {
 	return ""
 }
 
-// GetOrderHistoryResponse is one message of the GetOrderHistory stream.
+// GetOrderHistoryResponse is one message of the GetOrderHistory stream:
+// an event, or, in its place, a message that is not an order event.
 type GetOrderHistoryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One event of the order, in stream order.
-	Event         *OrderEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Event *OrderEvent `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// Set instead of event for a message on the order's subjects that is not
+	// an order event, which a repair (QueueService.RepairOrder) stands after.
+	Skipped       *UnreadableEvent `protobuf:"bytes,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1257,6 +1261,13 @@ func (*GetOrderHistoryResponse) Descriptor() ([]byte, []int) {
 func (x *GetOrderHistoryResponse) GetEvent() *OrderEvent {
 	if x != nil {
 		return x.Event
+	}
+	return nil
+}
+
+func (x *GetOrderHistoryResponse) GetSkipped() *UnreadableEvent {
+	if x != nil {
+		return x.Skipped
 	}
 	return nil
 }
@@ -1481,8 +1492,12 @@ type ListOrdersResponse struct {
 	Orders []*Order `protobuf:"bytes,1,rep,name=orders,proto3" json:"orders,omitempty"`
 	// Pass it as page_token to get the next page; empty when there is none.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Orders of this page that could not be listed, each by its last stored
+	// message, which is not an order event (see UnreadableEvent). They take
+	// no place in page_size; every readable order is listed as usual.
+	UnreadableOrders []*UnreadableEvent `protobuf:"bytes,10,rep,name=unreadable_orders,json=unreadableOrders,proto3" json:"unreadable_orders,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListOrdersResponse) Reset() {
@@ -1527,6 +1542,13 @@ func (x *ListOrdersResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListOrdersResponse) GetUnreadableOrders() []*UnreadableEvent {
+	if x != nil {
+		return x.UnreadableOrders
+	}
+	return nil
 }
 
 // ConsumeOrdersRequest is the input of ConsumeOrders.
@@ -2522,7 +2544,11 @@ type WatchOrdersResponse struct {
 	// live.
 	CaughtUp bool `protobuf:"varint,2,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	// The stream is alive but had nothing to send.
-	Heartbeat     bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Heartbeat bool `protobuf:"varint,3,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// A stored message that matches the filters but is not an order event
+	// (another publisher's, or corrupt): it is skipped, and this says which
+	// sequence and why. Resume after it like after an event.
+	Skipped       *UnreadableEvent `protobuf:"bytes,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2576,6 +2602,13 @@ func (x *WatchOrdersResponse) GetHeartbeat() bool {
 		return x.Heartbeat
 	}
 	return false
+}
+
+func (x *WatchOrdersResponse) GetSkipped() *UnreadableEvent {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
 }
 
 var File_orders_v1_order_service_proto protoreflect.FileDescriptor
@@ -2655,9 +2688,11 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\x05order\x18\x01 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"3\n" +
 	"\x16GetOrderHistoryRequest\x12\x19\n" +
-	"\border_id\x18\x01 \x01(\tR\aorderId\"F\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\"|\n" +
 	"\x17GetOrderHistoryResponse\x12+\n" +
-	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\"\xb2\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x124\n" +
+	"\askipped\x18\n" +
+	" \x01(\v2\x1a.orders.v1.UnreadableEventR\askipped\"\xb2\x02\n" +
 	"\x10ConsumerSettings\x124\n" +
 	"\back_wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\aackWait\x12%\n" +
 	"\x0emax_deliveries\x18\x02 \x01(\x05R\rmaxDeliveries\x123\n" +
@@ -2673,10 +2708,12 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"f\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xaf\x01\n" +
 	"\x12ListOrdersResponse\x12(\n" +
 	"\x06orders\x18\x01 \x03(\v2\x10.orders.v1.OrderR\x06orders\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc9\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12G\n" +
+	"\x11unreadable_orders\x18\n" +
+	" \x03(\v2\x1a.orders.v1.UnreadableEventR\x10unreadableOrders\"\xc9\x02\n" +
 	"\x14ConsumeOrdersRequest\x12\x1a\n" +
 	"\bconsumer\x18\x01 \x01(\tR\bconsumer\x122\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\"\n" +
@@ -2751,11 +2788,13 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTime\x12H\n" +
 	"\x12heartbeat_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatIntervalB\a\n" +
-	"\x05start\"}\n" +
+	"\x05start\"\xb3\x01\n" +
 	"\x13WatchOrdersResponse\x12+\n" +
 	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12\x1c\n" +
-	"\theartbeat\x18\x03 \x01(\bR\theartbeat*\x80\x01\n" +
+	"\theartbeat\x18\x03 \x01(\bR\theartbeat\x124\n" +
+	"\askipped\x18\n" +
+	" \x01(\v2\x1a.orders.v1.UnreadableEventR\askipped*\x80\x01\n" +
 	"\tAckAction\x12\x1a\n" +
 	"\x16ACK_ACTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
@@ -2836,9 +2875,10 @@ var file_orders_v1_order_service_proto_goTypes = []any{
 	(*LineItem)(nil),                // 37: orders.v1.LineItem
 	(*Order)(nil),                   // 38: orders.v1.Order
 	(*OrderEvent)(nil),              // 39: orders.v1.OrderEvent
-	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
-	(OrderStatus)(0),                // 42: orders.v1.OrderStatus
+	(*UnreadableEvent)(nil),         // 40: orders.v1.UnreadableEvent
+	(*durationpb.Duration)(nil),     // 41: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(OrderStatus)(0),                // 43: orders.v1.OrderStatus
 }
 var file_orders_v1_order_service_proto_depIdxs = []int32{
 	37, // 0: orders.v1.CreateOrderRequest.items:type_name -> orders.v1.LineItem
@@ -2854,63 +2894,66 @@ var file_orders_v1_order_service_proto_depIdxs = []int32{
 	38, // 10: orders.v1.ShipOrderResponse.order:type_name -> orders.v1.Order
 	38, // 11: orders.v1.CancelOrderResponse.order:type_name -> orders.v1.Order
 	39, // 12: orders.v1.GetOrderHistoryResponse.event:type_name -> orders.v1.OrderEvent
-	40, // 13: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
-	40, // 14: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
-	41, // 15: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
-	42, // 16: orders.v1.ListOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	38, // 17: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
-	42, // 18: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	21, // 19: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
-	40, // 20: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	39, // 21: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	0,  // 22: orders.v1.Ack.action:type_name -> orders.v1.AckAction
-	40, // 23: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
-	26, // 24: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
-	28, // 25: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
-	24, // 26: orders.v1.StreamOrdersRequest.open:type_name -> orders.v1.ConsumeOrdersRequest
-	31, // 27: orders.v1.StreamOrdersRequest.acks:type_name -> orders.v1.StreamAck
-	0,  // 28: orders.v1.StreamAck.action:type_name -> orders.v1.AckAction
-	40, // 29: orders.v1.StreamAck.nak_delay:type_name -> google.protobuf.Duration
-	33, // 30: orders.v1.StreamOrdersResponse.deliveries:type_name -> orders.v1.StreamDelivery
-	34, // 31: orders.v1.StreamOrdersResponse.ack_results:type_name -> orders.v1.StreamAckResult
-	39, // 32: orders.v1.StreamDelivery.event:type_name -> orders.v1.OrderEvent
-	42, // 33: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
-	41, // 34: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
-	40, // 35: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
-	39, // 36: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
-	1,  // 37: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
-	3,  // 38: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
-	7,  // 39: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
-	9,  // 40: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
-	11, // 41: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
-	13, // 42: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
-	15, // 43: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
-	17, // 44: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
-	22, // 45: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
-	19, // 46: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
-	24, // 47: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
-	27, // 48: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
-	30, // 49: orders.v1.OrderService.StreamOrders:input_type -> orders.v1.StreamOrdersRequest
-	35, // 50: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
-	2,  // 51: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
-	4,  // 52: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
-	8,  // 53: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
-	10, // 54: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
-	12, // 55: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
-	14, // 56: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
-	16, // 57: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
-	18, // 58: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
-	23, // 59: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
-	20, // 60: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
-	25, // 61: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
-	29, // 62: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
-	32, // 63: orders.v1.OrderService.StreamOrders:output_type -> orders.v1.StreamOrdersResponse
-	36, // 64: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
-	51, // [51:65] is the sub-list for method output_type
-	37, // [37:51] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	40, // 13: orders.v1.GetOrderHistoryResponse.skipped:type_name -> orders.v1.UnreadableEvent
+	41, // 14: orders.v1.ConsumerSettings.ack_wait:type_name -> google.protobuf.Duration
+	41, // 15: orders.v1.ConsumerSettings.backoff:type_name -> google.protobuf.Duration
+	42, // 16: orders.v1.ConsumerSettings.start_time:type_name -> google.protobuf.Timestamp
+	43, // 17: orders.v1.ListOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	38, // 18: orders.v1.ListOrdersResponse.orders:type_name -> orders.v1.Order
+	40, // 19: orders.v1.ListOrdersResponse.unreadable_orders:type_name -> orders.v1.UnreadableEvent
+	43, // 20: orders.v1.ConsumeOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	21, // 21: orders.v1.ConsumeOrdersRequest.settings:type_name -> orders.v1.ConsumerSettings
+	41, // 22: orders.v1.ConsumeOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	39, // 23: orders.v1.ConsumeOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	0,  // 24: orders.v1.Ack.action:type_name -> orders.v1.AckAction
+	41, // 25: orders.v1.Ack.nak_delay:type_name -> google.protobuf.Duration
+	26, // 26: orders.v1.AckOrdersRequest.acks:type_name -> orders.v1.Ack
+	28, // 27: orders.v1.AckOrdersResponse.results:type_name -> orders.v1.AckResult
+	24, // 28: orders.v1.StreamOrdersRequest.open:type_name -> orders.v1.ConsumeOrdersRequest
+	31, // 29: orders.v1.StreamOrdersRequest.acks:type_name -> orders.v1.StreamAck
+	0,  // 30: orders.v1.StreamAck.action:type_name -> orders.v1.AckAction
+	41, // 31: orders.v1.StreamAck.nak_delay:type_name -> google.protobuf.Duration
+	33, // 32: orders.v1.StreamOrdersResponse.deliveries:type_name -> orders.v1.StreamDelivery
+	34, // 33: orders.v1.StreamOrdersResponse.ack_results:type_name -> orders.v1.StreamAckResult
+	39, // 34: orders.v1.StreamDelivery.event:type_name -> orders.v1.OrderEvent
+	43, // 35: orders.v1.WatchOrdersRequest.statuses:type_name -> orders.v1.OrderStatus
+	42, // 36: orders.v1.WatchOrdersRequest.start_time:type_name -> google.protobuf.Timestamp
+	41, // 37: orders.v1.WatchOrdersRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	39, // 38: orders.v1.WatchOrdersResponse.event:type_name -> orders.v1.OrderEvent
+	40, // 39: orders.v1.WatchOrdersResponse.skipped:type_name -> orders.v1.UnreadableEvent
+	1,  // 40: orders.v1.OrderService.CreateOrder:input_type -> orders.v1.CreateOrderRequest
+	3,  // 41: orders.v1.OrderService.CreateOrders:input_type -> orders.v1.CreateOrdersRequest
+	7,  // 42: orders.v1.OrderService.GetOrder:input_type -> orders.v1.GetOrderRequest
+	9,  // 43: orders.v1.OrderService.ApproveOrder:input_type -> orders.v1.ApproveOrderRequest
+	11, // 44: orders.v1.OrderService.RejectOrder:input_type -> orders.v1.RejectOrderRequest
+	13, // 45: orders.v1.OrderService.PayOrder:input_type -> orders.v1.PayOrderRequest
+	15, // 46: orders.v1.OrderService.ShipOrder:input_type -> orders.v1.ShipOrderRequest
+	17, // 47: orders.v1.OrderService.CancelOrder:input_type -> orders.v1.CancelOrderRequest
+	22, // 48: orders.v1.OrderService.ListOrders:input_type -> orders.v1.ListOrdersRequest
+	19, // 49: orders.v1.OrderService.GetOrderHistory:input_type -> orders.v1.GetOrderHistoryRequest
+	24, // 50: orders.v1.OrderService.ConsumeOrders:input_type -> orders.v1.ConsumeOrdersRequest
+	27, // 51: orders.v1.OrderService.AckOrders:input_type -> orders.v1.AckOrdersRequest
+	30, // 52: orders.v1.OrderService.StreamOrders:input_type -> orders.v1.StreamOrdersRequest
+	35, // 53: orders.v1.OrderService.WatchOrders:input_type -> orders.v1.WatchOrdersRequest
+	2,  // 54: orders.v1.OrderService.CreateOrder:output_type -> orders.v1.CreateOrderResponse
+	4,  // 55: orders.v1.OrderService.CreateOrders:output_type -> orders.v1.CreateOrdersResponse
+	8,  // 56: orders.v1.OrderService.GetOrder:output_type -> orders.v1.GetOrderResponse
+	10, // 57: orders.v1.OrderService.ApproveOrder:output_type -> orders.v1.ApproveOrderResponse
+	12, // 58: orders.v1.OrderService.RejectOrder:output_type -> orders.v1.RejectOrderResponse
+	14, // 59: orders.v1.OrderService.PayOrder:output_type -> orders.v1.PayOrderResponse
+	16, // 60: orders.v1.OrderService.ShipOrder:output_type -> orders.v1.ShipOrderResponse
+	18, // 61: orders.v1.OrderService.CancelOrder:output_type -> orders.v1.CancelOrderResponse
+	23, // 62: orders.v1.OrderService.ListOrders:output_type -> orders.v1.ListOrdersResponse
+	20, // 63: orders.v1.OrderService.GetOrderHistory:output_type -> orders.v1.GetOrderHistoryResponse
+	25, // 64: orders.v1.OrderService.ConsumeOrders:output_type -> orders.v1.ConsumeOrdersResponse
+	29, // 65: orders.v1.OrderService.AckOrders:output_type -> orders.v1.AckOrdersResponse
+	32, // 66: orders.v1.OrderService.StreamOrders:output_type -> orders.v1.StreamOrdersResponse
+	36, // 67: orders.v1.OrderService.WatchOrders:output_type -> orders.v1.WatchOrdersResponse
+	54, // [54:68] is the sub-list for method output_type
+	40, // [40:54] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_order_service_proto_init() }

@@ -65,6 +65,10 @@ type OrderServiceClient interface {
 	CreateOrders(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CreateOrdersRequest, CreateOrdersResponse], error)
 	// GetOrder returns an order's current state: its latest event, read from
 	// the stream (strongly consistent: it sees every write that returned).
+	//
+	// DATA_LOSS when the order's last stored message is not an order event
+	// (another publisher's): the message names its sequence and why, and
+	// QueueService.RepairOrder restores the order's last good state.
 	GetOrder(ctx context.Context, in *GetOrderRequest, opts ...grpc.CallOption) (*GetOrderResponse, error)
 	// ApproveOrder moves a CREATED order to APPROVED.
 	ApproveOrder(ctx context.Context, in *ApproveOrderRequest, opts ...grpc.CallOption) (*ApproveOrderResponse, error)
@@ -86,10 +90,15 @@ type OrderServiceClient interface {
 	// listed as it is when its page is read. A page may hold fewer than
 	// page_size orders even when more follow (a listing by status across all
 	// customers examines at most 2,000 events per page): go on while
-	// next_page_token is set.
+	// next_page_token is set. An order whose last stored message is not an
+	// order event is reported in unreadable_orders, never failing the page.
 	ListOrders(ctx context.Context, in *ListOrdersRequest, opts ...grpc.CallOption) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
+	// A message on the order's subjects that is not an order event, and that
+	// a repair stands after, is sent as skipped in its place; DATA_LOSS, naming
+	// the sequence and why, when the order's last message is one (see
+	// QueueService.RepairOrder).
 	GetOrderHistory(ctx context.Context, in *GetOrderHistoryRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetOrderHistoryResponse], error)
 	// ConsumeOrders streams order events from a durable work queue (a
 	// JetStream pull consumer). Each event must be acknowledged with
@@ -342,6 +351,10 @@ type OrderServiceServer interface {
 	CreateOrders(grpc.BidiStreamingServer[CreateOrdersRequest, CreateOrdersResponse]) error
 	// GetOrder returns an order's current state: its latest event, read from
 	// the stream (strongly consistent: it sees every write that returned).
+	//
+	// DATA_LOSS when the order's last stored message is not an order event
+	// (another publisher's): the message names its sequence and why, and
+	// QueueService.RepairOrder restores the order's last good state.
 	GetOrder(context.Context, *GetOrderRequest) (*GetOrderResponse, error)
 	// ApproveOrder moves a CREATED order to APPROVED.
 	ApproveOrder(context.Context, *ApproveOrderRequest) (*ApproveOrderResponse, error)
@@ -363,10 +376,15 @@ type OrderServiceServer interface {
 	// listed as it is when its page is read. A page may hold fewer than
 	// page_size orders even when more follow (a listing by status across all
 	// customers examines at most 2,000 events per page): go on while
-	// next_page_token is set.
+	// next_page_token is set. An order whose last stored message is not an
+	// order event is reported in unreadable_orders, never failing the page.
 	ListOrders(context.Context, *ListOrdersRequest) (*ListOrdersResponse, error)
 	// GetOrderHistory streams every event of one order, oldest first, and
 	// ends once the events stored when the call began have all been sent.
+	// A message on the order's subjects that is not an order event, and that
+	// a repair stands after, is sent as skipped in its place; DATA_LOSS, naming
+	// the sequence and why, when the order's last message is one (see
+	// QueueService.RepairOrder).
 	GetOrderHistory(*GetOrderHistoryRequest, grpc.ServerStreamingServer[GetOrderHistoryResponse]) error
 	// ConsumeOrders streams order events from a durable work queue (a
 	// JetStream pull consumer). Each event must be acknowledged with

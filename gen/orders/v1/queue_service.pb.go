@@ -1162,6 +1162,129 @@ func (x *PurgeDeadLettersResponse) GetPurged() uint64 {
 	return 0
 }
 
+// RepairOrderRequest is the input of RepairOrder.
+type RepairOrderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The order to repair. Required.
+	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// Only report what a repair would do; store nothing.
+	ValidateOnly  bool `protobuf:"varint,2,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairOrderRequest) Reset() {
+	*x = RepairOrderRequest{}
+	mi := &file_orders_v1_queue_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairOrderRequest) ProtoMessage() {}
+
+func (x *RepairOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_queue_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairOrderRequest.ProtoReflect.Descriptor instead.
+func (*RepairOrderRequest) Descriptor() ([]byte, []int) {
+	return file_orders_v1_queue_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RepairOrderRequest) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *RepairOrderRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
+// RepairOrderResponse is the output of RepairOrder.
+type RepairOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages on the order's subjects that are not order events, oldest
+	// first.
+	UnreadableEvents []*UnreadableEvent `protobuf:"bytes,1,rep,name=unreadable_events,json=unreadableEvents,proto3" json:"unreadable_events,omitempty"`
+	// The order's last readable state; after a repair, its revision is the
+	// repair event's sequence.
+	Order *Order `protobuf:"bytes,2,opt,name=order,proto3" json:"order,omitempty"`
+	// True when a repair event was stored; false when the order's last
+	// message was readable already (nothing to repair) or with
+	// validate_only.
+	Repaired      bool `protobuf:"varint,3,opt,name=repaired,proto3" json:"repaired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairOrderResponse) Reset() {
+	*x = RepairOrderResponse{}
+	mi := &file_orders_v1_queue_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairOrderResponse) ProtoMessage() {}
+
+func (x *RepairOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_orders_v1_queue_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairOrderResponse.ProtoReflect.Descriptor instead.
+func (*RepairOrderResponse) Descriptor() ([]byte, []int) {
+	return file_orders_v1_queue_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RepairOrderResponse) GetUnreadableEvents() []*UnreadableEvent {
+	if x != nil {
+		return x.UnreadableEvents
+	}
+	return nil
+}
+
+func (x *RepairOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *RepairOrderResponse) GetRepaired() bool {
+	if x != nil {
+		return x.Repaired
+	}
+	return false
+}
+
 var File_orders_v1_queue_service_proto protoreflect.FileDescriptor
 
 const file_orders_v1_queue_service_proto_rawDesc = "" +
@@ -1243,11 +1366,18 @@ const file_orders_v1_queue_service_proto_rawDesc = "" +
 	"\x03ids\x18\x02 \x03(\x04R\x03ids\x12\x10\n" +
 	"\x03all\x18\x03 \x01(\bR\x03all\"2\n" +
 	"\x18PurgeDeadLettersResponse\x12\x16\n" +
-	"\x06purged\x18\x01 \x01(\x04R\x06purged*\x80\x01\n" +
+	"\x06purged\x18\x01 \x01(\x04R\x06purged\"T\n" +
+	"\x12RepairOrderRequest\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12#\n" +
+	"\rvalidate_only\x18\x02 \x01(\bR\fvalidateOnly\"\xa2\x01\n" +
+	"\x13RepairOrderResponse\x12G\n" +
+	"\x11unreadable_events\x18\x01 \x03(\v2\x1a.orders.v1.UnreadableEventR\x10unreadableEvents\x12&\n" +
+	"\x05order\x18\x02 \x01(\v2\x10.orders.v1.OrderR\x05order\x12\x1a\n" +
+	"\brepaired\x18\x03 \x01(\bR\brepaired*\x80\x01\n" +
 	"\x10DeadLetterReason\x12\"\n" +
 	"\x1eDEAD_LETTER_REASON_UNSPECIFIED\x10\x00\x12%\n" +
 	"!DEAD_LETTER_REASON_MAX_DELIVERIES\x10\x01\x12!\n" +
-	"\x1dDEAD_LETTER_REASON_TERMINATED\x10\x022\xf8\x04\n" +
+	"\x1dDEAD_LETTER_REASON_TERMINATED\x10\x022\xc6\x05\n" +
 	"\fQueueService\x12R\n" +
 	"\rListConsumers\x12\x1f.orders.v1.ListConsumersRequest\x1a .orders.v1.ListConsumersResponse\x12L\n" +
 	"\vGetConsumer\x12\x1d.orders.v1.GetConsumerRequest\x1a\x1e.orders.v1.GetConsumerResponse\x12U\n" +
@@ -1255,7 +1385,8 @@ const file_orders_v1_queue_service_proto_rawDesc = "" +
 	"\x0eDeleteConsumer\x12 .orders.v1.DeleteConsumerRequest\x1a!.orders.v1.DeleteConsumerResponse\x12X\n" +
 	"\x0fListDeadLetters\x12!.orders.v1.ListDeadLettersRequest\x1a\".orders.v1.ListDeadLettersResponse\x12a\n" +
 	"\x12RedriveDeadLetters\x12$.orders.v1.RedriveDeadLettersRequest\x1a%.orders.v1.RedriveDeadLettersResponse\x12[\n" +
-	"\x10PurgeDeadLetters\x12\".orders.v1.PurgeDeadLettersRequest\x1a#.orders.v1.PurgeDeadLettersResponseB\x9a\x01\n" +
+	"\x10PurgeDeadLetters\x12\".orders.v1.PurgeDeadLettersRequest\x1a#.orders.v1.PurgeDeadLettersResponse\x12L\n" +
+	"\vRepairOrder\x12\x1d.orders.v1.RepairOrderRequest\x1a\x1e.orders.v1.RepairOrderResponseB\x9a\x01\n" +
 	"\rcom.orders.v1B\x11QueueServiceProtoP\x01Z1github.com/ordersd/ordersd/gen/orders/v1;ordersv1\xa2\x02\x03OXX\xaa\x02\tOrders.V1\xca\x02\tOrders\\V1\xe2\x02\x15Orders\\V1\\GPBMetadata\xea\x02\n" +
 	"Orders::V1b\x06proto3"
 
@@ -1272,7 +1403,7 @@ func file_orders_v1_queue_service_proto_rawDescGZIP() []byte {
 }
 
 var file_orders_v1_queue_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_orders_v1_queue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_orders_v1_queue_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_orders_v1_queue_service_proto_goTypes = []any{
 	(DeadLetterReason)(0),              // 0: orders.v1.DeadLetterReason
 	(*ListConsumersRequest)(nil),       // 1: orders.v1.ListConsumersRequest
@@ -1291,50 +1422,58 @@ var file_orders_v1_queue_service_proto_goTypes = []any{
 	(*RedriveDeadLettersResponse)(nil), // 14: orders.v1.RedriveDeadLettersResponse
 	(*PurgeDeadLettersRequest)(nil),    // 15: orders.v1.PurgeDeadLettersRequest
 	(*PurgeDeadLettersResponse)(nil),   // 16: orders.v1.PurgeDeadLettersResponse
-	(OrderStatus)(0),                   // 17: orders.v1.OrderStatus
-	(*durationpb.Duration)(nil),        // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 19: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),      // 20: google.protobuf.FieldMask
-	(*OrderEvent)(nil),                 // 21: orders.v1.OrderEvent
+	(*RepairOrderRequest)(nil),         // 17: orders.v1.RepairOrderRequest
+	(*RepairOrderResponse)(nil),        // 18: orders.v1.RepairOrderResponse
+	(OrderStatus)(0),                   // 19: orders.v1.OrderStatus
+	(*durationpb.Duration)(nil),        // 20: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),      // 22: google.protobuf.FieldMask
+	(*OrderEvent)(nil),                 // 23: orders.v1.OrderEvent
+	(*UnreadableEvent)(nil),            // 24: orders.v1.UnreadableEvent
+	(*Order)(nil),                      // 25: orders.v1.Order
 }
 var file_orders_v1_queue_service_proto_depIdxs = []int32{
 	5,  // 0: orders.v1.ListConsumersResponse.consumers:type_name -> orders.v1.Consumer
 	5,  // 1: orders.v1.GetConsumerResponse.consumer:type_name -> orders.v1.Consumer
-	17, // 2: orders.v1.Consumer.statuses:type_name -> orders.v1.OrderStatus
-	18, // 3: orders.v1.Consumer.ack_wait:type_name -> google.protobuf.Duration
-	18, // 4: orders.v1.Consumer.backoff:type_name -> google.protobuf.Duration
-	18, // 5: orders.v1.Consumer.inactive_threshold:type_name -> google.protobuf.Duration
-	19, // 6: orders.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
-	19, // 7: orders.v1.Consumer.last_delivery_time:type_name -> google.protobuf.Timestamp
-	19, // 8: orders.v1.Consumer.last_ack_time:type_name -> google.protobuf.Timestamp
-	20, // 9: orders.v1.UpdateConsumerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	18, // 10: orders.v1.UpdateConsumerRequest.ack_wait:type_name -> google.protobuf.Duration
-	18, // 11: orders.v1.UpdateConsumerRequest.backoff:type_name -> google.protobuf.Duration
-	18, // 12: orders.v1.UpdateConsumerRequest.inactive_threshold:type_name -> google.protobuf.Duration
+	19, // 2: orders.v1.Consumer.statuses:type_name -> orders.v1.OrderStatus
+	20, // 3: orders.v1.Consumer.ack_wait:type_name -> google.protobuf.Duration
+	20, // 4: orders.v1.Consumer.backoff:type_name -> google.protobuf.Duration
+	20, // 5: orders.v1.Consumer.inactive_threshold:type_name -> google.protobuf.Duration
+	21, // 6: orders.v1.Consumer.create_time:type_name -> google.protobuf.Timestamp
+	21, // 7: orders.v1.Consumer.last_delivery_time:type_name -> google.protobuf.Timestamp
+	21, // 8: orders.v1.Consumer.last_ack_time:type_name -> google.protobuf.Timestamp
+	22, // 9: orders.v1.UpdateConsumerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	20, // 10: orders.v1.UpdateConsumerRequest.ack_wait:type_name -> google.protobuf.Duration
+	20, // 11: orders.v1.UpdateConsumerRequest.backoff:type_name -> google.protobuf.Duration
+	20, // 12: orders.v1.UpdateConsumerRequest.inactive_threshold:type_name -> google.protobuf.Duration
 	5,  // 13: orders.v1.UpdateConsumerResponse.consumer:type_name -> orders.v1.Consumer
-	21, // 14: orders.v1.DeadLetter.event:type_name -> orders.v1.OrderEvent
+	23, // 14: orders.v1.DeadLetter.event:type_name -> orders.v1.OrderEvent
 	0,  // 15: orders.v1.DeadLetter.reason:type_name -> orders.v1.DeadLetterReason
-	19, // 16: orders.v1.DeadLetter.dead_letter_time:type_name -> google.protobuf.Timestamp
+	21, // 16: orders.v1.DeadLetter.dead_letter_time:type_name -> google.protobuf.Timestamp
 	10, // 17: orders.v1.ListDeadLettersResponse.dead_letters:type_name -> orders.v1.DeadLetter
-	1,  // 18: orders.v1.QueueService.ListConsumers:input_type -> orders.v1.ListConsumersRequest
-	3,  // 19: orders.v1.QueueService.GetConsumer:input_type -> orders.v1.GetConsumerRequest
-	6,  // 20: orders.v1.QueueService.UpdateConsumer:input_type -> orders.v1.UpdateConsumerRequest
-	8,  // 21: orders.v1.QueueService.DeleteConsumer:input_type -> orders.v1.DeleteConsumerRequest
-	11, // 22: orders.v1.QueueService.ListDeadLetters:input_type -> orders.v1.ListDeadLettersRequest
-	13, // 23: orders.v1.QueueService.RedriveDeadLetters:input_type -> orders.v1.RedriveDeadLettersRequest
-	15, // 24: orders.v1.QueueService.PurgeDeadLetters:input_type -> orders.v1.PurgeDeadLettersRequest
-	2,  // 25: orders.v1.QueueService.ListConsumers:output_type -> orders.v1.ListConsumersResponse
-	4,  // 26: orders.v1.QueueService.GetConsumer:output_type -> orders.v1.GetConsumerResponse
-	7,  // 27: orders.v1.QueueService.UpdateConsumer:output_type -> orders.v1.UpdateConsumerResponse
-	9,  // 28: orders.v1.QueueService.DeleteConsumer:output_type -> orders.v1.DeleteConsumerResponse
-	12, // 29: orders.v1.QueueService.ListDeadLetters:output_type -> orders.v1.ListDeadLettersResponse
-	14, // 30: orders.v1.QueueService.RedriveDeadLetters:output_type -> orders.v1.RedriveDeadLettersResponse
-	16, // 31: orders.v1.QueueService.PurgeDeadLetters:output_type -> orders.v1.PurgeDeadLettersResponse
-	25, // [25:32] is the sub-list for method output_type
-	18, // [18:25] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 18: orders.v1.RepairOrderResponse.unreadable_events:type_name -> orders.v1.UnreadableEvent
+	25, // 19: orders.v1.RepairOrderResponse.order:type_name -> orders.v1.Order
+	1,  // 20: orders.v1.QueueService.ListConsumers:input_type -> orders.v1.ListConsumersRequest
+	3,  // 21: orders.v1.QueueService.GetConsumer:input_type -> orders.v1.GetConsumerRequest
+	6,  // 22: orders.v1.QueueService.UpdateConsumer:input_type -> orders.v1.UpdateConsumerRequest
+	8,  // 23: orders.v1.QueueService.DeleteConsumer:input_type -> orders.v1.DeleteConsumerRequest
+	11, // 24: orders.v1.QueueService.ListDeadLetters:input_type -> orders.v1.ListDeadLettersRequest
+	13, // 25: orders.v1.QueueService.RedriveDeadLetters:input_type -> orders.v1.RedriveDeadLettersRequest
+	15, // 26: orders.v1.QueueService.PurgeDeadLetters:input_type -> orders.v1.PurgeDeadLettersRequest
+	17, // 27: orders.v1.QueueService.RepairOrder:input_type -> orders.v1.RepairOrderRequest
+	2,  // 28: orders.v1.QueueService.ListConsumers:output_type -> orders.v1.ListConsumersResponse
+	4,  // 29: orders.v1.QueueService.GetConsumer:output_type -> orders.v1.GetConsumerResponse
+	7,  // 30: orders.v1.QueueService.UpdateConsumer:output_type -> orders.v1.UpdateConsumerResponse
+	9,  // 31: orders.v1.QueueService.DeleteConsumer:output_type -> orders.v1.DeleteConsumerResponse
+	12, // 32: orders.v1.QueueService.ListDeadLetters:output_type -> orders.v1.ListDeadLettersResponse
+	14, // 33: orders.v1.QueueService.RedriveDeadLetters:output_type -> orders.v1.RedriveDeadLettersResponse
+	16, // 34: orders.v1.QueueService.PurgeDeadLetters:output_type -> orders.v1.PurgeDeadLettersResponse
+	18, // 35: orders.v1.QueueService.RepairOrder:output_type -> orders.v1.RepairOrderResponse
+	28, // [28:36] is the sub-list for method output_type
+	20, // [20:28] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_orders_v1_queue_service_proto_init() }
@@ -1349,7 +1488,7 @@ func file_orders_v1_queue_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_orders_v1_queue_service_proto_rawDesc), len(file_orders_v1_queue_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

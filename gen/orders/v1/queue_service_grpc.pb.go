@@ -26,6 +26,7 @@ const (
 	QueueService_ListDeadLetters_FullMethodName    = "/orders.v1.QueueService/ListDeadLetters"
 	QueueService_RedriveDeadLetters_FullMethodName = "/orders.v1.QueueService/RedriveDeadLetters"
 	QueueService_PurgeDeadLetters_FullMethodName   = "/orders.v1.QueueService/PurgeDeadLetters"
+	QueueService_RepairOrder_FullMethodName        = "/orders.v1.QueueService/RepairOrder"
 )
 
 // QueueServiceClient is the client API for QueueService service.
@@ -33,7 +34,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // QueueService manages the work queues of OrderService.ConsumeOrders: the
-// durable JetStream consumers of the stream ORDERS, and their dead letters.
+// durable JetStream consumers of the stream ORDERS, and their dead letters;
+// and it repairs orders that messages of other publishers made unreadable.
 // Every method needs the permission "admin" (or "*") when authentication is
 // on; without it, PERMISSION_DENIED.
 //
@@ -82,6 +84,18 @@ type QueueServiceClient interface {
 	// PurgeDeadLetters removes dead letters of a consumer for good. The
 	// consumer may no longer exist.
 	PurgeDeadLetters(ctx context.Context, in *PurgeDeadLettersRequest, opts ...grpc.CallOption) (*PurgeDeadLettersResponse, error)
+	// RepairOrder shows the messages on an order's subjects that are not
+	// order events (another publisher's, or corrupt) and, unless
+	// validate_only, makes the order readable again: it stores the order's
+	// last readable state once more, as the order's newest event, after the
+	// foreign messages. The streams deny deleting messages (JetStream can
+	// never allow it again on an existing stream), so the foreign messages
+	// stay, and reads skip them: GetOrderHistory reports each in its place.
+	// Work queues of the restored event's type receive it again, as
+	// at-least-once delivery allows. NOT_FOUND for an order id never
+	// created; FAILED_PRECONDITION when no message of the order is readable;
+	// ABORTED when another message arrived meanwhile (call again).
+	RepairOrder(ctx context.Context, in *RepairOrderRequest, opts ...grpc.CallOption) (*RepairOrderResponse, error)
 }
 
 type queueServiceClient struct {
@@ -162,12 +176,23 @@ func (c *queueServiceClient) PurgeDeadLetters(ctx context.Context, in *PurgeDead
 	return out, nil
 }
 
+func (c *queueServiceClient) RepairOrder(ctx context.Context, in *RepairOrderRequest, opts ...grpc.CallOption) (*RepairOrderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RepairOrderResponse)
+	err := c.cc.Invoke(ctx, QueueService_RepairOrder_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // QueueServiceServer is the server API for QueueService service.
 // All implementations must embed UnimplementedQueueServiceServer
 // for forward compatibility.
 //
 // QueueService manages the work queues of OrderService.ConsumeOrders: the
-// durable JetStream consumers of the stream ORDERS, and their dead letters.
+// durable JetStream consumers of the stream ORDERS, and their dead letters;
+// and it repairs orders that messages of other publishers made unreadable.
 // Every method needs the permission "admin" (or "*") when authentication is
 // on; without it, PERMISSION_DENIED.
 //
@@ -216,6 +241,18 @@ type QueueServiceServer interface {
 	// PurgeDeadLetters removes dead letters of a consumer for good. The
 	// consumer may no longer exist.
 	PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error)
+	// RepairOrder shows the messages on an order's subjects that are not
+	// order events (another publisher's, or corrupt) and, unless
+	// validate_only, makes the order readable again: it stores the order's
+	// last readable state once more, as the order's newest event, after the
+	// foreign messages. The streams deny deleting messages (JetStream can
+	// never allow it again on an existing stream), so the foreign messages
+	// stay, and reads skip them: GetOrderHistory reports each in its place.
+	// Work queues of the restored event's type receive it again, as
+	// at-least-once delivery allows. NOT_FOUND for an order id never
+	// created; FAILED_PRECONDITION when no message of the order is readable;
+	// ABORTED when another message arrived meanwhile (call again).
+	RepairOrder(context.Context, *RepairOrderRequest) (*RepairOrderResponse, error)
 	mustEmbedUnimplementedQueueServiceServer()
 }
 
@@ -246,6 +283,9 @@ func (UnimplementedQueueServiceServer) RedriveDeadLetters(context.Context, *Redr
 }
 func (UnimplementedQueueServiceServer) PurgeDeadLetters(context.Context, *PurgeDeadLettersRequest) (*PurgeDeadLettersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeDeadLetters not implemented")
+}
+func (UnimplementedQueueServiceServer) RepairOrder(context.Context, *RepairOrderRequest) (*RepairOrderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RepairOrder not implemented")
 }
 func (UnimplementedQueueServiceServer) mustEmbedUnimplementedQueueServiceServer() {}
 func (UnimplementedQueueServiceServer) testEmbeddedByValue()                      {}
@@ -394,6 +434,24 @@ func _QueueService_PurgeDeadLetters_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _QueueService_RepairOrder_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepairOrderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(QueueServiceServer).RepairOrder(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: QueueService_RepairOrder_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(QueueServiceServer).RepairOrder(ctx, req.(*RepairOrderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // QueueService_ServiceDesc is the grpc.ServiceDesc for QueueService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -428,6 +486,10 @@ var QueueService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeDeadLetters",
 			Handler:    _QueueService_PurgeDeadLetters_Handler,
+		},
+		{
+			MethodName: "RepairOrder",
+			Handler:    _QueueService_RepairOrder_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/order.proto.
  */
 export const file_orders_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChVvcmRlcnMvdjEvb3JkZXIucHJvdG8SCW9yZGVycy52MSJDCghMaW5lSXRlbRILCgNza3UYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoAyKqAgoFT3JkZXISEAoIb3JkZXJfaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJgoGc3RhdHVzGAMgASgOMhYub3JkZXJzLnYxLk9yZGVyU3RhdHVzEiIKBWl0ZW1zGAQgAygLMhMub3JkZXJzLnYxLkxpbmVJdGVtEhUKDWN1cnJlbmN5X2NvZGUYBSABKAkSEwoLdG90YWxfbWlub3IYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YCSABKAkSEAoIcmV2aXNpb24YCiABKAQicQoKT3JkZXJFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIwCgxwdWJsaXNoX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KBW9yZGVyGAMgASgLMhAub3JkZXJzLnYxLk9yZGVyKsgBCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRPUkRFUl9TVEFUVVNfQ1JFQVRFRBABEhkKFU9SREVSX1NUQVRVU19BUFBST1ZFRBACEhkKFU9SREVSX1NUQVRVU19SRUpFQ1RFRBADEhUKEU9SREVSX1NUQVRVU19QQUlEEAQSGAoUT1JERVJfU1RBVFVTX1NISVBQRUQQBRIaChZPUkRFUl9TVEFUVVNfQ0FOQ0VMTEVEEAZiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChVvcmRlcnMvdjEvb3JkZXIucHJvdG8SCW9yZGVycy52MSJDCghMaW5lSXRlbRILCgNza3UYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoAyKqAgoFT3JkZXISEAoIb3JkZXJfaWQYASABKAkSEwoLY3VzdG9tZXJfaWQYAiABKAkSJgoGc3RhdHVzGAMgASgOMhYub3JkZXJzLnYxLk9yZGVyU3RhdHVzEiIKBWl0ZW1zGAQgAygLMhMub3JkZXJzLnYxLkxpbmVJdGVtEhUKDWN1cnJlbmN5X2NvZGUYBSABKAkSEwoLdG90YWxfbWlub3IYBiABKAMSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZyZWFzb24YCSABKAkSEAoIcmV2aXNpb24YCiABKAQicQoKT3JkZXJFdmVudBIQCghzZXF1ZW5jZRgBIAEoBBIwCgxwdWJsaXNoX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KBW9yZGVyGAMgASgLMhAub3JkZXJzLnYxLk9yZGVyInsKD1VucmVhZGFibGVFdmVudBIOCgZzdHJlYW0YASABKAkSEAoIc2VxdWVuY2UYAiABKAQSDwoHc3ViamVjdBgDIAEoCRIQCghvcmRlcl9pZBgEIAEoCRITCgtjdXN0b21lcl9pZBgFIAEoCRIOCgZyZWFzb24YBiABKAkqyAEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19DUkVBVEVEEAESGQoVT1JERVJfU1RBVFVTX0FQUFJPVkVEEAISGQoVT1JERVJfU1RBVFVTX1JFSkVDVEVEEAMSFQoRT1JERVJfU1RBVFVTX1BBSUQQBBIYChRPUkRFUl9TVEFUVVNfU0hJUFBFRBAFEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQBmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * LineItem is one product line of an order.
@@ -175,6 +175,66 @@ export type OrderEvent = Message<"orders.v1.OrderEvent"> & {
  */
 export const OrderEventSchema: GenMessage<OrderEvent> = /*@__PURE__*/
   messageDesc(file_orders_v1_order, 2);
+
+/**
+ * UnreadableEvent is a stored message that is not a readable order event:
+ * another publisher put it on an order's subject, or its subject, headers
+ * and payload disagree. Reads skip it and say so with one of these, so that
+ * a gap in sequences and a foreign message can be told apart; an admin can
+ * restore the order it blocks with QueueService.RepairOrder.
+ *
+ * @generated from message orders.v1.UnreadableEvent
+ */
+export type UnreadableEvent = Message<"orders.v1.UnreadableEvent"> & {
+  /**
+   * The stream that holds it (ORDERS).
+   *
+   * @generated from field: string stream = 1;
+   */
+  stream: string;
+
+  /**
+   * Its stream sequence.
+   *
+   * @generated from field: uint64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * The subject it was published on.
+   *
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+
+  /**
+   * The order its subject names; empty when the subject names none.
+   *
+   * @generated from field: string order_id = 4;
+   */
+  orderId: string;
+
+  /**
+   * The customer its subject names; empty when the subject names none.
+   *
+   * @generated from field: string customer_id = 5;
+   */
+  customerId: string;
+
+  /**
+   * Why it is not an order event.
+   *
+   * @generated from field: string reason = 6;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message orders.v1.UnreadableEvent.
+ * Use `create(UnreadableEventSchema)` to create a new message.
+ */
+export const UnreadableEventSchema: GenMessage<UnreadableEvent> = /*@__PURE__*/
+  messageDesc(file_orders_v1_order, 3);
 
 /**
  * OrderStatus is where an order stands in its life cycle. Every status but

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { OrderEvent, OrderStatus } from "./order_pb.js";
+import type { Order, OrderEvent, OrderStatus, UnreadableEvent } from "./order_pb.js";
 import { file_orders_v1_order } from "./order_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file orders/v1/queue_service.proto.
  */
 export const file_orders_v1_queue_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1vcmRlcnMvdjEvcXVldWVfc2VydmljZS5wcm90bxIJb3JkZXJzLnYxIhYKFExpc3RDb25zdW1lcnNSZXF1ZXN0Ij8KFUxpc3RDb25zdW1lcnNSZXNwb25zZRImCgljb25zdW1lcnMYASADKAsyEy5vcmRlcnMudjEuQ29uc3VtZXIiJgoSR2V0Q29uc3VtZXJSZXF1ZXN0EhAKCGNvbnN1bWVyGAEgASgJIjwKE0dldENvbnN1bWVyUmVzcG9uc2USJQoIY29uc3VtZXIYASABKAsyEy5vcmRlcnMudjEuQ29uc3VtZXIi3gQKCENvbnN1bWVyEgwKBG5hbWUYASABKAkSKAoIc3RhdHVzZXMYAiADKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSFwoPZmlsdGVyX3N1YmplY3RzGAMgAygJEisKCGFja193YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDm1heF9kZWxpdmVyaWVzGAUgASgFEioKB2JhY2tvZmYYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNQoSaW5hY3RpdmVfdGhyZXNob2xkGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD21heF9hY2tfcGVuZGluZxgIIAEoBRIQCghyZXNlcnZlZBgJIAEoCBIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbnVtX3BlbmRpbmcYCyABKAQSFwoPbnVtX2Fja19wZW5kaW5nGAwgASgEEhcKD251bV9yZWRlbGl2ZXJlZBgNIAEoBBITCgtudW1fd2FpdGluZxgOIAEoBBI2ChJsYXN0X2RlbGl2ZXJ5X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfYWNrX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEWRlYWRfbGV0dGVyX2NvdW50GBEgASgEEhsKE251bV9yZWRyaXZlX3BlbmRpbmcYEiABKAQiggIKFVVwZGF0ZUNvbnN1bWVyUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSKwoIYWNrX3dhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoObWF4X2RlbGl2ZXJpZXMYBCABKAUSKgoHYmFja29mZhgFIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJpbmFjdGl2ZV90aHJlc2hvbGQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iPwoWVXBkYXRlQ29uc3VtZXJSZXNwb25zZRIlCghjb25zdW1lchgBIAEoCzITLm9yZGVycy52MS5Db25zdW1lciIpChVEZWxldGVDb25zdW1lclJlcXVlc3QSEAoIY29uc3VtZXIYASABKAkiGAoWRGVsZXRlQ29uc3VtZXJSZXNwb25zZSKNAgoKRGVhZExldHRlchIKCgJpZBgBIAEoBBIQCghjb25zdW1lchgCIAEoCRIkCgVldmVudBgDIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50EhYKDmV2ZW50X3NlcXVlbmNlGAQgASgEEisKBnJlYXNvbhgFIAEoDjIbLm9yZGVycy52MS5EZWFkTGV0dGVyUmVhc29uEhMKC3Rlcm1fcmVhc29uGAYgASgJEhkKEWRlbGl2ZXJ5X2F0dGVtcHRzGAcgASgEEjQKEGRlYWRfbGV0dGVyX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlZHJpdmVuGAkgASgIIlEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSEAoIY29uc3VtZXIYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USKwoMZGVhZF9sZXR0ZXJzGAEgAygLMhUub3JkZXJzLnYxLkRlYWRMZXR0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKGVJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QSEAoIY29uc3VtZXIYASABKAkSCwoDaWRzGAIgAygEEgsKA2FsbBgDIAEoCCJPChpSZWRyaXZlRGVhZExldHRlcnNSZXNwb25zZRIQCghyZWRyaXZlbhgBIAMoBBIRCglub3RfZm91bmQYAiADKAQSDAoEbW9yZRgDIAEoCCJFChdQdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRILCgNpZHMYAiADKAQSCwoDYWxsGAMgASgIIioKGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKAQqgAEKEERlYWRMZXR0ZXJSZWFzb24SIgoeREVBRF9MRVRURVJfUkVBU09OX1VOU1BFQ0lGSUVEEAASJQohREVBRF9MRVRURVJfUkVBU09OX01BWF9ERUxJVkVSSUVTEAESIQodREVBRF9MRVRURVJfUkVBU09OX1RFUk1JTkFURUQQAjL4BAoMUXVldWVTZXJ2aWNlElIKDUxpc3RDb25zdW1lcnMSHy5vcmRlcnMudjEuTGlzdENvbnN1bWVyc1JlcXVlc3QaIC5vcmRlcnMudjEuTGlzdENvbnN1bWVyc1Jlc3BvbnNlEkwKC0dldENvbnN1bWVyEh0ub3JkZXJzLnYxLkdldENvbnN1bWVyUmVxdWVzdBoeLm9yZGVycy52MS5HZXRDb25zdW1lclJlc3BvbnNlElUKDlVwZGF0ZUNvbnN1bWVyEiAub3JkZXJzLnYxLlVwZGF0ZUNvbnN1bWVyUmVxdWVzdBohLm9yZGVycy52MS5VcGRhdGVDb25zdW1lclJlc3BvbnNlElUKDkRlbGV0ZUNvbnN1bWVyEiAub3JkZXJzLnYxLkRlbGV0ZUNvbnN1bWVyUmVxdWVzdBohLm9yZGVycy52MS5EZWxldGVDb25zdW1lclJlc3BvbnNlElgKD0xpc3REZWFkTGV0dGVycxIhLm9yZGVycy52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiIub3JkZXJzLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmEKElJlZHJpdmVEZWFkTGV0dGVycxIkLm9yZGVycy52MS5SZWRyaXZlRGVhZExldHRlcnNSZXF1ZXN0GiUub3JkZXJzLnYxLlJlZHJpdmVEZWFkTGV0dGVyc1Jlc3BvbnNlElsKEFB1cmdlRGVhZExldHRlcnMSIi5vcmRlcnMudjEuUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QaIy5vcmRlcnMudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_orders_v1_order]);
+  fileDesc("Ch1vcmRlcnMvdjEvcXVldWVfc2VydmljZS5wcm90bxIJb3JkZXJzLnYxIhYKFExpc3RDb25zdW1lcnNSZXF1ZXN0Ij8KFUxpc3RDb25zdW1lcnNSZXNwb25zZRImCgljb25zdW1lcnMYASADKAsyEy5vcmRlcnMudjEuQ29uc3VtZXIiJgoSR2V0Q29uc3VtZXJSZXF1ZXN0EhAKCGNvbnN1bWVyGAEgASgJIjwKE0dldENvbnN1bWVyUmVzcG9uc2USJQoIY29uc3VtZXIYASABKAsyEy5vcmRlcnMudjEuQ29uc3VtZXIi3gQKCENvbnN1bWVyEgwKBG5hbWUYASABKAkSKAoIc3RhdHVzZXMYAiADKA4yFi5vcmRlcnMudjEuT3JkZXJTdGF0dXMSFwoPZmlsdGVyX3N1YmplY3RzGAMgAygJEisKCGFja193YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhYKDm1heF9kZWxpdmVyaWVzGAUgASgFEioKB2JhY2tvZmYYBiADKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNQoSaW5hY3RpdmVfdGhyZXNob2xkGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD21heF9hY2tfcGVuZGluZxgIIAEoBRIQCghyZXNlcnZlZBgJIAEoCBIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbnVtX3BlbmRpbmcYCyABKAQSFwoPbnVtX2Fja19wZW5kaW5nGAwgASgEEhcKD251bV9yZWRlbGl2ZXJlZBgNIAEoBBITCgtudW1fd2FpdGluZxgOIAEoBBI2ChJsYXN0X2RlbGl2ZXJ5X3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfYWNrX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhkKEWRlYWRfbGV0dGVyX2NvdW50GBEgASgEEhsKE251bV9yZWRyaXZlX3BlbmRpbmcYEiABKAQiggIKFVVwZGF0ZUNvbnN1bWVyUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRIvCgt1cGRhdGVfbWFzaxgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2sSKwoIYWNrX3dhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoObWF4X2RlbGl2ZXJpZXMYBCABKAUSKgoHYmFja29mZhgFIAMoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI1ChJpbmFjdGl2ZV90aHJlc2hvbGQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iPwoWVXBkYXRlQ29uc3VtZXJSZXNwb25zZRIlCghjb25zdW1lchgBIAEoCzITLm9yZGVycy52MS5Db25zdW1lciIpChVEZWxldGVDb25zdW1lclJlcXVlc3QSEAoIY29uc3VtZXIYASABKAkiGAoWRGVsZXRlQ29uc3VtZXJSZXNwb25zZSKNAgoKRGVhZExldHRlchIKCgJpZBgBIAEoBBIQCghjb25zdW1lchgCIAEoCRIkCgVldmVudBgDIAEoCzIVLm9yZGVycy52MS5PcmRlckV2ZW50EhYKDmV2ZW50X3NlcXVlbmNlGAQgASgEEisKBnJlYXNvbhgFIAEoDjIbLm9yZGVycy52MS5EZWFkTGV0dGVyUmVhc29uEhMKC3Rlcm1fcmVhc29uGAYgASgJEhkKEWRlbGl2ZXJ5X2F0dGVtcHRzGAcgASgEEjQKEGRlYWRfbGV0dGVyX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlZHJpdmVuGAkgASgIIlEKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSEAoIY29uc3VtZXIYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USKwoMZGVhZF9sZXR0ZXJzGAEgAygLMhUub3JkZXJzLnYxLkRlYWRMZXR0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKGVJlZHJpdmVEZWFkTGV0dGVyc1JlcXVlc3QSEAoIY29uc3VtZXIYASABKAkSCwoDaWRzGAIgAygEEgsKA2FsbBgDIAEoCCJPChpSZWRyaXZlRGVhZExldHRlcnNSZXNwb25zZRIQCghyZWRyaXZlbhgBIAMoBBIRCglub3RfZm91bmQYAiADKAQSDAoEbW9yZRgDIAEoCCJFChdQdXJnZURlYWRMZXR0ZXJzUmVxdWVzdBIQCghjb25zdW1lchgBIAEoCRILCgNpZHMYAiADKAQSCwoDYWxsGAMgASgIIioKGFB1cmdlRGVhZExldHRlcnNSZXNwb25zZRIOCgZwdXJnZWQYASABKAQiPQoSUmVwYWlyT3JkZXJSZXF1ZXN0EhAKCG9yZGVyX2lkGAEgASgJEhUKDXZhbGlkYXRlX29ubHkYAiABKAgifwoTUmVwYWlyT3JkZXJSZXNwb25zZRI1ChF1bnJlYWRhYmxlX2V2ZW50cxgBIAMoCzIaLm9yZGVycy52MS5VbnJlYWRhYmxlRXZlbnQSHwoFb3JkZXIYAiABKAsyEC5vcmRlcnMudjEuT3JkZXISEAoIcmVwYWlyZWQYAyABKAgqgAEKEERlYWRMZXR0ZXJSZWFzb24SIgoeREVBRF9MRVRURVJfUkVBU09OX1VOU1BFQ0lGSUVEEAASJQohREVBRF9MRVRURVJfUkVBU09OX01BWF9ERUxJVkVSSUVTEAESIQodREVBRF9MRVRURVJfUkVBU09OX1RFUk1JTkFURUQQAjLGBQoMUXVldWVTZXJ2aWNlElIKDUxpc3RDb25zdW1lcnMSHy5vcmRlcnMudjEuTGlzdENvbnN1bWVyc1JlcXVlc3QaIC5vcmRlcnMudjEuTGlzdENvbnN1bWVyc1Jlc3BvbnNlEkwKC0dldENvbnN1bWVyEh0ub3JkZXJzLnYxLkdldENvbnN1bWVyUmVxdWVzdBoeLm9yZGVycy52MS5HZXRDb25zdW1lclJlc3BvbnNlElUKDlVwZGF0ZUNvbnN1bWVyEiAub3JkZXJzLnYxLlVwZGF0ZUNvbnN1bWVyUmVxdWVzdBohLm9yZGVycy52MS5VcGRhdGVDb25zdW1lclJlc3BvbnNlElUKDkRlbGV0ZUNvbnN1bWVyEiAub3JkZXJzLnYxLkRlbGV0ZUNvbnN1bWVyUmVxdWVzdBohLm9yZGVycy52MS5EZWxldGVDb25zdW1lclJlc3BvbnNlElgKD0xpc3REZWFkTGV0dGVycxIhLm9yZGVycy52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiIub3JkZXJzLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEmEKElJlZHJpdmVEZWFkTGV0dGVycxIkLm9yZGVycy52MS5SZWRyaXZlRGVhZExldHRlcnNSZXF1ZXN0GiUub3JkZXJzLnYxLlJlZHJpdmVEZWFkTGV0dGVyc1Jlc3BvbnNlElsKEFB1cmdlRGVhZExldHRlcnMSIi5vcmRlcnMudjEuUHVyZ2VEZWFkTGV0dGVyc1JlcXVlc3QaIy5vcmRlcnMudjEuUHVyZ2VEZWFkTGV0dGVyc1Jlc3BvbnNlEkwKC1JlcGFpck9yZGVyEh0ub3JkZXJzLnYxLlJlcGFpck9yZGVyUmVxdWVzdBoeLm9yZGVycy52MS5SZXBhaXJPcmRlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_orders_v1_order]);
 
 /**
  * ListConsumersRequest is the input of ListConsumers.
@@ -630,6 +630,73 @@ export const PurgeDeadLettersResponseSchema: GenMessage<PurgeDeadLettersResponse
   messageDesc(file_orders_v1_queue_service, 15);
 
 /**
+ * RepairOrderRequest is the input of RepairOrder.
+ *
+ * @generated from message orders.v1.RepairOrderRequest
+ */
+export type RepairOrderRequest = Message<"orders.v1.RepairOrderRequest"> & {
+  /**
+   * The order to repair. Required.
+   *
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * Only report what a repair would do; store nothing.
+   *
+   * @generated from field: bool validate_only = 2;
+   */
+  validateOnly: boolean;
+};
+
+/**
+ * Describes the message orders.v1.RepairOrderRequest.
+ * Use `create(RepairOrderRequestSchema)` to create a new message.
+ */
+export const RepairOrderRequestSchema: GenMessage<RepairOrderRequest> = /*@__PURE__*/
+  messageDesc(file_orders_v1_queue_service, 16);
+
+/**
+ * RepairOrderResponse is the output of RepairOrder.
+ *
+ * @generated from message orders.v1.RepairOrderResponse
+ */
+export type RepairOrderResponse = Message<"orders.v1.RepairOrderResponse"> & {
+  /**
+   * The messages on the order's subjects that are not order events, oldest
+   * first.
+   *
+   * @generated from field: repeated orders.v1.UnreadableEvent unreadable_events = 1;
+   */
+  unreadableEvents: UnreadableEvent[];
+
+  /**
+   * The order's last readable state; after a repair, its revision is the
+   * repair event's sequence.
+   *
+   * @generated from field: orders.v1.Order order = 2;
+   */
+  order?: Order | undefined;
+
+  /**
+   * True when a repair event was stored; false when the order's last
+   * message was readable already (nothing to repair) or with
+   * validate_only.
+   *
+   * @generated from field: bool repaired = 3;
+   */
+  repaired: boolean;
+};
+
+/**
+ * Describes the message orders.v1.RepairOrderResponse.
+ * Use `create(RepairOrderResponseSchema)` to create a new message.
+ */
+export const RepairOrderResponseSchema: GenMessage<RepairOrderResponse> = /*@__PURE__*/
+  messageDesc(file_orders_v1_queue_service, 17);
+
+/**
  * DeadLetterReason is why a consumer gave up on an event.
  *
  * @generated from enum orders.v1.DeadLetterReason
@@ -665,7 +732,8 @@ export const DeadLetterReasonSchema: GenEnum<DeadLetterReason> = /*@__PURE__*/
 
 /**
  * QueueService manages the work queues of OrderService.ConsumeOrders: the
- * durable JetStream consumers of the stream ORDERS, and their dead letters.
+ * durable JetStream consumers of the stream ORDERS, and their dead letters;
+ * and it repairs orders that messages of other publishers made unreadable.
  * Every method needs the permission "admin" (or "*") when authentication is
  * on; without it, PERMISSION_DENIED.
  *
@@ -772,6 +840,26 @@ export const QueueService: GenService<{
     methodKind: "unary";
     input: typeof PurgeDeadLettersRequestSchema;
     output: typeof PurgeDeadLettersResponseSchema;
+  },
+  /**
+   * RepairOrder shows the messages on an order's subjects that are not
+   * order events (another publisher's, or corrupt) and, unless
+   * validate_only, makes the order readable again: it stores the order's
+   * last readable state once more, as the order's newest event, after the
+   * foreign messages. The streams deny deleting messages (JetStream can
+   * never allow it again on an existing stream), so the foreign messages
+   * stay, and reads skip them: GetOrderHistory reports each in its place.
+   * Work queues of the restored event's type receive it again, as
+   * at-least-once delivery allows. NOT_FOUND for an order id never
+   * created; FAILED_PRECONDITION when no message of the order is readable;
+   * ABORTED when another message arrived meanwhile (call again).
+   *
+   * @generated from rpc orders.v1.QueueService.RepairOrder
+   */
+  repairOrder: {
+    methodKind: "unary";
+    input: typeof RepairOrderRequestSchema;
+    output: typeof RepairOrderResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_orders_v1_queue_service, 0);
