@@ -74,9 +74,13 @@ func TestConsumeNaksFailuresWithBackoffAndTerminates(t *testing.T) {
 }
 
 // A handler that runs longer than the ack wait keeps its event: the
-// client extends its deadline, so it is not redelivered meanwhile.
+// client extends its deadline, so it is not redelivered meanwhile, and
+// the event is still the consumer's, awaiting its ack (an extension that
+// acked would leave nothing awaiting): when the handler then fails, the
+// event is delivered again.
 func TestConsumeExtendsTheAckDeadlineWhileTheHandlerRuns(t *testing.T) {
 	c := dialExamplesNode(t)
+	queues := ordersv1.NewQueueServiceClient(c.Conn())
 	customer := "slow-" + client.NewRequestID()
 	marker := createFor(t, c, customer)
 	slow := createFor(t, c, customer)
@@ -86,23 +90,40 @@ func TestConsumeExtendsTheAckDeadlineWhileTheHandlerRuns(t *testing.T) {
 	const ackWait = 2 * time.Second
 	opts := createdFrom(marker, ackWait)
 	opts.ExtendEvery = ackWait / 10
+	opts.NakMinDelay = 100 * time.Millisecond
+	consumer := "slow-" + client.NewRequestID()
 	got := newDeliveries()
-	var finished atomic.Bool
-	stop := consumeInBackground(t, c, "slow-"+client.NewRequestID(), opts, func(_ context.Context, m *client.Message) error {
+	var finished atomic.Pointer[time.Time]
+	awaitingAck := make(chan int64, 1)
+	stop := consumeInBackground(t, c, consumer, opts, func(ctx context.Context, m *client.Message) error {
 		got.add(m)
-		if m.DeliveryAttempt == 1 {
-			time.Sleep(5 * ackWait / 2)
-			finished.Store(true)
+		if m.DeliveryAttempt > 1 {
+			return nil
 		}
-		return nil
+		time.Sleep(5 * ackWait / 2)
+		info, err := queues.GetConsumer(ctx, &ordersv1.GetConsumerRequest{Consumer: consumer})
+		if err != nil {
+			t.Errorf("GetConsumer: %v", err)
+		}
+		awaitingAck <- int64(info.GetConsumer().GetNumAckPending())
+		now := time.Now()
+		finished.Store(&now)
+		return errors.New("failed after a long time")
 	})
-	waitFor(t, 30*time.Second, "the slow handler finished", finished.Load)
-	time.Sleep(ackWait) // a redelivery during the handler would arrive by now
+	if n := <-awaitingAck; n != 1 {
+		t.Errorf("after two and a half ack waits of extensions, %d events await their ack, want the slow one: an extension settled it", n)
+	}
+	waitFor(t, 30*time.Second, "the slow event delivered again after its handler failed", func() bool {
+		ms, _ := got.of(slow.GetOrderId())
+		return len(ms) >= 2
+	})
 	if err := stop(); err != nil {
 		t.Fatalf("consume: %v", err)
 	}
-	if ms, _ := got.of(slow.GetOrderId()); len(ms) != 1 {
-		t.Fatalf("the slow event was delivered %d times, want once: its deadline was not extended", len(ms))
+	ms, at := got.of(slow.GetOrderId())
+	if ms[1].DeliveryAttempt != 2 || at[1].Before(*finished.Load()) {
+		t.Fatalf("the slow event was delivered again (attempt %d) %v after its handler began, while it ran (%v): its deadline was not extended",
+			ms[1].DeliveryAttempt, at[1].Sub(at[0]), finished.Load().Sub(at[0]))
 	}
 }
 

@@ -43,7 +43,7 @@ func TestAckerConfirmsWhatJetStreamSettled(t *testing.T) {
 	e.createOrders(t, 1)
 	cons := e.durable(t, "q")
 	tokens := RandomAckTokens()
-	ack, err := tokens.Verify(tokens.Sign(e.fetchOne(t, cons).Reply()))
+	ack, err := tokens.Verify(tokens.Sign(testEpoch, e.fetchOne(t, cons).Reply()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestAckerSendsTwoTokensOfOneEventOnce(t *testing.T) {
 	}
 	var settles []Settle
 	for _, m := range []jetstream.Msg{first, second} {
-		ack, err := tokens.Verify(tokens.Sign(m.Reply()))
+		ack, err := tokens.Verify(tokens.Sign(testEpoch, m.Reply()))
 		if err != nil {
 			t.Fatal(err)
 		}

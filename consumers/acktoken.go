@@ -22,11 +22,21 @@ var (
 	// ErrForgedToken: shaped like a token but not signed with this
 	// deployment's key: forged, altered, or from another deployment.
 	ErrForgedToken = errors.New("ack token not signed by this deployment")
+	// ErrStaleToken: signed by this deployment, but for another epoch of
+	// the stream ORDERS (before a migration or a re-creation, or by an
+	// ordersd that put no epoch in its tokens): its delivery is gone.
+	ErrStaleToken = errors.New("ack token issued for an earlier incarnation of the stream ORDERS (before a migration or re-creation)")
 )
 
 const (
-	tokenVersion = 1
-	macSize      = sha256.Size
+	// tokenVersion leads every token: 2 carries the stream's epoch.
+	tokenVersion = 2
+	// epochlessVersion is the version of tokens without an epoch, from
+	// before epochs: recognised, and refused as stale.
+	epochlessVersion = 1
+	macSize          = sha256.Size
+	// headerSize is what precedes the subject: version, epoch, MAC.
+	headerSize = 1 + eventstore.EpochLen + macSize
 	// maxForeignTokenLen bounds the tokens of an ack subject that are
 	// JetStream's, not ordersd's (domain, account hash, trailing token),
 	// so eventstore.MaxIDLen does not apply to them.
@@ -34,9 +44,12 @@ const (
 )
 
 // AckTokens signs and verifies ack tokens. A token is the JetStream ack
-// subject of one delivery, signed with HMAC-SHA256, so any ordersd node
-// sharing the key can ack the delivery, and nothing but a subject ordersd
-// itself received from JetStream can ever be published to.
+// subject of one delivery and the epoch of the stream it was delivered
+// from (eventstore.Epoch), signed with HMAC-SHA256, so any ordersd node
+// sharing the key can ack the delivery, nothing but a subject ordersd
+// itself received from JetStream can ever be published to, and a token of
+// an earlier stream ORDERS never acks what the new one holds at its
+// sequence.
 type AckTokens struct {
 	key  []byte
 	macs sync.Pool // of hash.Hash: HMAC-SHA256 with key, reused
@@ -74,11 +87,13 @@ func newAckTokens(key []byte) *AckTokens {
 	return t
 }
 
-// Sign makes the token of an ack subject.
-func (t *AckTokens) Sign(ackSubject string) string {
-	buf := make([]byte, 0, 1+macSize+len(ackSubject))
+// Sign makes the token of an ack subject of a delivery from the stream
+// of epoch.
+func (t *AckTokens) Sign(epoch eventstore.Epoch, ackSubject string) string {
+	buf := make([]byte, 0, headerSize+len(ackSubject))
 	buf = append(buf, tokenVersion)
-	buf = append(buf, t.mac(ackSubject)...)
+	buf = append(buf, epoch[:]...)
+	buf = append(buf, t.mac(tokenVersion, epoch[:], ackSubject)...)
 	buf = append(buf, ackSubject...)
 	return tokenEncoding.EncodeToString(buf)
 }
@@ -100,28 +115,50 @@ func decode(token string) ([]byte, bool) {
 	return raw, true
 }
 
-// Verify checks a token and returns the delivery it stands for.
+// Verify checks a token and returns the delivery it stands for, with the
+// epoch of the stream it was issued for: the caller compares it with the
+// stream's (CheckEpoch). A token of an ordersd that put no epoch in its
+// tokens is ErrStaleToken.
 func (t *AckTokens) Verify(token string) (AckSubject, error) {
 	raw, ok := decode(token)
-	if !ok || len(raw) < 1+macSize+1 || raw[0] != tokenVersion {
+	if ok && len(raw) >= 1+macSize+1 && raw[0] == epochlessVersion {
+		if !hmac.Equal(raw[1:1+macSize], t.mac(epochlessVersion, nil, string(raw[1+macSize:]))) {
+			return AckSubject{}, ErrForgedToken
+		}
+		return AckSubject{}, ErrStaleToken
+	}
+	if !ok || len(raw) < headerSize+1 || raw[0] != tokenVersion {
 		return AckSubject{}, ErrMalformedToken
 	}
-	mac, subject := raw[1:1+macSize], string(raw[1+macSize:])
-	if !hmac.Equal(mac, t.mac(subject)) {
+	issued, mac, subject := raw[1:1+eventstore.EpochLen], raw[1+eventstore.EpochLen:headerSize], string(raw[headerSize:])
+	if !hmac.Equal(mac, t.mac(tokenVersion, issued, subject)) {
 		return AckSubject{}, ErrForgedToken
 	}
 	ack, ok := ParseAckSubject(subject)
 	if !ok { // signed by us, so never expected; refused all the same
 		return AckSubject{}, ErrMalformedToken
 	}
+	ack.Epoch = eventstore.Epoch(issued)
 	return ack, nil
 }
 
-func (t *AckTokens) mac(subject string) []byte {
+// CheckEpoch is ErrStaleToken when ack was issued for a stream of another
+// epoch than the current one.
+func (ack AckSubject) CheckEpoch(current eventstore.Epoch) error {
+	if ack.Epoch != current {
+		return ErrStaleToken
+	}
+	return nil
+}
+
+// mac is the MAC of a token of version with epoch (none in version 1)
+// and subject.
+func (t *AckTokens) mac(version byte, epoch []byte, subject string) []byte {
 	h := t.macs.Get().(hash.Hash)
 	defer t.macs.Put(h)
 	h.Reset()
-	h.Write([]byte{tokenVersion})
+	h.Write([]byte{version})
+	h.Write(epoch)
 	h.Write([]byte(subject))
 	return h.Sum(nil)
 }
@@ -135,6 +172,9 @@ type AckSubject struct {
 	Consumer  string
 	Delivered uint64 // delivery attempt
 	StreamSeq uint64
+	// Epoch is the epoch of the stream ORDERS the token was issued for
+	// (zero when parsed from a subject, not from a token).
+	Epoch eventstore.Epoch
 }
 
 // ParseAckSubject parses the reply subject of a message delivered by a

@@ -8,6 +8,9 @@ import (
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
+// testEpoch stands for the epoch of the stream ORDERS in these tests.
+var testEpoch = eventstore.Epoch{0xe, 1, 2, 3, 4, 5, 6, 7}
+
 // ackSubject is a JetStream ack subject of the stream ORDERS whose token,
 // 1+32+26 = 59 bytes, ends in a base64 character with unused low bits.
 const ackSubject = "$JS.ACK.ORDERS.c.1.2.3.4.0"
@@ -36,20 +39,20 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 	t.Parallel()
 	tokens := newAckTokens([]byte("test-key-0123456789abcdef0123456789"))
 	other := newAckTokens([]byte("other-key-0123456789abcdef012345678"))
-	good := tokens.Sign(ackSubject)
+	good := tokens.Sign(testEpoch, ackSubject)
 
 	got, err := tokens.Verify(good)
 	if err != nil {
 		t.Fatalf("Verify(Sign(%q)) = %v", ackSubject, err)
 	}
-	want := AckSubject{Subject: ackSubject, Stream: eventstore.StreamName, Consumer: "c", Delivered: 1, StreamSeq: 2}
+	want := AckSubject{Subject: ackSubject, Stream: eventstore.StreamName, Consumer: "c", Delivered: 1, StreamSeq: 2, Epoch: testEpoch}
 	if got != want {
 		t.Fatalf("Verify(Sign(%q)) = %+v, want %+v", ackSubject, got, want)
 	}
 	// The delivery of a redrive marker (a redriven dead letter) is acked the same way.
 	const redriveAck = "$JS.ACK.ORDERS_REDRIVE.c.1.7.3.4.0"
-	got, err = tokens.Verify(tokens.Sign(redriveAck))
-	if want := (AckSubject{Subject: redriveAck, Stream: eventstore.RedriveStream, Consumer: "c", Delivered: 1, StreamSeq: 7}); err != nil || got != want {
+	got, err = tokens.Verify(tokens.Sign(testEpoch, redriveAck))
+	if want := (AckSubject{Subject: redriveAck, Stream: eventstore.RedriveStream, Consumer: "c", Delivered: 1, StreamSeq: 7, Epoch: testEpoch}); err != nil || got != want {
 		t.Fatalf("Verify(Sign(%q)) = %+v, %v; want %+v", redriveAck, got, err, want)
 	}
 
@@ -60,6 +63,13 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 	}
 	raw[len(raw)-1] ^= 1 // "...4.0" → "...4.1"
 	altered := tokenEncoding.EncodeToString(raw)
+	raw[len(raw)-1] ^= 1
+	raw[1] ^= 1 // the epoch: the MAC covers it too
+	reEpoched := tokenEncoding.EncodeToString(raw)
+	raw[1] ^= 1
+	// A token of an ordersd that put no epoch in its tokens (version 1:
+	// version, MAC of version and subject, subject).
+	epochless := tokenEncoding.EncodeToString(append(append([]byte{epochlessVersion}, tokens.mac(epochlessVersion, nil, ackSubject)...), ackSubject...))
 
 	for _, c := range []struct {
 		name, token string
@@ -69,14 +79,17 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 		{"a line feed inside", good[:10] + "\n" + good[10:], ErrMalformedToken},
 		{"a carriage return at the end", good + "\r", ErrMalformedToken},
 		{"padding added", good + "=", ErrMalformedToken},
-		{"truncated", good[:len(good)-4], ErrForgedToken},
+		{"truncated", tokenEncoding.EncodeToString(raw[:len(raw)-3]), ErrForgedToken},
 		{"the subject altered", altered, ErrForgedToken},
-		{"signed with another key", other.Sign(ackSubject), ErrForgedToken},
+		{"the epoch altered", reEpoched, ErrForgedToken},
+		{"of an ordersd without epochs", epochless, ErrStaleToken},
+		{"of an ordersd without epochs, another key", tokenEncoding.EncodeToString(append(append([]byte{epochlessVersion}, other.mac(epochlessVersion, nil, ackSubject)...), ackSubject...)), ErrForgedToken},
+		{"signed with another key", other.Sign(testEpoch, ackSubject), ErrForgedToken},
 		{"empty", "", ErrMalformedToken},
 		{"not base64", "not a token!", ErrMalformedToken},
 		{"too short for a MAC", tokenEncoding.EncodeToString([]byte{tokenVersion, 1, 2, 3}), ErrMalformedToken},
 		{"another version", tokenEncoding.EncodeToString(append([]byte{tokenVersion + 1}, raw[1:]...)), ErrMalformedToken},
-		{"a signed subject that is not an ack subject", tokens.Sign("$JS.API.STREAM.DELETE.ORDERS"), ErrMalformedToken},
+		{"a signed subject that is not an ack subject", tokens.Sign(testEpoch, "$JS.API.STREAM.DELETE.ORDERS"), ErrMalformedToken},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.token == good {
@@ -87,5 +100,24 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 				t.Fatalf("Verify(%q) = %+v, %v; want %v", c.token, got, err, c.want)
 			}
 		})
+	}
+}
+
+// A token verifies with the epoch it was signed for, and CheckEpoch
+// refuses it for any other: after a migration, whatever the key.
+func TestAckTokensOfAnotherEpochAreStale(t *testing.T) {
+	t.Parallel()
+	tokens := newAckTokens([]byte("test-key-0123456789abcdef0123456789"))
+	ack, err := tokens.Verify(tokens.Sign(testEpoch, ackSubject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.CheckEpoch(testEpoch); err != nil {
+		t.Errorf("CheckEpoch of its own epoch: %v", err)
+	}
+	later := testEpoch
+	later[eventstore.EpochLen-1] ^= 0x80
+	if err := ack.CheckEpoch(later); !errors.Is(err, ErrStaleToken) {
+		t.Errorf("CheckEpoch of another epoch: %v, want ErrStaleToken", err)
 	}
 }

@@ -96,7 +96,7 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 	p := prepared{msg: msg, seq: heldKey{redrive: true, seq: meta.Sequence.Stream}, ok: true,
 		delivery: Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
-		p.delivery.AckToken = l.w.tokens.Sign(msg.Reply())
+		p.delivery.AckToken = l.w.tokens.Sign(l.epoch, msg.Reply())
 	}
 	return p
 }

@@ -53,6 +53,7 @@ type WorkQueueStore interface {
 	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
 	RedriveConsumer(ctx context.Context, consumer string) (jetstream.Consumer, error)
 	EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, error)
+	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }
 
 // WorkQueueOptions bound the durable consumers ConsumeOrders creates.
@@ -111,6 +112,11 @@ func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Sessio
 	if err != nil {
 		return err
 	}
+	// The stream is known by now: this reads what ensureConsumer looked up.
+	epoch, err := w.store.Epoch(ctx)
+	if err != nil {
+		return err
+	}
 	cfg := cons.CachedInfo().Config
 	held := newCredit(spec.MaxInFlight, func(delta int) { w.metrics.InFlight(spec.Consumer, delta) })
 	if sess != nil {
@@ -128,18 +134,19 @@ func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Sessio
 			}
 		}()
 	}
-	loop := fetchLoop{w: w, spec: spec, cfg: cfg, cons: cons, held: held, send: send, sendBatch: sendBatch, sess: sess, lastSend: time.Now()}
+	loop := fetchLoop{w: w, spec: spec, epoch: epoch, cfg: cfg, cons: cons, held: held, send: send, sendBatch: sendBatch, sess: sess, lastSend: time.Now()}
 	return loop.run(ctx)
 }
 
 // fetchLoop is the state of one ConsumeOrders stream.
 type fetchLoop struct {
-	w    *WorkQueues
-	spec ConsumeSpec
-	cfg  jetstream.ConsumerConfig
-	cons jetstream.Consumer
-	held *credit
-	send func(Delivery) error // heartbeats
+	w     *WorkQueues
+	spec  ConsumeSpec
+	epoch eventstore.Epoch // of the stream ORDERS, in every ack token
+	cfg   jetstream.ConsumerConfig
+	cons  jetstream.Consumer
+	held  *credit
+	send  func(Delivery) error // heartbeats
 	// sendBatch sends deliveries and returns how many it sent.
 	sendBatch func([]Delivery) (int, error)
 	sess      *Session // nil for ConsumeOrders
@@ -262,7 +269,7 @@ func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
 	p := prepared{msg: msg, seq: heldKey{seq: meta.Sequence.Stream}, ok: true,
 		delivery: Delivery{Event: ev, Raw: raw, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
-		p.delivery.AckToken = l.w.tokens.Sign(msg.Reply())
+		p.delivery.AckToken = l.w.tokens.Sign(l.epoch, msg.Reply())
 	}
 	return p
 }

@@ -15,6 +15,10 @@ import (
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
+// testEpoch is an epoch of no stream of the tests: tokens signed for it
+// are refused for their epoch once their signature and subject pass.
+var testEpoch = eventstore.Epoch{0xe}
+
 // Tokens that ordersd did not issue are refused before anything is
 // published: no ack, and above all no publish on a subject of the
 // attacker's choosing.
@@ -30,11 +34,17 @@ func TestForgedTruncatedAndForeignAckTokensAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	flipped := append([]byte(nil), raw...)
-	flipped[5] ^= 0x01 // one bit of the signature
+	flipped[1+eventstore.EpochLen+4] ^= 0x01 // one bit of the signature
 	retargeted := append([]byte(nil), raw...)
 	retargeted = append(retargeted[:len(retargeted)-1], '9') // one byte of the subject
 	foreignKey, _ := consumers.NewAckTokens([]byte("another-deployment-key-0123456789abc"))
 	ourKey, _ := consumers.NewAckTokens([]byte(testAckKey))
+	delivery, err := ourKey.Verify(genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	earlierStream := delivery.Epoch
+	earlierStream[0] ^= 0xff
 
 	// Watch everything a bad ack could publish to.
 	spy, err := n.js.Conn().SubscribeSync(">")
@@ -53,11 +63,12 @@ func TestForgedTruncatedAndForeignAckTokensAreRefused(t *testing.T) {
 		"truncated to the signature":      {base64.RawURLEncoding.EncodeToString(raw[:33]), codes.InvalidArgument},
 		"signature bit flipped":           {base64.RawURLEncoding.EncodeToString(flipped), codes.PermissionDenied},
 		"subject altered":                 {base64.RawURLEncoding.EncodeToString(retargeted), codes.PermissionDenied},
-		"signed by another deployment":    {foreignKey.Sign("$JS.ACK.ORDERS.guarded.1.1.1.1.0"), codes.PermissionDenied},
-		"another deployment, API subject": {foreignKey.Sign("$JS.API.STREAM.DELETE.ORDERS"), codes.PermissionDenied},
-		"our key, not an ack subject":     {ourKey.Sign("$JS.API.STREAM.DELETE.ORDERS"), codes.InvalidArgument},
-		"our key, another stream":         {ourKey.Sign("$JS.ACK.OTHER.guarded.1.1.1.1.0"), codes.InvalidArgument},
-		"our key, wildcard":               {ourKey.Sign("$JS.ACK.ORDERS.*.1.1.1.1.0"), codes.InvalidArgument},
+		"signed by another deployment":    {foreignKey.Sign(testEpoch, "$JS.ACK.ORDERS.guarded.1.1.1.1.0"), codes.PermissionDenied},
+		"another deployment, API subject": {foreignKey.Sign(testEpoch, "$JS.API.STREAM.DELETE.ORDERS"), codes.PermissionDenied},
+		"our key, not an ack subject":     {ourKey.Sign(testEpoch, "$JS.API.STREAM.DELETE.ORDERS"), codes.InvalidArgument},
+		"our key, another stream":         {ourKey.Sign(testEpoch, "$JS.ACK.OTHER.guarded.1.1.1.1.0"), codes.InvalidArgument},
+		"our key, wildcard":               {ourKey.Sign(testEpoch, "$JS.ACK.ORDERS.*.1.1.1.1.0"), codes.InvalidArgument},
+		"our key, an earlier stream":      {ourKey.Sign(earlierStream, delivery.Subject), codes.InvalidArgument},
 	} {
 		t.Run(name, func(t *testing.T) {
 			// The bad token rides along with the genuine one: the whole call is refused.
@@ -98,7 +109,7 @@ func TestAckRequestValidation(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	ourKey, _ := consumers.NewAckTokens([]byte(testAckKey))
-	token := ourKey.Sign("$JS.ACK.ORDERS.c.1.1.1.1.0")
+	token := ourKey.Sign(testEpoch, "$JS.ACK.ORDERS.c.1.1.1.1.0")
 	many := make([]*ordersv1.Ack, 1001)
 	for i := range many {
 		many[i] = &ordersv1.Ack{AckToken: token, Action: ordersv1.AckAction_ACK_ACTION_ACK}

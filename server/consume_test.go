@@ -190,8 +190,10 @@ func TestNakWithDelayRedeliversLater(t *testing.T) {
 }
 
 // A delivery kept in progress is not redelivered for as long as the
-// client keeps telling JetStream (here two and a half ack waits), nor
-// after its ack.
+// client keeps telling JetStream (here two and a half ack waits), and it
+// is still the consumer's to deliver: still awaiting its ack after the
+// extensions (an in-progress ack that acked would leave none), and
+// delivered again once the client naks it.
 //
 // Every timing check is relative to the ack it measures, not to the
 // start: on a loaded machine an AckOrders call may take long, and a gap of
@@ -266,13 +268,18 @@ func TestInProgressExtendsTheAckWait(t *testing.T) {
 		case <-time.After(interval):
 		}
 	}
-	settle(ordersv1.AckAction_ACK_ACTION_ACK)
-	// A JetStream that ignored the ack would redeliver an ack wait after
-	// the last in-progress ack, before this.
+	if info := n.consumerInfo(t, "slow-work"); info.NumAckPending != 1 || info.AckFloor.Stream >= res.GetEvent().GetSequence() {
+		t.Fatalf("after the in-progress acks: %d awaiting an ack, ack floor %d; want the event (sequence %d) still awaiting its ack",
+			info.NumAckPending, info.AckFloor.Stream, res.GetEvent().GetSequence())
+	}
+	settle(ordersv1.AckAction_ACK_ACTION_NAK)
 	select {
 	case r := <-redelivered:
-		judge(r)
-	case <-time.After(ackWait + time.Second):
+		if r.res.GetEvent().GetSequence() != res.GetEvent().GetSequence() || r.res.GetDeliveryAttempt() != 2 {
+			t.Fatalf("after the NAK: %v, want sequence %d again, attempt 2", r.res, res.GetEvent().GetSequence())
+		}
+	case <-time.After(10 * time.Second): // a NAK without delay redelivers at once
+		t.Fatal("the event was not delivered again within 10s of its NAK: an in-progress ack had settled it")
 	}
 }
 

@@ -96,7 +96,14 @@ func TestMaxDeliveriesMakeOneDeadLetter(t *testing.T) {
 	order, _ := deadLetterAfterTwoNaks(t, n, "dl-max")
 
 	letters := n.awaitDeadLetters(t, "dl-max", 1)
-	time.Sleep(500 * time.Millisecond) // nothing more comes
+	// Nothing more comes: the consumer holds the event no more, and
+	// nats-server publishes its advisories in order, so once a later dead
+	// letter (of another consumer) is stored, a second one of this event
+	// would be too.
+	waitForInfo(t, n, "dl-max", func(_, unacked uint64) bool { return unacked == 0 })
+	later, _ := n.consume(t, limitedQueue("dl-max-later", 5, time.Minute))
+	n.ack(t, ordersv1.AckAction_ACK_ACTION_TERM, nextEvent(t, later).GetAckToken())
+	n.awaitDeadLetters(t, "dl-max-later", 1)
 	letters = n.awaitDeadLetters(t, "dl-max", 1)
 	l := letters[0]
 	if l.GetReason() != ordersv1.DeadLetterReason_DEAD_LETTER_REASON_MAX_DELIVERIES || l.GetDeliveryAttempts() != 2 ||
@@ -120,6 +127,7 @@ func TestMaxDeliveriesMakeOneDeadLetter(t *testing.T) {
 # HELP ordersd_dead_letters Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.
 # TYPE ordersd_dead_letters gauge
 ordersd_dead_letters{consumer="dl-max",reason="max_deliveries"} 1
+ordersd_dead_letters{consumer="dl-max-later",reason="terminated"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ordersd_dead_letters"); err != nil {
 		t.Error(err)

@@ -70,6 +70,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return status.Error(codes.ResourceExhausted, "the most durable consumers allowed exist already (ordersd --max-consumers-durable); reuse one, or have an admin delete unused ones (QueueService.DeleteConsumer)")
 	case errors.Is(err, consumers.ErrConsumerMismatch):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, eventstore.ErrDeadLettersOff):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, eventstore.ErrUnavailable):

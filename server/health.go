@@ -60,6 +60,22 @@ type watchStream struct {
 
 func (s watchStream) Context() context.Context { return s.ctx }
 
+// DeadLettersHealthService is the health service name that tells whether
+// dead letters are recorded: SERVING while they are, NOT_SERVING while
+// they cannot be (another stream holds their subjects; the log and the
+// dead-letter calls say why) or the node is not ready. The node's own
+// health ("" and orders.v1.OrderService) does not depend on it.
+const DeadLettersHealthService = "ordersd.DeadLetters"
+
+// SetDeadLettersHealth sets the status of DeadLettersHealthService.
+func SetDeadLettersHealth(hs *health.Server, recorded bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if recorded {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	hs.SetServingStatus(DeadLettersHealthService, st)
+}
+
 func setServing(hs *health.Server, ok bool) {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
 	if ok {

@@ -9,9 +9,20 @@ import (
 
 // ListOrders implements ordersv1.OrderServiceServer.
 func (s *OrderService) ListOrders(ctx context.Context, req *ordersv1.ListOrdersRequest) (*ordersv1.ListOrdersResponse, error) {
-	list, err := s.validateList(req)
+	list, issued, err := s.validateList(req)
 	if err != nil {
 		return nil, err
+	}
+	epoch, err := s.Store.Epoch(ctx)
+	if err != nil {
+		return nil, toStatus(ctx, s.log, req.GetCustomerId(), err)
+	}
+	if req.GetPageToken() != "" {
+		if err := checkPageEpoch(issued, epoch); err != nil {
+			var v violations
+			v.add("page_token", "%v", err)
+			return nil, v.err()
+		}
 	}
 	page, err := s.Store.List(ctx, list)
 	if err != nil {
@@ -22,13 +33,14 @@ func (s *OrderService) ListOrders(ctx context.Context, req *ordersv1.ListOrdersR
 		res.UnreadableOrders = append(res.UnreadableOrders, u.Proto())
 	}
 	if page.Next != 0 {
-		res.NextPageToken = s.PageTokens.sign(req, page.Next)
+		res.NextPageToken = s.PageTokens.sign(req, epoch, page.Next)
 	}
 	return res, nil
 }
 
 // validateList checks a ListOrders request and turns it into the store's.
-func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore.ListRequest, error) {
+// It returns the epoch the page token was issued in, if there is one.
+func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore.ListRequest, eventstore.Epoch, error) {
 	var v violations
 	v.id("customer_id", req.GetCustomerId(), eventstore.MaxIDLen, false)
 	v.statuses("statuses", req.GetStatuses())
@@ -39,12 +51,15 @@ func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore
 	case size < 0 || size > eventstore.MaxPageSize:
 		v.add("page_size", "must be 1 to %d (0: %d), got %d", eventstore.MaxPageSize, eventstore.DefaultPageSize, size)
 	}
-	var after uint64
+	var (
+		after  uint64
+		issued eventstore.Epoch
+	)
 	if token := req.GetPageToken(); token != "" {
 		var err error
-		if after, err = s.PageTokens.verify(req, token); err != nil {
+		if after, issued, err = s.PageTokens.verify(req, token); err != nil {
 			v.add("page_token", "%v", err)
 		}
 	}
-	return eventstore.ListRequest{CustomerID: req.GetCustomerId(), Statuses: req.GetStatuses(), After: after, PageSize: size}, v.err()
+	return eventstore.ListRequest{CustomerID: req.GetCustomerId(), Statuses: req.GetStatuses(), After: after, PageSize: size}, issued, v.err()
 }

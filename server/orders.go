@@ -18,6 +18,7 @@ type OrderStore interface {
 	Get(ctx context.Context, orderID string) (*ordersv1.Order, error)
 	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error, skipped func(*eventstore.UnreadableError) error) error
 	List(ctx context.Context, req eventstore.ListRequest) (eventstore.ListPage, error)
+	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }
 
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // streamAcks takes the acks a StreamOrders client sends on its stream,
@@ -132,6 +133,10 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	settles := make([]consumers.Settle, 0, len(req.GetAcks()))
 	results := make([]*ordersv1.StreamAckResult, len(req.GetAcks()))
 	var forged []int
+	var (
+		epoch     eventstore.Epoch // of the stream, looked up for the first ack by token
+		haveEpoch bool
+	)
 	seen := make(map[settledDelivery]bool, len(req.GetAcks()))
 	for i, ack := range req.GetAcks() {
 		field := func() string { return fmt.Sprintf("acks[%d]", i) } // for violations only: no formatting per ack
@@ -154,9 +159,21 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 		case *ordersv1.StreamAck_AckToken:
 			res.Delivery = &ordersv1.StreamAckResult_AckToken{AckToken: d.AckToken}
 			subject, err := a.s.Tokens.Verify(d.AckToken)
+			if err == nil && !haveEpoch {
+				if epoch, err = a.s.Store.Epoch(ctx); err != nil {
+					return nil, nil, toStatus(ctx, a.s.log, "", err)
+				}
+				haveEpoch = true
+			}
+			if err == nil {
+				err = subject.CheckEpoch(epoch)
+			}
 			switch {
 			case errors.Is(err, consumers.ErrForgedToken):
 				forged = append(forged, i)
+				continue
+			case errors.Is(err, consumers.ErrStaleToken):
+				v.add(field()+".ack_token", "%s", staleAckToken)
 				continue
 			case err != nil:
 				v.add(field()+".ack_token", "is not an ack token from ConsumeOrders or StreamOrders")

@@ -82,6 +82,23 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 // ackSettles checks an AckOrders request and verifies every token before
 // any ack is applied. Malformed input is INVALID_ARGUMENT; a token not
 // signed by this deployment is PERMISSION_DENIED.
+// staleAcks is INVALID_ARGUMENT, naming every ack whose token was issued
+// for another epoch of the stream than the current one; nil when none is.
+func staleAcks(settles []consumers.Settle, current eventstore.Epoch) error {
+	var v violations
+	for i, s := range settles {
+		if s.Ack.CheckEpoch(current) != nil {
+			v.add(fmt.Sprintf("acks[%d].ack_token", i), "%s", staleAckToken)
+		}
+	}
+	return v.err()
+}
+
+// staleAckToken is the violation of an ack token of an earlier stream
+// ORDERS (consumers.ErrStaleToken).
+const staleAckToken = "was issued for an earlier incarnation of the stream ORDERS (before `ordersd migrate` or a re-creation of the stream): " +
+	"its delivery no longer exists; consume the event again for a new token"
+
 func ackSettles(req *ordersv1.AckOrdersRequest, tokens AckTokenVerifier) ([]consumers.Settle, error) {
 	var v violations
 	switch n := len(req.GetAcks()); {
@@ -107,6 +124,8 @@ func ackSettles(req *ordersv1.AckOrdersRequest, tokens AckTokenVerifier) ([]cons
 		switch {
 		case errors.Is(err, consumers.ErrForgedToken):
 			forged = append(forged, i)
+		case errors.Is(err, consumers.ErrStaleToken):
+			v.add(field+".ack_token", "%s", staleAckToken)
 		case err != nil:
 			v.add(field+".ack_token", "is not an ack token from ConsumeOrders")
 		}

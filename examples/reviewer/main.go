@@ -92,6 +92,9 @@ func review(ctx context.Context, c *client.Client, limit int64, out io.Writer) e
 			say("%s %s", decision, order.GetOrderId())
 			return nil
 		case codes.Aborted, codes.FailedPrecondition:
+			// Also how a repeat ends (an event delivered again after a
+			// crash, or after an ack that was lost): the order was
+			// decided already, so the handler is idempotent.
 			say("skipped %s: it changed since it was created", order.GetOrderId())
 			return nil // nothing left to decide: ack it
 		default:

@@ -5,8 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,15 +73,21 @@ func redriveSubject(consumer string) string { return RedriveStream + "." + consu
 // and redrive markers, beside ORDERS and with its replicas. Both keep
 // their messages until they are redriven or purged (dead letters) or
 // the consumer is deleted (markers), so nothing is lost by age.
-func provisionDeadLetters(ctx context.Context, js jetstream.JetStream, opts StreamOptions) error {
-	for _, cfg := range []jetstream.StreamConfig{{
-		Name:        DeadLetterStream,
-		Description: "ordersd dead letters: JetStream's max-deliveries and terminated advisories of the consumers of ORDERS",
-		Subjects:    deadLetterSubjects(),
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    opts.Replicas,
-	}, {
+//
+// Dead letters are optional: when another stream of the account holds
+// subjects they need, ordersd serves everything else, and off says why
+// (wrapping ErrDeadLettersOff). A stream that stores every advisory
+// ($JS.EVENT.ADVISORY.>, a common monitoring set-up) overlaps the
+// dead-letter subjects, and JetStream refuses any two streams whose
+// subjects intersect (error 10065); so the dead letters it holds are
+// sourced from it (deadLetterStreamConfig). err is for anything else
+// (JetStream unreachable, say): provisioning is tried again.
+func provisionDeadLetters(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (off, err error) {
+	dl, off, err := deadLetterStreamConfig(ctx, js, opts)
+	if err != nil || off != nil {
+		return off, err
+	}
+	for _, cfg := range []jetstream.StreamConfig{dl, {
 		Name:        RedriveStream,
 		Description: "ordersd redrive markers: ORDERS_REDRIVE.<consumer>, payload the ORDERS sequence of a redriven event",
 		Subjects:    []string{RedriveStream + ".*"},
@@ -86,12 +96,116 @@ func provisionDeadLetters(ctx context.Context, js jetstream.JetStream, opts Stre
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.DuplicateWindow,
 	}} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("provision stream %s: %w", cfg.Name, err)
+		_, err := js.CreateOrUpdateStream(ctx, cfg)
+		if isSubjectOverlap(err) {
+			return fmt.Errorf("%w: stream %s cannot be created: %v; give ordersd the subjects %v (see the docs, \"Dead letters\")",
+				ErrDeadLettersOff, cfg.Name, err, cfg.Subjects), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("provision stream %s: %w", cfg.Name, err)
 		}
 	}
-	return nil
+	return nil, nil
 }
+
+// deadLetterStreamConfig is the stream ORDERS_DEAD_LETTERS as it can be in
+// this account: each dead-letter subject that no other stream holds is its
+// own, and each that another stream's subjects cover ($JS.EVENT.ADVISORY.>
+// covers them all) is sourced from that stream, filtered to exactly that
+// subject. A subject that other streams overlap without one covering it
+// cannot be had either way: off says so.
+func deadLetterStreamConfig(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (cfg jetstream.StreamConfig, off, err error) {
+	cfg = jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "ordersd dead letters: JetStream's max-deliveries and terminated advisories of the consumers of ORDERS",
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    opts.Replicas,
+	}
+	sources := map[string]*jetstream.StreamSource{}
+	for _, subject := range deadLetterSubjects() {
+		holders, err := streamsOverlapping(ctx, js, subject)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("provision stream %s: %w", DeadLetterStream, err)
+		}
+		if len(holders) == 0 {
+			cfg.Subjects = append(cfg.Subjects, subject)
+			continue
+		}
+		from := ""
+		for name, subjects := range holders {
+			if slices.ContainsFunc(subjects, func(s string) bool { return subjectCovers(s, subject) }) {
+				from = name
+				break
+			}
+		}
+		if from == "" {
+			return cfg, fmt.Errorf("%w: the subject %s is overlapped by the stream(s) %v, none of which holds all of it, and JetStream refuses overlapping streams; "+
+				"leave the subjects %v to ordersd, or let one stream hold all of them (see the docs, \"Dead letters\")",
+				ErrDeadLettersOff, subject, slices.Sorted(maps.Keys(holders)), deadLetterSubjects()), nil
+		}
+		src := sources[from]
+		if src == nil {
+			src = &jetstream.StreamSource{Name: from}
+			sources[from] = src
+		}
+		src.SubjectTransforms = append(src.SubjectTransforms, jetstream.SubjectTransformConfig{Source: subject})
+	}
+	for _, name := range slices.Sorted(maps.Keys(sources)) {
+		cfg.Sources = append(cfg.Sources, sources[name])
+	}
+	return cfg, nil, nil
+}
+
+// streamsOverlapping returns the subjects of each stream but
+// ORDERS_DEAD_LETTERS whose subjects intersect subject.
+func streamsOverlapping(ctx context.Context, js jetstream.JetStream, subject string) (map[string][]string, error) {
+	names := js.StreamNames(ctx, jetstream.WithStreamListSubject(subject))
+	holders := map[string][]string{}
+	for name := range names.Name() {
+		if name == DeadLetterStream {
+			continue
+		}
+		stream, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		holders[name] = stream.CachedInfo().Config.Subjects
+	}
+	return holders, names.Err()
+}
+
+// subjectCovers reports whether every subject that matches filter also
+// matches pattern (both NATS subjects, with * and > wildcards).
+func subjectCovers(pattern, filter string) bool {
+	p, f := strings.Split(pattern, "."), strings.Split(filter, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return i < len(f)
+		case i >= len(f):
+			return false
+		case tok == "*":
+			if f[i] == ">" {
+				return false
+			}
+		case tok != f[i]:
+			return false
+		}
+	}
+	return len(p) == len(f)
+}
+
+// isSubjectOverlap reports whether JetStream refused a stream because its
+// subjects overlap another stream's (error 10065).
+func isSubjectOverlap(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeSubjectsOverlap
+}
+
+// jsErrCodeSubjectsOverlap is JetStream's error code for subjects that
+// overlap another stream's (nats-server JSStreamSubjectOverlapErr).
+const jsErrCodeSubjectsOverlap = 10065
 
 // DeadLetterReason is why a consumer gave up on an event.
 type DeadLetterReason int
@@ -143,6 +257,52 @@ func ParseRedriveMarker(data []byte) (uint64, error) {
 	return m.StreamSeq, nil
 }
 
+// deadLettersRetry is how often, while dead letters are not recorded,
+// their streams are provisioned again: a configuration fixed meanwhile
+// (the overlapping stream changed) takes effect without a restart.
+const deadLettersRetry = 30 * time.Second
+
+// deadLetterState is whether dead letters are recorded, and why not.
+type deadLetterState struct {
+	mu    sync.Mutex
+	off   error     // why not; nil when they are
+	tried time.Time // when provisioning was last tried while off
+}
+
+// set records the outcome of a provisioning, with a log line when it
+// changes.
+func (d *deadLetterState) set(log *slog.Logger, off error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case off != nil && (d.off == nil || d.off.Error() != off.Error()):
+		log.Warn("dead letters are not recorded; everything else is served", "stream", DeadLetterStream, "reason", off)
+	case off == nil && d.off != nil:
+		log.Info("dead letters are recorded again", "stream", DeadLetterStream)
+	}
+	d.off, d.tried = off, time.Now()
+}
+
+// DeadLettersOff returns why dead letters are not recorded (wrapping
+// ErrDeadLettersOff), nil when they are. While they are not, it provisions
+// their streams again every deadLettersRetry.
+func (s *Store) DeadLettersOff(ctx context.Context) error {
+	s.deadLetters.mu.Lock()
+	off, due := s.deadLetters.off, time.Since(s.deadLetters.tried) >= deadLettersRetry
+	s.deadLetters.mu.Unlock()
+	if off == nil || !due {
+		return off
+	}
+	ctx, cancel := s.step(ctx)
+	defer cancel()
+	off, err := provisionDeadLetters(ctx, s.js, s.opts)
+	if err != nil {
+		return s.classify(err)
+	}
+	s.deadLetters.set(s.log, off)
+	return off
+}
+
 // deadLetters are the handles of the streams of dead letters and markers
 // for one operation.
 type deadLetters struct {
@@ -159,6 +319,9 @@ func (s *Store) openDeadLetters(ctx context.Context) (*deadLetters, error) {
 		return nil, err
 	}
 	defer cancel()
+	if err := s.DeadLettersOff(ctx); err != nil {
+		return nil, err
+	}
 	orders := st.orders
 	d := &deadLetters{s: s, orders: orders}
 	if d.dl, err = s.js.Stream(ctx, DeadLetterStream); err == nil {
@@ -481,9 +644,13 @@ type DeadLetterCount struct {
 
 // DeadLetterCounts counts the stored dead letters per consumer and reason
 // (redriven ones with the others), from the stream's per-subject counts:
-// no message is read.
+// no message is read. While dead letters are not recorded none is stored,
+// and it returns none: the consumers are described all the same.
 func (s *Store) DeadLetterCounts(ctx context.Context) ([]DeadLetterCount, error) {
 	d, err := s.openDeadLetters(ctx)
+	if errors.Is(err, ErrDeadLettersOff) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,10 @@ var (
 	// ErrNothingToRestore: Repair found no readable event of the order, so
 	// there is no state to restore.
 	ErrNothingToRestore = errors.New("no readable event of the order to restore")
+	// ErrDeadLettersOff: dead letters are not recorded in this deployment
+	// (the error says why: another stream holds the subjects they need);
+	// everything else is served.
+	ErrDeadLettersOff = errors.New("dead letters are not recorded")
 )
 
 // TransitionError describes an illegal transition; it matches ErrIllegalTransition.

@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	tr := &traffic{}
 	w := &writers{c: c, l: l, traffic: tr, callTime: o.CallTime, pace: o.Pace}
-	q := &queueReader{c: c, seen: map[string]int{}}
+	q := &queueReader{c: c, seen: map[string]int{}, confirmed: map[string]confirmedAck{}}
 	wat := &watcher{c: c}
 
 	writeCtx, stopWrites := context.WithCancel(ctx)

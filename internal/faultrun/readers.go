@@ -40,10 +40,16 @@ func stallLimit(opTimeout time.Duration) time.Duration {
 type QueueStats struct {
 	Delivered   int `json:"delivered"`   // events received
 	Redelivered int `json:"redelivered"` // of which seen before (at-least-once)
-	Missing     int `json:"missing"`     // created events never delivered
-	Reopened    int `json:"reopened"`    // streams that ended and were opened again
-	Stalls      int `json:"stalls"`      // streams silent past stallLimit
-	Unexpected  int `json:"unexpected"`  // streams or acks that failed with a non-retryable status
+	// AfterConfirmedAck counts the deliveries of an event whose ack was
+	// confirmed (each is reported with its timing); LostAcks those of them
+	// that JetStream did not send before the ack reached it (see
+	// MayHaveRaced): the consumer went back past a confirmed ack.
+	AfterConfirmedAck int `json:"after_confirmed_ack"`
+	LostAcks          int `json:"lost_acks"`
+	Missing           int `json:"missing"`    // created events never delivered
+	Reopened          int `json:"reopened"`   // streams that ended and were opened again
+	Stalls            int `json:"stalls"`     // streams silent past stallLimit
+	Unexpected        int `json:"unexpected"` // streams or acks that failed with a non-retryable status
 }
 
 // WatchStats describe the watcher.
@@ -58,14 +64,42 @@ type WatchStats struct {
 	LastSeq    uint64        `json:"last_seq"`    // the last sequence received
 }
 
+// MayHaveRaced reports whether a delivery that came after the
+// confirmation of an ack may be a redelivery JetStream made before the ack
+// reached it: the next attempt after the one acked, made when that
+// delivery's ack wait ran out, so only if the ack was confirmed an ack wait
+// after the acked delivery was made, which was at most deliveryTransit
+// before it was received. A replicated consumer makes no other delivery
+// after a confirmed ack: any other is a lost ack.
+func MayHaveRaced(receivedAt, confirmedAt time.Time, ackWait time.Duration, ackedAttempt, attempt uint64) bool {
+	return attempt == ackedAttempt+1 && confirmedAt.Sub(receivedAt) >= ackWait-deliveryTransit
+}
+
+// deliveryTransit bounds the time from JetStream making a delivery to the
+// client receiving it, on a loaded machine running the whole deployment.
+const deliveryTransit = 2 * time.Second
+
+// queueAckWait is the ack wait of the run's work queue.
+const queueAckWait = 5 * time.Second
+
 // queueReader consumes created events through ConsumeOrders and acks each
 // one, reopening its stream on any process whenever it ends.
 type queueReader struct {
-	c      *cluster
-	mu     sync.Mutex
-	stats  QueueStats
-	seen   map[string]int // order id → deliveries
-	errors []string
+	c              *cluster
+	mu             sync.Mutex
+	stats          QueueStats
+	seen           map[string]int          // order id → deliveries
+	confirmed      map[string]confirmedAck // order id → its first confirmed ack
+	afterConfirmed []string                // the deliveries after a confirmed ack, with their timing
+	errors         []string
+}
+
+// confirmedAck is when the ack of an event was confirmed, and the delivery
+// (attempt, when it was received) whose token it used.
+type confirmedAck struct {
+	at       time.Time
+	attempt  uint64
+	received time.Time
 }
 
 func (q *queueReader) run(ctx context.Context) {
@@ -74,7 +108,7 @@ func (q *queueReader) run(ctx context.Context) {
 		Statuses:          []ordersv1.OrderStatus{ordersv1.OrderStatus_ORDER_STATUS_CREATED},
 		MaxInFlight:       64,
 		HeartbeatInterval: durationpb.New(streamHeartbeat),
-		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(5 * time.Second)},
+		Settings:          &ordersv1.ConsumerSettings{AckWait: durationpb.New(queueAckWait)},
 	}
 	for ctx.Err() == nil {
 		p := q.c.randomReplica()
@@ -86,15 +120,18 @@ func (q *queueReader) run(ctx context.Context) {
 			if res.GetHeartbeat() {
 				return
 			}
-			q.deliver(res.GetEvent().GetOrder().GetOrderId())
-			q.ack(ctx, res.GetAckToken())
+			orderID, attempt := res.GetEvent().GetOrder().GetOrderId(), res.GetDeliveryAttempt()
+			q.deliver(p, orderID, attempt)
+			q.ack(ctx, orderID, attempt, time.Now(), res.GetAckToken())
 		})
 		q.ended(ctx, p, err)
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-func (q *queueReader) deliver(orderID string) {
+// deliver records one delivery, p's, and checks it against the acks
+// confirmed before.
+func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.stats.Delivered++
@@ -102,17 +139,39 @@ func (q *queueReader) deliver(orderID string) {
 		q.stats.Redelivered++
 	}
 	q.seen[orderID]++
+	acked, ok := q.confirmed[orderID]
+	if !ok {
+		return
+	}
+	q.stats.AfterConfirmedAck++
+	after := time.Since(acked.at)
+	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
+		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
+	if !MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt) {
+		q.stats.LostAcks++
+		report += ": a lost ack"
+	} else {
+		report += ": sent before the ack reached JetStream"
+	}
+	if len(q.afterConfirmed) < 20 {
+		q.afterConfirmed = append(q.afterConfirmed, report)
+	}
 }
 
 // ack acks one event on any process, a few times if it is not confirmed;
 // an ack that never is leaves the event for redelivery, which is allowed.
-func (q *queueReader) ack(ctx context.Context, token string) {
+func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, received time.Time, token string) {
 	for range 5 {
 		p := q.c.random()
 		callCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		res, err := p.client.AckOrders(callCtx, &ordersv1.AckOrdersRequest{Acks: []*ordersv1.Ack{{AckToken: token, Action: ordersv1.AckAction_ACK_ACTION_ACK}}})
 		cancel()
 		if err == nil && res.GetResults()[0].GetConfirmed() {
+			q.mu.Lock()
+			if _, ok := q.confirmed[orderID]; !ok {
+				q.confirmed[orderID] = confirmedAck{at: time.Now(), attempt: attempt, received: received}
+			}
+			q.mu.Unlock()
 			return
 		}
 		if err != nil && !retryable(err) && ctx.Err() == nil {

@@ -60,6 +60,9 @@ func (s *Summary) fill(l *ledger, q *queueReader, w *watcher) {
 	s.Create, s.Approve = l.create, l.approve
 	s.LongestWait, s.LongestNoAck = l.longestWait, l.longestNoAck
 	s.Queue, s.Watch = q.stats, w.stats
+	for _, d := range q.afterConfirmed {
+		s.note("delivered after a confirmed ack: %s", d)
+	}
 	for _, errs := range [][]string{l.errors, q.errors, w.errors} {
 		for _, e := range errs {
 			s.note("unexpected error: %s", e)
@@ -83,6 +86,7 @@ func (s *Summary) Failures() []string {
 	count(s.Approve.Duplicated, "orders approved twice")
 	count(s.Create.Unexpected+s.Approve.Unexpected, "writes failed with a status a retry cannot fix")
 	count(s.Queue.Missing, "created events never delivered to the work queue")
+	count(s.Queue.LostAcks, "confirmed acks lost (events delivered again after their ack was confirmed)")
 	count(s.Queue.Stalls+s.Watch.Stalls, "streams stalled without a status")
 	count(s.Queue.Unexpected+s.Watch.Unexpected, "streams or acks ended with a status a retry cannot fix")
 	count(s.Watch.Gaps, "gaps in the watch")
@@ -129,6 +133,8 @@ func (s *Summary) Print(out io.Writer) {
 	printTraffic(out, s.Traffic, processes)
 	fmt.Fprintf(out, "\nwork queue: %d deliveries (%d redelivered, allowed: at least once), %d created events missing, stream reopened %d times, %d stalls\n",
 		s.Queue.Delivered, s.Queue.Redelivered, s.Queue.Missing, s.Queue.Reopened, s.Queue.Stalls)
+	fmt.Fprintf(out, "confirmed acks: %d deliveries of an event whose ack was confirmed, %d of them lost acks (the rest redeliveries that may have raced an ack confirmed after the ack wait)\n",
+		s.Queue.AfterConfirmedAck, s.Queue.LostAcks)
 	fmt.Fprintf(out, "watch: %d events up to sequence %d of %d, %d gaps, %d repeated, resumed %d times, %d stalls, longest lag %v\n",
 		s.Watch.Events, s.Watch.LastSeq, s.Stored, s.Watch.Gaps, s.Watch.Repeated, s.Watch.Reopened, s.Watch.Stalls, s.Watch.LongestLag.Round(time.Millisecond))
 	fmt.Fprintf(out, "max unavailability window: %v without any acknowledged write; the longest a retrying client waited was %v\n",

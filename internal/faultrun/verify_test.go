@@ -3,6 +3,7 @@ package faultrun
 import (
 	"strings"
 	"testing"
+	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
@@ -25,7 +26,13 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		approved: map[string]int{"o1": 2}, // approved twice; o2's approval is lost
 		orders:   map[string]bool{"o1": true, "o2": true, "o4": true},
 	}
-	q := &queueReader{seen: map[string]int{"o1": 1, "o2": 2}} // o4 never delivered
+	q := &queueReader{seen: map[string]int{"o1": 1, "o2": 2}, confirmed: map[string]confirmedAck{
+		"o1": {at: time.Now().Add(-time.Minute), attempt: 1, received: time.Now().Add(-time.Minute - time.Millisecond)},
+		"o2": {at: time.Now(), attempt: 2, received: time.Now().Add(-queueAckWait)},
+	}} // o4 never delivered
+	n1 := &process{name: "n1"}
+	q.deliver(n1, "o1", 2) // acked at once, then delivered again a minute after: lost
+	q.deliver(n1, "o2", 3) // acked an ack wait after its delivery, the redelivery on its way: allowed, counted
 	w := &watcher{}
 	w.event(&ordersv1.OrderEvent{Sequence: 1})
 	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a gap
@@ -35,17 +42,25 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 	sum.fill(l, q, w)
 	s.check(sum, l, q, w)
 	sum.Stored = s.lastSeq
+	if sum.Queue.AfterConfirmedAck != 2 {
+		t.Errorf("%d deliveries after a confirmed ack counted, want 2", sum.Queue.AfterConfirmedAck)
+	}
+	if problems := strings.Join(sum.Problems, "\n"); !strings.Contains(problems, "order o1 (attempt 2) 1m0") ||
+		!strings.Contains(problems, "order o2 (attempt 3)") {
+		t.Errorf("the deliveries after confirmed acks are not reported with their timing:\n%s", problems)
+	}
 	for what, got := range map[string]int{
 		"lost creates": sum.Create.Lost, "duplicated creates": sum.Create.Duplicated,
 		"lost approvals": sum.Approve.Lost, "duplicated approvals": sum.Approve.Duplicated,
 		"missing deliveries": sum.Queue.Missing, "watch gaps": sum.Watch.Gaps, "watch repeats": sum.Watch.Repeated,
+		"lost acks": sum.Queue.LostAcks,
 	} {
 		if got != 1 {
 			t.Errorf("%s: %d, want 1", what, got)
 		}
 	}
 	failures := strings.Join(sum.Failures(), "\n")
-	for _, want := range []string{"acknowledged creates lost", "stored twice", "approved twice", "never delivered", "gaps", "sent twice", "ended at sequence 3 of 6"} {
+	for _, want := range []string{"acknowledged creates lost", "stored twice", "approved twice", "never delivered", "gaps", "sent twice", "ended at sequence 3 of 6", "1 confirmed acks lost"} {
 		if !strings.Contains(failures, want) {
 			t.Errorf("failures do not mention %q:\n%s", want, failures)
 		}

@@ -24,6 +24,7 @@ type Metrics struct {
 	watchEvents     prometheus.Counter
 	natsConnected   prometheus.Gauge
 	ready           prometheus.Gauge
+	deadLetterRec   prometheus.Gauge
 	deadLetters     *deadLetterCollector
 	unreadable      *prometheus.CounterVec
 }
@@ -65,6 +66,9 @@ func New(reg prometheus.Registerer) *Metrics {
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ordersd_jetstream_ready", Help: "1 while JetStream answers and the stream ORDERS exists (the readiness of the node).",
 		}),
+		deadLetterRec: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordersd_dead_letters_recorded", Help: "1 while dead letters are recorded in ORDERS_DEAD_LETTERS; 0 while they cannot be (another stream holds their subjects: the log says which) or the node is not ready.",
+		}),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ordersd_unreadable_events_total", Help: "Stored messages this node found not to be order events (another publisher's, or corrupt), by stream; each counted once, however often it is read.",
 		}, []string{"stream"}),
@@ -73,7 +77,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
 		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchersTooSlow, m.watchEvents, m.natsConnected, m.ready, m.deadLetters, m.unreadable)
+		m.watchers, m.watchersBehind, m.watchersTooSlow, m.watchEvents, m.natsConnected, m.ready, m.deadLetterRec, m.deadLetters, m.unreadable)
 	return m
 }
 
@@ -205,6 +209,14 @@ func (m *Metrics) State(connected, ready bool) {
 	}
 	m.natsConnected.Set(b2f(connected))
 	m.ready.Set(b2f(ready))
+}
+
+// DeadLettersRecorded records whether dead letters are recorded.
+func (m *Metrics) DeadLettersRecorded(recorded bool) {
+	if m == nil {
+		return
+	}
+	m.deadLetterRec.Set(b2f(recorded))
 }
 
 func b2f(b bool) float64 {

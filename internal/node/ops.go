@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	ordersserver "github.com/ordersd/ordersd/server"
 )
 
 // opsServer is the HTTP endpoint for operators, apart from the gRPC port:
@@ -35,6 +37,10 @@ func newOpsServer(lis net.Listener, reg *prometheus.Registry, hs *health.Server)
 		res, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			http.Error(w, "not ready: JetStream unreachable, stream ORDERS missing, or (--xds) the listener not configured by the control plane yet", http.StatusServiceUnavailable)
+			return
+		}
+		if dl, err := hs.Check(r.Context(), &healthpb.HealthCheckRequest{Service: ordersserver.DeadLettersHealthService}); err != nil || dl.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			_, _ = w.Write([]byte("ready\ndead letters: not recorded (another stream holds their subjects: see the log, and FAILED_PRECONDITION of the dead-letter calls)\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

@@ -140,7 +140,17 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	o.GRPC.Stopping = stopping
 	o.GRPC.Queues = ordersserver.NewQueueService(store, log)
 	o.Metrics.CountDeadLetters(deadLetterCounts(store))
-	ready, recheck := store.Ready, (<-chan struct{})(nil)
+	ordersserver.SetDeadLettersHealth(hs, false)
+	// Readiness is the stream's; whether dead letters are recorded is told
+	// beside it (health, metric), and never makes the node NOT_SERVING.
+	storeReady := func(ctx context.Context) error {
+		err := store.Ready(ctx)
+		recorded := err == nil && store.DeadLettersOff(ctx) == nil
+		ordersserver.SetDeadLettersHealth(hs, recorded)
+		o.Metrics.DeadLettersRecorded(recorded)
+		return err
+	}
+	ready, recheck := storeReady, (<-chan struct{})(nil)
 	if o.XDS {
 		lis := newXDSListener(log)
 		o.GRPC.NewServer = lis.newServer
@@ -148,7 +158,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 			if err := lis.ready(); err != nil {
 				return err
 			}
-			return store.Ready(ctx)
+			return storeReady(ctx)
 		}
 		recheck = lis.changed
 	}

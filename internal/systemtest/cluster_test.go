@@ -367,6 +367,7 @@ func loseStreamLeader(t *testing.T, nodes []*clusterNode, began time.Time, how s
 		creates, approvals, duplicates, stream.CachedInfo().State.Msgs, len(created), newLeader, cons.CachedInfo().Cluster.Leader)
 	t.Logf("work queue: %d deliveries of %d events, %d redeliveries (%d events), stream reopened %d times, acks %d confirmed / %d retried unconfirmed / %d given up to redelivery, longest silence %v",
 		q.deliveries, q.events, q.deliveries-q.events, q.redelivered, q.reopens, q.confirmed, q.unconfirmed, q.givenUp, q.longestSilence.Round(time.Millisecond))
+	t.Logf("work queue: %d deliveries of events whose ack was confirmed %v", len(q.afterConfirmed), q.afterConfirmed)
 	slowest := stats.slowestCall()
 	t.Logf("retried attempts %v; slowest call %s %v (deadline %v); whole test %v", stats.retriedAttempts(),
 		slowest.rpc, slowest.took.Round(time.Millisecond), slowest.deadline, time.Since(began).Round(time.Millisecond))

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/faultrun"
 )
 
 // workQueueClient consumes created events from a durable consumer on the
@@ -32,23 +33,34 @@ type workQueueClient struct {
 	consumer string
 	tokens   chan ackable // deliveries to ack, in order
 
-	mu         sync.Mutex           // protects the fields below
-	deliveries map[uint64]int       // stream sequence → times delivered
-	ackedAt    map[uint64]time.Time // stream sequence → when its ack was first confirmed
+	mu         sync.Mutex              // protects the fields below
+	deliveries map[uint64]int          // stream sequence → times delivered
+	acked      map[uint64]confirmedAck // stream sequence → its first confirmed ack
 	tally      workQueueFigures
 }
 
 // ackable is one delivery to ack.
 type ackable struct {
-	seq   uint64
-	token string
+	seq      uint64
+	attempt  uint64    // its delivery attempt
+	received time.Time // when it came
+	token    string
+}
+
+// confirmedAck is when the ack of an event was confirmed, and the
+// delivery (attempt, when it came) whose token it used.
+type confirmedAck struct {
+	at       time.Time
+	attempt  uint64
+	received time.Time
 }
 
 // workQueueFigures are what a workQueueClient did.
 type workQueueFigures struct {
-	events, deliveries, redelivered int // distinct events, deliveries, events delivered more than once
-	reopens                         int // streams reopened after UNAVAILABLE
-	confirmed, unconfirmed, givenUp int // acks confirmed; acks unconfirmed and retried; acks given up, left to redelivery
+	events, deliveries, redelivered int      // distinct events, deliveries, events delivered more than once
+	reopens                         int      // streams reopened after UNAVAILABLE
+	confirmed, unconfirmed, givenUp int      // acks confirmed; acks unconfirmed and retried; acks given up, left to redelivery
+	afterConfirmed                  []string // every delivery of an event whose ack was confirmed, with its timing
 	longestSilence                  time.Duration
 }
 
@@ -73,7 +85,7 @@ const (
 
 func newWorkQueueClient(t *testing.T, stats *callStats, nodes []*clusterNode) *workQueueClient {
 	return &workQueueClient{t: t, stats: stats, nodes: nodes, consumer: "leader-loss", tokens: make(chan ackable, 1<<16),
-		deliveries: map[uint64]int{}, ackedAt: map[uint64]time.Time{}}
+		deliveries: map[uint64]int{}, acked: map[uint64]confirmedAck{}}
 }
 
 // start consumes and acks until ctx ends.
@@ -149,27 +161,37 @@ func (q *workQueueClient) consumeOnce(ctx context.Context, node *clusterNode) er
 			continue
 		}
 		q.delivered(node, res)
-		q.tokens <- ackable{seq: res.GetEvent().GetSequence(), token: res.GetAckToken()}
+		q.tokens <- ackable{seq: res.GetEvent().GetSequence(), attempt: res.GetDeliveryAttempt(), received: time.Now(), token: res.GetAckToken()}
 	}
 }
 
-// delivered records one delivery. A delivery of an event whose ack was
-// confirmed well before means the consumer went back: JetStream replicates
-// an ack before it confirms it, so no leader change may undo it. (Within
-// ackRace of the confirmation, the redelivery may have been on its way.)
+// delivered records one delivery. Every delivery of an event whose ack
+// was confirmed is counted and reported with its timing. JetStream
+// replicates an ack before it confirms it, so no leader change may undo
+// it: the one such delivery allowed is the redelivery JetStream sent
+// before the ack reached it (the ack wait ran out first:
+// faultrun.MayHaveRaced). Any other means the consumer went back.
 func (q *workQueueClient) delivered(node *clusterNode, res *ordersv1.ConsumeOrdersResponse) {
-	const ackRace = 2 * time.Second
-	seq := res.GetEvent().GetSequence()
+	seq, attempt := res.GetEvent().GetSequence(), res.GetDeliveryAttempt()
 	if status := res.GetEvent().GetOrder().GetStatus(); status != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
 		q.t.Errorf("the work queue of created events delivered a %v event (sequence %d)", status, seq)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.deliveries[seq]++
-	if acked, ok := q.ackedAt[seq]; ok && time.Since(acked) > ackRace {
-		q.t.Errorf("%s delivered sequence %d (attempt %d) again %v after its ack was confirmed: the consumer did not resume where it was",
-			node.name, seq, res.GetDeliveryAttempt(), time.Since(acked).Round(time.Millisecond))
+	acked, ok := q.acked[seq]
+	if !ok {
+		return
 	}
+	after := time.Since(acked.at)
+	report := fmt.Sprintf("%s delivered sequence %d (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
+		node.name, seq, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
+	q.tally.afterConfirmed = append(q.tally.afterConfirmed, report)
+	if faultrun.MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt) {
+		q.t.Logf("%s: sent before the ack reached JetStream", report)
+		return
+	}
+	q.t.Errorf("%s: the consumer lost a confirmed ack", report)
 }
 
 // ack acks deliveries in batches of what is waiting, each batch on the
@@ -204,8 +226,8 @@ func (q *workQueueClient) ack(ctx context.Context) {
 			for i, r := range res.GetResults() {
 				if r.GetConfirmed() {
 					q.tally.confirmed++
-					if _, ok := q.ackedAt[batch[i].seq]; !ok {
-						q.ackedAt[batch[i].seq] = time.Now()
+					if _, ok := q.acked[batch[i].seq]; !ok {
+						q.acked[batch[i].seq] = confirmedAck{at: time.Now(), attempt: batch[i].attempt, received: batch[i].received}
 					}
 				} else {
 					unconfirmed = append(unconfirmed, batch[i])
@@ -277,6 +299,7 @@ func (q *workQueueClient) figures() workQueueFigures {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	f := q.tally
+	f.afterConfirmed = slices.Clone(f.afterConfirmed)
 	for _, n := range q.deliveries {
 		f.events++
 		f.deliveries += n
