@@ -63,6 +63,9 @@ type cluster struct {
 	// nil unless the run's balancing is Weighted.
 	balanced       *grpc.ClientConn
 	balancedClient ordersv1.OrderServiceClient
+
+	faultsMu   sync.Mutex
+	nodeFaults []time.Time // when a JetStream node was stopped or killed; guarded by faultsMu
 }
 
 // startCluster starts every process and waits until all serve.

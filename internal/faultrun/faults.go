@@ -98,6 +98,7 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
+		c.noteNodeFault(time.Now())
 		if k == StopLeader {
 			target.stop()
 		} else {
@@ -121,6 +122,36 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 		}}, nil
 	}
 	return fault{}, fmt.Errorf("unknown fault kind %q", k)
+}
+
+// nodeFaultWindow is how close to a fault that stops or kills a
+// JetStream node an ack's confirmation counts as across that leader
+// change: from a little before it (the old leader may answer while the
+// node goes down) to the new leaders' election (maxElection) after it.
+const nodeFaultWindow = time.Second
+
+// noteNodeFault records that a JetStream node is stopped or killed at t.
+func (c *cluster) noteNodeFault(t time.Time) {
+	c.faultsMu.Lock()
+	defer c.faultsMu.Unlock()
+	c.nodeFaults = append(c.nodeFaults, t)
+}
+
+// nearNodeFault reports whether t, an ack's confirmation, lies from
+// nodeFaultWindow before a fault that stopped or killed a JetStream node
+// to maxElection after it.
+func (c *cluster) nearNodeFault(t time.Time) bool {
+	if c == nil {
+		return false
+	}
+	c.faultsMu.Lock()
+	defer c.faultsMu.Unlock()
+	for _, f := range c.nodeFaults {
+		if !t.Before(f.Add(-nodeFaultWindow)) && !t.After(f.Add(maxElection)) {
+			return true
+		}
+	}
+	return false
 }
 
 // injectFaults runs the fault schedule until ctx ends: a healthy pause,

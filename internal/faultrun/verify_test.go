@@ -72,3 +72,26 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		t.Errorf("a clean run fails: %v", f)
 	}
 }
+
+// A confirmed ack delivered again is reported as lost across a leader
+// change only when its confirmation lies near a fault that stopped or
+// killed a JetStream node; the same delivery far from any such fault is a
+// lost ack, which fails the run.
+func TestLostAcksNearANodeFaultAreToldApart(t *testing.T) {
+	faultAt := time.Now().Add(-time.Hour)
+	c := &cluster{}
+	c.noteNodeFault(faultAt)
+	q := &queueReader{c: c, seen: map[string]int{"near": 1, "far": 1}, confirmed: map[string]confirmedAck{
+		"near": {at: faultAt.Add(-100 * time.Millisecond), attempt: 1, received: faultAt.Add(-130 * time.Millisecond)},
+		"far":  {at: faultAt.Add(time.Minute), attempt: 1, received: faultAt.Add(time.Minute - 30*time.Millisecond)},
+	}}
+	n1 := &process{name: "n1"}
+	q.deliver(n1, "near", 2)
+	q.deliver(n1, "far", 2)
+	if q.stats.AcrossLeaderChange != 1 || q.stats.LostAcks != 1 {
+		t.Fatalf("across a leader change %d, lost %d; want 1 and 1", q.stats.AcrossLeaderChange, q.stats.LostAcks)
+	}
+	if !strings.Contains(q.afterConfirmed[0], "across a leader change") || !strings.Contains(q.afterConfirmed[1], ": a lost ack") {
+		t.Errorf("the deliveries are not reported as what they are:\n%s", strings.Join(q.afterConfirmed, "\n"))
+	}
+}
