@@ -33,8 +33,8 @@ func TestShortBenchmarkRun(t *testing.T) {
 	if err := json.Unmarshal(data, &results); err != nil {
 		t.Fatal(err)
 	}
-	if len(results) != 16 {
-		t.Fatalf("%d rows, want 16: %+v", len(results), results)
+	if len(results) != 17 {
+		t.Fatalf("%d rows, want 17: %+v", len(results), results)
 	}
 	for _, r := range results {
 		if r.DirectRate <= 0 || r.OrdersdRate <= 0 {
