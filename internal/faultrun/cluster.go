@@ -65,7 +65,7 @@ type cluster struct {
 	balancedClient ordersv1.OrderServiceClient
 
 	faultsMu   sync.Mutex
-	nodeFaults []time.Time // when a JetStream node was stopped or killed; guarded by faultsMu
+	nodeFaults []nodeFault // the faults that stopped or killed a JetStream node; guarded by faultsMu
 }
 
 // startCluster starts every process and waits until all serve.

@@ -78,6 +78,9 @@ type fault struct {
 	repair func() error
 
 	at, repaired, recovered time.Time
+	// nodeRecovered records the end of a fault that stopped or killed a
+	// JetStream node (see nearNodeFault); nil for other faults.
+	nodeRecovered func(time.Time)
 }
 
 // inject hits the cluster with one fault of kind k.
@@ -98,13 +101,13 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
-		c.noteNodeFault(time.Now())
+		recovered := c.noteNodeFault(time.Now())
 		if k == StopLeader {
 			target.stop()
 		} else {
 			target.kill()
 		}
-		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }}, nil
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, nodeRecovered: recovered}, nil
 	case KillReplica:
 		target := c.replicas[rng.IntN(len(c.replicas))]
 		target.kill()
@@ -125,22 +128,34 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 }
 
 // nodeFaultWindow is how long before a fault that stops or kills a
-// JetStream node an ack's confirmation counts as across that leader
-// change. Measured: acks of an R3 consumer confirmed up to a few seconds
-// before its node was killed came back from the new leader
-// (docs/guarantees.md); one election is the bound taken.
+// JetStream node, and after every process serves again, an ack's
+// confirmation counts as across the leader changes it causes. Measured:
+// acks of an R3 consumer confirmed from seconds before such a node was
+// killed until after it was back came again from a new leader
+// (docs/guarantees.md); one election on each side is the bound taken.
 const nodeFaultWindow = maxElection
 
-// noteNodeFault records that a JetStream node is stopped or killed at t.
-func (c *cluster) noteNodeFault(t time.Time) {
+// nodeFault is when a JetStream node was stopped or killed, and when
+// every process served again after its repair (zero while it lasts).
+type nodeFault struct{ at, recovered time.Time }
+
+// noteNodeFault records that a JetStream node is stopped or killed at t;
+// the returned func records when every process serves again.
+func (c *cluster) noteNodeFault(t time.Time) (recovered func(time.Time)) {
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
-	c.nodeFaults = append(c.nodeFaults, t)
+	c.nodeFaults = append(c.nodeFaults, nodeFault{at: t})
+	i := len(c.nodeFaults) - 1
+	return func(r time.Time) {
+		c.faultsMu.Lock()
+		defer c.faultsMu.Unlock()
+		c.nodeFaults[i].recovered = r
+	}
 }
 
-// nearNodeFault reports whether t, an ack's confirmation, lies from
-// nodeFaultWindow before a fault that stopped or killed a JetStream node
-// to maxElection after it.
+// nearNodeFault reports whether t, an ack's confirmation, lies within
+// nodeFaultWindow of a fault that stopped or killed a JetStream node:
+// from that long before it to that long after every process served again.
 func (c *cluster) nearNodeFault(t time.Time) bool {
 	if c == nil {
 		return false
@@ -148,7 +163,10 @@ func (c *cluster) nearNodeFault(t time.Time) bool {
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
 	for _, f := range c.nodeFaults {
-		if !t.Before(f.Add(-nodeFaultWindow)) && !t.After(f.Add(maxElection)) {
+		if t.Before(f.at.Add(-nodeFaultWindow)) {
+			continue
+		}
+		if f.recovered.IsZero() || !t.After(f.recovered.Add(nodeFaultWindow)) {
 			return true
 		}
 	}
@@ -195,6 +213,9 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		f.repaired, f.recovered = repaired, time.Now()
+		if f.nodeRecovered != nil {
+			f.nodeRecovered(f.recovered)
+		}
 		faults = append(faults, f)
 		recovered := f.recovered.Sub(repaired)
 		stats[kind].LongestRecovery = max(stats[kind].LongestRecovery, recovered)

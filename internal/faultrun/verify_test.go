@@ -80,7 +80,7 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 func TestLostAcksNearANodeFaultAreToldApart(t *testing.T) {
 	faultAt := time.Now().Add(-time.Hour)
 	c := &cluster{}
-	c.noteNodeFault(faultAt)
+	c.noteNodeFault(faultAt)(faultAt.Add(10 * time.Second))
 	q := &queueReader{c: c, seen: map[string]int{"near": 1, "far": 1}, confirmed: map[string]confirmedAck{
 		"near": {at: faultAt.Add(-100 * time.Millisecond), attempt: 1, received: faultAt.Add(-130 * time.Millisecond)},
 		"far":  {at: faultAt.Add(time.Minute), attempt: 1, received: faultAt.Add(time.Minute - 30*time.Millisecond)},
