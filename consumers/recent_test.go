@@ -3,7 +3,6 @@ package consumers
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,21 +49,13 @@ func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	gate := newFirstEventGate()
 	const lagging = 20
 	runs := make([]*watchRun, lagging)
 	for i := range runs {
-		blocked := false
-		runs[i] = startWatchSending(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
-			if !blocked {
-				blocked = true
-				<-release // every watcher takes its first event only when told
-			}
-		}, true)
+		runs[i] = startWatchSending(t, w, WatchSpec{}, gate.holdFirst(), true)
 	}
-	t.Cleanup(unblock)
+	t.Cleanup(gate.open)
 	for _, r := range runs {
 		r.expectCaughtUp(t)
 	}
@@ -72,7 +63,7 @@ func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 	n := uint64(4 * liveBuffer)
 	e.createMany(t, int(n))
 	waitFor(t, 10*time.Second, "every watcher leaves the fan-out", func() bool { return monitor.Watchers() == 0 })
-	unblock()
+	gate.open()
 	for _, r := range runs {
 		r.expectSequences(t, 1, n)
 	}
@@ -102,17 +93,9 @@ func TestWatcherTooFarBehindIsToldWhereToResume(t *testing.T) {
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	blocked := false
-	slow := startWatch(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
-		if !blocked {
-			blocked = true
-			<-release
-		}
-	})
-	t.Cleanup(unblock)
+	gate := newFirstEventGate()
+	slow := startWatch(t, w, WatchSpec{}, gate.holdFirst())
+	t.Cleanup(gate.open)
 	fast := startWatch(t, w, WatchSpec{}, nil)
 	slow.expectCaughtUp(t)
 	fast.expectCaughtUp(t)
@@ -123,7 +106,7 @@ func TestWatcherTooFarBehindIsToldWhereToResume(t *testing.T) {
 	if held := monitor.RecentHeld(); held != RecentCapacity {
 		t.Errorf("the monitor holds %d recent events after %d, want its capacity %d", held, total, RecentCapacity)
 	}
-	unblock()
+	gate.open()
 
 	var last uint64
 	take := func(u WatchUpdate) {
@@ -178,17 +161,9 @@ func TestLaggingWatcherGetsSkipNoticesFromTheRecentEvents(t *testing.T) {
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	blocked := false
-	lagging := startWatch(t, w, WatchSpec{}, func(*ordersv1.OrderEvent) {
-		if !blocked {
-			blocked = true
-			<-release
-		}
-	})
-	t.Cleanup(unblock)
+	gate := newFirstEventGate()
+	lagging := startWatch(t, w, WatchSpec{}, gate.holdFirst())
+	t.Cleanup(gate.open)
 	lagging.expectCaughtUp(t)
 
 	n := uint64(2 * liveBuffer)
@@ -200,7 +175,7 @@ func TestLaggingWatcherGetsSkipNoticesFromTheRecentEvents(t *testing.T) {
 	}
 	e.createMany(t, int(n))
 	waitFor(t, 10*time.Second, "the watcher leaves the fan-out", func() bool { return monitor.Watchers() == 0 })
-	unblock()
+	gate.open()
 	lagging.expectSequences(t, 1, n)
 	if u := lagging.next(t); u.Skipped == nil || u.Skipped.Sequence != foreign.Sequence {
 		t.Fatalf("got %+v after the events before it, want the notice that sequence %d was skipped", u, foreign.Sequence)

@@ -67,6 +67,30 @@ func (r *watchRun) next(t *testing.T) WatchUpdate {
 	}
 }
 
+// firstEventGate holds the first event of each watcher it is given to
+// until it is opened, so that those watchers fall behind meanwhile.
+type firstEventGate struct {
+	release chan struct{}
+	once    sync.Once
+}
+
+func newFirstEventGate() *firstEventGate { return &firstEventGate{release: make(chan struct{})} }
+
+// holdFirst is the onEvent of one watcher: its first event waits for open.
+func (g *firstEventGate) holdFirst() func(*ordersv1.OrderEvent) {
+	held := false
+	return func(*ordersv1.OrderEvent) {
+		if !held {
+			held = true
+			<-g.release
+		}
+	}
+}
+
+// open lets every held watcher go on. Register it with t.Cleanup after the
+// watches start, so that it runs before their cleanups wait for them.
+func (g *firstEventGate) open() { g.once.Do(func() { close(g.release) }) }
+
 // expectSequences fails unless the next updates are the events first..last
 // in order, each once.
 func (r *watchRun) expectSequences(t *testing.T, first, last uint64) {
@@ -127,17 +151,9 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err) // the stream exists before anything is stored in it
 	}
-	release := make(chan struct{})
-	var releaseOnce sync.Once
-	unblock := func() { releaseOnce.Do(func() { close(release) }) }
-	blocked := false
-	slow := startWatch(t, w, spec, func(*ordersv1.OrderEvent) {
-		if !blocked {
-			blocked = true
-			<-release // the slow client takes its first event only when told
-		}
-	})
-	t.Cleanup(unblock) // runs before the watch's own cleanup, which waits for it to end
+	gate := newFirstEventGate()
+	slow := startWatch(t, w, spec, gate.holdFirst())
+	t.Cleanup(gate.open) // runs before the watch's own cleanup, which waits for it to end
 	fast := startWatch(t, w, WatchSpec{}, nil)
 	slow.expectCaughtUp(t)
 	fast.expectCaughtUp(t)
@@ -146,7 +162,7 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	e.createOrders(t, int(n))
 	fast.expectSequences(t, 1, n) // not held up by the slow one
 	waitFor(t, 10*time.Second, "the slow watcher leaves the fan-out", func() bool { return monitor.Watchers() == 1 })
-	unblock()
+	gate.open()
 	slow.expectSequences(t, 1, n)
 	waitFor(t, 10*time.Second, "the slow watcher joins again", func() bool { return monitor.Watchers() == 2 })
 	if reads := store.reads.Load(); reads != 0 {
