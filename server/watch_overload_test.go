@@ -192,6 +192,9 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 		// after UNAVAILABLE (JetStream did not answer a replay in time)
 		unavailable atomic.Int64
 		sawMax      atomic.Int64
+		// the highest sequence a watcher that does not pause got live:
+		// the monitor has fanned out at least that far
+		fannedOut atomic.Uint64
 	)
 	stored.Store(1)
 	// The watchers that pause read over fixed 64 KiB windows, so that the
@@ -209,6 +212,7 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var got uint64
+			resumed := false // after an end: later events may come from a replay
 			paused := i >= watchers-2 // these stop once, until the recent events have passed them
 			client := n.client
 			if paused {
@@ -257,6 +261,7 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 						resumes.Add(1)
 					}
 					cancel()
+					resumed = true
 					if stream, cancel = watch(&ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: resume}}); stream == nil {
 						return
 					}
@@ -271,10 +276,17 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 					return
 				}
 				got = ev.GetSequence()
+				if i < watchers-2 && !resumed { // a replay may read past the fan-out
+					for seen := fannedOut.Load(); seen < got && !fannedOut.CompareAndSwap(seen, got); seen = fannedOut.Load() {
+					}
+				}
 				switch {
 				case paused && got == 100:
 					paused = false
-					for stored.Load() < got+consumers.RecentCapacity+3000 { // past the gRPC buffers too
+					// Until the monitor (not only the stream: the fan-out
+					// can lag the writer) is past the recent events and
+					// the gRPC buffers.
+					for fannedOut.Load() < got+consumers.RecentCapacity+3000 {
 						time.Sleep(time.Millisecond)
 					}
 				case i%3 == 0 && got%64 == 0:
