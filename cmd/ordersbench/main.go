@@ -5,7 +5,7 @@
 // directly against the same NATS server, and prints a table of rates,
 // ratios and latencies, also written as JSON.
 //
-//	go run ./cmd/ordersbench                # the default run, about two and a half minutes
+//	go run ./cmd/ordersbench                # the default run, about three and a half minutes
 //	go run ./cmd/ordersbench -duration 5s -workloads create,transition
 package main
 
@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"runtime/pprof"
@@ -53,6 +52,7 @@ type options struct {
 	reviewCreateC  int           // concurrency of those creates
 	reviewWindow   int           // reviews the direct reviewer keeps in flight
 	reviewWait     time.Duration // longest wait for the last approval after the creates
+	heapOrders     int           // orders stored before the restart of the heap workload
 	workloads      map[string]bool
 	jsonOut        string
 	cpuProfile     string
@@ -87,11 +87,12 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.watchRate, "watch-rate", 2000, "events per second published during the watch workload")
 	fs.DurationVar(&o.watchDuration, "watch-duration", 3*time.Second, "how long events are published during the watch workload")
 	fs.IntVar(&o.listEvents, "list-events", 1_000_000, "events of other customers stored before the list workload's ListOrders and GetOrderHistory rows")
+	fs.IntVar(&o.heapOrders, "heap-orders", 300_000, "orders stored before the restart of the heap workload")
 	fs.DurationVar(&o.reviewDuration, "review-duration", 3*time.Second, "how long each side of the review workload creates orders")
 	fs.IntVar(&o.reviewCreateC, "review-create-concurrency", 32, "concurrency of the creates of the review workload")
 	fs.IntVar(&o.reviewWindow, "review-window", node.DefaultReviewConcurrency, "reviews the direct reviewer keeps in flight (ordersd's is its default --review-concurrency)")
 	fs.DurationVar(&o.reviewWait, "review-wait", time.Minute, "longest wait for the last approval after the creates of the review workload end")
-	work := fs.String("workloads", "create,stream,transition,consume,watch,review,list", "workloads to run")
+	work := fs.String("workloads", "create,stream,transition,consume,watch,review,list,heap", "workloads to run")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	sync := fs.String("sync-interval", "", "the embedded server's fsync interval, as ordersd's --sync-interval: a duration, or \"always\"; nats-server's default when empty")
@@ -108,6 +109,9 @@ func parseOptions(args []string) (options, error) {
 			return o, fmt.Errorf("-sync-interval: %q is neither a positive duration nor \"always\"", *sync)
 		}
 		o.syncInterval = d
+	}
+	if o.heapOrders < 1 {
+		return o, fmt.Errorf("-heap-orders: %d is not a positive number", o.heapOrders)
 	}
 	for _, c := range strings.Split(*conc, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -159,40 +163,29 @@ func run(o options) error {
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("ordersbench-ack-token-key-0123456789"))), 0o600); err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	ready := make(chan node.Ready, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := benchNodeConfig(o, dataDir, func(r node.Ready) { ready <- r })
-	cfg.AckTokenKeyFile = keyFile
-	// As unbounded as gRPC allows: the bench measures the node, not its
-	// guards (a thousand watchers share one client connection).
-	cfg.Limits = node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt}
-	go func() { done <- node.Run(ctx, cfg, log) }()
-	var r node.Ready
-	select {
-	case r = <-ready:
-	case err := <-done:
-		return fmt.Errorf("ordersd did not start: %w", err)
+	n, err := startBenchNode(o, dataDir, func(cfg *node.Config) {
+		cfg.AckTokenKeyFile = keyFile
+		// As unbounded as gRPC allows: the bench measures the node, not its
+		// guards (a thousand watchers share one client connection).
+		cfg.Limits = node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt}
+	})
+	if err != nil {
+		return err
 	}
-	defer func() { stop(); <-done }() // runs before the deferred stop above
+	defer n.stop()
 
-	b := &bench{o: o, addr: r.GRPCAddr.String(), connect: r.ConnectNATS}
+	b := &bench{o: o, addr: n.ready.GRPCAddr.String(), connect: n.ready.ConnectNATS}
 	b.conn, err = grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}
 	defer b.conn.Close()
 	b.client = ordersv1.NewOrderServiceClient(b.conn)
-	if b.nc, err = r.ConnectNATS(nats.Name("ordersbench-direct")); err != nil {
+	if b.nc, err = n.ready.ConnectNATS(nats.Name("ordersbench-direct")); err != nil {
 		return err
 	}
 	defer b.nc.Close()
 	if b.js, err = jetstream.New(b.nc); err != nil {
-		return err
-	}
-	if err := b.waitServing(); err != nil {
 		return err
 	}
 
@@ -208,6 +201,7 @@ func run(o options) error {
 		{"watch", b.watch},
 		{"review", b.review},
 		{"list", b.listOrders},
+		{"heap", b.heapPerOrder},
 	}
 	for _, s := range steps {
 		if !o.workloads[s.name] {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -245,44 +244,29 @@ func startReviewNode(o options) (*reviewNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan node.Ready, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	cfg := benchNodeConfig(o, dataDir, func(r node.Ready) { ready <- r })
-	cfg.Review, cfg.ReviewLimit = true, math.MaxInt64 // approve every order
-	go func() { done <- node.Run(ctx, cfg, log) }()
-	rn := &reviewNode{}
-	var conn *grpc.ClientConn
+	n, err := startBenchNode(o, dataDir, func(cfg *node.Config) {
+		cfg.Review, cfg.ReviewLimit = true, math.MaxInt64 // approve every order
+	})
+	if err != nil {
+		os.RemoveAll(dataDir)
+		return nil, fmt.Errorf("the review node did not start: %w", err)
+	}
+	conn, err := grpc.NewClient(n.ready.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		n.stop()
+		os.RemoveAll(dataDir)
+		return nil, err
+	}
+	rn := &reviewNode{client: ordersv1.NewOrderServiceClient(conn)}
 	rn.stop = func() {
 		if rn.nc != nil {
 			rn.nc.Close()
 		}
-		if conn != nil {
-			conn.Close()
-		}
-		cancel()
-		<-done
+		conn.Close()
+		n.stop()
 		os.RemoveAll(dataDir)
 	}
-	var r node.Ready
-	select {
-	case r = <-ready:
-	case err := <-done:
-		cancel()
-		os.RemoveAll(dataDir)
-		return nil, fmt.Errorf("the review node did not start: %w", err)
-	}
-	if conn, err = grpc.NewClient(r.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
-		rn.stop()
-		return nil, err
-	}
-	rn.client = ordersv1.NewOrderServiceClient(conn)
-	if rn.nc, err = r.ConnectNATS(nats.Name("ordersbench-review-watch")); err != nil {
-		rn.stop()
-		return nil, err
-	}
-	if err := (&bench{client: rn.client}).waitServing(); err != nil {
+	if rn.nc, err = n.ready.ConnectNATS(nats.Name("ordersbench-review-watch")); err != nil {
 		rn.stop()
 		return nil, err
 	}

@@ -124,7 +124,9 @@ type result struct {
 	OrdersdCPUUs float64 `json:"ordersd_cpu_us_per_op"`
 	Target       string  `json:"target"`
 	Met          bool    `json:"met"`
-	Note         string  `json:"note,omitempty"`
+	// HeapBytesPerOrder is the heap workload's figure: Go heap per stored order after a restart.
+	HeapBytesPerOrder float64 `json:"heap_bytes_per_order,omitempty"`
+	Note              string  `json:"note,omitempty"`
 }
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
