@@ -111,10 +111,7 @@ func (r *Rebalancer) check(ctx context.Context, move bool) (settled bool) {
 		return false
 	}
 	r.record(streams)
-	settled = len(streams) > 0
-	for _, s := range streams {
-		settled = settled && s.Leader != ""
-	}
+	settled = len(streams) > 0 && allLed(streams)
 	if !move {
 		return settled
 	}
