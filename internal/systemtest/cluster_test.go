@@ -48,11 +48,12 @@ type clusterNode struct {
 	nats   func(opts ...nats.Option) (*nats.Conn, error) // a connection to the node's NATS server
 	stop   func() error                                  // stops it in order, as SIGTERM does
 	kill   func() error                                  // SIGKILL; only for child processes
+	client ordersv1.OrderServiceClient
+
 	// restart starts a child process again on the same data directory,
 	// with the same flags, once it has exited, and waits until it serves
 	// (on a port of its own: addr and client stay the first process's).
 	restart func()
-	client  ordersv1.OrderServiceClient
 }
 
 // clusterArgs are the flags of node i of a three-node cluster on routes,
