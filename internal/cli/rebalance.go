@@ -70,7 +70,11 @@ func printRebalanceReport(w io.Writer, rep leaders.Report) {
 			}
 			followers = append(followers, f.Name+" ("+state+")")
 		}
-		fmt.Fprintf(w, "stream %s: %d replicas, leader %s", s.Name, s.Replicas, leader)
+		copies := "replicas"
+		if s.Replicas == 1 {
+			copies = "replica"
+		}
+		fmt.Fprintf(w, "stream %s (%d %s): leader %s", s.Name, s.Replicas, copies, leader)
 		if len(followers) > 0 {
 			fmt.Fprintf(w, ", followers %s", strings.Join(followers, ", "))
 		}
