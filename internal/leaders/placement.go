@@ -49,6 +49,6 @@ func placementOf(info *jetstream.StreamInfo) Stream {
 	return s
 }
 
-// Balanced reports whether no server leads two or more streams than
-// another that could lead one of them: whether Plan has nothing to move.
+// Balanced reports whether Plan has nothing to move: no stream's leader
+// leads two streams more than a current follower of that stream does.
 func Balanced(streams []Stream) bool { return len(Plan(streams)) == 0 }
