@@ -1,5 +1,5 @@
 // Package cli is the ordersd command: its flags and environment variables,
-// its subcommands (migrate, version) and the run of a node from them.
+// its subcommands (migrate, rebalance, version) and the run of a node from them.
 // cmd/ordersd calls Main; the system tests (internal/systemtest) call it
 // too, to run as ordersd in a child process.
 //
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/leaders"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -46,6 +47,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	if len(args) > 0 && args[0] == migrateCommand {
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == rebalanceCommand {
+		return runRebalance(ctx, args[1:], getenv, stdout, stderr)
 	}
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -181,6 +185,9 @@ func defineFlags(fs *flag.FlagSet, c *Config) flagText {
 	fs.IntVar(&c.ReviewConcurrency, "review-concurrency", node.DefaultReviewConcurrency, "reviews the order-review worker keeps in flight at once")
 	fs.DurationVar(&c.ConsumerInactiveThreshold, "consumer-inactive-threshold", node.DefaultConsumerInactiveThreshold, "how long a durable consumer made by ConsumeOrders may go without a client before JetStream deletes it (QueueService.UpdateConsumer changes it per consumer); 0: never")
 	fs.IntVar(&c.MaxDurableConsumers, "max-consumers-durable", node.DefaultMaxDurableConsumers, "durable consumers that may exist on the stream ORDERS, order-review included; ConsumeOrders creates no more (RESOURCE_EXHAUSTED); 0: no cap")
+	// Stream leaders: where they are (ordersd_stream_leader), spread over an embedded cluster.
+	fs.DurationVar(&c.RebalanceInterval, "rebalance-interval", leaders.DefaultInterval, "how often each node reads where the leaders of ordersd's streams are (the metric ordersd_stream_leader) and, on the node whose embedded NATS server is the JetStream meta leader, spreads them over the cluster's servers; sooner while streams are being provisioned or elect leaders")
+	fs.BoolVar(&c.Rebalance, "rebalance", true, "spread the leaders of ordersd's streams over the servers of an embedded cluster, at provisioning and when a node returns; with --nats-url no node does: run ordersd rebalance")
 	// Service mesh: xDS server mode and ORCA load reports.
 	fs.BoolVar(&c.XDS, "xds", false, "serve through gRPC's xDS server: an xDS control plane, named by the bootstrap in $GRPC_XDS_BOOTSTRAP (a file) or $GRPC_XDS_BOOTSTRAP_CONFIG (its JSON), configures the listener (mTLS, RBAC); NOT_SERVING until it has")
 	c.LoadReport = node.DefaultLoadReportOptions
@@ -194,7 +201,7 @@ func defineFlags(fs *flag.FlagSet, c *Config) flagText {
 // usage prints --help: the commands, then each flag with its default and
 // its environment variable.
 func usage(fs *flag.FlagSet, out io.Writer) {
-	fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd migrate [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
+	fmt.Fprintf(out, "Usage: ordersd [flags]\n       ordersd migrate [flags]\n       ordersd rebalance [flags]\n       ordersd version\n\nFlags (each also read from the environment variable shown):\n")
 	fs.VisitAll(func(f *flag.Flag) {
 		name, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(out, "  --%s %s\n    \t%s (default %q, $%s)\n", f.Name, name, usage, f.DefValue, envName(f.Name))

@@ -5,6 +5,7 @@ package metrics
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,10 @@ type Metrics struct {
 	deadLetterRec   prometheus.Gauge
 	deadLetters     *deadLetterCollector
 	unreadable      *prometheus.CounterVec
+	streamLeader    *prometheus.GaugeVec
+
+	leadersMu sync.Mutex        // protects leaders
+	leaders   map[string]string // the server of each series of streamLeader, by stream
 }
 
 // New creates the metrics and registers them with reg.
@@ -72,12 +77,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ordersd_unreadable_events_total", Help: "Stored messages this node found not to be order events (another publisher's, or corrupt), by stream; each counted once, however often it is read.",
 		}, []string{"stream"}),
+		streamLeader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ordersd_stream_leader", Help: "1 for the server that leads each of ordersd's streams, as JetStream's stream info last told this node (one series per stream; none while a stream has no leader or cannot be read).",
+		}, []string{"stream", "server"}),
+		leaders: map[string]string{},
 	}
 	m.deadLetters = &deadLetterCollector{desc: prometheus.NewDesc("ordersd_dead_letters",
 		"Dead letters stored in ORDERS_DEAD_LETTERS, by consumer and reason (max_deliveries, terminated): read from JetStream at each scrape, so every node reports the deployment's count.",
 		[]string{"consumer", "reason"}, nil)}
 	reg.MustRegister(m.publishDuration, m.publishErrors, m.inFlight, m.deliveries, m.redeliveries,
-		m.watchers, m.watchersBehind, m.watchersTooSlow, m.watchEvents, m.natsConnected, m.ready, m.deadLetterRec, m.deadLetters, m.unreadable)
+		m.watchers, m.watchersBehind, m.watchersTooSlow, m.watchEvents, m.natsConnected, m.ready, m.deadLetterRec, m.deadLetters, m.unreadable, m.streamLeader)
 	return m
 }
 
@@ -217,6 +226,30 @@ func (m *Metrics) DeadLettersRecorded(recorded bool) {
 		return
 	}
 	m.deadLetterRec.Set(b2f(recorded))
+}
+
+// StreamLeaders records the leader of each stream (stream name → server
+// name): each stream's series names its server, and the series of a
+// stream that changed leader, or is not in leaders, is removed.
+func (m *Metrics) StreamLeaders(leaders map[string]string) {
+	if m == nil {
+		return
+	}
+	m.leadersMu.Lock()
+	defer m.leadersMu.Unlock()
+	for stream, server := range m.leaders {
+		if leaders[stream] != server {
+			m.streamLeader.DeleteLabelValues(stream, server)
+			delete(m.leaders, stream)
+		}
+	}
+	for stream, server := range leaders {
+		if server == "" {
+			continue
+		}
+		m.streamLeader.WithLabelValues(stream, server).Set(1)
+		m.leaders[stream] = server
+	}
 }
 
 func b2f(b bool) float64 {

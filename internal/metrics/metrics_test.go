@@ -100,4 +100,28 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.WatcherTooSlow()
 	m.WatchEvent()
 	m.State(true, true)
+	m.StreamLeaders(map[string]string{"ORDERS": "n1"})
+}
+
+// Each stream has one series, naming its current leader: a stream whose
+// leader moved loses the old series, and one no longer reported (not
+// readable, or leaderless) loses its own.
+func TestStreamLeaderSeriesFollowTheLeaders(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg)
+	m.StreamLeaders(map[string]string{"ORDERS": "n1", "ORDER_IDS": "n2", "ORDERS_REDRIVE": "n3"})
+	m.StreamLeaders(map[string]string{"ORDERS": "n3", "ORDER_IDS": "n2", "ORDERS_REDRIVE": ""})
+	want := `
+# HELP ordersd_stream_leader 1 for the server that leads each of ordersd's streams, as JetStream's stream info last told this node (one series per stream; none while a stream has no leader or cannot be read).
+# TYPE ordersd_stream_leader gauge
+ordersd_stream_leader{server="n2",stream="ORDER_IDS"} 1
+ordersd_stream_leader{server="n3",stream="ORDERS"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ordersd_stream_leader"); err != nil {
+		t.Error(err)
+	}
+	m.StreamLeaders(nil)
+	if n := testutil.CollectAndCount(reg, "ordersd_stream_leader"); n != 0 {
+		t.Errorf("%d series left after no stream was reported", n)
+	}
 }

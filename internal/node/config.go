@@ -61,6 +61,8 @@ type Config struct {
 	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
 	XDS               bool                       // serve through grpc-go's xDS server, configured by the bootstrap's control plane (--xds)
 	LoadReport        LoadReportOptions          // the ORCA load reports for weighted balancing (--orca-*)
+	RebalanceInterval time.Duration              // how often the placement of the streams' leaders is checked; leaders.DefaultInterval when zero (--rebalance-interval)
+	Rebalance         bool                       // spread the streams' leaders over an embedded cluster (--rebalance)
 
 	// Durable consumers made by ConsumeOrders: how long one may go without
 	// a client before JetStream deletes it, 0 for never
@@ -115,6 +117,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("--sync-interval must be positive, got %s", c.SyncInterval)
 	case c.ConsumerInactiveThreshold < 0:
 		return fmt.Errorf("--consumer-inactive-threshold must not be negative, got %s", c.ConsumerInactiveThreshold)
+	case c.RebalanceInterval < 0:
+		return fmt.Errorf("--rebalance-interval must be positive, got %s", c.RebalanceInterval)
 	case c.MaxDurableConsumers < 0:
 		return fmt.Errorf("--max-consumers-durable must not be negative, got %d", c.MaxDurableConsumers)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/leaders"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/reload"
 	"github.com/ordersd/ordersd/internal/telemetry"
@@ -123,12 +124,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--review-limit-minor, --review-concurrency: %w", err)
 	}
+	rebalancer, err := newRebalancer(cfg, conn, m, log)
+	if err != nil {
+		return err
+	}
 	ports, err := newPorts(cfg, lis, reg, svc, httpTLS, log)
 	if err != nil {
 		return err
 	}
 	announce(cfg, lis, conn, log)
-	return serve(ctx, cfg, parts{svc: svc, ports: ports, reviewer: reviewer, reloader: reloader, grpcLis: lis.grpc}, log)
+	return serve(ctx, cfg, parts{svc: svc, ports: ports, reviewer: reviewer, rebalancer: rebalancer, reloader: reloader, grpcLis: lis.grpc}, log)
 }
 
 // startTracing sets up OpenTelemetry as the OTEL_* environment says, and
@@ -229,15 +234,17 @@ func announce(cfg Config, lis *listeners, conn *natsConn, log *slog.Logger) {
 
 // parts are what serve runs.
 type parts struct {
-	svc      *Service
-	ports    ports
-	reviewer *consumers.Reviewer
-	reloader *reload.Watcher
-	grpcLis  net.Listener
+	svc        *Service
+	ports      ports
+	reviewer   *consumers.Reviewer
+	rebalancer *leaders.Rebalancer
+	reloader   *reload.Watcher
+	grpcLis    net.Listener
 }
 
-// serve runs the servers, the reloader and the review worker until ctx
-// ends or one of them fails, then shuts the service down in order.
+// serve runs the servers, the reloader, the review worker and the leader
+// checks until ctx ends or one of them fails, then shuts the service down
+// in order.
 func serve(ctx context.Context, cfg Config, p parts, log *slog.Logger) error {
 	svc := p.svc
 	g, gctx := errgroup.WithContext(ctx)
@@ -257,6 +264,10 @@ func serve(ctx context.Context, cfg Config, p parts, log *slog.Logger) error {
 			return nil
 		})
 	}
+	g.Go(func() error {
+		p.rebalancer.Run(svc.Stopping)
+		return nil
+	})
 	g.Go(func() error {
 		if err := svc.GRPC.Serve(p.grpcLis); err != nil {
 			return fmt.Errorf("serve gRPC: %w", err)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,11 @@ type clusterNode struct {
 	stop   func() error                                  // stops it in order, as SIGTERM does
 	kill   func() error                                  // SIGKILL; only for child processes
 	client ordersv1.OrderServiceClient
+
+	// restart starts a child process again on the same data directory,
+	// with the same flags, once it has exited, and waits until it serves
+	// (on a port of its own: addr and client stay the first process's).
+	restart func()
 }
 
 // clusterArgs are the flags of node i of a three-node cluster on routes,
@@ -95,9 +101,10 @@ func connectCluster(t *testing.T, nodes []*clusterNode) {
 }
 
 // startChildCluster runs the three nodes of startCluster as child
-// processes (this test binary, see TestMain), so that one can be killed.
+// processes (this test binary, see TestMain), so that one can be killed,
+// each with the flags of clusterArgs and then extra.
 // Each opens its NATS server to the test on a loopback port with a token.
-func startChildCluster(t *testing.T) []*clusterNode {
+func startChildCluster(t *testing.T, extra ...string) []*clusterNode {
 	t.Helper()
 	ports := freePorts(t, 6)
 	routes, natsAddrs := ports[:3], ports[3:]
@@ -105,20 +112,33 @@ func startChildCluster(t *testing.T) []*clusterNode {
 	nodes := make([]*clusterNode, 3)
 	for i := range 3 {
 		const token = "inspect"
-		child := spawnChild(t, t.TempDir(), append(clusterArgs(i, routes, keyFile, routeTLS), "--nats-listen", natsAddrs[i], "--nats-listen-token", token,
-			"--nats-listen-access", "full")...) // the test moves leaders
+		dataDir := t.TempDir()
+		args := append(append(clusterArgs(i, routes, keyFile, routeTLS), "--nats-listen", natsAddrs[i], "--nats-listen-token", token,
+			"--nats-listen-access", "full"), extra...) // the test moves leaders
+		var child atomic.Pointer[childOrdersd]
+		child.Store(spawnChild(t, dataDir, args...))
 		natsURL := "nats://" + natsAddrs[i]
 		nodes[i] = &clusterNode{
-			name: fmt.Sprintf("n%d", i+1), addr: child.addr,
+			name: fmt.Sprintf("n%d", i+1), addr: child.Load().addr,
 			nats: func(opts ...nats.Option) (*nats.Conn, error) {
 				return nats.Connect(natsURL, append([]nats.Option{nats.Token(token)}, opts...)...)
 			},
-			stop: func() error { return child.signal(syscall.SIGTERM) },
-			kill: func() error { return child.signal(syscall.SIGKILL) },
+			stop:    func() error { return child.Load().signal(syscall.SIGTERM) },
+			kill:    func() error { return child.Load().signal(syscall.SIGKILL) },
+			restart: func() { child.Store(startChildWithin(t, 60*time.Second, dataDir, args...)) },
 		}
 	}
 	connectCluster(t, nodes)
 	return nodes
+}
+
+// startChildWithin is startChild, waiting up to d for the child to serve
+// (a node that rejoins its cluster takes a while on a loaded machine).
+func startChildWithin(t *testing.T, d time.Duration, dataDir string, flags ...string) *childOrdersd {
+	t.Helper()
+	c := spawnChild(t, dataDir, flags...)
+	waitServingWithin(t, healthpb.NewHealthClient(c.conn), d)
+	return c
 }
 
 // startCluster runs three ordersd nodes whose embedded NATS servers form
