@@ -17,6 +17,7 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -346,7 +347,7 @@ func TestDeadLetterRequestsAreValidated(t *testing.T) {
 // startNodeOn runs one more node on ns, with its options set by tune.
 func startNodeOn(t *testing.T, ns *natsserver.Server, tune func(*node.ServiceOptions)) *testNode {
 	t.Helper()
-	nc, err := eventstore.Connect("", ns, testLogger())
+	nc, err := natsconn.Connect("", ns, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -23,7 +24,7 @@ import (
 // review worker's durable consumer, which had reviewed none yet.
 func writeLayout1DataDir(t *testing.T, dir string) {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
+	ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -98,7 +99,7 @@ func firstDeliveryToken(t *testing.T, client ordersv1.OrderServiceClient, consum
 // dropStreams deletes streams from the data directory of a stopped node.
 func dropStreams(t *testing.T, dir string, names ...string) {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
+	ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
