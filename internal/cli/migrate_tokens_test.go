@@ -13,6 +13,7 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/migrate"
 	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -26,7 +27,7 @@ func TestTokensOfTheStreamBeforeAMigrationAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := testsupport.AckKeyFile(t)
 	writeLayout1DataDir(t, dir)
-	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 {
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir); code != 0 {
 		t.Fatalf("ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 	client, _, stop := startOrdersd(t, dir, "--review=false", "--ack-token-key-file", keyFile)
@@ -42,9 +43,9 @@ func TestTokensOfTheStreamBeforeAMigrationAreRefused(t *testing.T) {
 	}
 
 	// The stream is rewritten: the same events, the same sequences.
-	dropStreams(t, dir, eventstore.StreamName, eventstore.IndexStreamName, eventstore.BackupStreamName)
+	dropStreams(t, dir, eventstore.StreamName, eventstore.IndexStreamName, migrate.BackupStreamName)
 	writeLayout1DataDir(t, dir)
-	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 {
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir); code != 0 {
 		t.Fatalf("the second ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 

@@ -49,7 +49,7 @@ func (o Options) validate() (Options, error) {
 	case o.OpTimeout < 0:
 		return o, fmt.Errorf("%w: operation timeout must be positive, got %s", ErrInvalidOption, o.OpTimeout)
 	}
-	o.Stream = o.Stream.withDefaults()
+	o.Stream = o.Stream.WithDefaults()
 	if o.OpTimeout == 0 {
 		o.OpTimeout = DefaultOpTimeout
 	}

@@ -23,7 +23,8 @@ type StreamOptions struct {
 // DefaultStreamOptions are used for zero fields of StreamOptions.
 var DefaultStreamOptions = StreamOptions{Replicas: 1, DuplicateWindow: 10 * time.Minute}
 
-func (o StreamOptions) withDefaults() StreamOptions {
+// WithDefaults fills the zero fields of o from DefaultStreamOptions.
+func (o StreamOptions) WithDefaults() StreamOptions {
 	if o.Replicas == 0 {
 		o.Replicas = DefaultStreamOptions.Replicas
 	}
@@ -33,8 +34,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// streamConfig is the stream ORDERS as ordersd needs it.
-func (o StreamOptions) streamConfig() jetstream.StreamConfig {
+// StreamConfig is the stream ORDERS as ordersd needs it (a migration
+// creates it with these settings too).
+func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "ordersd order events: ORDERS.<event>.<customer_id>.<order_id>, payload orders.v1.Order",
@@ -71,11 +73,11 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOp
 	if err := checkLayout(ctx, js); err != nil {
 		return streams{}, nil, err
 	}
-	orders, err := js.CreateOrUpdateStream(ctx, opts.streamConfig())
+	orders, err := js.CreateOrUpdateStream(ctx, opts.StreamConfig())
 	if err != nil {
 		return streams{}, nil, fmt.Errorf("provision stream %s: %w", StreamName, err)
 	}
-	index, err := js.CreateOrUpdateStream(ctx, opts.indexStreamConfig())
+	index, err := js.CreateOrUpdateStream(ctx, opts.IndexStreamConfig())
 	if err != nil {
 		return streams{}, nil, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
 	}
