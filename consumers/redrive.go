@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -47,7 +48,7 @@ func (l *fetchLoop) deliverRedriven(ctx context.Context, now time.Time, free int
 		// JetStream elects new leaders it can take the whole operation
 		// timeout. Cut short, it is tried again later.
 		lookupCtx, cancel := context.WithDeadline(ctx, l.lastSend.Add(l.spec.Heartbeat))
-		cons, err := l.w.store.RedriveConsumer(lookupCtx, l.spec.Consumer)
+		cons, err := l.w.redrives.RedriveConsumer(lookupCtx, l.spec.Consumer)
 		cancel()
 		if err != nil {
 			r.next = now.Add(redriveLookupInterval)
@@ -78,7 +79,7 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 		_ = msg.Term()
 		return prepared{msg: msg}
 	}
-	seq, err := eventstore.ParseRedriveMarker(msg.Data())
+	seq, err := deadletters.ParseRedriveMarker(msg.Data())
 	if err != nil {
 		_ = msg.TermWithReason("not a redrive marker")
 		return prepared{msg: msg}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/natsconn"
@@ -208,7 +209,7 @@ func TestRedriveDeliversOnceMoreAndAcks(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"max_deliveries"}}, MaxDeliveries: 4}); err != nil {
 		t.Fatal(err)
 	}
-	red, err := n.js.Consumer(testCtx(t), eventstore.RedriveStream, "dl-redrive")
+	red, err := n.js.Consumer(testCtx(t), deadletters.RedriveStream, "dl-redrive")
 	if err != nil || red.CachedInfo().Config.MaxDeliver != 4 {
 		t.Errorf("redrive consumer after UpdateConsumer: %v", err)
 	}
@@ -291,7 +292,7 @@ func TestDeadLetterWhileNoNodeRunsIsListedAfterwards(t *testing.T) {
 // straight from JetStream.
 func (n *testNode) rawDeadLetters(t *testing.T) uint64 {
 	t.Helper()
-	s, err := n.js.Stream(testCtx(t), eventstore.DeadLetterStream)
+	s, err := n.js.Stream(testCtx(t), deadletters.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}

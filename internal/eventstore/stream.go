@@ -65,26 +65,27 @@ type streams struct {
 // provisionStreams creates the streams ORDERS and ORDER_IDS, or updates
 // them to the wanted settings when they exist (a stream made by an older
 // ordersd, which captured all of ORDERS.>, is narrowed in place to
-// CapturedSubjects: what it stored stays), and those of dead letters
-// (deadLettersOff says why they cannot be, see provisionDeadLetters). A
-// stream ORDERS that holds events in an older subject layout is left
-// untouched: ErrLayoutOutdated.
-func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (st streams, deadLettersOff, err error) {
+// CapturedSubjects: what it stored stays), and then those of the
+// companions. A stream ORDERS that holds events in an older subject layout
+// is left untouched: ErrLayoutOutdated.
+func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions, companions []Companion) (streams, error) {
 	if err := checkLayout(ctx, js); err != nil {
-		return streams{}, nil, err
+		return streams{}, err
 	}
 	orders, err := js.CreateOrUpdateStream(ctx, opts.StreamConfig())
 	if err != nil {
-		return streams{}, nil, fmt.Errorf("provision stream %s: %w", StreamName, err)
+		return streams{}, fmt.Errorf("provision stream %s: %w", StreamName, err)
 	}
 	index, err := js.CreateOrUpdateStream(ctx, opts.IndexStreamConfig())
 	if err != nil {
-		return streams{}, nil, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
+		return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
 	}
-	if deadLettersOff, err = provisionDeadLetters(ctx, js, opts); err != nil {
-		return streams{}, nil, err
+	for _, c := range companions {
+		if err := c.Provision(ctx); err != nil {
+			return streams{}, err
+		}
 	}
-	return streams{orders: orders, index: index}, deadLettersOff, nil
+	return streams{orders: orders, index: index}, nil
 }
 
 // checkLayout fails with ErrLayoutOutdated when the stream ORDERS exists,

@@ -5,6 +5,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -24,7 +25,7 @@ import (
 // own consumers if that matters.
 func ReaderPermissions() *server.Permissions {
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"}
-	for _, stream := range []string{eventstore.StreamName, eventstore.IndexStreamName, eventstore.DeadLetterStream, eventstore.RedriveStream} {
+	for _, stream := range []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream} {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+stream,
 			"$JS.API.STREAM.MSG.GET."+stream,
