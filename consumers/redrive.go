@@ -12,7 +12,7 @@ import (
 )
 
 // Redriven dead letters reach a consumer's ConsumeOrders streams through
-// its redrive consumer on ORDERS_REDRIVE (see eventstore's dead letters):
+// its redrive consumer on ORDERS_REDRIVE (see package deadletters):
 // each marker names an event of ORDERS, which is read and delivered like
 // any other, with an ack token of the marker's delivery. Acking it acks
 // the marker; its attempts are the marker's, counted from 1.
