@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -168,7 +169,7 @@ func (t *AckTokens) mac(version byte, epoch []byte, subject string) []byte {
 // marker of ORDERS_REDRIVE (a redriven dead letter).
 type AckSubject struct {
 	Subject   string // the whole subject, to publish the ack on
-	Stream    string // eventstore.StreamName or eventstore.RedriveStream
+	Stream    string // eventstore.StreamName or deadletters.RedriveStream
 	Consumer  string
 	Delivered uint64 // delivery attempt
 	StreamSeq uint64
@@ -206,7 +207,7 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 	default:
 		return AckSubject{}, false
 	}
-	if (rest[0] != eventstore.StreamName && rest[0] != eventstore.RedriveStream) || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
+	if (rest[0] != eventstore.StreamName && rest[0] != deadletters.RedriveStream) || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
 		return AckSubject{}, false
 	}
 	var nums [5]uint64

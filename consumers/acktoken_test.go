@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -52,7 +53,7 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 	// The delivery of a redrive marker (a redriven dead letter) is acked the same way.
 	const redriveAck = "$JS.ACK.ORDERS_REDRIVE.c.1.7.3.4.0"
 	got, err = tokens.Verify(tokens.Sign(testEpoch, redriveAck))
-	if want := (AckSubject{Subject: redriveAck, Stream: eventstore.RedriveStream, Consumer: "c", Delivered: 1, StreamSeq: 7, Epoch: testEpoch}); err != nil || got != want {
+	if want := (AckSubject{Subject: redriveAck, Stream: deadletters.RedriveStream, Consumer: "c", Delivered: 1, StreamSeq: 7, Epoch: testEpoch}); err != nil || got != want {
 		t.Fatalf("Verify(Sign(%q)) = %+v, %v; want %+v", redriveAck, got, err, want)
 	}
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -33,7 +34,7 @@ type heldKey struct {
 
 // heldKeyOf is the key of the delivery an ack subject acks.
 func heldKeyOf(ack AckSubject) heldKey {
-	return heldKey{redrive: ack.Stream == eventstore.RedriveStream, seq: ack.StreamSeq}
+	return heldKey{redrive: ack.Stream == deadletters.RedriveStream, seq: ack.StreamSeq}
 }
 
 func newCredit(limit int, changed func(delta int)) *credit {
@@ -134,7 +135,7 @@ func (c *credit) watchAcks(nc *nats.Conn, consumer string, wait time.Duration) (
 	}
 	var subs []*nats.Subscription
 	var patterns []string
-	for _, stream := range []string{eventstore.StreamName, eventstore.RedriveStream} {
+	for _, stream := range []string{eventstore.StreamName, deadletters.RedriveStream} {
 		patterns = append(patterns,
 			"$JS.ACK."+stream+"."+consumer+".>",     // without a JetStream domain
 			"$JS.ACK.*.*."+stream+"."+consumer+".>", // with one

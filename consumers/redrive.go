@@ -7,11 +7,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // Redriven dead letters reach a consumer's ConsumeOrders streams through
-// its redrive consumer on ORDERS_REDRIVE (see eventstore's dead letters):
+// its redrive consumer on ORDERS_REDRIVE (see package deadletters):
 // each marker names an event of ORDERS, which is read and delivered like
 // any other, with an ack token of the marker's delivery. Acking it acks
 // the marker; its attempts are the marker's, counted from 1.
@@ -47,7 +48,7 @@ func (l *fetchLoop) deliverRedriven(ctx context.Context, now time.Time, free int
 		// JetStream elects new leaders it can take the whole operation
 		// timeout. Cut short, it is tried again later.
 		lookupCtx, cancel := context.WithDeadline(ctx, l.lastSend.Add(l.spec.Heartbeat))
-		cons, err := l.w.store.RedriveConsumer(lookupCtx, l.spec.Consumer)
+		cons, err := l.w.redrives.RedriveConsumer(lookupCtx, l.spec.Consumer)
 		cancel()
 		if err != nil {
 			r.next = now.Add(redriveLookupInterval)
@@ -78,7 +79,7 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 		_ = msg.Term()
 		return prepared{msg: msg}
 	}
-	seq, err := eventstore.ParseRedriveMarker(msg.Data())
+	seq, err := deadletters.ParseRedriveMarker(msg.Data())
 	if err != nil {
 		_ = msg.TermWithReason("not a redrive marker")
 		return prepared{msg: msg}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -163,14 +164,14 @@ func TestReviewFailuresBecomeDeadLetters(t *testing.T) {
 	e.createOrders(t, 1)
 	startReviewer(t, failingStore{e.store}, ReviewOptions{MaxDeliveries: 2})
 	waitFor(t, 20*time.Second, "a dead letter of order-review", func() bool {
-		letters, _, err := e.store.DeadLetters(ctx, ReviewConsumer, 0, 10)
+		letters, _, err := e.letters.List(ctx, ReviewConsumer, 0, 10)
 		return err == nil && len(letters) == 1
 	})
-	letters, _, err := e.store.DeadLetters(ctx, ReviewConsumer, 0, 10)
+	letters, _, err := e.letters.List(ctx, ReviewConsumer, 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := letters[0]; l.Reason != eventstore.MaxDeliveries || l.Deliveries != 2 || l.Event.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
+	if l := letters[0]; l.Reason != deadletters.MaxDeliveries || l.Deliveries != 2 || l.Event.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
 		t.Errorf("dead letter %+v", l)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -100,7 +101,7 @@ func (s *Session) Lookup(id uint64) (ack AckSubject, known, held bool) {
 	// one JetStream gave this stream's fetches.
 	ack = AckSubject{Subject: t.reply, Stream: eventstore.StreamName, Consumer: s.spec.Consumer, StreamSeq: t.key.seq}
 	if t.key.redrive {
-		ack.Stream = eventstore.RedriveStream
+		ack.Stream = deadletters.RedriveStream
 	}
 	return ack, known, true
 }

@@ -13,7 +13,7 @@ import (
 func TestSessionBatchesAndSettledFreesCreditLocally(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 30)
-	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
+	wq := NewWorkQueues(e.store, e.letters, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
 	const credit = 10
 	sess := wq.NewSession(ConsumeSpec{Consumer: "s", MaxInFlight: credit, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}})
 
@@ -89,7 +89,7 @@ func TestSessionBatchesAndSettledFreesCreditLocally(t *testing.T) {
 func TestSessionBatchNotSentIsReleasedAtOnce(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 20)
-	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
+	wq := NewWorkQueues(e.store, e.letters, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
 	spec := ConsumeSpec{Consumer: "s", MaxInFlight: 20, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
 	broken := errors.New("client gone")

@@ -47,13 +47,19 @@ type Delivery struct {
 }
 
 // WorkQueueStore is what WorkQueues needs of the event store
-// (*eventstore.Store): the durable consumers of the stream, and the
-// redriven dead letters of each.
+// (*eventstore.Store): the durable consumers of the stream, and the events
+// that redriven dead letters point at.
 type WorkQueueStore interface {
 	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
-	RedriveConsumer(ctx context.Context, consumer string) (jetstream.Consumer, error)
 	EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
+}
+
+// Redrives is what WorkQueues needs of the dead letters
+// (*deadletters.Store): the consumer of each work queue's redriven dead
+// letters.
+type Redrives interface {
+	RedriveConsumer(ctx context.Context, consumer string) (jetstream.Consumer, error)
 }
 
 // WorkQueueOptions bound the durable consumers ConsumeOrders creates.
@@ -73,17 +79,19 @@ const DefaultInactiveThreshold = 7 * 24 * time.Hour
 
 // WorkQueues serves ConsumeOrders streams.
 type WorkQueues struct {
-	store   WorkQueueStore
-	nc      *nats.Conn
-	tokens  *AckTokens
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	opts    WorkQueueOptions
+	store    WorkQueueStore
+	redrives Redrives
+	nc       *nats.Conn
+	tokens   *AckTokens
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	opts     WorkQueueOptions
 }
 
-// NewWorkQueues returns WorkQueues on the store's stream; m may be nil.
-func NewWorkQueues(store WorkQueueStore, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics, o WorkQueueOptions) *WorkQueues {
-	return &WorkQueues{store: store, nc: nc, tokens: tokens, log: log, metrics: m, opts: o}
+// NewWorkQueues returns WorkQueues on the store's stream, with the
+// redriven dead letters of redrives; m may be nil.
+func NewWorkQueues(store WorkQueueStore, redrives Redrives, nc *nats.Conn, tokens *AckTokens, log *slog.Logger, m *metrics.Metrics, o WorkQueueOptions) *WorkQueues {
+	return &WorkQueues{store: store, redrives: redrives, nc: nc, tokens: tokens, log: log, metrics: m, opts: o}
 }
 
 // Consume binds to (or creates) the durable consumer and streams its

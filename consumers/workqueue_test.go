@@ -13,16 +13,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
 type testEnv struct {
-	ns    *natsserver.Server
-	nc    *nats.Conn
-	js    jetstream.JetStream // to look at the stream and its consumers directly
-	store *eventstore.Store
-	log   *slog.Logger
+	ns      *natsserver.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream // to look at the stream and its consumers directly
+	store   *eventstore.Store
+	letters *deadletters.Store // the store's dead letters
+	log     *slog.Logger
 }
 
 func newTestEnv(t *testing.T) testEnv {
@@ -38,7 +40,11 @@ func newTestEnv(t *testing.T) testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{ns: ns, nc: nc, js: js, store: store, log: log}
+	letters, err := deadletters.New(store, js, deadletters.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testEnv{ns: ns, nc: nc, js: js, store: store, letters: letters, log: log}
 }
 
 func (e testEnv) createOrders(t *testing.T, count int) {
@@ -73,7 +79,7 @@ func TestFetchLoopStaysWithinCreditAndAcksFreeIt(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 10)
 	tokens := RandomAckTokens()
-	wq := NewWorkQueues(e.store, e.nc, tokens, e.log, nil, WorkQueueOptions{})
+	wq := NewWorkQueues(e.store, e.letters, e.nc, tokens, e.log, nil, WorkQueueOptions{})
 	const credit = 3
 	spec := ConsumeSpec{Consumer: "q", MaxInFlight: credit, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
@@ -147,7 +153,7 @@ func TestFetchLoopStaysWithinCreditAndAcksFreeIt(t *testing.T) {
 func TestFetchedButUnsentEventsAreReleasedAtOnce(t *testing.T) {
 	e := newTestEnv(t)
 	e.createOrders(t, 20)
-	wq := NewWorkQueues(e.store, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
+	wq := NewWorkQueues(e.store, e.letters, e.nc, RandomAckTokens(), e.log, nil, WorkQueueOptions{})
 	spec := ConsumeSpec{Consumer: "q", MaxInFlight: 20, Heartbeat: time.Minute, Settings: ConsumerSettings{AckWait: time.Minute}}
 
 	broken := errors.New("client gone")

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/deadletters"
 )
 
 // DeleteConsumer deletes the consumer with its redrive queue (consumer
@@ -36,7 +36,7 @@ func TestDeleteConsumerKeepsItsDeadLetters(t *testing.T) {
 	if res, err := n.queue.RedriveDeadLetters(testCtx(t), &ordersv1.RedriveDeadLettersRequest{Consumer: "dl-deleted", Ids: []uint64{redriveID}}); err != nil || len(res.GetRedriven()) != 1 {
 		t.Fatalf("RedriveDeadLetters: %v, %v", res, err)
 	}
-	if _, err := n.js.Consumer(testCtx(t), eventstore.RedriveStream, "dl-deleted"); err != nil {
+	if _, err := n.js.Consumer(testCtx(t), deadletters.RedriveStream, "dl-deleted"); err != nil {
 		t.Fatalf("the redrive consumer after the redrive: %v", err)
 	}
 
@@ -46,10 +46,10 @@ func TestDeleteConsumerKeepsItsDeadLetters(t *testing.T) {
 	if _, err := n.queue.GetConsumer(testCtx(t), &ordersv1.GetConsumerRequest{Consumer: "dl-deleted"}); status.Code(err) != codes.NotFound {
 		t.Errorf("GetConsumer after DeleteConsumer: %v, want NOT_FOUND", err)
 	}
-	if _, err := n.js.Consumer(testCtx(t), eventstore.RedriveStream, "dl-deleted"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := n.js.Consumer(testCtx(t), deadletters.RedriveStream, "dl-deleted"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("the redrive consumer after DeleteConsumer: %v, want it gone", err)
 	}
-	if markers := n.streamMsgsOf(t, eventstore.RedriveStream, eventstore.RedriveStream+".dl-deleted"); markers != 0 {
+	if markers := n.streamMsgsOf(t, deadletters.RedriveStream, deadletters.RedriveStream+".dl-deleted"); markers != 0 {
 		t.Errorf("%d redrive markers left after DeleteConsumer, want none", markers)
 	}
 	left := n.deadLetters(t, "dl-deleted")

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/metrics"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
@@ -56,12 +56,12 @@ func TestDeadLettersAreSourcedFromAnExistingAdvisoryStream(t *testing.T) {
 	if st := n.deadLettersHealth(t); st != healthpb.HealthCheckResponse_SERVING {
 		t.Errorf("health of %s: %v, want SERVING", server.DeadLettersHealthService, st)
 	}
-	info, err := n.js.Stream(testCtx(t), eventstore.DeadLetterStream)
+	info, err := n.js.Stream(testCtx(t), deadletters.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg := info.CachedInfo().Config; len(cfg.Subjects) != 0 || len(cfg.Sources) != 1 || cfg.Sources[0].Name != "ADVISORIES" {
-		t.Errorf("%s: subjects %v, sources %+v; want none, and ADVISORIES", eventstore.DeadLetterStream, cfg.Subjects, cfg.Sources)
+		t.Errorf("%s: subjects %v, sources %+v; want none, and ADVISORIES", deadletters.Stream, cfg.Subjects, cfg.Sources)
 	}
 
 	order, next := deadLetterAfterTwoNaks(t, n, "dl-sourced")

@@ -15,8 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -207,7 +209,7 @@ func TestRedriveDeliversOnceMoreAndAcks(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"max_deliveries"}}, MaxDeliveries: 4}); err != nil {
 		t.Fatal(err)
 	}
-	red, err := n.js.Consumer(testCtx(t), eventstore.RedriveStream, "dl-redrive")
+	red, err := n.js.Consumer(testCtx(t), deadletters.RedriveStream, "dl-redrive")
 	if err != nil || red.CachedInfo().Config.MaxDeliver != 4 {
 		t.Errorf("redrive consumer after UpdateConsumer: %v", err)
 	}
@@ -290,7 +292,7 @@ func TestDeadLetterWhileNoNodeRunsIsListedAfterwards(t *testing.T) {
 // straight from JetStream.
 func (n *testNode) rawDeadLetters(t *testing.T) uint64 {
 	t.Helper()
-	s, err := n.js.Stream(testCtx(t), eventstore.DeadLetterStream)
+	s, err := n.js.Stream(testCtx(t), deadletters.Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +348,7 @@ func TestDeadLetterRequestsAreValidated(t *testing.T) {
 // startNodeOn runs one more node on ns, with its options set by tune.
 func startNodeOn(t *testing.T, ns *natsserver.Server, tune func(*node.ServiceOptions)) *testNode {
 	t.Helper()
-	nc, err := eventstore.Connect("", ns, testLogger())
+	nc, err := natsconn.Connect("", ns, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/consumers"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
@@ -70,7 +71,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return status.Error(codes.ResourceExhausted, "the most durable consumers allowed exist already (ordersd --max-consumers-durable); reuse one, or have an admin delete unused ones (QueueService.DeleteConsumer)")
 	case errors.Is(err, consumers.ErrConsumerMismatch):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, eventstore.ErrDeadLettersOff):
+	case errors.Is(err, deadletters.ErrOff):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, eventstore.ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())

@@ -19,6 +19,7 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 	"github.com/ordersd/ordersd/server"
@@ -64,7 +65,7 @@ func startNodesWith(t *testing.T, count int, grpcOpts server.GRPCOptions, tune .
 	ns := testsupport.StartNATS(t, testsupport.InProcessOnly)
 	var nodes []*testNode
 	for range count {
-		nc, err := eventstore.Connect("", ns, testLogger())
+		nc, err := natsconn.Connect("", ns, testLogger())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,36 +14,42 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // QueueStore is what the QueueService needs of the event store
-// (*eventstore.Store): the durable consumers of ORDERS and their dead
-// letters.
+// (*eventstore.Store): the durable consumers of ORDERS.
 type QueueStore interface {
 	Durables(ctx context.Context) ([]eventstore.Consumer, error)
 	Consumer(ctx context.Context, name string) (eventstore.Consumer, error)
-	RedrivePending(ctx context.Context, name string) (uint64, error)
 	UpdateConsumer(ctx context.Context, name string, change eventstore.ConsumerChange) (eventstore.Consumer, error)
 	DeleteConsumer(ctx context.Context, name string) error
-	DeadLetters(ctx context.Context, consumer string, after uint64, limit int) ([]eventstore.DeadLetter, bool, error)
-	DeadLetterCounts(ctx context.Context) ([]eventstore.DeadLetterCount, error)
-	Redrive(ctx context.Context, consumer string, ids []uint64, all bool) (redriven, notFound []uint64, more bool, err error)
-	PurgeDeadLetters(ctx context.Context, consumer string, ids []uint64, all bool) (uint64, error)
 	Repair(ctx context.Context, orderID string, validateOnly bool) (eventstore.RepairReport, error)
+}
+
+// DeadLetterStore is what the QueueService needs of the dead letters
+// (*deadletters.Store) of the durable consumers.
+type DeadLetterStore interface {
+	List(ctx context.Context, consumer string, after uint64, limit int) ([]deadletters.Letter, bool, error)
+	Counts(ctx context.Context) ([]deadletters.Count, error)
+	RedrivePending(ctx context.Context, name string) (uint64, error)
+	Redrive(ctx context.Context, consumer string, ids []uint64, all bool) (redriven, notFound []uint64, more bool, err error)
+	Purge(ctx context.Context, consumer string, ids []uint64, all bool) (uint64, error)
 }
 
 // QueueService implements ordersv1.QueueServiceServer. Who may call it is
 // decided by the authentication interceptor ("admin").
 type QueueService struct {
 	ordersv1.UnimplementedQueueServiceServer
-	store QueueStore
-	log   *slog.Logger
+	store   QueueStore
+	letters DeadLetterStore
+	log     *slog.Logger
 }
 
-// NewQueueService returns the QueueService on store.
-func NewQueueService(store QueueStore, log *slog.Logger) *QueueService {
-	return &QueueService{store: store, log: log}
+// NewQueueService returns the QueueService on store and its dead letters.
+func NewQueueService(store QueueStore, letters DeadLetterStore, log *slog.Logger) *QueueService {
+	return &QueueService{store: store, letters: letters, log: log}
 }
 
 // ListConsumers implements ordersv1.QueueServiceServer.
@@ -52,7 +58,7 @@ func (q *QueueService) ListConsumers(ctx context.Context, _ *ordersv1.ListConsum
 	if err != nil {
 		return nil, q.status(ctx, "", err)
 	}
-	counts, err := q.store.DeadLetterCounts(ctx)
+	counts, err := q.letters.Counts(ctx)
 	if err != nil {
 		return nil, q.status(ctx, "", err)
 	}
@@ -81,11 +87,11 @@ func (q *QueueService) GetConsumer(ctx context.Context, req *ordersv1.GetConsume
 
 // describe is the API's view of c with its dead letters and redrives.
 func (q *QueueService) describe(ctx context.Context, c eventstore.Consumer) (*ordersv1.Consumer, error) {
-	counts, err := q.store.DeadLetterCounts(ctx)
+	counts, err := q.letters.Counts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	redrive, err := q.store.RedrivePending(ctx, c.Name)
+	redrive, err := q.letters.RedrivePending(ctx, c.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +138,7 @@ func (q *QueueService) ListDeadLetters(ctx context.Context, req *ordersv1.ListDe
 	if err != nil {
 		return nil, err
 	}
-	letters, more, err := q.store.DeadLetters(ctx, req.GetConsumer(), after, size)
+	letters, more, err := q.letters.List(ctx, req.GetConsumer(), after, size)
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
@@ -151,7 +157,7 @@ func (q *QueueService) RedriveDeadLetters(ctx context.Context, req *ordersv1.Red
 	if err := validateDeadLetterSelection(req.GetConsumer(), req.GetIds(), req.GetAll()); err != nil {
 		return nil, err
 	}
-	redriven, notFound, more, err := q.store.Redrive(ctx, req.GetConsumer(), req.GetIds(), req.GetAll())
+	redriven, notFound, more, err := q.letters.Redrive(ctx, req.GetConsumer(), req.GetIds(), req.GetAll())
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
@@ -163,7 +169,7 @@ func (q *QueueService) PurgeDeadLetters(ctx context.Context, req *ordersv1.Purge
 	if err := validateDeadLetterSelection(req.GetConsumer(), req.GetIds(), req.GetAll()); err != nil {
 		return nil, err
 	}
-	n, err := q.store.PurgeDeadLetters(ctx, req.GetConsumer(), req.GetIds(), req.GetAll())
+	n, err := q.letters.Purge(ctx, req.GetConsumer(), req.GetIds(), req.GetAll())
 	if err != nil {
 		return nil, q.status(ctx, req.GetConsumer(), err)
 	}
@@ -216,7 +222,7 @@ func consumerOf(cons eventstore.Consumer, deadLetters, redrivePending uint64) *o
 	return c
 }
 
-func deadLetterCount(counts []eventstore.DeadLetterCount, consumer string) uint64 {
+func deadLetterCount(counts []deadletters.Count, consumer string) uint64 {
 	var n uint64
 	for _, c := range counts {
 		if c.Consumer == consumer {
@@ -227,7 +233,7 @@ func deadLetterCount(counts []eventstore.DeadLetterCount, consumer string) uint6
 }
 
 // deadLetterOf is the API's view of a dead letter.
-func deadLetterOf(l eventstore.DeadLetter) *ordersv1.DeadLetter {
+func deadLetterOf(l deadletters.Letter) *ordersv1.DeadLetter {
 	d := &ordersv1.DeadLetter{
 		Id:               l.ID,
 		Consumer:         l.Consumer,
@@ -238,7 +244,7 @@ func deadLetterOf(l eventstore.DeadLetter) *ordersv1.DeadLetter {
 		DeadLetterTime:   timestamppb.New(l.Time),
 		Redriven:         l.Redriven,
 	}
-	if l.Reason == eventstore.Terminated {
+	if l.Reason == deadletters.Terminated {
 		d.Reason = ordersv1.DeadLetterReason_DEAD_LETTER_REASON_TERMINATED
 		d.TermReason = l.TermReason
 	}

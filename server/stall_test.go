@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/faultproxy"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -240,7 +240,7 @@ func startNodeBehindProxy(t *testing.T) (*testNode, *faultproxy.Proxy, *nats.Con
 	// A cluster member tells its clients its peers' URLs (a lone server
 	// has none to tell); ignoring them keeps every reconnect on the proxy,
 	// which a client that learned another way in would bypass.
-	nc, err := eventstore.Connect(url, nil, testLogger(), nats.IgnoreDiscoveredServers())
+	nc, err := natsconn.Connect(url, nil, testLogger(), nats.IgnoreDiscoveredServers())
 	if err != nil {
 		t.Fatal(err)
 	}

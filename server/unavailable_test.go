@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -37,7 +37,7 @@ func TestJetStreamUnreachable(t *testing.T) {
 	storeDir := t.TempDir()
 	ns := testsupport.StartNATS(t, testsupport.StoreDir(storeDir))
 	url := ns.ClientURL()
-	nc, err := eventstore.Connect(url, nil, testLogger())
+	nc, err := natsconn.Connect(url, nil, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

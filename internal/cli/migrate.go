@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/migrate"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -45,7 +46,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 
 // printMigrateSummary tells the operator what the migration did and what
 // is left to them.
-func printMigrateSummary(w io.Writer, sum eventstore.MigrateSummary) {
+func printMigrateSummary(w io.Writer, sum migrate.Summary) {
 	if sum.NothingToDo != "" {
 		fmt.Fprintf(w, "ordersd migrate: %s\n", sum.NothingToDo)
 		return

@@ -14,6 +14,8 @@ import (
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/migrate"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/node"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -23,7 +25,7 @@ import (
 // review worker's durable consumer, which had reviewed none yet.
 func writeLayout1DataDir(t *testing.T, dir string) {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
+	ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +58,9 @@ func writeLayout1DataDir(t *testing.T, dir string) {
 	}
 }
 
-// migrate runs `ordersd migrate` with args and returns its exit status
+// migrateCLI runs `ordersd migrate` with args and returns its exit status
 // and output.
-func migrate(t *testing.T, args ...string) (int, string, string) {
+func migrateCLI(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := runMigrate(testsupport.Context(t, time.Minute), args, func(string) string { return "" }, &stdout, &stderr)
@@ -80,12 +82,12 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 		t.Fatalf("ordersd on a layout 1 data directory: exit %d, %q; want 1 and a refusal naming `ordersd migrate`", code, refusal.String())
 	}
 
-	code, out, errOut := migrate(t, "--data-dir", dir)
+	code, out, errOut := migrateCLI(t, "--data-dir", dir)
 	if code != 0 {
 		t.Fatalf("ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 	for _, want := range []string{"rewritten into subject layout " + eventstore.Layout, "events:    9, last sequence 9 -> 9", "orders:    6",
-		consumers.ReviewConsumer + " (ORDERS.created.*.*): ack floor 0 -> starts at 1", "nats stream rm " + eventstore.BackupStreamName} {
+		consumers.ReviewConsumer + " (ORDERS.created.*.*): ack floor 0 -> starts at 1", "nats stream rm " + migrate.BackupStreamName} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ordersd migrate printed no %q:\n%s", want, out)
 		}
@@ -111,14 +113,14 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 	if err != nil || len(list.GetOrders()) != 3 {
 		t.Errorf("ListOrders of customer-1: %v, %v; want its 3 orders", list.GetOrders(), err)
 	}
-	if code, _, errOut := migrate(t, "--data-dir", dir); code != 1 || !strings.Contains(errOut, node.ErrDataDirLocked.Error()) {
+	if code, _, errOut := migrateCLI(t, "--data-dir", dir); code != 1 || !strings.Contains(errOut, node.ErrDataDirLocked.Error()) {
 		t.Errorf("ordersd migrate while a node runs on the directory: exit %d, %q; want 1 and %q", code, errOut, node.ErrDataDirLocked)
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("ordersd exited with %d", code)
 	}
 
-	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 || !strings.Contains(out, "already") {
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir); code != 0 || !strings.Contains(out, "already") {
 		t.Errorf("a second ordersd migrate: exit %d, %q %q; want nothing to do", code, out, errOut)
 	}
 }

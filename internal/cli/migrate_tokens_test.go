@@ -13,6 +13,8 @@ import (
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/migrate"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -25,7 +27,7 @@ func TestTokensOfTheStreamBeforeAMigrationAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := testsupport.AckKeyFile(t)
 	writeLayout1DataDir(t, dir)
-	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 {
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir); code != 0 {
 		t.Fatalf("ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 	client, _, stop := startOrdersd(t, dir, "--review=false", "--ack-token-key-file", keyFile)
@@ -41,9 +43,9 @@ func TestTokensOfTheStreamBeforeAMigrationAreRefused(t *testing.T) {
 	}
 
 	// The stream is rewritten: the same events, the same sequences.
-	dropStreams(t, dir, eventstore.StreamName, eventstore.IndexStreamName, eventstore.BackupStreamName)
+	dropStreams(t, dir, eventstore.StreamName, eventstore.IndexStreamName, migrate.BackupStreamName)
 	writeLayout1DataDir(t, dir)
-	if code, out, errOut := migrate(t, "--data-dir", dir); code != 0 {
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir); code != 0 {
 		t.Fatalf("the second ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
 
@@ -98,7 +100,7 @@ func firstDeliveryToken(t *testing.T, client ordersv1.OrderServiceClient, consum
 // dropStreams deletes streams from the data directory of a stopped node.
 func dropStreams(t *testing.T, dir string, names ...string) {
 	t.Helper()
-	ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
+	ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: dir, Logger: testsupport.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

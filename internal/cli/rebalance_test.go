@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
@@ -33,7 +34,7 @@ func TestRebalanceCommandSpreadsTheLeaders(t *testing.T) {
 	nc := testsupport.Connect(t, c.Servers[0])
 	js, _ := jetstream.New(nc)
 	ctx := testsupport.Context(t, time.Minute)
-	streams := []string{eventstore.StreamName, eventstore.IndexStreamName, eventstore.DeadLetterStream}
+	streams := []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream}
 	for _, name := range streams {
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{name + ".>"}, Replicas: 3}); err != nil {
 			t.Fatal(err)

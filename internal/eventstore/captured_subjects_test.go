@@ -40,12 +40,12 @@ func TestReadyNarrowsTheSubjectsOfAnExistingDeployment(t *testing.T) {
 	js, log := startJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	old := DefaultStreamOptions.streamConfig()
+	old := DefaultStreamOptions.StreamConfig()
 	old.Subjects = []string{StreamSubjects}
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	oldIndex := DefaultStreamOptions.indexStreamConfig()
+	oldIndex := DefaultStreamOptions.IndexStreamConfig()
 	oldIndex.Subjects = []string{IndexStreamName + ".>"}
 	if _, err := js.CreateStream(ctx, oldIndex); err != nil {
 		t.Fatal(err)

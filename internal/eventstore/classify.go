@@ -36,7 +36,7 @@ func Classify(err error) error {
 	}
 	var apiErr *jetstream.APIError
 	switch {
-	case isWrongLastSequence(err):
+	case IsWrongLastSequence(err):
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
@@ -84,9 +84,9 @@ func Classify(err error) error {
 // could not store (JSStreamStoreFailedF); nats.go has no constant for it.
 const jetStreamStoreFailed jetstream.ErrorCode = 10077
 
-// isWrongLastSequence reports whether a publish failed its expected-last-
+// IsWrongLastSequence reports whether a publish failed its expected-last-
 // sequence check (10071; 10164 on replicated streams).
-func isWrongLastSequence(err error) bool {
+func IsWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||

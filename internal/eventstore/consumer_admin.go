@@ -154,22 +154,9 @@ func consumerInfo(ctx context.Context, stream jetstream.Stream, name string) (*j
 	return info, nil
 }
 
-// RedrivePending is how many redriven dead letters of a consumer wait for
-// their ack (0 when nothing was ever redriven to it).
-func (s *Store) RedrivePending(ctx context.Context, name string) (uint64, error) {
-	cons, err := s.RedriveConsumer(ctx, name)
-	if errors.Is(err, ErrConsumerNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	info := cons.CachedInfo()
-	return info.NumPending + uint64(info.NumAckPending), nil
-}
-
 // UpdateConsumer applies change to the settings of the durable consumer
-// name, and to its redrive consumer, and returns the consumer after it.
+// name, and returns the consumer after it; the companions follow it (the
+// consumer's redrive consumer takes the new settings).
 // ErrConsumerNotFound when there is none; JetStream's refusal of the new
 // settings together (max deliveries not above the backoff steps, say)
 // wraps ErrInvalidArgument.
@@ -194,20 +181,15 @@ func (s *Store) UpdateConsumer(ctx context.Context, name string, change Consumer
 		}
 		return Consumer{}, s.classify(err)
 	}
-	if red, err := s.js.Consumer(ctx, RedriveStream, name); err == nil {
-		// Where it starts cannot change: keep it as it was created.
-		have, want := red.CachedInfo().Config, redriveConfig(cfg)
-		want.DeliverPolicy, want.OptStartSeq, want.OptStartTime = have.DeliverPolicy, have.OptStartSeq, have.OptStartTime
-		if _, err := s.js.UpdateConsumer(ctx, RedriveStream, want); err != nil {
-			s.log.Warn("redrive consumer not updated", "consumer", name, "err", err)
-		}
+	for _, c := range s.companionsNow() {
+		c.ConsumerUpdated(ctx, cfg)
 	}
 	return consumerOf(cons.CachedInfo()), nil
 }
 
-// DeleteConsumer deletes the durable consumer name, then its redrive
-// consumer and markers. Its dead letters stay. ErrConsumerNotFound when
-// there is none.
+// DeleteConsumer deletes the durable consumer name; the companions follow
+// it (its redrive consumer and markers go, its dead letters stay).
+// ErrConsumerNotFound when there is none.
 func (s *Store) DeleteConsumer(ctx context.Context, name string) error {
 	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
@@ -224,14 +206,8 @@ func (s *Store) DeleteConsumer(ctx context.Context, name string) error {
 		}
 		return s.classify(err)
 	}
-	if err := s.js.DeleteConsumer(ctx, RedriveStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		s.log.Warn("redrive consumer not deleted", "consumer", name, "err", err)
-		return nil
-	}
-	if red, err := s.js.Stream(ctx, RedriveStream); err == nil {
-		if err := red.Purge(ctx, jetstream.WithPurgeSubject(redriveSubject(name))); err != nil {
-			s.log.Warn("redrive markers not purged", "consumer", name, "err", err)
-		}
+	for _, c := range s.companionsNow() {
+		c.ConsumerDeleted(ctx, name)
 	}
 	return nil
 }

@@ -165,7 +165,7 @@ func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
 // create's result.
 func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in NewOrder, order *ordersv1.Order, ack *jetstream.PubAck, err error) (Result, error) {
 	switch {
-	case isWrongLastSequence(err):
+	case IsWrongLastSequence(err):
 		// The order id is taken: by this very request (a retry) or another.
 		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, KeyOf(order), in.RequestID); err != nil || ok {
 			return prior, s.classify(err)

@@ -69,7 +69,7 @@ func (p *PendingTransition) Wait(ctx context.Context) (Result, error) {
 	defer cancel()
 	ack, err := p.published.await(waitCtx)
 	switch {
-	case isWrongLastSequence(err):
+	case IsWrongLastSequence(err):
 		return s.Transition(ctx, p.change)
 	case err != nil:
 		return Result{}, s.classify(err)

@@ -13,9 +13,10 @@
 // serialises all changes to one order without a lock, and made idempotent by
 // request ids stored in event headers.
 //
-// The package also provisions the streams (ORDERS, ORDER_IDS, and the dead
-// letters and redrive markers of the work queues), administers the durable
-// consumers, migrates a stream of layout 1 (ORDERS.<event>.<order_id>) to
-// layout 2, and runs the embedded NATS server that ordersd uses when it is
-// not pointed at an existing NATS deployment.
+// The package also provisions the streams ORDERS and ORDER_IDS (with those
+// of its companions: the dead letters and redrive markers of package
+// deadletters) and administers the durable consumers of ORDERS. Packages
+// beside it build on it and are not imported by it: deadletters, migrate
+// (the rewrite of a stream of layout 1, ORDERS.<event>.<order_id>) and
+// natsconn (the embedded NATS server and the connection).
 package eventstore

@@ -40,18 +40,12 @@ var (
 	// ErrTooManyConsumers: creating the consumer would exceed the cap on
 	// durable consumers of ORDERS.
 	ErrTooManyConsumers = errors.New("too many durable consumers")
-	// ErrDeadLetterNotFound: no dead letter of the consumer has the id.
-	ErrDeadLetterNotFound = errors.New("dead letter not found")
 	// ErrInvalidOption is wrapped by the error of New when an Option is
 	// out of range.
 	ErrInvalidOption = errors.New("eventstore: invalid option")
 	// ErrNothingToRestore: Repair found no readable event of the order, so
 	// there is no state to restore.
 	ErrNothingToRestore = errors.New("no readable event of the order to restore")
-	// ErrDeadLettersOff: dead letters are not recorded in this deployment
-	// (the error says why: another stream holds the subjects they need);
-	// everything else is served.
-	ErrDeadLettersOff = errors.New("dead letters are not recorded")
 )
 
 // TransitionError describes an illegal transition; it matches ErrIllegalTransition.

@@ -52,9 +52,9 @@ func IndexEntry(k OrderKey) (*nats.Msg, jetstream.PublishOpt) {
 	return msg, jetstream.WithExpectLastSequenceForSubject(0, msg.Subject)
 }
 
-// indexStreamConfig is the stream ORDER_IDS: like ORDERS, replicated, read
+// IndexStreamConfig is the stream ORDER_IDS: like ORDERS, replicated, read
 // from its leader (a read after a create sees the entry), never pruned.
-func (o StreamOptions) indexStreamConfig() jetstream.StreamConfig {
+func (o StreamOptions) IndexStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              IndexStreamName,
 		Description:       "ordersd order-id index: ORDER_IDS.<order_id>, payload the order's customer_id",
@@ -81,7 +81,7 @@ func (s *Store) claim(ctx context.Context, st streams, k OrderKey) error {
 		return s.classify(err)
 	}
 	_, err = s.awaitAck(ctx, future)
-	if !isWrongLastSequence(err) {
+	if !IsWrongLastSequence(err) {
 		return s.classify(err)
 	}
 	customer, err := s.customerOf(ctx, st, k.OrderID)

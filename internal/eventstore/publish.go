@@ -78,7 +78,7 @@ func failureReason(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case isWrongLastSequence(err):
+	case IsWrongLastSequence(err):
 		return "wrong_last_sequence"
 	}
 	switch err := Classify(err); {

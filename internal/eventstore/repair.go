@@ -109,7 +109,7 @@ func (s *Store) Repair(ctx context.Context, orderID string, validateOnly bool) (
 	}
 	msg.Header.Set(HeaderRepairOf, strings.Join(toRepair, ","))
 	ack, err := s.publish(ctx, msg, ExpectRevision(key, lastSeq))
-	if isWrongLastSequence(err) {
+	if IsWrongLastSequence(err) {
 		return RepairReport{}, &ConflictError{Expected: lastSeq}
 	}
 	if err != nil {

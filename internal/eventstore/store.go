@@ -49,7 +49,7 @@ func (o Options) validate() (Options, error) {
 	case o.OpTimeout < 0:
 		return o, fmt.Errorf("%w: operation timeout must be positive, got %s", ErrInvalidOption, o.OpTimeout)
 	}
-	o.Stream = o.Stream.withDefaults()
+	o.Stream = o.Stream.WithDefaults()
 	if o.OpTimeout == 0 {
 		o.OpTimeout = DefaultOpTimeout
 	}
@@ -74,10 +74,10 @@ type Store struct {
 	lostAcks   *lostAcks    // frees the slots of acks that never come
 	unreadable *Unreadables // reports each unreadable message once
 
-	provisionMu sync.Mutex              // serialises stream provisioning
-	provisioned atomic.Bool             // the stream was created or updated by this process
-	streams     atomic.Pointer[streams] // nil until the streams are known to exist
-	deadLetters deadLetterState         // whether dead letters are recorded
+	provisionMu sync.Mutex                  // serialises stream provisioning and Accompany
+	provisioned atomic.Bool                 // the stream was created or updated by this process
+	streams     atomic.Pointer[streams]     // nil until the streams are known to exist
+	companions  atomic.Pointer[[]Companion] // provisioned with the streams; nil: none
 
 	createTurnMu   sync.Mutex    // serialises nextCreateTurn
 	lastCreateTurn chan struct{} // the turn of the latest CreateAsync call
@@ -185,7 +185,7 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 		return streams{}, fmt.Errorf("%w: the stream is being provisioned", ErrUnavailable)
 	}
 	defer s.provisionMu.Unlock()
-	st, deadLettersOff, err := provisionStreams(ctx, s.js, s.opts)
+	st, err := provisionStreams(ctx, s.js, s.opts, s.companionsNow())
 	if err != nil && !errors.Is(err, ErrLayoutOutdated) && Classify(err) == err {
 		// Not an error the package knows (another stream holding the
 		// subjects ORDERS.>, say): without the stream no call can be
@@ -196,7 +196,6 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 	if err == nil {
 		s.provisioned.Store(true)
 		s.log.Info("stream ready", "stream", StreamName, "replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
-		s.deadLetters.set(s.log, deadLettersOff)
 	}
 	return st, err
 }

@@ -23,7 +23,8 @@ type StreamOptions struct {
 // DefaultStreamOptions are used for zero fields of StreamOptions.
 var DefaultStreamOptions = StreamOptions{Replicas: 1, DuplicateWindow: 10 * time.Minute}
 
-func (o StreamOptions) withDefaults() StreamOptions {
+// WithDefaults fills the zero fields of o from DefaultStreamOptions.
+func (o StreamOptions) WithDefaults() StreamOptions {
 	if o.Replicas == 0 {
 		o.Replicas = DefaultStreamOptions.Replicas
 	}
@@ -33,8 +34,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// streamConfig is the stream ORDERS as ordersd needs it.
-func (o StreamOptions) streamConfig() jetstream.StreamConfig {
+// StreamConfig is the stream ORDERS as ordersd needs it (a migration
+// creates it with these settings too).
+func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "ordersd order events: ORDERS.<event>.<customer_id>.<order_id>, payload orders.v1.Order",
@@ -63,26 +65,27 @@ type streams struct {
 // provisionStreams creates the streams ORDERS and ORDER_IDS, or updates
 // them to the wanted settings when they exist (a stream made by an older
 // ordersd, which captured all of ORDERS.>, is narrowed in place to
-// CapturedSubjects: what it stored stays), and those of dead letters
-// (deadLettersOff says why they cannot be, see provisionDeadLetters). A
-// stream ORDERS that holds events in an older subject layout is left
-// untouched: ErrLayoutOutdated.
-func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions) (st streams, deadLettersOff, err error) {
+// CapturedSubjects: what it stored stays), and then those of the
+// companions. A stream ORDERS that holds events in an older subject layout
+// is left untouched: ErrLayoutOutdated.
+func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions, companions []Companion) (streams, error) {
 	if err := checkLayout(ctx, js); err != nil {
-		return streams{}, nil, err
+		return streams{}, err
 	}
-	orders, err := js.CreateOrUpdateStream(ctx, opts.streamConfig())
+	orders, err := js.CreateOrUpdateStream(ctx, opts.StreamConfig())
 	if err != nil {
-		return streams{}, nil, fmt.Errorf("provision stream %s: %w", StreamName, err)
+		return streams{}, fmt.Errorf("provision stream %s: %w", StreamName, err)
 	}
-	index, err := js.CreateOrUpdateStream(ctx, opts.indexStreamConfig())
+	index, err := js.CreateOrUpdateStream(ctx, opts.IndexStreamConfig())
 	if err != nil {
-		return streams{}, nil, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
+		return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
 	}
-	if deadLettersOff, err = provisionDeadLetters(ctx, js, opts); err != nil {
-		return streams{}, nil, err
+	for _, c := range companions {
+		if err := c.Provision(ctx); err != nil {
+			return streams{}, err
+		}
 	}
-	return streams{orders: orders, index: index}, deadLettersOff, nil
+	return streams{orders: orders, index: index}, nil
 }
 
 // checkLayout fails with ErrLayoutOutdated when the stream ORDERS exists,

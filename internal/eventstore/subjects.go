@@ -30,6 +30,12 @@ const Layout = "2"
 // MetadataLayout is the stream metadata key holding Layout.
 const MetadataLayout = "ordersd_layout"
 
+// MetadataMigration is the metadata key that tells how far a migration
+// (package migrate) went: on its backup stream, one of the migration's
+// phases; on ORDERS, a marker while its events are being published again,
+// which makes every node refuse the stream (ErrLayoutOutdated).
+const MetadataMigration = "ordersd_migration"
+
 // Bounds on values that enter subjects and headers.
 const (
 	MaxIDLen        = 64  // order, customer and consumer ids
@@ -84,6 +90,17 @@ func EventType(status ordersv1.OrderStatus) string {
 	return eventTokens[status]
 }
 
+// StatusOfEventType is the status whose events have the <event> subject
+// token (EventType's inverse); false when no status has it.
+func StatusOfEventType(token string) (ordersv1.OrderStatus, bool) {
+	for status, t := range eventTokens {
+		if t == token {
+			return status, true
+		}
+	}
+	return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, false
+}
+
 // ValidToken reports whether s is 1 to maxLen characters drawn only from
 // letters, digits, '-' and '_'. It is the allow-list for every client value
 // that enters a subject or a header: '.', '*', '>', spaces, control
@@ -116,7 +133,9 @@ func KeyOf(order *ordersv1.Order) OrderKey {
 	return OrderKey{CustomerID: order.GetCustomerId(), OrderID: order.GetOrderId()}
 }
 
-func (k OrderKey) check() error {
+// Check fails with ErrInvalidArgument when the order id or the customer
+// id is not subject-safe (ValidToken).
+func (k OrderKey) Check() error {
 	if !ValidToken(k.OrderID, MaxIDLen) {
 		return fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, k.OrderID)
 	}
@@ -133,7 +152,7 @@ func EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, status)
 	}
-	if err := k.check(); err != nil {
+	if err := k.Check(); err != nil {
 		return "", err
 	}
 	return StreamName + "." + token + "." + k.CustomerID + "." + k.OrderID, nil
@@ -142,7 +161,7 @@ func EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
 // OrderSubjects is the filter matching every event of one order:
 // ORDERS.*.<customer_id>.<order_id>.
 func OrderSubjects(k OrderKey) (string, error) {
-	if err := k.check(); err != nil {
+	if err := k.Check(); err != nil {
 		return "", err
 	}
 	return StreamName + ".*." + k.CustomerID + "." + k.OrderID, nil
@@ -156,7 +175,7 @@ func parseSubject(subject string) (ordersv1.OrderStatus, OrderKey, bool) {
 		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
 	k := OrderKey{CustomerID: parts[2], OrderID: parts[3]}
-	if k.check() != nil {
+	if k.Check() != nil {
 		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
 	for status, token := range eventTokens {

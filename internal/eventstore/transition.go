@@ -69,7 +69,7 @@ func (s *Store) transitionOf(ctx context.Context, stream jetstream.Stream, k Ord
 	}
 	ack, err := s.publish(ctx, msg, ExpectRevision(k, current.GetRevision()))
 	switch {
-	case isWrongLastSequence(err):
+	case IsWrongLastSequence(err):
 		return s.retriedOr(ctx, stream, k, c, &ConflictError{Expected: current.GetRevision()})
 	case err != nil:
 		return Result{}, s.classify(err)

@@ -11,7 +11,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -33,7 +33,7 @@ func TestClusterRoutesNeedMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	absent.Close()
-	cfg.Cluster = eventstore.EmbeddedCluster{Name: "orders", Listen: "127.0.0.1:-1", Routes: []string{absent.Addr().String()}}
+	cfg.Cluster = natsconn.EmbeddedCluster{Name: "orders", Listen: "127.0.0.1:-1", Routes: []string{absent.Addr().String()}}
 	cfg.ClusterTLS = ClusterTLS{CertFile: cert, KeyFile: key, CAFile: caFile}
 	log := testsupport.Logger()
 	conn, err := connectNATS(cfg, log)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/auth"
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 )
 
 // ErrInvalidConfig is wrapped by the error of Config.Validate (and so of
@@ -32,37 +32,37 @@ const maxReplicas = 5
 // fills it from flags (named in brackets, and in the errors of Validate)
 // and the environment.
 type Config struct {
-	GRPCAddr          string                     // where the gRPC server listens (--grpc-addr)
-	MetricsAddr       string                     // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
-	HTTPAddr          string                     // where Connect, gRPC-Web and gRPC over HTTP are served; off when empty (--http-addr)
-	HTTPCORSOrigins   []string                   // browser origins allowed to call HTTPAddr; "*" for any (--http-cors-origins)
-	Console           bool                       // serve the operator console at / on HTTPAddr (--console)
-	DataDir           string                     // JetStream data of the embedded server; required without NATSURL (--data-dir)
-	NATSURL           string                     // an existing deployment; the embedded server when empty (--nats-url)
-	NATSAuth          NATSAuth                   // credentials and TLS for NATSURL
-	EmbeddedListen    EmbeddedListen             // opens the embedded server to NATS clients
-	ServerName        string                     // the embedded server's name; unique in a cluster (--server-name)
-	Cluster           eventstore.EmbeddedCluster // joins embedded servers into one JetStream cluster
-	ClusterTLS        ClusterTLS                 // mutual TLS of the cluster's routes; required beyond loopback
-	SyncInterval      time.Duration              // how often the embedded server fsyncs (0: nats-server's default)
-	SyncAlways        bool                       // fsync every message before acknowledging it
-	Replicas          int                        // copies of the stream ORDERS, 1 to 5 (--replicas)
-	DuplicateWindow   time.Duration              // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
-	OpTimeout         time.Duration              // longest wait for one JetStream operation; positive (--nats-timeout)
-	ShutdownTimeout   time.Duration              // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
-	ShutdownDelay     time.Duration              // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
-	AckTokenKeyFile   string                     // the key signing ack tokens (text, see readAckTokenKey); random when empty, for a lone embedded node only
-	TLS               TLSConfig                  // the gRPC server's TLS; plaintext when empty
-	Limits            Limits                     // bounds on what clients can make the node hold; see Validate
-	Auth              auth.Config                // who may call what; off when empty
-	PublicServices    []string                   // gRPC services open without a token
-	Review            bool                       // run the order-review worker
-	ReviewLimit       int64                      // largest total_minor the review approves
-	ReviewConcurrency int                        // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
-	XDS               bool                       // serve through grpc-go's xDS server, configured by the bootstrap's control plane (--xds)
-	LoadReport        LoadReportOptions          // the ORCA load reports for weighted balancing (--orca-*)
-	RebalanceInterval time.Duration              // how often the placement of the streams' leaders is checked; leaders.DefaultInterval when zero (--rebalance-interval)
-	Rebalance         bool                       // spread the streams' leaders over an embedded cluster (--rebalance)
+	GRPCAddr          string                   // where the gRPC server listens (--grpc-addr)
+	MetricsAddr       string                   // where /metrics, /livez and /readyz are served; off when empty (--metrics-addr)
+	HTTPAddr          string                   // where Connect, gRPC-Web and gRPC over HTTP are served; off when empty (--http-addr)
+	HTTPCORSOrigins   []string                 // browser origins allowed to call HTTPAddr; "*" for any (--http-cors-origins)
+	Console           bool                     // serve the operator console at / on HTTPAddr (--console)
+	DataDir           string                   // JetStream data of the embedded server; required without NATSURL (--data-dir)
+	NATSURL           string                   // an existing deployment; the embedded server when empty (--nats-url)
+	NATSAuth          NATSAuth                 // credentials and TLS for NATSURL
+	EmbeddedListen    EmbeddedListen           // opens the embedded server to NATS clients
+	ServerName        string                   // the embedded server's name; unique in a cluster (--server-name)
+	Cluster           natsconn.EmbeddedCluster // joins embedded servers into one JetStream cluster
+	ClusterTLS        ClusterTLS               // mutual TLS of the cluster's routes; required beyond loopback
+	SyncInterval      time.Duration            // how often the embedded server fsyncs (0: nats-server's default)
+	SyncAlways        bool                     // fsync every message before acknowledging it
+	Replicas          int                      // copies of the stream ORDERS, 1 to 5 (--replicas)
+	DuplicateWindow   time.Duration            // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
+	OpTimeout         time.Duration            // longest wait for one JetStream operation; positive (--nats-timeout)
+	ShutdownTimeout   time.Duration            // how long shutdown waits for calls in flight; positive (--shutdown-timeout)
+	ShutdownDelay     time.Duration            // how long shutdown serves on after health turns NOT_SERVING; 0 or more (--shutdown-delay)
+	AckTokenKeyFile   string                   // the key signing ack tokens (text, see readAckTokenKey); random when empty, for a lone embedded node only
+	TLS               TLSConfig                // the gRPC server's TLS; plaintext when empty
+	Limits            Limits                   // bounds on what clients can make the node hold; see Validate
+	Auth              auth.Config              // who may call what; off when empty
+	PublicServices    []string                 // gRPC services open without a token
+	Review            bool                     // run the order-review worker
+	ReviewLimit       int64                    // largest total_minor the review approves
+	ReviewConcurrency int                      // reviews in flight at once, 1 to consumers.MaxReviewConcurrency (--review-concurrency)
+	XDS               bool                     // serve through grpc-go's xDS server, configured by the bootstrap's control plane (--xds)
+	LoadReport        LoadReportOptions        // the ORCA load reports for weighted balancing (--orca-*)
+	RebalanceInterval time.Duration            // how often the placement of the streams' leaders is checked; leaders.DefaultInterval when zero (--rebalance-interval)
+	Rebalance         bool                     // spread the streams' leaders over an embedded cluster (--rebalance)
 
 	// Durable consumers made by ConsumeOrders: how long one may go without
 	// a client before JetStream deletes it, 0 for never

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 )
 
 // validConfig is a config Validate accepts: the embedded server on dataDir,
@@ -31,28 +31,28 @@ func TestConfigValidate(t *testing.T) {
 		{"an external deployment needs no data directory", func(c *Config) { c.DataDir, c.NATSURL, c.AckTokenKeyFile = "", "nats://a:4222", "ack.key" }, ""},
 		{"an external deployment needs an ack token key", func(c *Config) { c.DataDir, c.NATSURL = "", "nats://a:4222" }, "--ack-token-key-file"},
 		{"a cluster needs an ack token key", func(c *Config) {
-			c.Cluster = eventstore.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}
+			c.Cluster = natsconn.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}
 		}, "--ack-token-key-file"},
 		{"a cluster on loopback may be plaintext", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "127.0.0.1:6222"}, "ack.key"
 		}, ""},
 		{"a cluster beyond loopback without TLS is refused", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
 		}, "--cluster-cert"},
 		{"a cluster beyond loopback may be plaintext when insecure on purpose", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "0.0.0.0:6222"}, "ack.key"
 			c.ClusterTLS.Insecure = true
 		}, ""},
 		{"a cluster beyond loopback with TLS", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
 			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key", CAFile: "ca.crt"}
 		}, ""},
 		{"a route certificate needs a CA", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
 			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key"}
 		}, "--cluster-ca"},
 		{"route TLS and insecure routes are refused together", func(c *Config) {
-			c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
+			c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c", Listen: "10.0.0.1:6222"}, "ack.key"
 			c.ClusterTLS = ClusterTLS{CertFile: "r.crt", KeyFile: "r.key", CAFile: "ca.crt", Insecure: true}
 		}, "--cluster-insecure"},
 		{"a NATS listener certificate needs its key", func(c *Config) {
@@ -80,7 +80,7 @@ func TestConfigValidate(t *testing.T) {
 		{"a negative load-report interval is refused", func(c *Config) { c.LoadReport.MinInterval = -time.Second }, "--orca-min-interval"},
 		{"a negative calls capacity is refused", func(c *Config) { c.LoadReport.CallsCapacity = -1 }, "--orca-calls-capacity"},
 		{"the embedded server needs a data directory", func(c *Config) { c.DataDir = "" }, "--data-dir"},
-		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster, c.AckTokenKeyFile = eventstore.EmbeddedCluster{Name: "c"}, "ack.key" }, "--cluster-listen"},
+		{"a cluster name needs a cluster listener", func(c *Config) { c.Cluster, c.AckTokenKeyFile = natsconn.EmbeddedCluster{Name: "c"}, "ack.key" }, "--cluster-listen"},
 		{"an unauthenticated embedded listener is refused", func(c *Config) { c.EmbeddedListen.Addr = "127.0.0.1:4222" }, "--nats-listen"},
 		{"a listener user and a token are refused together", func(c *Config) {
 			c.EmbeddedListen = EmbeddedListen{Addr: "127.0.0.1:4222", User: "u", Password: "p", Token: "t"}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/leaders"
 	"github.com/ordersd/ordersd/internal/metrics"
@@ -13,7 +14,7 @@ import (
 
 // ordersdStreams are the streams ordersd provisions, whose leaders it
 // spreads over a cluster and reports in ordersd_stream_leader.
-var ordersdStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, eventstore.DeadLetterStream, eventstore.RedriveStream}
+var ordersdStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
 
 // newRebalancer checks the placement of ordersd's streams every
 // cfg.RebalanceInterval. It moves leaders only on the node whose

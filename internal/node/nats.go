@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/ordersd/ordersd/internal/eventstore"
+	"github.com/ordersd/ordersd/internal/natsconn"
 	"github.com/ordersd/ordersd/internal/tlsfiles"
 )
 
@@ -76,7 +76,7 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 			own = randomToken()
 			c.opts = []nats.Option{nats.Token(own)}
 		}
-		ns, err := eventstore.StartEmbedded(eventstore.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
+		ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
 			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token, ListenTLS: serverTLS,
 			ListenFullAccess: l.Access == ListenFull, OwnToken: own,
 			Cluster: cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
@@ -87,7 +87,7 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 		log.Info("embedded NATS started", "data_dir", cfg.DataDir, "listen", l.Addr, "listen_tls", listenTLS != nil, "listen_access", l.access(),
 			"cluster", cfg.Cluster.Name, "cluster_tls", routeTLS != nil)
 	}
-	nc, err := eventstore.Connect(c.url, c.embedded, log, c.opts...)
+	nc, err := natsconn.Connect(c.url, c.embedded, log, c.opts...)
 	if err != nil {
 		c.stopEmbedded(log)
 		return nil, fmt.Errorf("connect to NATS: %w", err)

@@ -94,7 +94,7 @@ func (a NATSAuth) options(files *tlsfiles.Files) ([]nats.Option, error) {
 
 // EmbeddedListen opens the embedded NATS server to NATS clients (the nats
 // CLI, other services), always with authentication, and with TLS when
-// given a certificate. Its user reads the streams (eventstore.ReaderPermissions)
+// given a certificate. Its user reads the streams (natsconn.ReaderPermissions)
 // unless given full access.
 type EmbeddedListen struct {
 	Addr           string // host:port; no listener when empty

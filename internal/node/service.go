@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/ordersd/ordersd/consumers"
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/metrics"
 	ordersserver "github.com/ordersd/ordersd/server"
@@ -111,6 +112,10 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
+	letters, err := deadletters.New(store, js, deadletters.Options{Stream: o.Stream, OpTimeout: o.OpTimeout, Logger: log})
+	if err != nil {
+		return nil, err
+	}
 	if err := store.Ready(ctx); errors.Is(err, eventstore.ErrLayoutOutdated) {
 		// Waiting cannot help: the stream must be migrated first.
 		return nil, err
@@ -124,7 +129,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	deps := ordersserver.Deps{
 		Store:        store,
-		WorkQueues:   consumers.NewWorkQueues(store, nc, o.Tokens, log, o.Metrics, o.WorkQueues),
+		WorkQueues:   consumers.NewWorkQueues(store, letters, nc, o.Tokens, log, o.Metrics, o.WorkQueues),
 		Tokens:       o.Tokens,
 		Acker:        consumers.NewAcker(nc, o.OpTimeout),
 		Watcher:      consumers.NewWatcher(monitor, store),
@@ -138,14 +143,14 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	}
 	hs := ordersserver.NewHealthServer()
 	o.GRPC.Stopping = stopping
-	o.GRPC.Queues = ordersserver.NewQueueService(store, log)
-	o.Metrics.CountDeadLetters(deadLetterCounts(store))
+	o.GRPC.Queues = ordersserver.NewQueueService(store, letters, log)
+	o.Metrics.CountDeadLetters(deadLetterCounts(letters))
 	ordersserver.SetDeadLettersHealth(hs, false)
 	// Readiness is the stream's; whether dead letters are recorded is told
 	// beside it (health, metric), and never makes the node NOT_SERVING.
 	storeReady := func(ctx context.Context) error {
 		err := store.Ready(ctx)
-		recorded := err == nil && store.DeadLettersOff(ctx) == nil
+		recorded := err == nil && letters.Off(ctx) == nil
 		ordersserver.SetDeadLettersHealth(hs, recorded)
 		o.Metrics.DeadLettersRecorded(recorded)
 		return err
@@ -189,16 +194,16 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 
 // deadLetterCounts reads the stored dead letters per consumer for the
 // metrics.
-func deadLetterCounts(store *eventstore.Store) func(context.Context) ([]metrics.DeadLetterCount, error) {
+func deadLetterCounts(letters *deadletters.Store) func(context.Context) ([]metrics.DeadLetterCount, error) {
 	return func(ctx context.Context) ([]metrics.DeadLetterCount, error) {
-		counts, err := store.DeadLetterCounts(ctx)
+		counts, err := letters.Counts(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out := make([]metrics.DeadLetterCount, len(counts))
 		for i, c := range counts {
 			reason := "max_deliveries"
-			if c.Reason == eventstore.Terminated {
+			if c.Reason == deadletters.Terminated {
 				reason = "terminated"
 			}
 			out[i] = metrics.DeadLetterCount{Consumer: c.Consumer, Reason: reason, Count: c.Count}

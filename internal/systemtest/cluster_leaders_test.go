@@ -11,13 +11,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // replicatedStreams are ordersd's streams, each with --replicas copies:
 // the events, the order-id index, the dead letters and the redrive
 // markers.
-var replicatedStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, eventstore.DeadLetterStream, eventstore.RedriveStream}
+var replicatedStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
 
 // streamLeaders reads the leader of each of replicatedStreams from
 // JetStream's stream info, through node's NATS server, and checks that

@@ -1,9 +1,12 @@
-package eventstore
+package natsconn
 
 import (
 	"crypto/subtle"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ordersd/ordersd/internal/deadletters"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // ReaderPermissions are the NATS permissions of a reader of ordersd's
@@ -22,7 +25,7 @@ import (
 // own consumers if that matters.
 func ReaderPermissions() *server.Permissions {
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"}
-	for _, stream := range []string{StreamName, IndexStreamName, DeadLetterStream, RedriveStream} {
+	for _, stream := range []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream} {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+stream,
 			"$JS.API.STREAM.MSG.GET."+stream,
@@ -40,7 +43,7 @@ func ReaderPermissions() *server.Permissions {
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: []string{StreamSubjects, IndexStreamName + ".>", "_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: []string{eventstore.StreamSubjects, eventstore.IndexStreamName + ".>", "_INBOX.>"}},
 	}
 }
 

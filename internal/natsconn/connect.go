@@ -1,4 +1,4 @@
-package eventstore
+package natsconn
 
 import (
 	"log/slog"

@@ -1,4 +1,4 @@
-package eventstore
+package migrate
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -39,7 +40,7 @@ func writeLayout1(t *testing.T, js jetstream.JetStream) *layout1 {
 	l := &layout1{js: js, orders: map[string][]uint64{}}
 	l.store(t, "c-1", "o-1", stCreated, stApproved, stPaid)
 	// Not carried over: every later event moves one sequence down.
-	if _, err := js.Publish(context.Background(), StreamName+".misc", []byte("not an order")); err != nil {
+	if _, err := js.Publish(context.Background(), eventstore.StreamName+".misc", []byte("not an order")); err != nil {
 		t.Fatal(err)
 	}
 	l.store(t, "c-1", "o-2", stCreated, stCancelled)
@@ -56,7 +57,7 @@ func (l *layout1) store(t *testing.T, customer, id string, path ...ordersv1.Orde
 		Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 100}}, TotalMinor: 100}
 	for _, st := range path {
 		order.Status = st
-		msg, err := EncodeEvent(order, id+"-"+EventType(st))
+		msg, err := eventstore.EncodeEvent(order, id+"-"+eventstore.EventType(st))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +78,7 @@ func consumeAndAck(t *testing.T, js jetstream.JetStream, name, filter string, ac
 	for _, f := range tune {
 		f(&cfg)
 	}
-	cons, err := js.CreateConsumer(ctx, StreamName, cfg)
+	cons, err := js.CreateConsumer(ctx, eventstore.StreamName, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,20 +108,20 @@ func consumeAndAck(t *testing.T, js jetstream.JetStream, name, filter string, ac
 // ack floor with its filter translated, an ephemeral consumer is gone, and
 // the store writes on. Running it again changes nothing.
 func TestMigrateRewritesTheOldLayout(t *testing.T) {
-	js, log := startJetStream(t)
+	js, log := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
 	ctx := testsupport.Context(t, 30*time.Second)
 	old := writeLayout1(t, js)
-	queue := consumeAndAck(t, js, "queue", StreamName+".created.*", 2)
-	perOrder := consumeAndAck(t, js, "order-o-1", StreamName+".*.o-1", 1)
+	queue := consumeAndAck(t, js, "queue", eventstore.StreamName+".created.*", 2)
+	perOrder := consumeAndAck(t, js, "order-o-1", eventstore.StreamName+".*.o-1", 1)
 	fromO3 := old.orders["o-3"][0]
-	consumeAndAck(t, js, "from-o-3", StreamName+".created.*", 0, func(c *jetstream.ConsumerConfig) {
+	consumeAndAck(t, js, "from-o-3", eventstore.StreamName+".created.*", 0, func(c *jetstream.ConsumerConfig) {
 		c.DeliverPolicy, c.OptStartSeq = jetstream.DeliverByStartSequencePolicy, fromO3
 	})
-	if _, err := js.CreateConsumer(ctx, StreamName, jetstream.ConsumerConfig{InactiveThreshold: time.Hour}); err != nil {
+	if _, err := js.CreateConsumer(ctx, eventstore.StreamName, jetstream.ConsumerConfig{InactiveThreshold: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 
-	sum, err := Migrate(ctx, js, StreamOptions{}, log)
+	sum, err := Run(ctx, js, eventstore.StreamOptions{}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,12 +132,12 @@ func TestMigrateRewritesTheOldLayout(t *testing.T) {
 
 	// The work queue acked o-1's and o-2's created events; o-3's was
 	// delivered but not acked: it comes again, then o-4's.
-	checkResumes(t, js, "queue", StreamName+".created.*.*", "o-3", "o-4")
+	checkResumes(t, js, "queue", eventstore.StreamName+".created.*.*", "o-3", "o-4")
 	// The per-order consumer acked o-1's created event: approved and paid come.
-	checkResumes(t, js, "order-o-1", StreamName+".*.c-1.o-1", "o-1", "o-1")
+	checkResumes(t, js, "order-o-1", eventstore.StreamName+".*.c-1.o-1", "o-1", "o-1")
 	// The consumer that started at o-3's created event never acked it.
-	checkResumes(t, js, "from-o-3", StreamName+".created.*.*", "o-3", "o-4")
-	stream, err := js.Stream(ctx, StreamName)
+	checkResumes(t, js, "from-o-3", eventstore.StreamName+".created.*.*", "o-3", "o-4")
+	stream, err := js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestMigrateRewritesTheOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := Migrate(ctx, js, StreamOptions{}, log)
+	again, err := Run(ctx, js, eventstore.StreamOptions{}, log)
 	if err != nil || !strings.Contains(again.NothingToDo, "already") {
 		t.Fatalf("a second run: %+v, %v; want nothing done", again, err)
 	}
@@ -172,14 +173,14 @@ func TestMigrateRewritesTheOldLayout(t *testing.T) {
 }
 
 // checkMigrated checks the stream ORDERS after a migration of old.
-func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum MigrateSummary, consumers int) {
+func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Summary, consumers int) {
 	t.Helper()
 	ctx := testsupport.Context(t, 30*time.Second)
 	if sum.Events != len(old.events) || sum.Orders != len(old.orders) || sum.Skipped != 1 ||
 		sum.OldLastSeq != uint64(len(old.events)+1) || sum.NewLastSeq != uint64(len(old.events)) || len(sum.Consumers) != consumers || sum.Backup != BackupStreamName {
 		t.Errorf("summary %+v, want %d events, %d orders, 1 skipped, %d consumers", sum, len(old.events), len(old.orders), consumers)
 	}
-	store, err := New(js, Options{Logger: testsupport.Logger()})
+	store, err := eventstore.New(js, eventstore.Options{Logger: testsupport.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Migra
 				history[len(history)-1].GetSequence(), len(old.orders[id]), order.GetRevision())
 		}
 	}
-	page, err := store.List(ctx, ListRequest{CustomerID: "c-2", PageSize: 10})
+	page, err := store.List(ctx, eventstore.ListRequest{CustomerID: "c-2", PageSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Migra
 	}
 	// Every event at its new sequence, in the old order, with its headers
 	// but no message id.
-	stream, err := js.Stream(ctx, StreamName)
+	stream, err := js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Migra
 		if raw.Subject != want.Subject || !proto.Equal(decoded(t, raw.Data), decoded(t, want.Data)) {
 			t.Errorf("sequence %d: %s, want %s", i+1, raw.Subject, want.Subject)
 		}
-		for _, h := range []string{HeaderContentType, HeaderEventType, HeaderRequestID, "traceparent"} {
+		for _, h := range []string{eventstore.HeaderContentType, eventstore.HeaderEventType, eventstore.HeaderRequestID, "traceparent"} {
 			if raw.Header.Get(h) != want.Header.Get(h) || raw.Header.Get(h) == "" {
 				t.Errorf("sequence %d: header %s = %q, want %q", i+1, h, raw.Header.Get(h), want.Header.Get(h))
 			}
@@ -237,11 +238,11 @@ func checkMigrated(t *testing.T, js jetstream.JetStream, old *layout1, sum Migra
 		}
 	}
 	// The store writes on: a transition of a migrated order, a new order.
-	if _, err := store.Transition(ctx, Change{OrderID: "o-4", To: stPaid}); err != nil {
+	if _, err := store.Transition(ctx, eventstore.Change{OrderID: "o-4", To: stPaid}); err != nil {
 		t.Errorf("pay o-4 after the migration: %v", err)
 	}
-	if _, err := store.Create(ctx, NewOrder{OrderID: "o-3", CustomerID: "c-9", CurrencyCode: "EUR",
-		Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}}}); !errors.Is(err, ErrAlreadyExists) {
+	if _, err := store.Create(ctx, eventstore.NewOrder{OrderID: "o-3", CustomerID: "c-9", CurrencyCode: "EUR",
+		Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}}}); !errors.Is(err, eventstore.ErrAlreadyExists) {
 		t.Errorf("another customer creating migrated o-3: %v, want ErrAlreadyExists (indexed)", err)
 	}
 }
@@ -260,7 +261,7 @@ func decoded(t *testing.T, data []byte) *ordersv1.Order {
 func checkResumes(t *testing.T, js jetstream.JetStream, name, filter string, ids ...string) {
 	t.Helper()
 	ctx := testsupport.Context(t, 10*time.Second)
-	cons, err := js.Consumer(ctx, StreamName, name)
+	cons, err := js.Consumer(ctx, eventstore.StreamName, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,15 +287,15 @@ func checkResumes(t *testing.T, js jetstream.JetStream, name, filter string, ids
 func TestMigrateFinishesARunThatDied(t *testing.T) {
 	for _, died := range []string{"after the copy", "after the old stream was replaced", "while publishing again", "before marking the backup done"} {
 		t.Run(died, func(t *testing.T) {
-			js, log := startJetStream(t)
+			js, log := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
 			ctx := testsupport.Context(t, 30*time.Second)
 			old := writeLayout1(t, js)
-			consumeAndAck(t, js, "queue", StreamName+".created.*", 2)
-			consumeAndAck(t, js, "order-o-1", StreamName+".*.o-1", 1)
+			consumeAndAck(t, js, "queue", eventstore.StreamName+".created.*", 2)
+			consumeAndAck(t, js, "order-o-1", eventstore.StreamName+".*.o-1", 1)
 
-			m := migration{js: js, opts: StreamOptions{}.withDefaults(), log: log}
+			m := migration{js: js, opts: eventstore.StreamOptions{}.WithDefaults(), log: log}
 			if died == "before marking the backup done" {
-				if _, err := Migrate(ctx, js, StreamOptions{}, log); err != nil {
+				if _, err := Run(ctx, js, eventstore.StreamOptions{}, log); err != nil {
 					t.Fatal(err)
 				}
 				backup, err := js.Stream(ctx, BackupStreamName)
@@ -306,12 +307,12 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 				}
 				// The run again finds the stream done and the consumers
 				// made: it publishes nothing and leaves them be.
-				sum, err := Migrate(ctx, js, StreamOptions{}, log)
+				sum, err := Run(ctx, js, eventstore.StreamOptions{}, log)
 				if err != nil {
 					t.Fatal(err)
 				}
 				checkMigrated(t, js, old, sum, 0)
-				checkResumes(t, js, "queue", StreamName+".created.*.*", "o-3", "o-4")
+				checkResumes(t, js, "queue", eventstore.StreamName+".created.*.*", "o-3", "o-4")
 				return
 			}
 			backup, err := m.copy(ctx)
@@ -322,11 +323,11 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 				if err := m.replaceStream(ctx, backup); err != nil {
 					t.Fatal(err)
 				}
-				store, err := New(js, Options{Logger: log})
+				store, err := eventstore.New(js, eventstore.Options{Logger: log})
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := store.Ready(ctx); !errors.Is(err, ErrLayoutOutdated) {
+				if err := store.Ready(ctx); !errors.Is(err, eventstore.ErrLayoutOutdated) {
 					t.Fatalf("a store on a stream being migrated: %v, want ErrLayoutOutdated", err)
 				}
 			}
@@ -336,7 +337,7 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 				for i, event := range old.events[:3] {
 					msg := nats.NewMsg(event.Subject)
 					msg.Data = event.Data
-					for _, h := range []string{HeaderContentType, HeaderEventType, HeaderRequestID, "traceparent"} {
+					for _, h := range []string{eventstore.HeaderContentType, eventstore.HeaderEventType, eventstore.HeaderRequestID, "traceparent"} {
 						msg.Header.Set(h, event.Header.Get(h))
 					}
 					if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(uint64(i))); err != nil {
@@ -345,13 +346,13 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 				}
 			}
 
-			sum, err := Migrate(ctx, js, StreamOptions{}, log)
+			sum, err := Run(ctx, js, eventstore.StreamOptions{}, log)
 			if err != nil {
 				t.Fatal(err)
 			}
 			checkMigrated(t, js, old, sum, 2)
-			checkResumes(t, js, "queue", StreamName+".created.*.*", "o-3", "o-4")
-			checkResumes(t, js, "order-o-1", StreamName+".*.c-1.o-1", "o-1", "o-1")
+			checkResumes(t, js, "queue", eventstore.StreamName+".created.*.*", "o-3", "o-4")
+			checkResumes(t, js, "order-o-1", eventstore.StreamName+".*.c-1.o-1", "o-1", "o-1")
 		})
 	}
 }
@@ -359,23 +360,23 @@ func TestMigrateFinishesARunThatDied(t *testing.T) {
 // Migrating a stream that is in the new layout already, or no stream,
 // does nothing and says so.
 func TestMigrateOfTheNewLayoutIsANoOp(t *testing.T) {
-	js, log := startJetStream(t)
+	js, log := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
 	ctx := testsupport.Context(t, 10*time.Second)
-	sum, err := Migrate(ctx, js, StreamOptions{}, log)
+	sum, err := Run(ctx, js, eventstore.StreamOptions{}, log)
 	if err != nil || !strings.Contains(sum.NothingToDo, "no stream") {
 		t.Fatalf("with no stream: %+v, %v", sum, err)
 	}
-	store, err := New(js, Options{Logger: log})
+	store, err := eventstore.New(js, eventstore.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Create(ctx, NewOrder{OrderID: "o-1", CustomerID: "c-1", CurrencyCode: "EUR",
+	if _, err := store.Create(ctx, eventstore.NewOrder{OrderID: "o-1", CustomerID: "c-1", CurrencyCode: "EUR",
 		Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	sum, err = Migrate(ctx, js, StreamOptions{}, log)
-	if err != nil || !strings.Contains(sum.NothingToDo, "layout "+Layout+" already") {
-		t.Fatalf("on layout %s: %+v, %v", Layout, sum, err)
+	sum, err = Run(ctx, js, eventstore.StreamOptions{}, log)
+	if err != nil || !strings.Contains(sum.NothingToDo, "layout "+eventstore.Layout+" already") {
+		t.Fatalf("on layout %s: %+v, %v", eventstore.Layout, sum, err)
 	}
 	if _, err := js.Stream(ctx, BackupStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("a no-op made a backup: %v", err)
@@ -388,17 +389,17 @@ func TestMigrateOfTheNewLayoutIsANoOp(t *testing.T) {
 // A stream named like the backup that a migration did not make is not
 // taken for one.
 func TestMigrateRefusesABackupItDidNotMake(t *testing.T) {
-	js, log := startJetStream(t)
+	js, log := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
 	ctx := testsupport.Context(t, 10*time.Second)
 	writeLayout1(t, js)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: BackupStreamName, Subjects: []string{"elsewhere.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Migrate(ctx, js, StreamOptions{}, log); err == nil || !strings.Contains(err.Error(), "did not make") {
-		t.Fatalf("Migrate with a foreign %s: %v, want a refusal", BackupStreamName, err)
+	if _, err := Run(ctx, js, eventstore.StreamOptions{}, log); err == nil || !strings.Contains(err.Error(), "did not make") {
+		t.Fatalf("Run with a foreign %s: %v, want a refusal", BackupStreamName, err)
 	}
-	stream, err := js.Stream(ctx, StreamName)
-	if err != nil || stream.CachedInfo().Config.Metadata[MetadataLayout] != "" {
+	stream, err := js.Stream(ctx, eventstore.StreamName)
+	if err != nil || stream.CachedInfo().Config.Metadata[eventstore.MetadataLayout] != "" {
 		t.Fatalf("the old stream was touched: %v", err)
 	}
 }

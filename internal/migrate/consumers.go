@@ -1,4 +1,4 @@
-package eventstore
+package migrate
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // The durable consumers of a migrated stream. They are deleted with the
@@ -32,8 +34,8 @@ const (
 	metadataConsumerAckFloor = "ordersd_migrate_ack_floor"
 )
 
-// MigratedConsumer is a durable consumer created again by a migration.
-type MigratedConsumer struct {
+// Consumer is a durable consumer created again by a migration.
+type Consumer struct {
 	Name string
 	// Filters are its subject filters in the new layout.
 	Filters []string
@@ -52,7 +54,7 @@ func (m *migration) recordConsumers(ctx context.Context, orders, backup jetstrea
 		}
 	}
 	if err := list.Err(); err != nil {
-		return fmt.Errorf("list the consumers of %s: %w", StreamName, err)
+		return fmt.Errorf("list the consumers of %s: %w", eventstore.StreamName, err)
 	}
 	for _, info := range infos {
 		config, err := json.Marshal(info.Config)
@@ -61,7 +63,7 @@ func (m *migration) recordConsumers(ctx context.Context, orders, backup jetstrea
 		}
 		if _, err := backup.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       info.Config.Durable,
-			Description:   "ordersd migrate: a durable consumer of " + StreamName + ", created again there in layout " + Layout,
+			Description:   "ordersd migrate: a durable consumer of " + eventstore.StreamName + ", created again there in layout " + eventstore.Layout,
 			DeliverPolicy: jetstream.DeliverNewPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			Metadata: map[string]string{
@@ -129,16 +131,16 @@ func recordedFloors(ctx context.Context, backup jetstream.Stream) ([]uint64, err
 
 // recreateConsumers creates each recorded consumer on ORDERS again, then
 // removes its record. newSeq maps old ack floors to new sequences.
-func (m *migration) recreateConsumers(ctx context.Context, backup jetstream.Stream, newSeq map[uint64]uint64) ([]MigratedConsumer, error) {
+func (m *migration) recreateConsumers(ctx context.Context, backup jetstream.Stream, newSeq map[uint64]uint64) ([]Consumer, error) {
 	recs, err := recorded(ctx, backup)
 	if err != nil {
 		return nil, err
 	}
-	orders, err := m.js.Stream(ctx, StreamName)
+	orders, err := m.js.Stream(ctx, eventstore.StreamName)
 	if err != nil {
 		return nil, err
 	}
-	var out []MigratedConsumer
+	var out []Consumer
 	for _, rec := range recs {
 		cfg, err := m.translateConsumer(rec.config)
 		if err != nil {
@@ -157,7 +159,7 @@ func (m *migration) recreateConsumers(ctx context.Context, backup jetstream.Stre
 		if _, err := orders.CreateConsumer(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
 			return nil, fmt.Errorf("create consumer %s again (its old config is kept on %s; run `ordersd migrate` again): %w", cfg.Durable, BackupStreamName, err)
 		}
-		if _, err := m.js.ResetConsumerToSequence(ctx, StreamName, cfg.Durable, start); err != nil {
+		if _, err := m.js.ResetConsumerToSequence(ctx, eventstore.StreamName, cfg.Durable, start); err != nil {
 			return nil, fmt.Errorf("start consumer %s at sequence %d (run `ordersd migrate` again): %w", cfg.Durable, start, err)
 		}
 		if err := backup.DeleteConsumer(ctx, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -167,10 +169,10 @@ func (m *migration) recreateConsumers(ctx context.Context, backup jetstream.Stre
 		if cfg.FilterSubject != "" {
 			filters = []string{cfg.FilterSubject}
 		}
-		out = append(out, MigratedConsumer{Name: cfg.Durable, Filters: filters, OldAckFloor: rec.ackFloor, StartSequence: start})
+		out = append(out, Consumer{Name: cfg.Durable, Filters: filters, OldAckFloor: rec.ackFloor, StartSequence: start})
 		m.log.Info("created a durable consumer again", "consumer", cfg.Durable, "filters", filters, "old_ack_floor", rec.ackFloor, "start_sequence", start)
 	}
-	slices.SortFunc(out, func(a, b MigratedConsumer) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Consumer) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -213,12 +215,12 @@ func (m *migration) translateFilter(filter string) (string, error) {
 	if parts[len(parts)-1] == ">" {
 		return filter, nil
 	}
-	if len(parts) != 3 || parts[0] != StreamName {
-		return "", fmt.Errorf("filter %q is not %s.<event>.<order_id> (layout 1): translate it by hand", filter, StreamName)
+	if len(parts) != 3 || parts[0] != eventstore.StreamName {
+		return "", fmt.Errorf("filter %q is not %s.<event>.<order_id> (layout 1): translate it by hand", filter, eventstore.StreamName)
 	}
-	var f Filter
+	var f eventstore.Filter
 	if parts[1] != "*" {
-		status, ok := statusOf(parts[1])
+		status, ok := eventstore.StatusOfEventType(parts[1])
 		if !ok {
 			return "", fmt.Errorf("filter %q names no event type", filter)
 		}
@@ -227,12 +229,12 @@ func (m *migration) translateFilter(filter string) (string, error) {
 	if parts[2] != "*" {
 		f.OrderID, f.CustomerID = parts[2], m.customers[parts[2]]
 	}
-	subjects, err := FilterSubjects(f)
+	subjects, err := eventstore.FilterSubjects(f)
 	if err != nil {
 		return "", fmt.Errorf("filter %q: %w", filter, err)
 	}
 	if len(subjects) == 0 { // ORDERS.*.*: every event
-		return StreamName + ".*.*.*", nil
+		return eventstore.StreamName + ".*.*.*", nil
 	}
 	return subjects[0], nil
 }

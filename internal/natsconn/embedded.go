@@ -1,4 +1,4 @@
-package eventstore
+package natsconn
 
 import (
 	"crypto/tls"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // EmbeddedOptions configure the NATS server that ordersd runs in process
@@ -66,7 +68,7 @@ type EmbeddedCluster struct {
 // Shut it down with Shutdown and WaitForShutdown after draining clients.
 func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if o.DataDir == "" {
-		return nil, fmt.Errorf("%w: embedded NATS needs a data directory", ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: embedded NATS needs a data directory", eventstore.ErrInvalidArgument)
 	}
 	if err := os.MkdirAll(o.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -102,7 +104,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			return nil, fmt.Errorf("embedded NATS listen port %q: %w", port, err)
 		}
 		if o.OwnToken == "" {
-			return nil, fmt.Errorf("%w: an embedded NATS listener needs the token of ordersd's own connections", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: an embedded NATS listener needs the token of ordersd's own connections", eventstore.ErrInvalidArgument)
 		}
 		opts.Host, opts.DontListen = host, false
 		opts.CustomClientAuthentication = &listenerAuth{own: o.OwnToken, user: o.User, password: o.Password, token: o.Token, full: o.ListenFullAccess}
