@@ -26,10 +26,20 @@ const (
 	KillReplica FaultKind = "kill-replica"
 	// CutLink cuts a stateless replica's TCP paths to NATS, then restores them.
 	CutLink FaultKind = "cut-link"
+	// CutRoute cuts the cluster route between the stream leader's node and
+	// a follower node, both ways, for longer than an election, then
+	// restores it. Both still reach the third node, but NATS does not
+	// forward between routes: the two see nothing of each other.
+	CutRoute FaultKind = "cut-route"
+	// IsolateLeader cuts the routes between the stream leader's node and
+	// both other nodes for longer than an election, then restores them:
+	// the cluster split in two, the old leader alone on its side, still
+	// running and still reached by the clients connected to it.
+	IsolateLeader FaultKind = "isolate-leader"
 )
 
 // Kinds are the fault kinds, in the order the run first injects each.
-var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower}
+var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower, CutRoute, IsolateLeader}
 
 // Describe says what a fault of kind k does, for people.
 func (k FaultKind) Describe() string {
@@ -44,8 +54,23 @@ func (k FaultKind) Describe() string {
 		return "kill a stateless replica"
 	case CutLink:
 		return "cut a replica's NATS link"
+	case CutRoute:
+		return "cut the leader's route to a follower"
+	case IsolateLeader:
+		return "cut the leader's node off the cluster"
 	}
 	return string(k)
+}
+
+// hold is how long a fault of kind k lasts before its repair. A route cut
+// lasts longer than an election, so that the nodes that lost the leader
+// elect another while it still runs, and up to a few seconds more: past
+// the 10 s after which a leader that reaches no quorum steps down, or not.
+func (k FaultKind) hold(rng *rand.Rand) time.Duration {
+	if k == CutRoute || k == IsolateLeader {
+		return jitter(rng, maxElection+time.Second, maxElection+5*time.Second)
+	}
+	return jitter(rng, time.Second, 4*time.Second)
 }
 
 // ParseKinds reads a comma-separated list of fault kinds' short names.
@@ -120,6 +145,32 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 		return fault{kind: k, target: target.name, repair: func() error {
 			for _, l := range target.links {
 				l.Restore()
+			}
+			return nil
+		}}, nil
+	case CutRoute, IsolateLeader:
+		leader, err := c.streamLeader(ctx)
+		if err != nil {
+			return fault{}, fmt.Errorf("find the stream leader: %w", err)
+		}
+		l := slices.Index(c.nodes, leader)
+		var peers []int
+		for i := range c.nodes {
+			if i != l {
+				peers = append(peers, i)
+			}
+		}
+		target := leader.name
+		if k == CutRoute {
+			peers = []int{peers[rng.IntN(len(peers))]}
+			target += " and " + c.nodes[peers[0]].name
+		}
+		for _, p := range peers {
+			c.routes.cut(l, p)
+		}
+		return fault{kind: k, target: target, repair: func() error {
+			for _, p := range peers {
+				c.routes.restore(l, p)
 			}
 			return nil
 		}}, nil
@@ -200,7 +251,7 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, err
 		}
 		f.at = at
-		hold := jitter(rng, time.Second, 4*time.Second)
+		hold := kind.hold(rng)
 		logf("fault %d: %s (%s) for %v", i+1, f.kind.Describe(), f.target, hold.Round(time.Millisecond))
 		stats[kind].Injected++
 		// The repair happens even when the run is stopped during the hold.
