@@ -313,8 +313,23 @@ func (c *cluster) waitServing(ctx context.Context, within time.Duration) error {
 	}
 }
 
-// streamLeader names the node whose NATS server leads the stream ORDERS.
+// streamLeader names the node whose NATS server leads the stream ORDERS,
+// waiting for one while the stream elects a leader: the repair of a route
+// cut can start an election (the node cut from the leader campaigned
+// meanwhile, and its higher term makes the leader step down).
 func (c *cluster) streamLeader(ctx context.Context) (*process, error) {
+	deadline := time.Now().Add(2 * maxElection)
+	for {
+		leader, err := c.currentStreamLeader(ctx)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return leader, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// currentStreamLeader asks the stream for its leader once.
+func (c *cluster) currentStreamLeader(ctx context.Context) (*process, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	stream, err := c.js.Stream(ctx, "ORDERS")
