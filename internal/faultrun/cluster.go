@@ -66,8 +66,8 @@ type cluster struct {
 	balanced       *grpc.ClientConn
 	balancedClient ordersv1.OrderServiceClient
 
-	faultsMu   sync.Mutex
-	nodeFaults []nodeFault // the faults that stopped or killed a JetStream node; guarded by faultsMu
+	faultsMu     sync.Mutex
+	leaderFaults []leaderFault // the faults that stopped, killed or cut off a JetStream node; guarded by faultsMu
 }
 
 // startCluster starts every process and waits until all serve.

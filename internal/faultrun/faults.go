@@ -103,9 +103,9 @@ type fault struct {
 	repair func() error
 
 	at, repaired, recovered time.Time
-	// nodeRecovered records the end of a fault that stopped or killed a
-	// JetStream node (see nearNodeFault); nil for other faults.
-	nodeRecovered func(time.Time)
+	// leaderRecovered records the end of a fault that stopped, killed or
+	// cut off a JetStream node (see nearLeaderFault); nil for other faults.
+	leaderRecovered func(time.Time)
 }
 
 // inject hits the cluster with one fault of kind k.
@@ -126,13 +126,13 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
-		recovered := c.noteNodeFault(time.Now())
+		recovered := c.noteLeaderFault(time.Now())
 		if k == StopLeader {
 			target.stop()
 		} else {
 			target.kill()
 		}
-		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, nodeRecovered: recovered}, nil
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, leaderRecovered: recovered}, nil
 	case KillReplica:
 		target := c.replicas[rng.IntN(len(c.replicas))]
 		target.kill()
@@ -165,6 +165,7 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			peers = []int{peers[rng.IntN(len(peers))]}
 			target += " and " + c.nodes[peers[0]].name
 		}
+		recovered := c.noteLeaderFault(time.Now())
 		for _, p := range peers {
 			c.routes.cut(l, p)
 		}
@@ -173,51 +174,54 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 				c.routes.restore(l, p)
 			}
 			return nil
-		}}, nil
+		}, leaderRecovered: recovered}, nil
 	}
 	return fault{}, fmt.Errorf("unknown fault kind %q", k)
 }
 
-// nodeFaultWindow is how long before a fault that stops or kills a
-// JetStream node, and after every process serves again, an ack's
-// confirmation counts as across the leader changes it causes. Measured:
-// acks of an R3 consumer confirmed from seconds before such a node was
-// killed until after it was back came again from a new leader
-// (docs/guarantees.md); one election on each side is the bound taken.
-const nodeFaultWindow = maxElection
+// leaderFaultWindow is how long before a fault that moves JetStream's
+// leaders (a node stopped, killed or cut off from a peer), and after every
+// process serves again, an ack's confirmation counts as across the leader
+// changes it causes. Measured: acks of an R3 consumer confirmed from
+// seconds before such a node was killed until after it was back, and
+// while a route cut held, came again from a consumer leader elected
+// around the fault or its repair (docs/guarantees.md); one election on
+// each side is the bound taken.
+const leaderFaultWindow = maxElection
 
-// nodeFault is when a JetStream node was stopped or killed, and when
-// every process served again after its repair (zero while it lasts).
-type nodeFault struct{ at, recovered time.Time }
+// leaderFault is when a fault that moves JetStream's leaders began, and
+// when every process served again after its repair (zero while it lasts).
+type leaderFault struct{ at, recovered time.Time }
 
-// noteNodeFault records that a JetStream node is stopped or killed at t;
-// the returned func records when every process serves again.
-func (c *cluster) noteNodeFault(t time.Time) (recovered func(time.Time)) {
+// noteLeaderFault records that a JetStream node is stopped, killed or cut
+// off at t; the returned func records when every process serves again.
+func (c *cluster) noteLeaderFault(t time.Time) (recovered func(time.Time)) {
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
-	c.nodeFaults = append(c.nodeFaults, nodeFault{at: t})
-	i := len(c.nodeFaults) - 1
+	c.leaderFaults = append(c.leaderFaults, leaderFault{at: t})
+	i := len(c.leaderFaults) - 1
 	return func(r time.Time) {
 		c.faultsMu.Lock()
 		defer c.faultsMu.Unlock()
-		c.nodeFaults[i].recovered = r
+		c.leaderFaults[i].recovered = r
 	}
 }
 
-// nearNodeFault reports whether t, an ack's confirmation, lies within
-// nodeFaultWindow of a fault that stopped or killed a JetStream node:
-// from that long before it to that long after every process served again.
-func (c *cluster) nearNodeFault(t time.Time) bool {
+// nearLeaderFault reports whether t, an ack's confirmation, lies within
+// leaderFaultWindow of a fault that stopped, killed or cut off a
+// JetStream node: from that long before it to that long after every
+// process served again.
+func (c *cluster) nearLeaderFault(t time.Time) bool {
 	if c == nil {
 		return false
 	}
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
-	for _, f := range c.nodeFaults {
-		if t.Before(f.at.Add(-nodeFaultWindow)) {
+	for _, f := range c.leaderFaults {
+		if t.Before(f.at.Add(-leaderFaultWindow)) {
 			continue
 		}
-		if f.recovered.IsZero() || !t.After(f.recovered.Add(nodeFaultWindow)) {
+		if f.recovered.IsZero() || !t.After(f.recovered.Add(leaderFaultWindow)) {
 			return true
 		}
 	}
@@ -264,8 +268,8 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		f.repaired, f.recovered = repaired, time.Now()
-		if f.nodeRecovered != nil {
-			f.nodeRecovered(f.recovered)
+		if f.leaderRecovered != nil {
+			f.leaderRecovered(f.recovered)
 		}
 		faults = append(faults, f)
 		recovered := f.recovered.Sub(repaired)
