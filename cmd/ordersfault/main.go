@@ -5,9 +5,10 @@
 // unavailability window. It exits 1 when any promise was broken.
 //
 // It runs the ordersd binary as child processes: three clustered nodes
-// (embedded NATS, stream R3) and stateless replicas behind cuttable links,
-// and SIGKILLs them, the stream leader's node included, stops the leader's
-// node with SIGTERM, or cuts links.
+// (embedded NATS, stream R3) whose routes run through cuttable links, and
+// stateless replicas behind cuttable links, and SIGKILLs them, the stream
+// leader's node included, stops the leader's node with SIGTERM, cuts a
+// replica's links, or cuts the leader's node from one or both peers.
 //
 //	go run ./cmd/ordersfault                        # 60s of faults; builds ordersd first
 //	go run ./cmd/ordersfault -duration 10m -seed 7  # a longer run, another schedule
@@ -26,6 +27,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +49,7 @@ func run() error {
 	fs.IntVar(&o.Replicas, "replicas", 2, "stateless ordersd replicas beside the three clustered nodes")
 	fs.IntVar(&o.Creators, "creators", 8, "clients creating orders")
 	fs.IntVar(&o.Approvers, "approvers", 4, "clients approving created orders")
-	kinds := fs.String("faults", "kill-leader,cut-link,kill-replica,stop-leader,kill-follower", "the `kinds` of faults to inject, comma-separated")
+	kinds := fs.String("faults", joinKinds(faultrun.Kinds), "the `kinds` of faults to inject, comma-separated")
 	balancing := fs.String("balancing", string(faultrun.Random), "how the writers pick a process: `random` (any, running or not, for each call) or weighted (gRPC's weighted_round_robin on the processes' load reports, with health checking)")
 	binary := fs.String("ordersd", "", "the ordersd `binary` to run; built from ./cmd/ordersd when empty")
 	dir := fs.String("dir", "", "`directory` for data and process logs; a new temporary one, removed after a passing run, when empty")
@@ -107,4 +109,13 @@ func run() error {
 		return os.RemoveAll(*dir)
 	}
 	return nil
+}
+
+// joinKinds lists kinds by their short names, comma-separated.
+func joinKinds(kinds []faultrun.FaultKind) string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ",")
 }

@@ -72,7 +72,7 @@ func Classify(err error) error {
 		// answer with this error code is a closed store: a stream being
 		// stopped.
 		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
-	case errors.As(err, &apiErr) && apiErr.Code == 503:
+	case errors.As(err, &apiErr) && (apiErr.Code == 503 || apiErr.ErrorCode == jetStreamDuplicateInProcess):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	case errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum || apiErr.ErrorCode == 10023 /* insufficient resources */ || apiErr.ErrorCode == 10047 /* storage resources exceeded */):
 		return fmt.Errorf("%w: %v", ErrResourceExhausted, err)
@@ -83,6 +83,14 @@ func Classify(err error) error {
 // jetStreamStoreFailed is JetStream's error code for a write the stream
 // could not store (JSStreamStoreFailedF); nats.go has no constant for it.
 const jetStreamStoreFailed jetstream.ErrorCode = 10077
+
+// jetStreamDuplicateInProcess is JetStream's answer to a publish whose
+// message id (request id) is that of one proposed but not yet committed
+// (JSStreamDuplicateMessageConflict): on a replicated stream, a retry
+// while the leader cannot reach a quorum, or before it has. Whether the
+// first is stored is not known yet, as after a timeout; nats.go has no
+// constant for it.
+const jetStreamDuplicateInProcess jetstream.ErrorCode = 10158
 
 // IsWrongLastSequence reports whether a publish failed its expected-last-
 // sequence check (10071; 10164 on replicated streams).

@@ -29,6 +29,9 @@ func TestClassify(t *testing.T) {
 		{jetstream.ErrStreamNotFound, ErrUnavailable},
 		{context.DeadlineExceeded, ErrUnavailable},
 		{&jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, ErrUnavailable},
+		// A retry of a write its leader proposed and has not committed yet
+		// (the leader cut off from its peers, in a fault run).
+		{&jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, ErrUnavailable},
 		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}, ErrConflict},
 		{jetstream.ErrMsgNotFound, ErrNotFound},
 		{jetstream.ErrTooManyStalledMsgs, ErrResourceExhausted},

@@ -46,15 +46,17 @@ type process struct {
 
 // cluster is the deployment under test: three ordersd nodes whose embedded
 // NATS servers form one JetStream cluster with the stream ORDERS on all
-// three (R3), and stateless ordersd replicas that reach those servers
-// through cuttable TCP proxies. Every process is ordersd itself.
+// three (R3) over routes that run through cuttable TCP proxies, and
+// stateless ordersd replicas that reach those servers through cuttable
+// TCP proxies too. Every process is ordersd itself.
 type cluster struct {
 	dir      string
 	command  func(args ...string) *exec.Cmd
 	token    string // the NATS token of the embedded servers
 	nodes    []*process
 	replicas []*process
-	natsURLs []string // the nodes' NATS client addresses, direct
+	natsURLs []string   // the nodes' NATS client addresses, direct
+	routes   *routeMesh // the routes between the nodes, each through a cuttable proxy
 	inspect  *nats.Conn
 	js       jetstream.JetStream
 	// stallAfter is how long the run's streams may be silent (stallLimit).
@@ -64,8 +66,8 @@ type cluster struct {
 	balanced       *grpc.ClientConn
 	balancedClient ordersv1.OrderServiceClient
 
-	faultsMu   sync.Mutex
-	nodeFaults []nodeFault // the faults that stopped or killed a JetStream node; guarded by faultsMu
+	faultsMu     sync.Mutex
+	leaderFaults []leaderFault // the faults that stopped, killed or cut off a JetStream node; guarded by faultsMu
 }
 
 // startCluster starts every process and waits until all serve.
@@ -75,13 +77,16 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 	if err := os.WriteFile(keyFile, []byte(randomHex(32)), 0o600); err != nil {
 		return nil, err
 	}
-	ports, err := freeAddrs(3*3 + o.Replicas)
+	ports, err := freeAddrs(2*3 + o.Replicas)
 	if err != nil {
 		return nil, err
 	}
-	routes, natsAddrs, grpcAddrs := ports[0:3], ports[3:6], ports[6:]
+	natsAddrs, grpcAddrs := ports[0:3], ports[3:]
 	routeTLS, err := writeRouteTLS(o.Dir, 3)
 	if err != nil {
+		return nil, err
+	}
+	if c.routes, err = newRouteMesh(3); err != nil {
 		return nil, err
 	}
 	common := []string{"--metrics-addr", "", "--http-addr", "", "--review=false", "--replicas", "3", "--ack-token-key-file", keyFile,
@@ -90,17 +95,11 @@ func startCluster(ctx context.Context, o Options) (*cluster, error) {
 		common = append(common, "--orca-min-interval", loadReportInterval.String())
 	}
 	for i := range 3 {
-		var peers []string
-		for j, r := range routes {
-			if j != i {
-				peers = append(peers, r)
-			}
-		}
 		name := fmt.Sprintf("node%d", i+1)
 		p := &process{name: name, grpcAddr: grpcAddrs[i]}
 		p.args = append([]string{"--grpc-addr", p.grpcAddr, "--data-dir", filepath.Join(o.Dir, name),
-			"--server-name", name, "--cluster-name", "faultrun", "--cluster-listen", routes[i],
-			"--cluster-routes", strings.Join(peers, ","), "--nats-listen", natsAddrs[i],
+			"--server-name", name, "--cluster-name", "faultrun", "--cluster-listen", c.routes.listen[i],
+			"--cluster-routes", strings.Join(c.routes.routes(i), ","), "--nats-listen", natsAddrs[i],
 			// The replicas are ordersd nodes of their own (--nats-url): they write.
 			"--nats-listen-access", "full"}, append(routeTLS[i], common...)...)
 		c.nodes = append(c.nodes, p)
@@ -314,8 +313,23 @@ func (c *cluster) waitServing(ctx context.Context, within time.Duration) error {
 	}
 }
 
-// streamLeader names the node whose NATS server leads the stream ORDERS.
+// streamLeader names the node whose NATS server leads the stream ORDERS,
+// waiting for one while the stream elects a leader: the repair of a route
+// cut can start an election (the node cut from the leader campaigned
+// meanwhile, and its higher term makes the leader step down).
 func (c *cluster) streamLeader(ctx context.Context) (*process, error) {
+	deadline := time.Now().Add(2 * maxElection)
+	for {
+		leader, err := c.currentStreamLeader(ctx)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return leader, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// currentStreamLeader asks the stream for its leader once.
+func (c *cluster) currentStreamLeader(ctx context.Context) (*process, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	stream, err := c.js.Stream(ctx, "ORDERS")
@@ -344,6 +358,9 @@ func (c *cluster) close() {
 		for _, l := range p.links {
 			l.Close()
 		}
+	}
+	if c.routes != nil {
+		c.routes.close()
 	}
 	if c.balanced != nil {
 		c.balanced.Close()

@@ -6,11 +6,13 @@
 //
 // The deployment is real and runs as child processes of the ordersd
 // binary: three nodes whose embedded NATS servers form one JetStream
-// cluster (the stream ORDERS on all three), and stateless replicas that
-// reach those servers through TCP proxies. The faults are SIGKILL of the
-// stream leader's node, of a follower node, of a replica, a graceful stop
-// (SIGTERM) of the stream leader's node, and a cut of a replica's network
-// path to NATS; each is repaired after a while. cmd/ordersfault runs it
+// cluster (the stream ORDERS on all three) over routes that run through
+// TCP proxies, and stateless replicas that reach those servers through
+// TCP proxies too. The faults are SIGKILL of the stream leader's node, of
+// a follower node, of a replica, a graceful stop (SIGTERM) of the stream
+// leader's node, a cut of a replica's network path to NATS, and cuts of
+// the routes between the stream leader's node and one follower or both
+// (the cluster split in two); each is repaired after a while. cmd/ordersfault runs it
 // from the command line, and a test in internal/systemtest runs short
 // pinned schedules of it in CI.
 package faultrun

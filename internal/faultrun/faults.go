@@ -26,10 +26,20 @@ const (
 	KillReplica FaultKind = "kill-replica"
 	// CutLink cuts a stateless replica's TCP paths to NATS, then restores them.
 	CutLink FaultKind = "cut-link"
+	// CutRoute cuts the cluster route between the stream leader's node and
+	// a follower node, both ways, for longer than an election, then
+	// restores it. Both still reach the third node, but NATS does not
+	// forward between routes: the two see nothing of each other.
+	CutRoute FaultKind = "cut-route"
+	// IsolateLeader cuts the routes between the stream leader's node and
+	// both other nodes for longer than an election, then restores them:
+	// the cluster split in two, the old leader alone on its side, still
+	// running and still reached by the clients connected to it.
+	IsolateLeader FaultKind = "isolate-leader"
 )
 
 // Kinds are the fault kinds, in the order the run first injects each.
-var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower}
+var Kinds = []FaultKind{KillLeader, CutLink, KillReplica, StopLeader, KillFollower, CutRoute, IsolateLeader}
 
 // Describe says what a fault of kind k does, for people.
 func (k FaultKind) Describe() string {
@@ -44,8 +54,23 @@ func (k FaultKind) Describe() string {
 		return "kill a stateless replica"
 	case CutLink:
 		return "cut a replica's NATS link"
+	case CutRoute:
+		return "cut the leader's route to a follower"
+	case IsolateLeader:
+		return "cut the leader's node off the cluster"
 	}
 	return string(k)
+}
+
+// hold is how long a fault of kind k lasts before its repair. A route cut
+// lasts longer than an election, so that the nodes that lost the leader
+// elect another while it still runs, and up to a few seconds more: past
+// the 10 s after which a leader that reaches no quorum steps down, or not.
+func (k FaultKind) hold(rng *rand.Rand) time.Duration {
+	if k == CutRoute || k == IsolateLeader {
+		return jitter(rng, maxElection+time.Second, maxElection+5*time.Second)
+	}
+	return jitter(rng, time.Second, 4*time.Second)
 }
 
 // ParseKinds reads a comma-separated list of fault kinds' short names.
@@ -78,9 +103,9 @@ type fault struct {
 	repair func() error
 
 	at, repaired, recovered time.Time
-	// nodeRecovered records the end of a fault that stopped or killed a
-	// JetStream node (see nearNodeFault); nil for other faults.
-	nodeRecovered func(time.Time)
+	// leaderRecovered records the end of a fault that stopped, killed or
+	// cut off a JetStream node (see nearLeaderFault); nil for other faults.
+	leaderRecovered func(time.Time)
 }
 
 // inject hits the cluster with one fault of kind k.
@@ -101,13 +126,13 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
-		recovered := c.noteNodeFault(time.Now())
+		recovered := c.noteLeaderFault(time.Now())
 		if k == StopLeader {
 			target.stop()
 		} else {
 			target.kill()
 		}
-		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, nodeRecovered: recovered}, nil
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, leaderRecovered: recovered}, nil
 	case KillReplica:
 		target := c.replicas[rng.IntN(len(c.replicas))]
 		target.kill()
@@ -123,50 +148,80 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			return nil
 		}}, nil
+	case CutRoute, IsolateLeader:
+		leader, err := c.streamLeader(ctx)
+		if err != nil {
+			return fault{}, fmt.Errorf("find the stream leader: %w", err)
+		}
+		l := slices.Index(c.nodes, leader)
+		var peers []int
+		for i := range c.nodes {
+			if i != l {
+				peers = append(peers, i)
+			}
+		}
+		target := leader.name
+		if k == CutRoute {
+			peers = []int{peers[rng.IntN(len(peers))]}
+			target += " and " + c.nodes[peers[0]].name
+		}
+		recovered := c.noteLeaderFault(time.Now())
+		for _, p := range peers {
+			c.routes.cut(l, p)
+		}
+		return fault{kind: k, target: target, repair: func() error {
+			for _, p := range peers {
+				c.routes.restore(l, p)
+			}
+			return nil
+		}, leaderRecovered: recovered}, nil
 	}
 	return fault{}, fmt.Errorf("unknown fault kind %q", k)
 }
 
-// nodeFaultWindow is how long before a fault that stops or kills a
-// JetStream node, and after every process serves again, an ack's
-// confirmation counts as across the leader changes it causes. Measured:
-// acks of an R3 consumer confirmed from seconds before such a node was
-// killed until after it was back came again from a new leader
-// (docs/guarantees.md); one election on each side is the bound taken.
-const nodeFaultWindow = maxElection
+// leaderFaultWindow is how long before a fault that moves JetStream's
+// leaders (a node stopped, killed or cut off from a peer), and after every
+// process serves again, an ack's confirmation counts as across the leader
+// changes it causes. Measured: acks of an R3 consumer confirmed from
+// seconds before such a node was killed until after it was back, and
+// while a route cut held, came again from a consumer leader elected
+// around the fault or its repair (docs/guarantees.md); one election on
+// each side is the bound taken.
+const leaderFaultWindow = maxElection
 
-// nodeFault is when a JetStream node was stopped or killed, and when
-// every process served again after its repair (zero while it lasts).
-type nodeFault struct{ at, recovered time.Time }
+// leaderFault is when a fault that moves JetStream's leaders began, and
+// when every process served again after its repair (zero while it lasts).
+type leaderFault struct{ at, recovered time.Time }
 
-// noteNodeFault records that a JetStream node is stopped or killed at t;
-// the returned func records when every process serves again.
-func (c *cluster) noteNodeFault(t time.Time) (recovered func(time.Time)) {
+// noteLeaderFault records that a JetStream node is stopped, killed or cut
+// off at t; the returned func records when every process serves again.
+func (c *cluster) noteLeaderFault(t time.Time) (recovered func(time.Time)) {
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
-	c.nodeFaults = append(c.nodeFaults, nodeFault{at: t})
-	i := len(c.nodeFaults) - 1
+	c.leaderFaults = append(c.leaderFaults, leaderFault{at: t})
+	i := len(c.leaderFaults) - 1
 	return func(r time.Time) {
 		c.faultsMu.Lock()
 		defer c.faultsMu.Unlock()
-		c.nodeFaults[i].recovered = r
+		c.leaderFaults[i].recovered = r
 	}
 }
 
-// nearNodeFault reports whether t, an ack's confirmation, lies within
-// nodeFaultWindow of a fault that stopped or killed a JetStream node:
-// from that long before it to that long after every process served again.
-func (c *cluster) nearNodeFault(t time.Time) bool {
+// nearLeaderFault reports whether t, an ack's confirmation, lies within
+// leaderFaultWindow of a fault that stopped, killed or cut off a
+// JetStream node: from that long before it to that long after every
+// process served again.
+func (c *cluster) nearLeaderFault(t time.Time) bool {
 	if c == nil {
 		return false
 	}
 	c.faultsMu.Lock()
 	defer c.faultsMu.Unlock()
-	for _, f := range c.nodeFaults {
-		if t.Before(f.at.Add(-nodeFaultWindow)) {
+	for _, f := range c.leaderFaults {
+		if t.Before(f.at.Add(-leaderFaultWindow)) {
 			continue
 		}
-		if f.recovered.IsZero() || !t.After(f.recovered.Add(nodeFaultWindow)) {
+		if f.recovered.IsZero() || !t.After(f.recovered.Add(leaderFaultWindow)) {
 			return true
 		}
 	}
@@ -200,7 +255,7 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, err
 		}
 		f.at = at
-		hold := jitter(rng, time.Second, 4*time.Second)
+		hold := kind.hold(rng)
 		logf("fault %d: %s (%s) for %v", i+1, f.kind.Describe(), f.target, hold.Round(time.Millisecond))
 		stats[kind].Injected++
 		// The repair happens even when the run is stopped during the hold.
@@ -213,8 +268,8 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		f.repaired, f.recovered = repaired, time.Now()
-		if f.nodeRecovered != nil {
-			f.nodeRecovered(f.recovered)
+		if f.leaderRecovered != nil {
+			f.leaderRecovered(f.recovered)
 		}
 		faults = append(faults, f)
 		recovered := f.recovered.Sub(repaired)

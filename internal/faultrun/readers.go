@@ -47,8 +47,8 @@ type QueueStats struct {
 	AfterConfirmedAck int `json:"after_confirmed_ack"`
 	LostAcks          int `json:"lost_acks"`
 	// AcrossLeaderChange counts the lost acks whose confirmation was close
-	// to a fault that stopped or killed a JetStream node (see
-	// nearNodeFault): the one window the docs give a replicated consumer
+	// to a fault that stopped, killed or cut off a JetStream node (see
+	// nearLeaderFault): the one window the docs give a replicated consumer
 	// (docs/guarantees.md). They are reported, not failed; LostAcks
 	// counts every other.
 	AcrossLeaderChange int `json:"across_leader_change"`
@@ -156,9 +156,9 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	switch {
 	case MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt):
 		report += ": sent before the ack reached JetStream"
-	case q.c.nearNodeFault(acked.at):
+	case q.c.nearLeaderFault(acked.at):
 		q.stats.AcrossLeaderChange++
-		report += ": an ack lost across a leader change (a JetStream node was stopped or killed around its confirmation)"
+		report += ": an ack lost across a leader change (a JetStream node was stopped, killed or cut off around its confirmation)"
 	default:
 		q.stats.LostAcks++
 		report += ": a lost ack"

@@ -74,13 +74,13 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 }
 
 // A confirmed ack delivered again is reported as lost across a leader
-// change only when its confirmation lies near a fault that stopped or
-// killed a JetStream node; the same delivery far from any such fault is a
+// change only when its confirmation lies near a fault that stopped,
+// killed or cut off a JetStream node; the same delivery far from any such fault is a
 // lost ack, which fails the run.
-func TestLostAcksNearANodeFaultAreToldApart(t *testing.T) {
+func TestLostAcksNearALeaderFaultAreToldApart(t *testing.T) {
 	faultAt := time.Now().Add(-time.Hour)
 	c := &cluster{}
-	c.noteNodeFault(faultAt)(faultAt.Add(10 * time.Second))
+	c.noteLeaderFault(faultAt)(faultAt.Add(10 * time.Second))
 	q := &queueReader{c: c, seen: map[string]int{"near": 1, "far": 1}, confirmed: map[string]confirmedAck{
 		"near": {at: faultAt.Add(-100 * time.Millisecond), attempt: 1, received: faultAt.Add(-130 * time.Millisecond)},
 		"far":  {at: faultAt.Add(time.Minute), attempt: 1, received: faultAt.Add(time.Minute - 30*time.Millisecond)},

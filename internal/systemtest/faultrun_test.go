@@ -21,28 +21,30 @@ var (
 
 // pinnedFaultRuns are the schedules TestFaultRun runs by default: fixed
 // seeds, so that a failure repeats with the same kinds, targets and pauses,
-// and a pass means the same on every machine. Each run injects two kinds
+// and a pass means the same on every machine. Each run injects its kinds
 // (each once, as the run's first faults; pinnedFaultDuration is shorter
-// than that takes) and together they inject every kind, the leader's
-// crash twice: three short runs cost about what one 30 s run of every
-// kind did.
+// than that takes) and together they inject every kind: the last run
+// kills a follower, then splits the cluster (the leader's node cut off)
+// and cuts the leader's route to one follower. Three short runs cost
+// about what one 30 s run of every kind did.
 var pinnedFaultRuns = []struct {
 	seed  uint64
 	kinds []faultrun.FaultKind
 }{
 	{2026, []faultrun.FaultKind{faultrun.KillLeader, faultrun.CutLink}},
 	{7, []faultrun.FaultKind{faultrun.StopLeader, faultrun.KillReplica}},
-	{42, []faultrun.FaultKind{faultrun.KillFollower, faultrun.KillLeader}},
+	{42, []faultrun.FaultKind{faultrun.KillFollower, faultrun.IsolateLeader, faultrun.CutRoute}},
 }
 
 // pinnedFaultDuration is each pinned run's fault time: shorter than two
-// faults take, so each run injects its two kinds once and stops.
+// faults take, so each run injects its kinds once and stops.
 const pinnedFaultDuration = 5 * time.Second
 
 // The fault run against ordersd processes (this test binary as ordersd):
 // three clustered nodes and two stateless replicas, SIGKILLed (the stream
-// leader's node included), stopped and cut from NATS while clients create,
-// approve, consume and watch. Nothing acknowledged may be lost, no retried
+// leader's node included), stopped, cut from NATS, and the nodes' routes
+// cut (the leader's node from one peer, and from both) while clients
+// create, approve, consume and watch. Nothing acknowledged may be lost, no retried
 // request stored twice, no event missed by the work queue or a resuming
 // watcher, and no stream may stall. By default it runs the pinned
 // schedules; -fault-seed repeats one schedule of every kind, -fault-random
