@@ -57,7 +57,7 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 			c.Stop(i)
 		}
 	})
-	c.waitMetaLeader()
+	c.waitFormed()
 	return c
 }
 
@@ -85,19 +85,21 @@ func (c *NATSCluster) Stop(i int) {
 	}
 }
 
-// waitMetaLeader waits until one of the servers is the meta leader.
-func (c *NATSCluster) waitMetaLeader() {
+// waitFormed waits until one of the servers is the meta leader and sees
+// every server online with JetStream: before that, a stream with as many
+// replicas as servers finds no placement ("no suitable peers").
+func (c *NATSCluster) waitFormed() {
 	c.t.Helper()
 	deadline := time.Now().Add(clusterFormTimeout)
 	for time.Now().Before(deadline) {
 		for _, ns := range c.Servers {
-			if ns.JetStreamIsLeader() {
+			if ns.JetStreamIsLeader() && len(ns.JetStreamClusterPeers()) == len(c.Servers) {
 				return
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatalf("no JetStream meta leader within %s", clusterFormTimeout)
+	c.t.Fatalf("no JetStream meta leader seeing all %d servers within %s", len(c.Servers), clusterFormTimeout)
 }
 
 // freeAddr is a free loopback address, for a port that must be known
