@@ -42,7 +42,8 @@ type resumeReader struct {
 }
 
 // read opens a watch on n after the position (every stored event before
-// the first) and reads until it has read budget events or reached until.
+// the first) and reads until it has read budget events or reached until;
+// with a budget of 0, until its caught_up.
 func (r *resumeReader) read(n *testNode, budget int, until uint64) {
 	r.t.Helper()
 	req := &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}, HeartbeatInterval: dur(time.Second)}
@@ -52,7 +53,8 @@ func (r *resumeReader) read(n *testNode, budget int, until uint64) {
 	stream, cancel := n.watch(r.t, req)
 	defer cancel()
 	r.streams++
-	for budget > 0 && r.last < until {
+	toCaughtUp := budget == 0
+	for (budget > 0 || toCaughtUp) && r.last < until {
 		res, err := stream.Recv()
 		if err != nil {
 			r.t.Fatalf("after sequence %d (stream %d): %v", r.last, r.streams, err)
@@ -68,29 +70,37 @@ func (r *resumeReader) read(n *testNode, budget int, until uint64) {
 			budget--
 		}
 		r.position = res.GetResumePosition()
+		if toCaughtUp && res.GetCaughtUp() {
+			return
+		}
 	}
 }
 
 // A watcher that hangs up and resumes after the resume_position of the
-// last response it got, again and again, on one node and then another,
-// while events are written, and then once more after every node and the
-// NATS server itself restarted, sees exactly the stream: every sequence,
-// in order, once. The position is the stream's, not the node's.
+// last response it got (a replayed event, a live one, a caught_up), again
+// and again, on one node and then another, while events are written, and
+// then once more after every node and the NATS server itself restarted,
+// sees exactly the stream: every sequence, in order, once. The position is
+// the stream's, not the node's.
 func TestWatchResumesAfterItsPositionAcrossNodesAndARestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ns := testsupport.StartNATS(t, testsupport.InProcessOnly, testsupport.StoreDir(dir))
 	nodes := []*testNode{nodeOn(t, ns), nodeOn(t, ns)}
-	const total = 2000
-	nodes[0].create(t) // the stream exists before the watcher starts
+	const stored, total = 600, 2000
+	nodes[0].storeMany(t, stored) // replayed, before the live events
 	written := make(chan struct{})
 	go func() {
 		defer close(written)
-		nodes[0].storeMany(t, total-1)
+		nodes[0].storeMany(t, total-stored)
 	}()
 	r := &resumeReader{t: t}
 	for i := 0; r.last < total; i++ {
-		r.read(nodes[i%2], 50+rand.IntN(300), total)
+		budget := 1 + rand.IntN(200)
+		if i%4 == 3 {
+			budget = 0 // hang up at caught_up
+		}
+		r.read(nodes[i%2], budget, total)
 	}
 	<-written
 	if r.streams < 4 {
