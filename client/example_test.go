@@ -129,7 +129,7 @@ func ExampleClient_Watch() {
 			})
 			return err
 		}
-		// Save u.Event.GetSequence() to resume later with FromSequence: saved + 1.
+		// Save u.ResumePosition to resume later with ResumeAfter (see the checkpoint example).
 		fmt.Println(u.Event.GetOrder().GetStatus())
 		if u.Event.GetOrder().GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_APPROVED {
 			return errDone
@@ -142,6 +142,52 @@ func ExampleClient_Watch() {
 	// ORDER_STATUS_CREATED
 	// ORDER_STATUS_APPROVED
 	// watch ended: true
+}
+
+// A monitor saves its checkpoint, the ResumePosition of the last update
+// it handled, and a later run goes on after it: on any node, after
+// restarts, with nothing missed and nothing handed over twice.
+func ExampleClient_Watch_checkpoint() {
+	c, err := client.Dial(ordersdAddr, client.WithInsecure())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+
+	var checkpoint string // in a real monitor: a file or a database row
+	err = c.Watch(ctx, client.WatchOptions{CustomerID: "dave"}, func(ctx context.Context, u client.WatchUpdate) error {
+		if u.CaughtUp {
+			_, err := c.CreateOrder(ctx, &ordersv1.CreateOrderRequest{
+				CustomerId:   "dave",
+				CurrencyCode: "EUR",
+				Items:        []*ordersv1.LineItem{{Sku: "PEN-7", Quantity: 1, UnitPriceMinor: 300}},
+			})
+			return err
+		}
+		fmt.Println("first run:", u.Event.GetOrder().GetStatus())
+		checkpoint = u.ResumePosition // saved once the event is handled
+		return errDone                // the monitor stops here
+	})
+	fmt.Println("first run ended:", errors.Is(err, errDone))
+
+	// The review worker approves the order meanwhile. The next run resumes
+	// after the checkpoint: the approval, and not the creation again.
+	err = c.Watch(ctx, client.WatchOptions{CustomerID: "dave", ResumeAfter: checkpoint}, func(ctx context.Context, u client.WatchUpdate) error {
+		if u.Event == nil {
+			return nil // caught up
+		}
+		fmt.Println("second run:", u.Event.GetOrder().GetStatus())
+		checkpoint = u.ResumePosition
+		return errDone
+	})
+	fmt.Println("second run ended:", errors.Is(err, errDone))
+	// Output:
+	// first run: ORDER_STATUS_CREATED
+	// first run ended: true
+	// second run: ORDER_STATUS_APPROVED
+	// second run ended: true
 }
 
 // errDone ends the watch of the example.

@@ -12,8 +12,8 @@ import (
 )
 
 // WatchOptions say which events Watch follows and from where. Without a
-// start (ReplayAll, FromSequence, FromTime) it follows the events stored
-// from when it begins.
+// start (ResumeAfter, ReplayAll, FromSequence, FromTime) it follows the
+// events stored from when it begins.
 type WatchOptions struct {
 	// Statuses are the event types to follow; empty means all.
 	Statuses []ordersv1.OrderStatus
@@ -21,10 +21,18 @@ type WatchOptions struct {
 	OrderID string
 	// CustomerID follows one customer's orders only.
 	CustomerID string
+	// ResumeAfter goes on after a saved checkpoint: the ResumePosition of
+	// the last update handled, from an earlier Watch on any node of the
+	// deployment. Nothing after it is missed, nothing before it handed
+	// over again. A position the deployment refuses (altered, or issued
+	// before the stream was migrated or created anew) ends Watch with
+	// INVALID_ARGUMENT; it is never taken for a start from the beginning.
+	ResumeAfter string
 	// ReplayAll starts with every stored event.
 	ReplayAll bool
-	// FromSequence starts at this stream sequence: a saved checkpoint
-	// (the last OrderEvent.Sequence handled) plus one.
+	// FromSequence starts at this sequence of the stream ORDERS (an
+	// OrderEvent.Sequence). It means something only while every order is
+	// in that one stream; ResumeAfter is the checkpoint that lasts.
 	FromSequence uint64
 	// FromTime starts with the events stored at or after this time.
 	FromTime time.Time
@@ -43,6 +51,10 @@ type WatchUpdate struct {
 	// reaches the live tail (at once when there is nothing to replay), and
 	// again after each reconnect once the resumed watch is live again.
 	CaughtUp bool
+	// ResumePosition is the checkpoint after this update: save it once the
+	// update is handled, and pass it as WatchOptions.ResumeAfter to go on
+	// from there. It is opaque: keep it as it is.
+	ResumePosition string
 }
 
 // WatchHandler handles the updates of Watch, one at a time, in order.
@@ -56,10 +68,11 @@ type WatchHandler func(ctx context.Context, u WatchUpdate) error
 //
 // Each event is handed over exactly once, however often the stream breaks
 // (its node died or shut down, the connection was cut, or it went silent):
-// Watch reopens it on a healthy node from the sequence after the last event
-// handed over. A watch that started from now and has handed over no event
-// yet resumes from the time it began, by this machine's clock; keep clocks
-// in sync, or start from a sequence, when no event may be missed.
+// Watch reopens it on a healthy node after the resume position of the last
+// response it got. A watch that started from now and broke before its
+// first response resumes from the time it began, by this machine's clock;
+// keep clocks in sync, or start from a position, when no event may be
+// missed.
 func (c *Client) Watch(ctx context.Context, opts WatchOptions, handler WatchHandler) error {
 	if handler == nil {
 		return fmt.Errorf("%w: Watch needs a handler", ErrInvalidOption)
@@ -71,16 +84,16 @@ func (c *Client) Watch(ctx context.Context, opts WatchOptions, handler WatchHand
 		return fmt.Errorf("%w: Heartbeat must be 1s to 5m, got %s", ErrInvalidOption, opts.Heartbeat)
 	}
 	starts := 0
-	for _, set := range []bool{opts.ReplayAll, opts.FromSequence != 0, !opts.FromTime.IsZero()} {
+	for _, set := range []bool{opts.ResumeAfter != "", opts.ReplayAll, opts.FromSequence != 0, !opts.FromTime.IsZero()} {
 		if set {
 			starts++
 		}
 	}
 	if starts > 1 {
-		return fmt.Errorf("%w: ReplayAll, FromSequence and FromTime exclude each other", ErrInvalidOption)
+		return fmt.Errorf("%w: ResumeAfter, ReplayAll, FromSequence and FromTime exclude each other", ErrInvalidOption)
 	}
-	w := &watchSession{c: c, opts: opts, handler: handler, began: time.Now()}
-	return c.reconnect(ctx, "watch", func() []any { return []any{"after_sequence", w.last} }, w.stream)
+	w := &watchSession{c: c, opts: opts, handler: handler, began: time.Now(), position: opts.ResumeAfter}
+	return c.reconnect(ctx, "watch", func() []any { return []any{"resume_after", w.position} }, w.stream)
 }
 
 // watchSession is the state of one Watch call.
@@ -89,12 +102,14 @@ type watchSession struct {
 	opts    WatchOptions
 	handler WatchHandler
 	began   time.Time
-	streams int    // streams opened so far
-	last    uint64 // sequence of the last event handed over; 0 before the first
+	streams int // streams opened so far
+	// position is the resume position of the last response handled (or
+	// the caller's ResumeAfter); empty before the first.
+	position string
 }
 
-// request is the WatchOrdersRequest of the next stream: from the event
-// after the last one handed over, else from where the caller asked.
+// request is the WatchOrdersRequest of the next stream: after the last
+// response handled, else from where the caller asked.
 func (w *watchSession) request() *ordersv1.WatchOrdersRequest {
 	req := &ordersv1.WatchOrdersRequest{
 		Statuses:          w.opts.Statuses,
@@ -103,8 +118,8 @@ func (w *watchSession) request() *ordersv1.WatchOrdersRequest {
 		HeartbeatInterval: durationpb.New(w.opts.Heartbeat),
 	}
 	switch {
-	case w.last > 0:
-		req.Start = &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: w.last + 1}
+	case w.position != "":
+		req.Start = &ordersv1.WatchOrdersRequest_ResumeAfter{ResumeAfter: w.position}
 	case w.opts.ReplayAll:
 		req.Start = &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}
 	case w.opts.FromSequence > 0:
@@ -138,22 +153,17 @@ func (w *watchSession) stream(ctx context.Context, pause *backoff) error {
 		}
 		dog.kick(silence)
 		pause.reset()
-		var u WatchUpdate
-		switch {
-		case resp.GetCaughtUp():
-			u.CaughtUp = true
-		case resp.GetEvent() != nil && resp.GetEvent().GetSequence() > w.last:
-			u.Event = resp.GetEvent()
-		default: // a heartbeat, or an event already handed over
-			continue
+		u := WatchUpdate{Event: resp.GetEvent(), CaughtUp: resp.GetCaughtUp(), ResumePosition: resp.GetResumePosition()}
+		if u.Event != nil || u.CaughtUp {
+			dog.stop() // the handler's time is not the stream's silence
+			if err := w.handler(ctx, u); err != nil {
+				return finalError{err}
+			}
+			dog.kick(silence)
 		}
-		dog.stop() // the handler's time is not the stream's silence
-		if err := w.handler(ctx, u); err != nil {
-			return finalError{err}
-		}
-		dog.kick(silence)
-		if u.Event != nil {
-			w.last = u.Event.GetSequence()
+		// A heartbeat or a skip notice moves the position on too.
+		if u.ResumePosition != "" {
+			w.position = u.ResumePosition
 		}
 	}
 }

@@ -20,7 +20,9 @@ type liveEvent struct {
 	monitor *Monitor                    // counts the encodes
 
 	once     sync.Once
-	response []byte
+	epoch    eventstore.Epoch // of the stream in position
+	position string           // the resume position after the event
+	response []byte           // its WatchOrdersResponse, with position
 	err      error
 }
 
@@ -32,16 +34,30 @@ func (e *liveEvent) sequence() uint64 {
 	return e.event.GetSequence()
 }
 
-// encoded returns the event's WatchOrdersResponse in the wire format.
-// The bytes are shared: nobody may change them.
-func (e *liveEvent) encoded() ([]byte, error) {
+// encoded returns the event's WatchOrdersResponse in the wire format, and
+// its resume position, in the stream of epoch. The position is the same
+// for every watcher the event reaches (it is the event's sequence), so
+// both are made once and shared: nobody may change the bytes. (Every
+// watcher of a node names the same epoch but while the stream is being
+// re-created; one that names another gets bytes of its own.)
+func (e *liveEvent) encoded(p *ResumePositions, epoch eventstore.Epoch) ([]byte, string, error) {
 	e.once.Do(func() {
-		res := &ordersv1.WatchOrdersResponse{Event: e.event}
-		if e.skipped != nil {
-			res.Skipped = e.skipped.Proto()
-		}
-		e.response, e.err = proto.Marshal(res)
+		e.epoch = epoch
+		e.response, e.position, e.err = e.encode(p, epoch)
 		e.monitor.responsesEncoded.Add(1)
 	})
-	return e.response, e.err
+	if epoch != e.epoch {
+		return e.encode(p, epoch)
+	}
+	return e.response, e.position, e.err
+}
+
+func (e *liveEvent) encode(p *ResumePositions, epoch eventstore.Epoch) ([]byte, string, error) {
+	position := p.Seal(Position{Epoch: epoch, Sequence: e.sequence()})
+	res := &ordersv1.WatchOrdersResponse{Event: e.event, ResumePosition: position}
+	if e.skipped != nil {
+		res.Skipped = e.skipped.Proto()
+	}
+	b, err := proto.Marshal(res)
+	return b, position, err
 }

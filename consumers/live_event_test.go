@@ -12,14 +12,15 @@ import (
 
 // Each live event is encoded once for every watcher it reaches: the
 // watchers of every event and those of its customer all get the same
-// bytes, which are the event's WatchOrdersResponse, and the monitor
+// bytes, which are the event's WatchOrdersResponse with its resume
+// position (the same for every watcher: the event's), and the monitor
 // encodes one response per event however many watchers there are.
 // Replayed events are each watcher's own, encoded by the caller.
 func TestLiveEventIsEncodedOnceForEveryWatcher(t *testing.T) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
-	w := NewWatcher(monitor, e.store)
+	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	const events = 5
 	e.createFor(t, "before", 1) // the stream exists before the watches; the event is not theirs
 	var runs []*watchRun
@@ -46,7 +47,10 @@ func TestLiveEventIsEncodedOnceForEveryWatcher(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := proto.Marshal(&ordersv1.WatchOrdersResponse{Event: u.Event})
+			if u.ResumePosition == "" {
+				t.Fatalf("watcher %d, sequence %d: no resume position", i, seq)
+			}
+			want, err := proto.Marshal(&ordersv1.WatchOrdersResponse{Event: u.Event, ResumePosition: u.ResumePosition})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,8 +73,8 @@ func TestLiveEventIsEncodedOnceForEveryWatcher(t *testing.T) {
 	if u := other.next(t); u.Event.GetSequence() != events+2 {
 		t.Fatalf("the other customer's watcher got %+v, want the event of sequence %d", u, events+2)
 	}
-	if n := monitor.responsesEncoded.Load(); n != events {
-		t.Fatalf("the monitor encoded %d responses, want %d: the other customer's event is encoded only when sent", n, events)
+	if n := monitor.responsesEncoded.Load(); n != events+1 {
+		t.Fatalf("the monitor encoded %d responses, want %d: the other customer's event once, when sent", n, events+1)
 	}
 
 	replay := startWatch(t, w, WatchSpec{ReplayAll: true}, nil)

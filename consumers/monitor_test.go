@@ -17,7 +17,7 @@ func TestWatchersSurviveTheMonitorsSubscriptionEnding(t *testing.T) {
 	env := newTestEnv(t)
 	monitor := NewMonitor(env.nc, eventstore.DefaultOpTimeout, env.log, nil)
 	defer monitor.Close()
-	watcher := NewWatcher(monitor, env.store)
+	watcher := NewWatcher(monitor, env.store, NewResumePositions(RandomAckTokens()))
 	env.createOrders(t, 3)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

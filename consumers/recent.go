@@ -77,12 +77,14 @@ func (r *recentEvents) held() int { return len(r.ring) }
 // events than the monitor keeps (RecentCapacity events). Such a watcher
 // is neither waited for (that would slow every other one) nor read for
 // from the stream on its own while it follows the live events (that is
-// what made a steady overload grow): it is told, and resumes from Resume
-// without a gap or a repeat.
+// what made a steady overload grow): it is told, and resumes after
+// ResumePosition (or from Resume) without a gap or a repeat.
 type TooSlowError struct {
-	Resume uint64 // the start_sequence that resumes the watch
+	Resume         uint64 // the start_sequence that resumes the watch
+	ResumePosition string // the resume position that resumes the watch
 }
 
 func (e *TooSlowError) Error() string {
-	return fmt.Sprintf("watcher fell more than %d events behind the live events; resume with start_sequence = %d", RecentCapacity, e.Resume)
+	return fmt.Sprintf("watcher fell more than %d events behind the live events; resume with resume_after = %q (or start_sequence = %d)",
+		RecentCapacity, e.ResumePosition, e.Resume)
 }

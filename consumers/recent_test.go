@@ -45,7 +45,7 @@ func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
-	w := NewWatcher(monitor, store)
+	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestWatcherTooFarBehindIsToldWhereToResume(t *testing.T) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
-	w := NewWatcher(monitor, e.store)
+	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestLaggingWatcherGetsSkipNoticesFromTheRecentEvents(t *testing.T) {
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
-	w := NewWatcher(monitor, store)
+	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -17,13 +17,16 @@ type WatchSpec struct {
 	CustomerID string                 // optional
 	// Where to start: with none of these, only events stored from now on.
 	ReplayAll     bool
-	StartSequence uint64
+	StartSequence uint64 // a sequence of the stream ORDERS
 	StartTime     time.Time
-	Heartbeat     time.Duration
+	// ResumeAfter is a resume position as a client passed it back: the
+	// watch goes on after it (see ResumePositions).
+	ResumeAfter string
+	Heartbeat   time.Duration
 }
 
 func (s WatchSpec) replays() bool {
-	return s.ReplayAll || s.StartSequence != 0 || !s.StartTime.IsZero()
+	return s.ReplayAll || s.StartSequence != 0 || !s.StartTime.IsZero() || s.ResumeAfter != ""
 }
 
 // matches reports whether an event passes the spec's filters.
@@ -86,7 +89,11 @@ type WatchUpdate struct {
 	Skipped   *eventstore.UnreadableError
 	CaughtUp  bool
 	Heartbeat bool
-	live      *liveEvent // Event as the live fan-out shares it; nil for replayed events
+	// ResumePosition is where the update leaves the watch: every event
+	// asked for up to it has been sent. Set on every update.
+	ResumePosition string
+	live           *liveEvent // Event as the live fan-out shares it; nil for replayed events
+	encoded        []byte     // live's WatchOrdersResponse, with ResumePosition
 }
 
 // EncodedResponse returns the WatchOrdersResponse of a live event in the
@@ -94,10 +101,7 @@ type WatchUpdate struct {
 // shared: never change them), or nil for an update that is not a live
 // event, which the caller encodes itself.
 func (u WatchUpdate) EncodedResponse() ([]byte, error) {
-	if u.live == nil {
-		return nil, nil
-	}
-	return u.live.encoded()
+	return u.encoded, nil
 }
 
 // EventReader is what a Watcher needs of the event store
@@ -105,22 +109,29 @@ func (u WatchUpdate) EncodedResponse() ([]byte, error) {
 type EventReader interface {
 	Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error)
 	Locate(ctx context.Context, orderID string) (eventstore.OrderKey, error)
+	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }
 
 // Watcher serves WatchOrders streams from the node's Monitor and, for
 // replays and catch-up, from the stream itself.
 type Watcher struct {
-	monitor *Monitor
-	store   EventReader
+	monitor   *Monitor
+	store     EventReader
+	positions *ResumePositions
 }
 
-// NewWatcher returns a Watcher.
-func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
-	return &Watcher{monitor: monitor, store: store}
+// NewWatcher returns a Watcher whose updates carry resume positions
+// sealed, and opened again, by positions.
+func NewWatcher(monitor *Monitor, store EventReader, positions *ResumePositions) *Watcher {
+	return &Watcher{monitor: monitor, store: store, positions: positions}
 }
 
 // Watch streams the spec's events to send, in stream order, each once,
-// until ctx ends or send fails.
+// until ctx ends or send fails. Every update carries the resume position
+// after it; a watch that resumes after one (spec.ResumeAfter) goes on as
+// one from start sequence = its sequence + 1 would, and one that is not
+// this deployment's, or is of another epoch of the stream, ends it at once
+// with ErrBadPosition or ErrStalePosition.
 //
 // It joins the live fan-out first and then, when there is something to
 // replay, reads the stream from the start position until it has caught up;
@@ -135,6 +146,24 @@ func NewWatcher(monitor *Monitor, store EventReader) *Watcher {
 // replay, or a monitor that subscribed anew, reads the stream for the
 // watcher alone, as long as it takes to reach the recent events.)
 func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
+	epoch, err := w.store.Epoch(ctx)
+	if err != nil {
+		return err
+	}
+	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now(), epoch: epoch}
+	switch {
+	case spec.ResumeAfter != "":
+		pos, err := w.positions.Open(spec.ResumeAfter)
+		switch {
+		case err != nil:
+			return err
+		case pos.Epoch != epoch:
+			return ErrStalePosition
+		}
+		s.advance(pos.Sequence)
+	case spec.StartSequence != 0:
+		s.advance(spec.StartSequence - 1)
+	}
 	w.monitor.metrics.Watching(1)
 	defer w.monitor.metrics.Watching(-1)
 	if spec.OrderID != "" && spec.CustomerID == "" && spec.replays() {
@@ -147,7 +176,6 @@ func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpda
 			return err
 		}
 	}
-	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now()}
 	return s.run(ctx)
 }
 
@@ -163,6 +191,7 @@ type watchStream struct {
 	// (live or from the recent ones), not by reading the stream.
 	atTail   bool
 	lastSend time.Time
+	epoch    eventstore.Epoch // of the stream ORDERS, in every resume position
 }
 
 func (s *watchStream) run(ctx context.Context) error {
@@ -176,7 +205,11 @@ func (s *watchStream) run(ctx context.Context) error {
 			s.advance(joinedAt) // only what comes after the call began
 		}
 		if replay {
-			err = s.catchUp(ctx)
+			if err = s.catchUp(ctx); err == nil {
+				// The read went past every event fanned out before the
+				// watcher joined: all it was asked for up to there is sent.
+				s.advance(joinedAt)
+			}
 		}
 		if err == nil && !s.caughtUp {
 			err = s.emit(WatchUpdate{CaughtUp: true})
@@ -239,7 +272,7 @@ func (s *watchStream) catchUpRecent(ctx context.Context, epoch uint64) (*liveWat
 		switch {
 		case errors.Is(err, errPassed) && s.atTail:
 			s.w.monitor.metrics.WatcherTooSlow()
-			return nil, &TooSlowError{Resume: s.served + 1}
+			return nil, &TooSlowError{Resume: s.served + 1, ResumePosition: s.w.positions.Seal(Position{Epoch: s.epoch, Sequence: s.served})}
 		case errors.Is(err, errPassed):
 			return nil, errRecentLost
 		case err != nil:
@@ -249,12 +282,12 @@ func (s *watchStream) catchUpRecent(ctx context.Context, epoch uint64) (*liveWat
 			return live, nil
 		}
 		for _, e := range batch {
+			s.advance(e.sequence())
 			if s.spec.matchesLive(e) {
 				if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
 					return nil, err
 				}
 			}
-			s.advance(e.sequence())
 		}
 		s.atTail = true
 		clear(batch) // hold no events while waiting for the next batch
@@ -269,10 +302,8 @@ func (s *watchStream) catchUp(ctx context.Context) error {
 	}
 	req := eventstore.ReadRequest{Filters: filters, Skipped: s.skipped}
 	switch {
-	case s.positioned:
+	case s.positioned: // a start sequence or resume position is a position too
 		req.StartSequence = s.served + 1
-	case s.spec.StartSequence != 0:
-		req.StartSequence = s.spec.StartSequence
 	case !s.spec.StartTime.IsZero():
 		req.StartTime = s.spec.StartTime
 	}
@@ -306,10 +337,10 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 			if e.sequence() <= s.served {
 				continue // already sent by the replay
 			}
+			s.advance(e.sequence())
 			if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
 				return err
 			}
-			s.advance(e.sequence())
 			s.atTail = true
 			heartbeat.Reset(s.spec.Heartbeat)
 		case <-live.behind:
@@ -333,22 +364,26 @@ func (s *watchStream) skipped(u *eventstore.UnreadableError) error {
 	if !s.spec.matchesUnreadable(u) {
 		return nil
 	}
-	if err := s.emit(WatchUpdate{Skipped: u}); err != nil {
-		return err
-	}
 	s.advance(u.Sequence)
-	return nil
+	return s.emit(WatchUpdate{Skipped: u})
 }
 
 func (s *watchStream) event(ev *ordersv1.OrderEvent) error {
-	if err := s.emit(WatchUpdate{Event: ev}); err != nil {
-		return err
-	}
 	s.advance(ev.GetSequence())
-	return nil
+	return s.emit(WatchUpdate{Event: ev})
 }
 
+// emit sends u with the resume position the watcher has reached, which the
+// caller has advanced past u's event.
 func (s *watchStream) emit(u WatchUpdate) error {
+	if u.live != nil {
+		var err error
+		if u.encoded, u.ResumePosition, err = u.live.encoded(s.w.positions, s.epoch); err != nil {
+			return err
+		}
+	} else {
+		u.ResumePosition = s.w.positions.Seal(Position{Epoch: s.epoch, Sequence: s.served})
+	}
 	if err := s.send(u); err != nil {
 		return err
 	}

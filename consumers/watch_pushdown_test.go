@@ -44,7 +44,7 @@ func TestWatchReplayOfOneCustomerReadsOnlyItsEvents(t *testing.T) {
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	reader := &countingReader{Store: e.store}
-	w := NewWatcher(monitor, reader)
+	w := NewWatcher(monitor, reader, NewResumePositions(RandomAckTokens()))
 	e.createFor(t, "others", 30)
 	e.createFor(t, "alice", 4)
 	e.createFor(t, "others", 30)

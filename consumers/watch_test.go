@@ -116,7 +116,7 @@ func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
-	w := NewWatcher(monitor, e.store)
+	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	e.createOrders(t, 2) // before the watches: not theirs
 	a, b := startWatch(t, w, WatchSpec{}, nil), startWatch(t, w, WatchSpec{}, nil)
 	a.expectCaughtUp(t)
@@ -147,7 +147,7 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
-	w := NewWatcher(monitor, store)
+	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
 		t.Fatal(err) // the stream exists before anything is stored in it
 	}
@@ -180,7 +180,7 @@ func TestWatchResumesGapFreeFromAStartSequence(t *testing.T) {
 	e := newTestEnv(t)
 	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
-	w := NewWatcher(monitor, e.store)
+	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	e.createOrders(t, 5)
 	first := startWatch(t, w, WatchSpec{ReplayAll: true}, nil)
 	first.expectSequences(t, 1, 3)

@@ -39,7 +39,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 	)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
-		return status.Error(codes.Unavailable, "ordersd is shutting down; reconnect (a watch resumes with start_sequence = last sequence + 1)")
+		return status.Error(codes.Unavailable, "ordersd is shutting down; reconnect (a watch resumes after the resume_position of the last response it handled)")
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded before JetStream answered; for a write the outcome is unknown: retry with the same request_id")
 	case errors.Is(ctx.Err(), context.Canceled):
@@ -62,6 +62,8 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return st.Err()
 	case errors.As(err, &tooSlow):
 		return watcherTooSlow(tooSlow)
+	case errors.Is(err, consumers.ErrBadPosition), errors.Is(err, consumers.ErrStalePosition):
+		return invalidArgument("resume_after "+err.Error(), []*errdetails.BadRequest_FieldViolation{{Field: "resume_after", Description: err.Error()}})
 	case errors.Is(err, eventstore.ErrRequestIDReused):
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
@@ -116,14 +118,14 @@ func unreadableStatus(u *eventstore.UnreadableError) error {
 }
 
 // watcherTooSlow is the end of a watch that fell too far behind the live
-// events: RESOURCE_EXHAUSTED, with the start_sequence that resumes it in
-// the message and, for programs, in an ErrorInfo (reason WATCHER_TOO_SLOW,
-// metadata start_sequence).
+// events: RESOURCE_EXHAUSTED, with the resume position and start_sequence
+// that resume it in the message and, for programs, in an ErrorInfo
+// (reason WATCHER_TOO_SLOW, metadata resume_position and start_sequence).
 func watcherTooSlow(e *consumers.TooSlowError) error {
 	st := status.New(codes.ResourceExhausted, e.Error())
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{
 		Reason: "WATCHER_TOO_SLOW", Domain: "ordersd",
-		Metadata: map[string]string{"start_sequence": strconv.FormatUint(e.Resume, 10)},
+		Metadata: map[string]string{"resume_position": e.ResumePosition, "start_sequence": strconv.FormatUint(e.Resume, 10)},
 	}); err == nil {
 		st = d
 	}

@@ -29,6 +29,11 @@ func watchSpec(req *ordersv1.WatchOrdersRequest) (consumers.WatchSpec, error) {
 		spec.StartSequence = start.StartSequence
 	case *ordersv1.WatchOrdersRequest_StartTime:
 		spec.StartTime = v.timestamp("start_time", start.StartTime)
+	case *ordersv1.WatchOrdersRequest_ResumeAfter:
+		if start.ResumeAfter == "" {
+			v.add("resume_after", "must not be empty: pass back a resume_position of WatchOrders")
+		}
+		spec.ResumeAfter = start.ResumeAfter
 	}
 	return spec, v.err()
 }

@@ -27,7 +27,7 @@ func (s *OrderService) WatchOrders(req *ordersv1.WatchOrdersRequest, stream grpc
 		case encoded != nil: // a live event: the same bytes for every watcher
 			return stream.SendMsg(encodedMessage(encoded))
 		}
-		res := &ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat}
+		res := &ordersv1.WatchOrdersResponse{Event: u.Event, CaughtUp: u.CaughtUp, Heartbeat: u.Heartbeat, ResumePosition: u.ResumePosition}
 		if u.Skipped != nil {
 			res.Skipped = u.Skipped.Proto()
 		}

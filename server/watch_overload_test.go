@@ -47,14 +47,14 @@ func (n *testNode) publishMany(t *testing.T, count int) {
 	}
 }
 
-// tooSlowResume returns the start_sequence that a too-slow end of a watch
-// gives, checking that the status says the same in its message and in its
-// ErrorInfo; ok is false for any other error.
-func tooSlowResume(t *testing.T, err error) (resume uint64, ok bool) {
+// tooSlowResume returns the start_sequence and the resume position that
+// a too-slow end of a watch gives, checking that the status says the same
+// in its message and in its ErrorInfo; ok is false for any other error.
+func tooSlowResume(t *testing.T, err error) (resume uint64, position string, ok bool) {
 	t.Helper()
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
-		return 0, false
+		return 0, "", false
 	}
 	for _, d := range st.Details() {
 		info, isInfo := d.(*errdetails.ErrorInfo)
@@ -68,10 +68,14 @@ func tooSlowResume(t *testing.T, err error) (resume uint64, ok bool) {
 		if !strings.Contains(st.Message(), "start_sequence = "+strconv.FormatUint(resume, 10)) {
 			t.Fatalf("too-slow end %q does not name start_sequence %d", st.Message(), resume)
 		}
-		return resume, true
+		position := info.GetMetadata()["resume_position"]
+		if position == "" || !strings.Contains(st.Message(), strconv.Quote(position)) {
+			t.Fatalf("too-slow end %q with resume_position %q", st.Message(), position)
+		}
+		return resume, position, true
 	}
 	t.Fatalf("RESOURCE_EXHAUSTED without a WATCHER_TOO_SLOW ErrorInfo: %v", err)
-	return 0, false
+	return 0, "", false
 }
 
 // A watcher that stops reading while more events are stored than the node
@@ -135,10 +139,15 @@ func TestWatcherTooSlowGetsAResumableEnd(t *testing.T) {
 
 	// Reading again: what was sent before the end, in order, then the end.
 	got := firstLive - 1
+	var position string
 	for {
 		res, err := slow.Recv()
 		if err != nil {
-			resume, ok := tooSlowResume(t, err)
+			var (
+				resume uint64
+				ok     bool
+			)
+			resume, position, ok = tooSlowResume(t, err)
 			if !ok {
 				t.Fatalf("slow watcher after %d: %v, want a too-slow end", got, err)
 			}
@@ -154,7 +163,9 @@ func TestWatcherTooSlowGetsAResumableEnd(t *testing.T) {
 			got = ev.GetSequence()
 		}
 	}
-	resumed, _ := n.watch(t, &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_StartSequence{StartSequence: got + 1}})
+	// The end's resume position goes on without a gap or a repeat (the
+	// other test here resumes with its start_sequence).
+	resumed, _ := n.watch(t, &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ResumeAfter{ResumeAfter: position}})
 	for got < last {
 		res, err := resumed.Recv()
 		if err != nil {
@@ -212,7 +223,7 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var got uint64
-			resumed := false // after an end: later events may come from a replay
+			resumed := false          // after an end: later events may come from a replay
 			paused := i >= watchers-2 // these stop once, until the recent events have passed them
 			client := n.client
 			if paused {
@@ -244,7 +255,7 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 			for got < total {
 				res, err := stream.Recv()
 				if err != nil {
-					resume, ok := tooSlowResume(t, err)
+					resume, _, ok := tooSlowResume(t, err)
 					switch {
 					case !ok && status.Code(err) == codes.Unavailable:
 						// A replay's read of the stream timed out on a busy

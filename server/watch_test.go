@@ -284,6 +284,7 @@ func TestStreamingRequestValidation(t *testing.T) {
 		"watch: customer with a star": {watchErr(&ordersv1.WatchOrdersRequest{CustomerId: "*"}), "customer_id"},
 		"watch: start sequence 0":     {watchErr(&ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_StartSequence{}}), "start_sequence"},
 		"watch: invalid start time":   {watchErr(&ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_StartTime{StartTime: &timestamppb.Timestamp{Nanos: -1}}}), "start_time"},
+		"watch: empty resume_after":   {watchErr(&ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ResumeAfter{}}), "resume_after"},
 		"watch: tiny heartbeat":       {watchErr(&ordersv1.WatchOrdersRequest{HeartbeatInterval: dur(time.Millisecond)}), "heartbeat_interval"},
 		"consume: no consumer":        {consumeErr(&ordersv1.ConsumeOrdersRequest{}), "consumer"},
 		"consume: consumer with '>'":  {consumeErr(&ordersv1.ConsumeOrdersRequest{Consumer: "a>"}), "consumer"},

@@ -1,10 +1,10 @@
 // Command monitor prints every order event as it is stored: the monitor of
 // the article ordersd grew from, now an ordersd client. It keeps its
-// position in a file (-state) and resumes from it when started again, and
-// the client library resumes it by itself when its node goes away: it
-// sees each event once.
+// position (the resume position of the last update it handled) in a file
+// (-state) and resumes after it when started again, and the client library
+// resumes it by itself when its node goes away: it sees each event once.
 //
-//	go run ./examples/monitor -addr 127.0.0.1:50051 -state /tmp/monitor.seq
+//	go run ./examples/monitor -addr 127.0.0.1:50051 -state /tmp/monitor.pos
 package main
 
 import (
@@ -15,7 +15,6 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -25,7 +24,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:50051", "ordersd node(s), comma-separated, or a dns:/// or xds:/// target")
 	ca := flag.String("ca", "", "CA certificates (PEM) of the nodes: TLS; plaintext when empty")
-	state := flag.String("state", "", "file that keeps the last sequence seen, to resume from; every stored event first when empty or missing")
+	state := flag.String("state", "", "file that keeps the resume position of the last update handled, to resume after; every stored event first when empty or missing")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -52,49 +51,47 @@ func dial(addr, ca string) (*client.Client, error) {
 	return client.Dial(addr, opts...)
 }
 
-// monitor prints events until ctx ends, from the sequence after the one
-// in state (every stored event when there is none), saving each.
+// monitor prints events until ctx ends, after the position in state
+// (every stored event when there is none), saving the position of each
+// update once it is printed.
 func monitor(ctx context.Context, c *client.Client, state string, out io.Writer) error {
 	opts := client.WatchOptions{ReplayAll: true}
-	if last, err := readSequence(state); err != nil {
+	if saved, err := readPosition(state); err != nil {
 		return err
-	} else if last > 0 {
-		opts = client.WatchOptions{FromSequence: last + 1}
+	} else if saved != "" {
+		opts = client.WatchOptions{ResumeAfter: saved}
 	}
 	return c.Watch(ctx, opts, func(_ context.Context, u client.WatchUpdate) error {
 		if u.CaughtUp {
 			fmt.Fprintln(out, "caught up: live from here")
-			return nil
+		} else {
+			e := u.Event
+			fmt.Fprintf(out, "%d %s %s %s\n", e.GetSequence(), e.GetOrder().GetOrderId(), e.GetOrder().GetStatus(), e.GetOrder().GetCustomerId())
 		}
-		e := u.Event
-		fmt.Fprintf(out, "%d %s %s %s\n", e.GetSequence(), e.GetOrder().GetOrderId(), e.GetOrder().GetStatus(), e.GetOrder().GetCustomerId())
-		return writeSequence(state, e.GetSequence())
+		return writePosition(state, u.ResumePosition)
 	})
 }
 
-// readSequence reads the saved sequence; 0 when there is none.
-func readSequence(path string) (uint64, error) {
+// readPosition reads the saved resume position; "" when there is none.
+func readPosition(path string) (string, error) {
 	if path == "" {
-		return 0, nil
+		return "", nil
 	}
 	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return 0, nil
+		return "", nil
 	}
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return strings.TrimSpace(string(b)), err
 }
 
-// writeSequence saves seq, replacing the file at once so that a crash
-// never leaves half of it.
-func writeSequence(path string, seq uint64) error {
+// writePosition saves position, replacing the file at once so that a
+// crash never leaves half of it.
+func writePosition(path, position string) error {
 	if path == "" {
 		return nil
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(seq, 10)+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(tmp, []byte(position+"\n"), 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

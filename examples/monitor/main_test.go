@@ -38,7 +38,7 @@ func TestMonitorSeesEveryEventOnceAcrossRestarts(t *testing.T) {
 		}
 		return fmt.Sprintf("%d %s ORDER_STATUS_CREATED monitor-test", res.GetOrder().GetRevision(), res.GetOrder().GetOrderId())
 	}
-	state := filepath.Join(t.TempDir(), "monitor.seq")
+	state := filepath.Join(t.TempDir(), "monitor.pos")
 	run := func(out *testsupport.Lines) (stop func()) {
 		mctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)

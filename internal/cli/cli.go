@@ -149,7 +149,7 @@ func defineFlags(fs *flag.FlagSet, c *Config) flagText {
 	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long shutdown waits for calls in flight before cutting them off")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", time.Second, "how long shutdown keeps serving after health turns NOT_SERVING, so load balancers and health-checking clients move away first; raise it to your balancer's health-check interval")
-	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key that signs ack tokens, as hex or base64 text of 32 random bytes or more ("+node.AckTokenKeyRecipe+"); every node of a deployment needs the same one, and it is required with --cluster-name or --nats-url (a random key when unset: tokens then work only on this process)")
+	fs.StringVar(&c.AckTokenKeyFile, "ack-token-key-file", "", "`file` holding the key that signs ack tokens, as hex or base64 text of 32 random bytes or more ("+node.AckTokenKeyRecipe+"); every node of a deployment needs the same one, and it is required with --cluster-name or --nats-url (when unset, a single embedded node keeps a key of its own in its data directory, ack-token.key, made on first start)")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "`file` with the gRPC server's certificate chain (PEM); plaintext when unset")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "`file` with the private key of --tls-cert (PEM)")
 	fs.StringVar(&c.TLS.ClientCAFile, "tls-client-ca", "", "`file` with the CA certificates (PEM) that sign client certificates: turns on mutual TLS")

@@ -2,11 +2,13 @@ package node
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // minAckTokenKey is the fewest random bytes an ack token key holds.
@@ -54,4 +56,31 @@ func decodeKeyText(text []byte) ([]byte, error) {
 		}
 	}
 	return nil, errKeyNotText
+}
+
+// dataDirKeyFile is the key file a single embedded node keeps in its data
+// directory when it is given none.
+const dataDirKeyFile = "ack-token.key"
+
+// dataDirAckTokenKey returns the path of the key file in dir, making it
+// (32 random bytes as base64 text, readable by its owner only) when there
+// is none: written aside, then linked into place, so that a crash never
+// leaves a half-written key. The data directory's lock keeps a second
+// process from racing.
+func dataDirAckTokenKey(dir string) (string, error) {
+	path := filepath.Join(dir, dataDirKeyFile)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	key := make([]byte, minAckTokenKey)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("ack token key file: %w", err)
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("ack token key file: %w", err)
+	}
+	return path, nil
 }

@@ -89,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := ackTokens(cfg.AckTokenKeyFile, log)
+	tokens, err := ackTokens(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -330,12 +330,19 @@ func (l *listeners) close() {
 	}
 }
 
-// ackTokens returns the signer of ack tokens, with the key from keyFile or
-// a random one.
-func ackTokens(keyFile string, log *slog.Logger) (*consumers.AckTokens, error) {
-	if keyFile == "" {
-		log.Warn("no ack token key file (--ack-token-key-file): ack tokens use a random key, so they work only on this process and not after a restart; give every node the same key file to ack on any of them")
-		return consumers.RandomAckTokens(), nil
+// ackTokens returns the signer of ack tokens (and, by keys derived from
+// its key, of page tokens and watch resume positions), with the key from
+// --ack-token-key-file or, on a single embedded node without one, the key
+// kept in its data directory, made on first start: so that what clients
+// hold outlives a restart of the node.
+func ackTokens(cfg Config, log *slog.Logger) (*consumers.AckTokens, error) {
+	keyFile := cfg.AckTokenKeyFile
+	if keyFile == "" && cfg.NATSURL == "" {
+		var err error
+		if keyFile, err = dataDirAckTokenKey(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		log.Info("ack tokens, page tokens and watch positions are signed with the key in the data directory; give every node of a cluster the same --ack-token-key-file", "file", keyFile)
 	}
 	key, err := readAckTokenKey(keyFile)
 	if err != nil {

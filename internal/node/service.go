@@ -132,7 +132,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		WorkQueues:   consumers.NewWorkQueues(store, letters, nc, o.Tokens, log, o.Metrics, o.WorkQueues),
 		Tokens:       o.Tokens,
 		Acker:        consumers.NewAcker(nc, o.OpTimeout),
-		Watcher:      consumers.NewWatcher(monitor, store),
+		Watcher:      consumers.NewWatcher(monitor, store, consumers.NewResumePositions(o.Tokens)),
 		PageTokens:   ordersserver.NewPageTokens(o.Tokens.DeriveKey("ordersd ListOrders page tokens v1")),
 		Stopping:     stopping,
 		MaxWatchers:  o.MaxWatchers,

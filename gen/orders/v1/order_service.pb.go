@@ -2408,6 +2408,7 @@ type WatchOrdersRequest struct {
 	//	*WatchOrdersRequest_ReplayAll
 	//	*WatchOrdersRequest_StartSequence
 	//	*WatchOrdersRequest_StartTime
+	//	*WatchOrdersRequest_ResumeAfter
 	Start isWatchOrdersRequest_Start `protobuf_oneof:"start"`
 	// How long the stream may be idle before a heartbeat is sent: 1s to 5m,
 	// default 15s.
@@ -2501,6 +2502,15 @@ func (x *WatchOrdersRequest) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WatchOrdersRequest) GetResumeAfter() string {
+	if x != nil {
+		if x, ok := x.Start.(*WatchOrdersRequest_ResumeAfter); ok {
+			return x.ResumeAfter
+		}
+	}
+	return ""
+}
+
 func (x *WatchOrdersRequest) GetHeartbeatInterval() *durationpb.Duration {
 	if x != nil {
 		return x.HeartbeatInterval
@@ -2518,8 +2528,11 @@ type WatchOrdersRequest_ReplayAll struct {
 }
 
 type WatchOrdersRequest_StartSequence struct {
-	// Events from this stream sequence on (1 or more): pass the last
-	// sequence you saw + 1 to resume without gap or duplicate.
+	// Events from this sequence of the stream ORDERS on (1 or more), the
+	// OrderEvent.sequence of the first event wanted. It means something only
+	// while all orders are in that one stream: once orders are spread over
+	// several streams a sequence names no place in all of them, and
+	// resume_after is the way to resume.
 	StartSequence uint64 `protobuf:"varint,5,opt,name=start_sequence,json=startSequence,proto3,oneof"`
 }
 
@@ -2528,14 +2541,30 @@ type WatchOrdersRequest_StartTime struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=start_time,json=startTime,proto3,oneof"`
 }
 
+type WatchOrdersRequest_ResumeAfter struct {
+	// Events after this position: the resume_position of the last
+	// WatchOrdersResponse handled, from any node of this deployment. The
+	// watch goes on exactly after it: no event missed, none sent twice. It
+	// is opaque: pass it back as it was given. A position that was altered
+	// or issued by another deployment is refused with INVALID_ARGUMENT; so
+	// is one issued before the stream ORDERS was migrated or created anew
+	// (its positions are gone), with a message that says to start again
+	// (replay_all, start_time). A refused position is never taken for a
+	// start from the beginning.
+	ResumeAfter string `protobuf:"bytes,8,opt,name=resume_after,json=resumeAfter,proto3,oneof"`
+}
+
 func (*WatchOrdersRequest_ReplayAll) isWatchOrdersRequest_Start() {}
 
 func (*WatchOrdersRequest_StartSequence) isWatchOrdersRequest_Start() {}
 
 func (*WatchOrdersRequest_StartTime) isWatchOrdersRequest_Start() {}
 
+func (*WatchOrdersRequest_ResumeAfter) isWatchOrdersRequest_Start() {}
+
 // WatchOrdersResponse is one message of the WatchOrders stream: exactly one
-// of its fields is set.
+// of event, caught_up, heartbeat and skipped is set, and resume_position
+// always.
 type WatchOrdersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// An event that matches the filters.
@@ -2548,9 +2577,17 @@ type WatchOrdersResponse struct {
 	// A stored message that matches the filters but is not an order event
 	// (another publisher's, or corrupt): it is skipped, and this says which
 	// sequence and why. Resume after it like after an event.
-	Skipped       *UnreadableEvent `protobuf:"bytes,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Skipped *UnreadableEvent `protobuf:"bytes,10,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Where this response leaves the watch: pass it as
+	// WatchOrdersRequest.resume_after to go on after it, on any node of this
+	// deployment, after restarts and leader changes. Set on every response
+	// (event, caught_up, heartbeat, skipped). Opaque and tamper-evident: a
+	// URL-safe string of how far each stream of orders has been read and
+	// which incarnation of the stream it was read from, sealed with the
+	// deployment's token key. Save it only after handling the response.
+	ResumePosition string `protobuf:"bytes,11,opt,name=resume_position,json=resumePosition,proto3" json:"resume_position,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WatchOrdersResponse) Reset() {
@@ -2609,6 +2646,13 @@ func (x *WatchOrdersResponse) GetSkipped() *UnreadableEvent {
 		return x.Skipped
 	}
 	return nil
+}
+
+func (x *WatchOrdersResponse) GetResumePosition() string {
+	if x != nil {
+		return x.ResumePosition
+	}
+	return ""
 }
 
 var File_orders_v1_order_service_proto protoreflect.FileDescriptor
@@ -2776,7 +2820,7 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"\tconfirmed\x18\x03 \x01(\bR\tconfirmed\x12\x14\n" +
 	"\x05error\x18\x04 \x01(\tR\x05errorB\n" +
 	"\n" +
-	"\bdelivery\"\xde\x02\n" +
+	"\bdelivery\"\x83\x03\n" +
 	"\x12WatchOrdersRequest\x122\n" +
 	"\bstatuses\x18\x01 \x03(\x0e2\x16.orders.v1.OrderStatusR\bstatuses\x12\x19\n" +
 	"\border_id\x18\x02 \x01(\tR\aorderId\x12\x1f\n" +
@@ -2786,15 +2830,17 @@ const file_orders_v1_order_service_proto_rawDesc = "" +
 	"replay_all\x18\x04 \x01(\bH\x00R\treplayAll\x12'\n" +
 	"\x0estart_sequence\x18\x05 \x01(\x04H\x00R\rstartSequence\x12;\n" +
 	"\n" +
-	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTime\x12H\n" +
+	"start_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampH\x00R\tstartTime\x12#\n" +
+	"\fresume_after\x18\b \x01(\tH\x00R\vresumeAfter\x12H\n" +
 	"\x12heartbeat_interval\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatIntervalB\a\n" +
-	"\x05start\"\xb3\x01\n" +
+	"\x05start\"\xdc\x01\n" +
 	"\x13WatchOrdersResponse\x12+\n" +
 	"\x05event\x18\x01 \x01(\v2\x15.orders.v1.OrderEventR\x05event\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12\x1c\n" +
 	"\theartbeat\x18\x03 \x01(\bR\theartbeat\x124\n" +
 	"\askipped\x18\n" +
-	" \x01(\v2\x1a.orders.v1.UnreadableEventR\askipped*\x80\x01\n" +
+	" \x01(\v2\x1a.orders.v1.UnreadableEventR\askipped\x12'\n" +
+	"\x0fresume_position\x18\v \x01(\tR\x0eresumePosition*\x80\x01\n" +
 	"\tAckAction\x12\x1a\n" +
 	"\x16ACK_ACTION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eACK_ACTION_ACK\x10\x01\x12\x12\n" +
@@ -2979,6 +3025,7 @@ func file_orders_v1_order_service_proto_init() {
 		(*WatchOrdersRequest_ReplayAll)(nil),
 		(*WatchOrdersRequest_StartSequence)(nil),
 		(*WatchOrdersRequest_StartTime)(nil),
+		(*WatchOrdersRequest_ResumeAfter)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

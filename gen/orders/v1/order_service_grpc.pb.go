@@ -134,14 +134,15 @@ type OrderServiceClient interface {
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
 	// the live tail (at once when nothing is replayed) and a heartbeat when
-	// idle. Every event carries its stream sequence: a watcher that
-	// reconnects with start_sequence = last sequence + 1 misses nothing and
-	// sees nothing twice. A watcher that reads more slowly than events arrive
-	// never slows other watchers: it catches up from the recent events the
-	// node keeps for lagging watchers (shared by all of them). One that falls
-	// further behind ends with RESOURCE_EXHAUSTED, whose message and
-	// ErrorInfo (reason WATCHER_TOO_SLOW, metadata start_sequence) give the
-	// start_sequence that resumes it without gap or duplicate.
+	// idle. Every response carries a resume_position: a watcher that
+	// reconnects, on any node, with resume_after = the resume_position of the
+	// last response it handled misses nothing and sees nothing twice. A
+	// watcher that reads more slowly than events arrive never slows other
+	// watchers: it catches up from the recent events the node keeps for
+	// lagging watchers (shared by all of them). One that falls further behind
+	// ends with RESOURCE_EXHAUSTED, whose message and ErrorInfo (reason
+	// WATCHER_TOO_SLOW, metadata resume_position and start_sequence) give the
+	// position that resumes it without gap or duplicate.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -425,14 +426,15 @@ type OrderServiceServer interface {
 	// WatchOrders streams order events as they are stored, optionally after
 	// replaying stored ones. It sends caught_up once when the replay reaches
 	// the live tail (at once when nothing is replayed) and a heartbeat when
-	// idle. Every event carries its stream sequence: a watcher that
-	// reconnects with start_sequence = last sequence + 1 misses nothing and
-	// sees nothing twice. A watcher that reads more slowly than events arrive
-	// never slows other watchers: it catches up from the recent events the
-	// node keeps for lagging watchers (shared by all of them). One that falls
-	// further behind ends with RESOURCE_EXHAUSTED, whose message and
-	// ErrorInfo (reason WATCHER_TOO_SLOW, metadata start_sequence) give the
-	// start_sequence that resumes it without gap or duplicate.
+	// idle. Every response carries a resume_position: a watcher that
+	// reconnects, on any node, with resume_after = the resume_position of the
+	// last response it handled misses nothing and sees nothing twice. A
+	// watcher that reads more slowly than events arrive never slows other
+	// watchers: it catches up from the recent events the node keeps for
+	// lagging watchers (shared by all of them). One that falls further behind
+	// ends with RESOURCE_EXHAUSTED, whose message and ErrorInfo (reason
+	// WATCHER_TOO_SLOW, metadata resume_position and start_sequence) give the
+	// position that resumes it without gap or duplicate.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -1,8 +1,8 @@
 // The board: every order event as it is stored (WatchOrders), one column
-// per status. It keeps its position (the last sequence it showed) in
-// sessionStorage, so pausing, leaving the page, reloading the tab or a
-// restart of ordersd all resume from that sequence + 1: nothing is
-// missed and nothing shown twice. Memory and DOM are bounded (the last
+// per status. It keeps its position (the resume position of the last
+// response it handled) in sessionStorage, so pausing, leaving the page,
+// reloading the tab or a restart of ordersd all resume after it: nothing
+// is missed and nothing shown twice. Memory and DOM are bounded (the last
 // cardsPerColumn orders per column), and the DOM changes at most once per
 // animation frame however fast events come (the cards at most every
 // cardIntervalMs).
@@ -28,7 +28,9 @@ const positionKey = "ordersd.console.board";
 
 /** Saved is what survives a reload of the tab. */
 interface Saved {
-  /** The last sequence shown; "" before the first event. */
+  /** The resume position of the last response handled; "" before the first. */
+  position: string;
+  /** The last sequence shown, for the status line; "" before the first event. */
   last: string;
   /** When the board began watching, in ms, for a watch that saw no event yet; 0 before it began. */
   since: number;
@@ -41,11 +43,11 @@ interface Saved {
 function load(): Saved {
   try {
     const s = JSON.parse(sessionStorage.getItem(positionKey) ?? "");
-    if (typeof s.last === "string" && typeof s.since === "number") return s;
+    if (typeof s.position === "string" && typeof s.last === "string" && typeof s.since === "number") return s;
   } catch {
     // none saved, or unreadable: start afresh
   }
-  return { last: "", since: 0, paused: false, customer: "", replay: false };
+  return { position: "", last: "", since: 0, paused: false, customer: "", replay: false };
 }
 
 /** Column is one status's list of cards. */
@@ -170,7 +172,7 @@ class Board {
   /** reset stops the watch and clears the board for other settings. */
   reset(o: { customer: string; replay: boolean }): void {
     this.stop();
-    this.saved = { last: "", since: 0, paused: false, customer: o.customer, replay: o.replay };
+    this.saved = { position: "", last: "", since: 0, paused: false, customer: o.customer, replay: o.replay };
     this.save();
     this.pending = [];
     this.changed.clear();
@@ -208,13 +210,13 @@ class Board {
     sessionStorage.setItem(positionKey, JSON.stringify(this.saved));
   }
 
-  /** request asks for what follows the last event shown. */
+  /** request asks for what follows the last response handled. */
   request(): MessageInitShape<typeof WatchOrdersRequestSchema> {
     const req: MessageInitShape<typeof WatchOrdersRequestSchema> = {
       customerId: this.saved.customer,
       heartbeatInterval: { seconds: BigInt(heartbeatSeconds) },
     };
-    if (this.saved.last) req.start = { case: "startSequence", value: BigInt(this.saved.last) + 1n };
+    if (this.saved.position) req.start = { case: "resumeAfter", value: this.saved.position };
     else if (this.saved.replay) req.start = { case: "replayAll", value: true };
     else req.start = { case: "startTime", value: timestampFromMs(this.saved.since) };
     return req;
@@ -248,6 +250,9 @@ class Board {
           }
           if (res.event) this.receive(res.event);
           else if (res.caughtUp) this.showStatus("live");
+          // Every response moves the position on (heartbeats too); a
+          // reconnect asks for what follows it.
+          if (res.resumePosition) this.saved.position = res.resumePosition;
         }
         throw new ConnectError("the stream ended", Code.Unavailable);
       } catch (err) {
@@ -271,8 +276,7 @@ class Board {
   }
 
   receive(ev: OrderEvent): void {
-    // The position moves on at once (a reconnect asks for what follows);
-    // the screen catches up at the next frame.
+    // The screen catches up at the next frame.
     this.saved.last = ev.sequence.toString();
     this.pending.push(ev);
     if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
