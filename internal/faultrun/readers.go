@@ -96,14 +96,17 @@ type queueReader struct {
 	stats          QueueStats
 	seen           map[string]int          // order id → deliveries
 	confirmed      map[string]confirmedAck // order id → its first confirmed ack
-	afterConfirmed []string                // the deliveries after a confirmed ack, with their timing
+	afterConfirmed []string                // the deliveries after a confirmed ack the run allows, with their timing
+	lostAcks       []string                // those it fails on (LostAcks), with their timing
 	errors         []string
 }
 
-// confirmedAck is when the ack of an event was confirmed, and the delivery
-// (attempt, when it was received) whose token it used.
+// confirmedAck is when and on which process the ack of an event was
+// confirmed, and the delivery (attempt, when it was received) whose token
+// it used.
 type confirmedAck struct {
 	at       time.Time
+	by       string
 	attempt  uint64
 	received time.Time
 }
@@ -151,8 +154,9 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 	}
 	q.stats.AfterConfirmedAck++
 	after := time.Since(acked.at)
-	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
-		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
+	report := fmt.Sprintf("%s %s delivered order %s (attempt %d) %v after the ack of attempt %d was confirmed (at %s on %s), %v after that delivery",
+		time.Now().Format(time.TimeOnly), p.name, orderID, attempt, after.Round(time.Millisecond), acked.attempt,
+		acked.at.Format("15:04:05.000"), acked.by, acked.at.Sub(acked.received).Round(time.Millisecond))
 	switch {
 	case MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt):
 		report += ": sent before the ack reached JetStream"
@@ -161,9 +165,12 @@ func (q *queueReader) deliver(p *process, orderID string, attempt uint64) {
 		report += ": an ack lost across a leader change (a JetStream node was stopped, killed or cut off around its confirmation)"
 	default:
 		q.stats.LostAcks++
-		report += ": a lost ack"
+		if len(q.lostAcks) < 20 {
+			q.lostAcks = append(q.lostAcks, report+": a lost ack")
+		}
+		return
 	}
-	if len(q.afterConfirmed) < 20 {
+	if len(q.afterConfirmed) < 10 {
 		q.afterConfirmed = append(q.afterConfirmed, report)
 	}
 }
@@ -179,7 +186,7 @@ func (q *queueReader) ack(ctx context.Context, orderID string, attempt uint64, r
 		if err == nil && res.GetResults()[0].GetConfirmed() {
 			q.mu.Lock()
 			if _, ok := q.confirmed[orderID]; !ok {
-				q.confirmed[orderID] = confirmedAck{at: time.Now(), attempt: attempt, received: received}
+				q.confirmed[orderID] = confirmedAck{at: time.Now(), by: p.name, attempt: attempt, received: received}
 			}
 			q.mu.Unlock()
 			return

@@ -60,7 +60,7 @@ func (s *Summary) fill(l *ledger, q *queueReader, w *watcher) {
 	s.Create, s.Approve = l.create, l.approve
 	s.LongestWait, s.LongestNoAck = l.longestWait, l.longestNoAck
 	s.Queue, s.Watch = q.stats, w.stats
-	for _, d := range q.afterConfirmed {
+	for _, d := range append(q.lostAcks, q.afterConfirmed...) {
 		s.note("delivered after a confirmed ack: %s", d)
 	}
 	for _, errs := range [][]string{l.errors, q.errors, w.errors} {
