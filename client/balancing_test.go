@@ -81,7 +81,7 @@ func TestDialBalancesOverHealthyNodes(t *testing.T) {
 				res, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: ordersv1.OrderService_ServiceDesc.ServiceName})
 				return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING
 			})
-			time.Sleep(200 * time.Millisecond) // the client's health watch hears it too
+			waitFor(t, 10*time.Second, "the client's health watch hears it too", func() bool { return get(10)[a.Addr()] == 0 })
 			if got := get(40); got[a.Addr()] != 0 {
 				t.Fatalf("calls per node %v: the node reporting NOT_SERVING got calls", got)
 			}

@@ -54,13 +54,15 @@ func newOrder() *ordersv1.CreateOrderRequest {
 }
 
 // Two nodes on one NATS; one is killed (every connection cut at once,
-// mid-call), comes back, then the other is stopped as in a rolling restart, while writers create orders without request ids, a
-// Consume handles every event and a Watch follows every event through one
-// client that balances across both. Every create succeeds and is stored
-// once (a create cut off mid-call is retried on the other node with the
+// mid-call), comes back, then the other is stopped as in a rolling
+// restart, while writers create orders without request ids, a Consume
+// handles every event and a Watch follows every event through one client
+// that balances across both. Every create succeeds and is stored once (a
+// create cut off mid-call is retried on the other node with the
 // request_id the client generated), the watch hands over every event
-// exactly once, and every event is acked: nothing is left pending for
-// redelivery.
+// exactly once, and every event is handled once and acked: no ack is
+// lost; an event sent on a connection as it was cut is redelivered after
+// its ack wait.
 func TestHelpersSurviveNodeDeaths(t *testing.T) {
 	nodes := testnode.StartShared(t, 2, testnode.Options{})
 	a, b := nodes[0], nodes[1]
@@ -72,7 +74,7 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	ctx := testsupport.Context(t, 2*time.Minute)
+	ctx := testsupport.Context(t, 4*time.Minute)
 
 	// The watch: every event, each exactly once.
 	var watchMu sync.Mutex
@@ -91,14 +93,20 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 	}()
 
 	// The work queue: every created event handled and acked; handlers
-	// take a while, so some run while their stream's node dies.
+	// take a while, so some run while their stream's node dies. The ack
+	// wait outlasts the checks below: an ack lost would leave its event
+	// pending, not redelivered and acked again.
+	const (
+		ackWait     = time.Minute
+		maxInFlight = 16
+	)
 	var handled sync.Map // order id → times handled
 	consumeCtx, stopConsume := context.WithCancel(ctx)
 	consumeDone := make(chan error, 1)
 	go func() {
 		consumeDone <- c.Consume(consumeCtx, "failover", client.ConsumeOptions{
-			Settings:  &ordersv1.ConsumerSettings{AckWait: durationpb.New(time.Minute)},
-			Heartbeat: time.Second, MaxInFlight: 16,
+			Settings:  &ordersv1.ConsumerSettings{AckWait: durationpb.New(ackWait)},
+			Heartbeat: time.Second, MaxInFlight: maxInFlight,
 		}, func(ctx context.Context, m *client.Message) error {
 			time.Sleep(20 * time.Millisecond)
 			n, _ := handled.LoadOrStore(m.Event.GetOrder().GetOrderId(), new(atomic.Int32))
@@ -162,6 +170,7 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 	if err := b.Stop(); err != nil { // as a rolling restart does (SIGTERM)
 		t.Fatalf("stop b: %v", err)
 	}
+	lastDeath := time.Now()
 	waitCreates(200)
 	stopWriting()
 	writers.Wait()
@@ -221,19 +230,47 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 		t.Errorf("watch handed over %d distinct events, the stream holds %d", len(seen), stored)
 	}
 
-	// Every event is handled and acked: none pending, none waiting for an ack.
+	// Every handled event is acked: what is still waiting for an ack after
+	// the writes is only what never reached a handler (sent on a
+	// connection as it was cut, at most MaxInFlight of them).
 	cons, err := stream.Consumer(ctx, "failover")
 	if err != nil {
 		t.Fatal(err)
 	}
+	unhandled := func() int {
+		n := 0
+		created.Range(func(id, _ any) bool {
+			if _, ok := handled.Load(id); !ok {
+				n++
+			}
+			return true
+		})
+		return n
+	}
 	deadline = time.Now().Add(30 * time.Second)
+	for {
+		ci, err := cons.Info(ctx)
+		if err == nil && ci.NumPending == 0 && ci.NumAckPending == unhandled() {
+			if ci.NumAckPending > maxInFlight {
+				t.Fatalf("%d events never reached a handler; at most %d can be in flight when a connection is cut", ci.NumAckPending, maxInFlight)
+			}
+			t.Logf("%d events sent as a connection was cut wait for their redelivery", ci.NumAckPending)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer after the writes: %+v, %v; want every one of %d events acked but the %d never handled: acks were lost", ci, err, stored, unhandled())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Those are redelivered once their ack wait has passed, and acked.
+	deadline = lastDeath.Add(ackWait + 30*time.Second)
 	for {
 		ci, err := cons.Info(ctx)
 		if err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 && ci.AckFloor.Stream == stored {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("consumer after the writes: %+v, %v; want every one of %d events acked", ci, err, stored)
+			t.Fatalf("consumer %s after the last node died: %+v, %v; want every one of %d events acked", time.Since(lastDeath).Round(time.Second), ci, err, stored)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -242,8 +279,13 @@ func TestHelpersSurviveNodeDeaths(t *testing.T) {
 		t.Errorf("consume: %v", err)
 	}
 	created.Range(func(id, _ any) bool {
-		if _, ok := handled.Load(id); !ok {
+		n, ok := handled.Load(id)
+		switch {
+		case !ok:
 			t.Errorf("order %s was never handled", id)
+		case n.(*atomic.Int32).Load() > 1:
+			// Delivered again after it was handled: its ack was lost.
+			t.Errorf("order %s was handled %d times", id, n.(*atomic.Int32).Load())
 		}
 		return true
 	})

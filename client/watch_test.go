@@ -26,10 +26,24 @@ var errStop = errors.New("stop")
 func TestWatchReplaysCatchesUpAndResumesFromASequence(t *testing.T) {
 	c := dialExamplesNode(t)
 	customer := "watch-" + client.NewRequestID()
+	var ids []string
 	for range 5 {
-		createFor(t, c, customer)
+		ids = append(ids, createFor(t, c, customer).GetOrderId())
 	}
 	ctx := testsupport.Context(t, time.Minute)
+	// The review worker approves each: the replay is of ten events once it has.
+	waitFor(t, 30*time.Second, "the review worker approves the five orders", func() bool {
+		for _, id := range ids {
+			res, err := c.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: id})
+			if err != nil {
+				t.Fatalf("get order %s: %v", id, err)
+			}
+			if res.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_APPROVED {
+				return false
+			}
+		}
+		return true
+	})
 	var seqs []uint64
 	caughtUpAfter := -1
 	err := c.Watch(ctx, client.WatchOptions{CustomerID: customer, ReplayAll: true}, func(_ context.Context, u client.WatchUpdate) error {
@@ -43,7 +57,7 @@ func TestWatchReplaysCatchesUpAndResumesFromASequence(t *testing.T) {
 	if !errors.Is(err, errStop) {
 		t.Fatalf("watch: %v", err)
 	}
-	// Five creates, and the review worker approves each.
+	// Five creates and their approvals.
 	if len(seqs) != 10 || caughtUpAfter != 10 {
 		t.Fatalf("replay handed over %d events and caught up after %d; want 10 and 10", len(seqs), caughtUpAfter)
 	}

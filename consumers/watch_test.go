@@ -42,8 +42,12 @@ func startWatchSending(t *testing.T, w *Watcher, spec WatchSpec, onEvent func(*o
 			if u.Event != nil && onEvent != nil {
 				onEvent(u.Event)
 			}
-			r.updates <- u
-			return nil
+			select { // a test that stopped reading must not hold its watch open
+			case r.updates <- u:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-r.done })

@@ -200,6 +200,8 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 		stored  atomic.Uint64 // events stored so far, a lower bound
 		wg      sync.WaitGroup
 		resumes atomic.Int64 // after a too-slow end
+		// too-slow ends of each of the two watchers that pause
+		pausedEnds [2]atomic.Int64
 		// after UNAVAILABLE (JetStream did not answer a replay in time)
 		unavailable atomic.Int64
 		sawMax      atomic.Int64
@@ -217,6 +219,7 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 	}
 	defer small.Close()
 	var caughtUp sync.WaitGroup // before the burst
+	ctx := streamCtx(t)         // bounds the pauses
 	for i := range watchers {
 		wg.Add(1)
 		caughtUp.Add(1)
@@ -270,6 +273,9 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 						return
 					default:
 						resumes.Add(1)
+						if i >= watchers-2 {
+							pausedEnds[i-(watchers-2)].Add(1)
+						}
 					}
 					cancel()
 					resumed = true
@@ -298,6 +304,10 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 					// can lag the writer) is past the recent events and
 					// the gRPC buffers.
 					for fannedOut.Load() < got+consumers.RecentCapacity+3000 {
+						if ctx.Err() != nil {
+							t.Errorf("watcher %d paused at %d: the fan-out got no further than %d", i, got, fannedOut.Load())
+							return
+						}
 						time.Sleep(time.Millisecond)
 					}
 				case i%3 == 0 && got%64 == 0:
@@ -322,8 +332,11 @@ func TestWatchersUnderOverloadSeeEveryEventOnceOrAResumableEnd(t *testing.T) {
 	if held := sawMax.Load(); held > consumers.RecentCapacity {
 		t.Errorf("the node held %d recent events, over its bound %d", held, consumers.RecentCapacity)
 	}
-	t.Logf("%d resumes after a too-slow end, %d after UNAVAILABLE", resumes.Load(), unavailable.Load())
-	if resumes.Load() < 2 {
-		t.Errorf("%d too-slow ends; the two watchers that paused past the recent events should each get one", resumes.Load())
+	t.Logf("%d resumes after a too-slow end (%d and %d of the two watchers that paused), %d after UNAVAILABLE",
+		resumes.Load(), pausedEnds[0].Load(), pausedEnds[1].Load(), unavailable.Load())
+	for j := range pausedEnds {
+		if pausedEnds[j].Load() == 0 {
+			t.Errorf("watcher %d paused past the recent events and was never told it could not keep up", watchers-2+j)
+		}
 	}
 }

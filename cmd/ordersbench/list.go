@@ -228,7 +228,17 @@ func directFold(ctx context.Context, js jetstream.JetStream, filters []string) (
 		if err := batch.Error(); err != nil {
 			return nil, err
 		}
-		if got == 0 || pending == 0 {
+		if got == 0 {
+			// A fetch that does not wait may come back empty while events
+			// are still pending (a busy server): only the consumer's own
+			// count says the fold is done.
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return nil, err
+			}
+			pending = info.NumPending
+		}
+		if pending == 0 {
 			break
 		}
 	}

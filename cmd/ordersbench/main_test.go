@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,10 +37,21 @@ func TestShortBenchmarkRun(t *testing.T) {
 	if len(results) != 18 {
 		t.Fatalf("%d rows, want 18: %+v", len(results), results)
 	}
+	// Every row measured what it names, however slow the machine: a rate
+	// (which may round to 0 on a loaded machine) and a latency of calls
+	// through ordersd, except a capacity row with no step within its
+	// bound, which says which steps it ran.
 	heapRows := 0
 	for _, r := range results {
-		if r.DirectRate <= 0 || r.OrdersdRate <= 0 {
+		switch {
+		case r.DirectRate < 0 || r.OrdersdRate < 0:
 			t.Errorf("%s: direct %v/s, ordersd %v/s", r.Workload, r.DirectRate, r.OrdersdRate)
+		case strings.HasPrefix(r.Workload, "watch capacity") && r.OrdersdP50Ms == 0:
+			if !strings.Contains(r.Note, "steps: ") || !strings.Contains(r.Note, " events/s: p99 ") {
+				t.Errorf("%s: no step within the bound, and the note names none: %q", r.Workload, r.Note)
+			}
+		case r.OrdersdP50Ms <= 0:
+			t.Errorf("%s: no latency through ordersd measured (%+v)", r.Workload, r)
 		}
 		if r.HeapBytesPerOrder != 0 {
 			heapRows++

@@ -50,10 +50,11 @@ func (s *Store) Read(ctx context.Context, req ReadRequest, send func(*ordersv1.O
 	defer func() { r.store.deleteConsumer(r.stream, cons) }()
 	for {
 		done, received, err := r.fetch(ctx, cons)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, errDeliveriesLost) {
 			// The reader sat blocked on a slow client past the consumer's
-			// inactivity threshold and the server removed it: go on from
-			// the next sequence with a new one.
+			// inactivity threshold and the server removed it, or messages
+			// it delivered never reached the read: go on from the next
+			// sequence with a new one.
 			r.store.deleteConsumer(r.stream, cons)
 			if cons, more, err = r.openConsumer(ctx); err != nil || !more {
 				return r.last, err
@@ -82,7 +83,7 @@ func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, mor
 		return nil, false, err
 	}
 	defer cancel()
-	r.stream = stream.orders
+	r.stream, r.delivered = stream.orders, 0
 	cfg := jetstream.ConsumerConfig{
 		Description:   "ordersd read",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -124,7 +125,16 @@ type reader struct {
 	send   func(*ordersv1.OrderEvent) error
 	stream jetstream.Stream
 	last   uint64 // sequence of the last message read
+	// delivered is the consumer's delivery sequence of that message: each
+	// delivery of the read's consumer (no acks, so no redelivery) comes
+	// one after the one before.
+	delivered uint64
 }
+
+// errDeliveriesLost says that the read's consumer delivered messages the
+// read never got: those of a fetch whose deadline passed while the server
+// was still sending its batch, which the server counts as delivered.
+var errDeliveriesLost = errors.New("the read's consumer delivered messages the read did not receive")
 
 // fetch runs one fetch of the read loop and sends what it brings; done
 // once caught up or past UpTo. The fetch waits at most the store's
@@ -142,7 +152,10 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 		if err != nil {
 			return false, received, fmt.Errorf("%w: %v", ErrCorruptEvent, err)
 		}
-		r.last = meta.Sequence.Stream
+		if meta.Sequence.Consumer != r.delivered+1 {
+			return false, received, errDeliveriesLost
+		}
+		r.last, r.delivered = meta.Sequence.Stream, meta.Sequence.Consumer
 		ev, err := DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 		r.store.unreadable.Note(err)
 		switch {

@@ -82,7 +82,18 @@ func TestShutdownLetsHTTPCallsInFlightFinish(t *testing.T) {
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- svc.Shutdown(10 * time.Second) }()
-	time.Sleep(300 * time.Millisecond) // shutdown is under way, waiting for the call
+	// Shutdown is under way, waiting for the call, once the port refuses
+	// new connections.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		conn, err := net.Dial("tcp", lis.Addr().String())
+		if err != nil {
+			break
+		}
+		_ = conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the HTTP port still takes connections 10 s after shutdown began")
+		}
+	}
 	close(store.release)
 	a := <-answers
 	if a.err != nil || a.status != http.StatusOK || !strings.Contains(a.body, `"orderId":"slow-1"`) {
