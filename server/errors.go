@@ -17,6 +17,11 @@ import (
 )
 
 // permissionDenied is the status of a request this deployment refuses to trust.
+
+// ShuttingDownMessage is the UNAVAILABLE message of the calls a node ends
+// as it shuts down: reconnect (to another node), and how a watch resumes.
+const ShuttingDownMessage = "ordersd is shutting down; reconnect (a watch resumes after the resume_position of the last response it handled)"
+
 func permissionDenied(msg string) error {
 	return status.Error(codes.PermissionDenied, msg)
 }
@@ -39,7 +44,7 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 	)
 	switch {
 	case errors.Is(context.Cause(ctx), errShuttingDown):
-		return status.Error(codes.Unavailable, "ordersd is shutting down; reconnect (a watch resumes after the resume_position of the last response it handled)")
+		return status.Error(codes.Unavailable, ShuttingDownMessage)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded before JetStream answered; for a write the outcome is unknown: retry with the same request_id")
 	case errors.Is(ctx.Err(), context.Canceled):

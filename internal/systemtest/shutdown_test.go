@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/server"
 )
 
 const (
@@ -42,8 +43,8 @@ const (
 	// machine, and still far from unsentAckWait).
 	releasedWithin = 20 * time.Second
 	// shuttingDownHint is what the server tells the streams it ends on
-	// shutdown (server/errors.go): reconnect, and how a watch resumes.
-	shuttingDownHint = "ordersd is shutting down; reconnect (a watch resumes with start_sequence = last sequence + 1)"
+	// shutdown: reconnect, and how a watch resumes.
+	shuttingDownHint = server.ShuttingDownMessage
 )
 
 // SIGTERM to ordersd while it serves every kind of stream keeps each of
