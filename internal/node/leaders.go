@@ -12,9 +12,9 @@ import (
 	"github.com/ordersd/ordersd/internal/metrics"
 )
 
-// ordersdStreams are the streams ordersd provisions, whose leaders it
+// Streams are the streams ordersd provisions, whose leaders it
 // spreads over a cluster and reports in ordersd_stream_leader.
-var ordersdStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
+var Streams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
 
 // newRebalancer checks the placement of ordersd's streams every
 // cfg.RebalanceInterval. It moves leaders only on the node whose
@@ -29,7 +29,7 @@ func newRebalancer(cfg Config, conn *natsConn, m *metrics.Metrics, log *slog.Log
 		ns := conn.embedded
 		moves = func() bool { return ns.JetStreamIsClustered() && ns.JetStreamIsLeader() }
 	}
-	return leaders.New(conn.nc, leaders.Options{Streams: ordersdStreams, Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
+	return leaders.New(conn.nc, leaders.Options{Streams: Streams, Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
 		Moves: moves, Logger: log, Metrics: m})
 }
 

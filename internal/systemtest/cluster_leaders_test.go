@@ -11,18 +11,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
+	ordersnode "github.com/ordersd/ordersd/internal/node"
 )
 
-// replicatedStreams are ordersd's streams, each with --replicas copies:
-// the events, the order-id index, the dead letters and the redrive
-// markers.
-var replicatedStreams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
-
-// streamLeaders reads the leader of each of replicatedStreams from
-// JetStream's stream info, through node's NATS server, and checks that
-// each keeps three copies.
+// streamLeaders reads the leader of each of ordersd's streams (each with
+// --replicas copies) from JetStream's stream info, through node's NATS
+// server, and checks that each keeps three copies.
 func streamLeaders(ctx context.Context, node *clusterNode) (map[string]string, error) {
 	nc, err := node.nats()
 	if err != nil {
@@ -34,7 +29,7 @@ func streamLeaders(ctx context.Context, node *clusterNode) (map[string]string, e
 		return nil, err
 	}
 	leaders := map[string]string{}
-	for _, name := range replicatedStreams {
+	for _, name := range ordersnode.Streams {
 		stream, err := js.Stream(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
@@ -142,13 +137,13 @@ func TestStreamLeaderMetricNamesEachStreamsLeader(t *testing.T) {
 	eventually(t, 20*time.Second, "every stream's leader in the metric", func() error {
 		body := get(t, base+"/metrics", http.StatusOK)
 		var missing []string
-		for _, name := range replicatedStreams {
+		for _, name := range ordersnode.Streams {
 			if line := `ordersd_stream_leader{server="solo",stream="` + name + `"} 1`; !strings.Contains(body, line) {
 				missing = append(missing, line)
 			}
 		}
-		if n := strings.Count(body, "\nordersd_stream_leader{"); n != len(replicatedStreams) {
-			return fmt.Errorf("%d series of ordersd_stream_leader, want %d (missing %v)", n, len(replicatedStreams), missing)
+		if n := strings.Count(body, "\nordersd_stream_leader{"); n != len(ordersnode.Streams) {
+			return fmt.Errorf("%d series of ordersd_stream_leader, want %d (missing %v)", n, len(ordersnode.Streams), missing)
 		}
 		if len(missing) > 0 {
 			return fmt.Errorf("missing %v", missing)
