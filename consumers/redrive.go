@@ -84,7 +84,7 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 		_ = msg.TermWithReason("not a redrive marker")
 		return prepared{msg: msg}
 	}
-	ev, err := l.w.store.EventAt(context.Background(), seq) // bounded by --nats-timeout
+	ev, err := l.w.store.EventAt(context.Background(), eventstore.Partition{}, seq) // bounded by --nats-timeout
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound), errors.Is(err, eventstore.ErrCorruptEvent):
 		l.w.log.Warn("dropping a redriven dead letter whose event cannot be read", "consumer", l.spec.Consumer, "seq", seq, "err", err)

@@ -51,7 +51,7 @@ type Delivery struct {
 // that redriven dead letters point at.
 type WorkQueueStore interface {
 	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
-	EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, error)
+	EventAt(ctx context.Context, p eventstore.Partition, seq uint64) (*ordersv1.OrderEvent, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }
 

@@ -13,12 +13,12 @@ func (s *OrderService) ListOrders(ctx context.Context, req *ordersv1.ListOrdersR
 	if err != nil {
 		return nil, err
 	}
-	epoch, err := s.Store.Epoch(ctx)
+	epochs, err := s.Store.Epochs(ctx)
 	if err != nil {
 		return nil, toStatus(ctx, s.log, req.GetCustomerId(), err)
 	}
 	if req.GetPageToken() != "" {
-		if err := checkPageEpoch(issued, epoch); err != nil {
+		if err := checkPageEpochs(issued, epochs); err != nil {
 			var v violations
 			v.add("page_token", "%v", err)
 			return nil, v.err()
@@ -32,15 +32,15 @@ func (s *OrderService) ListOrders(ctx context.Context, req *ordersv1.ListOrdersR
 	for _, u := range page.Unreadable {
 		res.UnreadableOrders = append(res.UnreadableOrders, u.Proto())
 	}
-	if page.Next != 0 {
-		res.NextPageToken = s.PageTokens.sign(req, epoch, page.Next)
+	if page.Next != nil {
+		res.NextPageToken = s.PageTokens.sign(req, epochs, page.Next)
 	}
 	return res, nil
 }
 
 // validateList checks a ListOrders request and turns it into the store's.
-// It returns the epoch the page token was issued in, if there is one.
-func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore.ListRequest, eventstore.Epoch, error) {
+// It returns the epochs the page token was issued in, if there is one.
+func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore.ListRequest, []eventstore.Epoch, error) {
 	var v violations
 	v.id("customer_id", req.GetCustomerId(), eventstore.MaxIDLen, false)
 	v.statuses("statuses", req.GetStatuses())
@@ -52,8 +52,8 @@ func (s *OrderService) validateList(req *ordersv1.ListOrdersRequest) (eventstore
 		v.add("page_size", "must be 1 to %d (0: %d), got %d", eventstore.MaxPageSize, eventstore.DefaultPageSize, size)
 	}
 	var (
-		after  uint64
-		issued eventstore.Epoch
+		after  eventstore.Cursor
+		issued []eventstore.Epoch
 	)
 	if token := req.GetPageToken(); token != "" {
 		var err error

@@ -19,6 +19,7 @@ type OrderStore interface {
 	History(ctx context.Context, orderID string, send func(*ordersv1.OrderEvent) error, skipped func(*eventstore.UnreadableError) error) error
 	List(ctx context.Context, req eventstore.ListRequest) (eventstore.ListPage, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
+	Epochs(ctx context.Context) ([]eventstore.Epoch, error)
 }
 
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).

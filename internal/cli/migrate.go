@@ -51,7 +51,7 @@ func printMigrateSummary(w io.Writer, sum migrate.Summary) {
 		fmt.Fprintf(w, "ordersd migrate: %s\n", sum.NothingToDo)
 		return
 	}
-	fmt.Fprintf(w, "ordersd migrate: stream %s rewritten into subject layout %s in %s\n", eventstore.StreamName, eventstore.Layout, sum.Took.Round(1e6))
+	fmt.Fprintf(w, "ordersd migrate: stream %s rewritten into subject layout %s in %s\n", eventstore.StreamName, eventstore.UnpartitionedLayout, sum.Took.Round(1e6))
 	fmt.Fprintf(w, "  events:    %d, last sequence %d -> %d (revisions are the new stream sequences)\n", sum.Events, sum.OldLastSeq, sum.NewLastSeq)
 	fmt.Fprintf(w, "  orders:    %d, each with its entry in the order-id index %s\n", sum.Orders, eventstore.IndexStreamName)
 	if sum.Skipped > 0 {

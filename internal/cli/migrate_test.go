@@ -86,7 +86,7 @@ func TestMigrateCommandOnADataDir(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("ordersd migrate: exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"rewritten into subject layout " + eventstore.Layout, "events:    9, last sequence 9 -> 9", "orders:    6",
+	for _, want := range []string{"rewritten into subject layout " + eventstore.UnpartitionedLayout, "events:    9, last sequence 9 -> 9", "orders:    6",
 		consumers.ReviewConsumer + " (ORDERS.created.*.*): ack floor 0 -> starts at 1", "nats stream rm " + migrate.BackupStreamName} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ordersd migrate printed no %q:\n%s", want, out)

@@ -55,7 +55,7 @@ func TestTokensOfTheStreamBeforeAMigrationAreRefused(t *testing.T) {
 		t.Errorf("AckOrders with a token of the stream before the migration: %v; want INVALID_ARGUMENT naming the earlier stream", err)
 	}
 	_, err = client.ListOrders(ctx, &ordersv1.ListOrdersRequest{CustomerId: "customer-0", PageSize: 1, PageToken: oldPage})
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "earlier incarnation of the stream ORDERS") {
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "earlier streams of the orders (before `ordersd migrate`") {
 		t.Errorf("ListOrders with a page token of the stream before the migration: %v; want INVALID_ARGUMENT naming the earlier stream", err)
 	}
 

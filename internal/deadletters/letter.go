@@ -73,7 +73,7 @@ func (d *opened) read(ctx context.Context, raw *jetstream.RawStreamMsg) (Letter,
 			return letter, nil
 		}
 	}
-	ev, err := d.s.events.EventAt(ctx, letter.EventSeq)
+	ev, err := d.s.events.EventAt(ctx, eventstore.Partition{}, letter.EventSeq)
 	if err != nil && !errors.Is(err, eventstore.ErrNotFound) && !errors.Is(err, eventstore.ErrCorruptEvent) {
 		return Letter{}, err
 	}

@@ -22,7 +22,7 @@ type Events interface {
 	// ProvisionAgain makes the next call provision them again.
 	ProvisionAgain()
 	// EventAt reads the event at an ORDERS sequence.
-	EventAt(ctx context.Context, seq uint64) (*ordersv1.OrderEvent, error)
+	EventAt(ctx context.Context, p eventstore.Partition, seq uint64) (*ordersv1.OrderEvent, error)
 	// Classify turns an error into one of eventstore's sentinels.
 	Classify(err error) error
 }

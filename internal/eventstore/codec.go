@@ -34,7 +34,13 @@ const (
 // with ExpectRevision. The benchmark's direct client uses it too, so both
 // sides store the very same messages.
 func EncodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
-	subject, err := EventSubject(order.GetStatus(), KeyOf(order))
+	return Layout{}.EncodeEvent(order, requestID)
+}
+
+// EncodeEvent is EncodeEvent in layout l: on the event subject of the
+// order's partition.
+func (l Layout) EncodeEvent(order *ordersv1.Order, requestID string) (*nats.Msg, error) {
+	subject, err := l.Of(order.GetOrderId()).EventSubject(order.GetStatus(), KeyOf(order))
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +78,13 @@ func msgID(status ordersv1.OrderStatus, orderID, requestID string) string {
 // order's last event is at stream sequence revision (0: the order has no
 // event yet): the per-order concurrency check of every write.
 func ExpectRevision(k OrderKey, revision uint64) jetstream.PublishOpt {
-	filter, _ := OrderSubjects(k) // the caller encoded the event, which checked the key
+	return Layout{}.ExpectRevision(k, revision)
+}
+
+// ExpectRevision is ExpectRevision in layout l: a revision is a sequence
+// of the order's partition.
+func (l Layout) ExpectRevision(k OrderKey, revision uint64) jetstream.PublishOpt {
+	filter, _ := l.Of(k.OrderID).OrderSubjects(k) // the caller encoded the event, which checked the key
 	return jetstream.WithExpectLastSequenceForSubject(revision, filter)
 }
 
@@ -86,33 +98,39 @@ type storedEvent struct {
 // DecodeEvent reads a stored message back into an OrderEvent, checking
 // that its subject, headers and payload agree. Messages that other
 // publishers put on ORDERS.> fail with an *UnreadableError (it matches
-// ErrCorruptEvent) instead of being taken for orders.
+// ErrCorruptEvent) instead of being taken for orders. It reads layout 2's
+// stream; Partition.DecodeEvent reads any partition's.
 func DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (*ordersv1.OrderEvent, error) {
-	ev, err := decodeEvent(subject, header, data, seq, stored)
+	return Partition{}.DecodeEvent(subject, header, data, seq, stored)
+}
+
+// DecodeEvent is DecodeEvent of a message stored in partition p.
+func (p Partition) DecodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (*ordersv1.OrderEvent, error) {
+	ev, err := p.decodeEvent(subject, header, data, seq, stored)
 	return ev.event, err
 }
 
 // decodeEvent is DecodeEvent that also returns the request id.
-func decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
-	status, key, ok := parseSubject(subject)
+func (p Partition) decodeEvent(subject string, header nats.Header, data []byte, seq uint64, stored time.Time) (storedEvent, error) {
+	status, key, ok := p.parseSubject(subject)
 	if !ok {
-		return storedEvent{}, unreadable(subject, seq, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName)
+		return storedEvent{}, p.unreadable(subject, seq, "the subject is not %s", p.subjectForm())
 	}
 	// The headers are checked when present: ordersd writes both, and a
 	// message that names another content type or event says it is not one
 	// of ordersd's events.
 	if ct := header.Get(HeaderContentType); ct != "" && ct != ContentTypeOrder {
-		return storedEvent{}, unreadable(subject, seq, "its %s is %q, not %q", HeaderContentType, ct, ContentTypeOrder)
+		return storedEvent{}, p.unreadable(subject, seq, "its %s is %q, not %q", HeaderContentType, ct, ContentTypeOrder)
 	}
 	if et := header.Get(HeaderEventType); et != "" && et != EventType(status) {
-		return storedEvent{}, unreadable(subject, seq, "its %s header %q does not match the subject's event %q", HeaderEventType, et, EventType(status))
+		return storedEvent{}, p.unreadable(subject, seq, "its %s header %q does not match the subject's event %q", HeaderEventType, et, EventType(status))
 	}
 	order := &ordersv1.Order{}
 	if err := proto.Unmarshal(data, order); err != nil {
-		return storedEvent{}, unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf (%v)", err)
+		return storedEvent{}, p.unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf (%v)", err)
 	}
 	if order.GetStatus() != status || KeyOf(order) != key {
-		return storedEvent{}, unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
+		return storedEvent{}, p.unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
 			order.GetCustomerId(), order.GetOrderId(), order.GetStatus())
 	}
 	order.Revision = seq

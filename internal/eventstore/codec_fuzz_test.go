@@ -39,7 +39,7 @@ func FuzzDecodeEvent(f *testing.F) {
 				header.Set(k, v)
 			}
 		}
-		ev, err := decodeEvent(subject, header, data, 42, stored)
+		ev, err := Partition{}.decodeEvent(subject, header, data, 42, stored)
 		if err != nil {
 			if !errors.Is(err, ErrCorruptEvent) {
 				t.Fatalf("error %v is not ErrCorruptEvent", err)

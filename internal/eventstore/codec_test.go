@@ -15,7 +15,7 @@ func TestDecodeEventRefusesForeignMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, err := decodeEvent(msg.Subject, msg.Header, msg.Data, 7, time.Unix(0, 0))
+	ev, err := Partition{}.decodeEvent(msg.Subject, msg.Header, msg.Data, 7, time.Unix(0, 0))
 	if err != nil || ev.requestID != "req-1" || ev.event.GetOrder().GetRevision() != 7 || ev.event.GetSequence() != 7 {
 		t.Fatalf("round trip: %v, %v", ev, err)
 	}
@@ -30,7 +30,7 @@ func TestDecodeEventRefusesForeignMessages(t *testing.T) {
 		"the layout before customers": {"ORDERS.approved.o-1", msg.Data},
 		"not an event subject":        {"ORDERS.misc", msg.Data},
 	} {
-		if _, err := decodeEvent(c.subject, msg.Header, c.data, 1, time.Unix(0, 0)); !errors.Is(err, ErrCorruptEvent) {
+		if _, err := (Partition{}).decodeEvent(c.subject, msg.Header, c.data, 1, time.Unix(0, 0)); !errors.Is(err, ErrCorruptEvent) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

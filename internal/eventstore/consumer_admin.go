@@ -102,7 +102,7 @@ func (s *Store) Durables(ctx context.Context) ([]Consumer, error) {
 		return nil, err
 	}
 	defer cancel()
-	infos, err := durables(ctx, st.orders)
+	infos, err := durables(ctx, st.parts[0].events)
 	if err != nil {
 		return nil, s.classify(err)
 	}
@@ -132,7 +132,7 @@ func (s *Store) Consumer(ctx context.Context, name string) (Consumer, error) {
 		return Consumer{}, err
 	}
 	defer cancel()
-	info, err := consumerInfo(ctx, st.orders, name)
+	info, err := consumerInfo(ctx, st.parts[0].events, name)
 	if err != nil {
 		return Consumer{}, s.classify(err)
 	}
@@ -166,7 +166,7 @@ func (s *Store) UpdateConsumer(ctx context.Context, name string, change Consumer
 		return Consumer{}, err
 	}
 	defer cancel()
-	stream := st.orders
+	stream := st.parts[0].events
 	info, err := consumerInfo(ctx, stream, name)
 	if err != nil {
 		return Consumer{}, s.classify(err)
@@ -196,7 +196,7 @@ func (s *Store) DeleteConsumer(ctx context.Context, name string) error {
 		return err
 	}
 	defer cancel()
-	stream := st.orders
+	stream := st.parts[0].events
 	if _, err := consumerInfo(ctx, stream, name); err != nil {
 		return s.classify(err)
 	}

@@ -23,14 +23,14 @@ func (s *Store) EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig
 		return nil, err
 	}
 	defer cancel()
-	cons, err := stream.orders.Consumer(ctx, cfg.Durable)
+	cons, err := stream.parts[0].events.Consumer(ctx, cfg.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		if err := checkDurableCap(ctx, stream.orders, maxDurables); err != nil {
+		if err := checkDurableCap(ctx, stream.parts[0].events, maxDurables); err != nil {
 			return nil, s.classify(err)
 		}
-		cons, err = stream.orders.CreateConsumer(ctx, cfg)
+		cons, err = stream.parts[0].events.CreateConsumer(ctx, cfg)
 		if errors.Is(err, jetstream.ErrConsumerExists) { // another node created it first
-			cons, err = stream.orders.Consumer(ctx, cfg.Durable)
+			cons, err = stream.parts[0].events.Consumer(ctx, cfg.Durable)
 		}
 	}
 	if err != nil {
@@ -47,7 +47,7 @@ func (s *Store) CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.Consum
 		return nil, err
 	}
 	defer cancel()
-	cons, err := stream.orders.CreateOrUpdateConsumer(ctx, cfg)
+	cons, err := stream.parts[0].events.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, s.classify(err)
 	}

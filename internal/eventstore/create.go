@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -16,17 +17,19 @@ import (
 // server); the store re-checks only what would be unsafe to store.
 type NewOrder struct {
 	RequestID    string // optional idempotency key
-	OrderID      string // optional; a ULID is made when empty
+	OrderID      string // optional; made when empty: OrderIDOf(RequestID), or a ULID without a request id
 	CustomerID   string
 	Items        []*ordersv1.LineItem
 	CurrencyCode string
 }
 
-// Create stores a new order: its entry in the order-id index (expecting
-// none, so an order id is taken once across all customers), then its
-// created event, published with an expected last sequence of 0 on
-// ORDERS.*.<customer_id>.<order_id>. A retried request is answered with the
-// original order.
+// Create stores a new order in its partition: the claim of its order id
+// (expecting none, so an order id is taken once across all customers),
+// then its created event, published with an expected last sequence of 0
+// on the order's subjects. A retried request is answered with the
+// original order: an order id the server makes for a request id is
+// derived from it (OrderIDOf), so every attempt of the request claims the
+// same id, in the same partition, however long after the first.
 func (s *Store) Create(ctx context.Context, in NewOrder) (Result, error) {
 	return s.create(ctx, in, createTurn{})
 }
@@ -43,14 +46,20 @@ func (s *Store) create(ctx context.Context, in NewOrder, turn createTurn) (Resul
 		return Result{}, err
 	}
 	defer cancel()
-	if err := s.claim(ctx, st, KeyOf(order)); err != nil {
+	part := st.of(s.layout.Of(order.GetOrderId()))
+	if err := s.claim(ctx, part, KeyOf(order)); err != nil {
+		if in.OrderID == "" && errors.Is(err, ErrAlreadyExists) {
+			// The id was derived from the request id: another customer's
+			// create used that request id first.
+			return Result{}, fmt.Errorf("%w: %q created order %s of another customer", ErrRequestIDReused, in.RequestID, order.GetOrderId())
+		}
 		return Result{}, err
 	}
 	if err := turn.wait(ctx); err != nil {
 		return Result{}, s.classify(err)
 	}
-	ack, err := s.publishThen(ctx, msg, turn.pass, ExpectRevision(KeyOf(order), 0))
-	return s.settleCreate(ctx, st.orders, in, order, ack, err)
+	ack, err := s.publishThen(ctx, msg, turn.pass, s.layout.ExpectRevision(KeyOf(order), 0))
+	return s.settleCreate(ctx, part, in, order, ack, err)
 }
 
 // createTurn keeps the created events of CreateAsync calls in call order:
@@ -140,7 +149,10 @@ func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
 		return nil, nil, err
 	}
 	orderID := in.OrderID
-	if orderID == "" {
+	switch {
+	case orderID == "" && in.RequestID != "":
+		orderID = OrderIDOf(in.RequestID)
+	case orderID == "":
 		orderID = s.newID()
 	}
 	now := timestamppb.New(s.now())
@@ -154,7 +166,7 @@ func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
 		CreateTime:   now,
 		UpdateTime:   now,
 	}
-	msg, err := EncodeEvent(order, in.RequestID)
+	msg, err := s.layout.EncodeEvent(order, in.RequestID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,11 +175,11 @@ func (s *Store) createdEvent(in NewOrder) (*ordersv1.Order, *nats.Msg, error) {
 
 // settleCreate turns JetStream's answer to a created event into the
 // create's result.
-func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in NewOrder, order *ordersv1.Order, ack *jetstream.PubAck, err error) (Result, error) {
+func (s *Store) settleCreate(ctx context.Context, part partitionStreams, in NewOrder, order *ordersv1.Order, ack *jetstream.PubAck, err error) (Result, error) {
 	switch {
 	case IsWrongLastSequence(err):
 		// The order id is taken: by this very request (a retry) or another.
-		if prior, ok, err := s.eventWithRequest(ctx, stream, ordersv1.OrderStatus_ORDER_STATUS_CREATED, KeyOf(order), in.RequestID); err != nil || ok {
+		if prior, ok, err := s.eventWithRequest(ctx, part, ordersv1.OrderStatus_ORDER_STATUS_CREATED, KeyOf(order), in.RequestID); err != nil || ok {
 			return prior, s.classify(err)
 		}
 		return Result{}, fmt.Errorf("%w: order %s", ErrAlreadyExists, order.GetOrderId())
@@ -176,7 +188,7 @@ func (s *Store) settleCreate(ctx context.Context, stream jetstream.Stream, in Ne
 	case ack.Duplicate:
 		// A retry of a create whose order id the server made up: the
 		// duplicate window knows the original event.
-		return s.duplicateAt(ctx, stream, ack.Sequence, in.RequestID, in.OrderID)
+		return s.duplicateAt(ctx, part, ack.Sequence, in.RequestID, in.OrderID)
 	}
 	order.Revision = ack.Sequence
 	return Result{Order: order}, nil

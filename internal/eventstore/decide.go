@@ -24,7 +24,7 @@ type PendingTransition struct {
 // events does: the payload of an event is the order's state at the event's
 // stream sequence. It skips Transition's read, builds the next event from
 // known and publishes it asynchronously with known.Revision as the
-// expected last sequence on ORDERS.*.<customer_id>.<id>, so that many transitions can be
+// expected last sequence on the order's subjects, so that many transitions can be
 // in flight at once over one connection.
 //
 // c.ExpectedRevision, when set, must be known.Revision. A change the state
@@ -46,7 +46,7 @@ func (s *Store) TransitionFrom(ctx context.Context, known *ordersv1.Order, c Cha
 	next.Status = c.To
 	next.Reason = c.Reason
 	next.UpdateTime = timestamppb.New(s.now())
-	msg, err := EncodeEvent(next, c.RequestID)
+	msg, err := s.layout.EncodeEvent(next, c.RequestID)
 	if err != nil {
 		return nil, err
 	}

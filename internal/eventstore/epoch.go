@@ -34,7 +34,7 @@ func epochOf(info *jetstream.StreamInfo) Epoch {
 	h := sha256.New()
 	h.Write([]byte(info.Config.Name))
 	h.Write([]byte{0})
-	h.Write([]byte(Layout))
+	h.Write([]byte(info.Config.Metadata[MetadataLayout]))
 	h.Write([]byte{0})
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(info.Created.UTC().UnixNano())))
 	var e Epoch
@@ -42,13 +42,28 @@ func epochOf(info *jetstream.StreamInfo) Epoch {
 	return e
 }
 
-// Epoch returns the epoch of the stream ORDERS this store serves (looking
-// the stream up, or provisioning it, when it is not known yet).
+// Epoch returns the epoch of the first partition's stream (ORDERS in
+// layout 2), looking the streams up, or provisioning them, when they are
+// not known yet.
 func (s *Store) Epoch(ctx context.Context) (Epoch, error) {
-	ctx, cancel, st, err := s.begin(ctx)
+	epochs, err := s.Epochs(ctx)
 	if err != nil {
 		return Epoch{}, err
 	}
+	return epochs[0], nil
+}
+
+// Epochs returns the epoch of every partition's stream, by partition
+// number.
+func (s *Store) Epochs(ctx context.Context) ([]Epoch, error) {
+	ctx, cancel, st, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
 	defer cancel()
-	return epochOf(st.orders.CachedInfo()), nil
+	epochs := make([]Epoch, len(st.parts))
+	for i, part := range st.parts {
+		epochs[i] = epochOf(part.events.CachedInfo())
+	}
+	return epochs, nil
 }

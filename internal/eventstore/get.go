@@ -10,19 +10,20 @@ import (
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 )
 
-// Get returns an order's current state: the last event on
-// ORDERS.*.<customer_id>.<id>, the customer found in the order-id index.
+// Get returns an order's current state: the last event on the order's
+// subjects in its partition, the customer found in its order-id claim.
 func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error) {
 	ctx, cancel, st, err := s.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	key, err := s.locate(ctx, st, orderID)
+	part := st.of(s.layout.Of(orderID))
+	key, err := s.locate(ctx, part, orderID)
 	if err != nil {
 		return nil, s.classify(err)
 	}
-	last, err := s.lastEvent(ctx, st.orders, key)
+	last, err := s.lastEvent(ctx, part, key)
 	if err != nil {
 		return nil, s.classify(err)
 	}
@@ -33,19 +34,19 @@ func (s *Store) Get(ctx context.Context, orderID string) (*ordersv1.Order, error
 // when it has none (its index entry may exist: see index.go), and an
 // *UnreadableError, reported once, when its last message is not an order
 // event (QueueService.RepairOrder restores the order).
-func (s *Store) lastEvent(ctx context.Context, stream jetstream.Stream, k OrderKey) (storedEvent, error) {
-	filter, err := OrderSubjects(k)
+func (s *Store) lastEvent(ctx context.Context, part partitionStreams, k OrderKey) (storedEvent, error) {
+	filter, err := part.OrderSubjects(k)
 	if err != nil {
 		return storedEvent{}, err
 	}
-	raw, err := stream.GetLastMsgForSubject(ctx, filter)
+	raw, err := part.events.GetLastMsgForSubject(ctx, filter)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return storedEvent{}, fmt.Errorf("%w: %s", ErrNotFound, k.OrderID)
 	}
 	if err != nil {
 		return storedEvent{}, err
 	}
-	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	ev, err := part.decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 	s.unreadable.Note(err)
 	return ev, err
 }

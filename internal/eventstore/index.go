@@ -40,14 +40,20 @@ const (
 
 // IndexSubject is the subject of an order's index entry.
 func IndexSubject(orderID string) string {
-	return IndexStreamName + "." + orderID
+	return Partition{}.ClaimSubject(orderID)
 }
 
 // IndexEntry is the message of a new order's index entry, and the publish
 // option that makes it fail when the order id is taken. Create writes it
 // before the created event; the benchmark's direct client does the same.
 func IndexEntry(k OrderKey) (*nats.Msg, jetstream.PublishOpt) {
-	msg := nats.NewMsg(IndexSubject(k.OrderID))
+	return Partition{}.ClaimEntry(k)
+}
+
+// ClaimEntry is IndexEntry in partition p: the claim of an order id in
+// the order's partition.
+func (p Partition) ClaimEntry(k OrderKey) (*nats.Msg, jetstream.PublishOpt) {
+	msg := nats.NewMsg(p.ClaimSubject(k.OrderID))
 	msg.Data = []byte(k.CustomerID)
 	return msg, jetstream.WithExpectLastSequenceForSubject(0, msg.Subject)
 }
@@ -69,13 +75,13 @@ func (o StreamOptions) IndexStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// claim writes the index entry of a new order, or accepts the one that is
+// claim writes the claim of a new order's id (its index entry), or accepts the one that is
 // there when it names the same customer (an earlier attempt of this create,
 // or one that died before its event: the created event's own expected
 // sequence then decides). An order id of another customer is
 // ErrAlreadyExists.
-func (s *Store) claim(ctx context.Context, st streams, k OrderKey) error {
-	msg, expectNew := IndexEntry(k)
+func (s *Store) claim(ctx context.Context, st partitionStreams, k OrderKey) error {
+	msg, expectNew := st.ClaimEntry(k)
 	future, err := s.sendAsync(msg, expectNew)
 	if err != nil {
 		return s.classify(err)
@@ -102,13 +108,13 @@ func (s *Store) Locate(ctx context.Context, orderID string) (OrderKey, error) {
 		return OrderKey{}, err
 	}
 	defer cancel()
-	key, err := s.locate(ctx, st, orderID)
+	key, err := s.locate(ctx, st.of(s.layout.Of(orderID)), orderID)
 	return key, s.classify(err)
 }
 
 // locate returns the key of an order from the index; ErrNotFound when the
 // order id was never taken.
-func (s *Store) locate(ctx context.Context, st streams, orderID string) (OrderKey, error) {
+func (s *Store) locate(ctx context.Context, st partitionStreams, orderID string) (OrderKey, error) {
 	if !ValidToken(orderID, MaxIDLen) {
 		return OrderKey{}, fmt.Errorf("%w: order id %q is not subject-safe", ErrInvalidArgument, orderID)
 	}
@@ -120,8 +126,8 @@ func (s *Store) locate(ctx context.Context, st streams, orderID string) (OrderKe
 }
 
 // customerOf reads an order's index entry.
-func (s *Store) customerOf(ctx context.Context, st streams, orderID string) (string, error) {
-	raw, err := st.index.GetLastMsgForSubject(ctx, IndexSubject(orderID))
+func (s *Store) customerOf(ctx context.Context, st partitionStreams, orderID string) (string, error) {
+	raw, err := st.claims.GetLastMsgForSubject(ctx, st.ClaimSubject(orderID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return "", fmt.Errorf("%w: %s", ErrNotFound, orderID)
 	}

@@ -121,7 +121,7 @@ func (s *Store) awaitAck(ctx context.Context, future jetstream.PubAckFuture) (*j
 // and measurement, and the answer to come.
 type asyncPublish struct {
 	store      *Store
-	stream     jetstream.Stream
+	stream     partitionStreams
 	publishing publishing
 	future     jetstream.PubAckFuture
 }
@@ -136,12 +136,12 @@ func (s *Store) publishAsync(ctx context.Context, msg *nats.Msg, k OrderKey, rev
 	}
 	cancel() // the stream handle outlives the check; the publish has its own bounds
 	p := s.startPublish(ctx, msg)
-	future, err := s.sendAsync(msg, ExpectRevision(k, revision))
+	future, err := s.sendAsync(msg, s.layout.ExpectRevision(k, revision))
 	if err != nil {
 		p.end(nil, err)
 		return asyncPublish{}, s.classify(err)
 	}
-	return asyncPublish{store: s, stream: st.orders, publishing: p, future: future}, nil
+	return asyncPublish{store: s, stream: st.of(s.layout.Of(k.OrderID)), publishing: p, future: future}, nil
 }
 
 // await waits for JetStream's answer, or the end of ctx, and ends the

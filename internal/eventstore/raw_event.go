@@ -54,9 +54,14 @@ func FieldNumber(m proto.Message, name protoreflect.Name) protowire.Number {
 // order id, customer id and status agree with the subject. A message that
 // fails is an *UnreadableError, as with DecodeEvent.
 func CheckRawEvent(subject string, data []byte, seq uint64, stored time.Time) (RawEvent, error) {
-	status, key, ok := parseSubject(subject)
+	return Partition{}.CheckRawEvent(subject, data, seq, stored)
+}
+
+// CheckRawEvent is CheckRawEvent of a message stored in partition p.
+func (p Partition) CheckRawEvent(subject string, data []byte, seq uint64, stored time.Time) (RawEvent, error) {
+	status, key, ok := p.parseSubject(subject)
 	if !ok {
-		return RawEvent{}, unreadable(subject, seq, "the subject is not %s.<event>.<customer_id>.<order_id>", StreamName)
+		return RawEvent{}, p.unreadable(subject, seq, "the subject is not %s", p.subjectForm())
 	}
 	var (
 		got    OrderKey
@@ -91,10 +96,10 @@ func CheckRawEvent(subject string, data []byte, seq uint64, stored time.Time) (R
 		b = b[n:]
 	}
 	if failed {
-		return RawEvent{}, unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf")
+		return RawEvent{}, p.unreadable(subject, seq, "the payload is not an orders.v1.Order in protobuf")
 	}
 	if gotSt != status || got != key {
-		return RawEvent{}, unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
+		return RawEvent{}, p.unreadable(subject, seq, "the payload (customer %q, order %q, status %v) does not match the subject",
 			got.CustomerID, got.OrderID, gotSt)
 	}
 	return RawEvent{Seq: seq, Stored: stored, OrderID: key.OrderID, Order: data}, nil

@@ -16,8 +16,11 @@ const readBatch = 256
 
 // ReadRequest says which stored events Read sends.
 type ReadRequest struct {
-	// Filters are subject filters (see FilterSubjects); all
-	// of ORDERS.> when empty.
+	// Partition is the partition whose stream is read (the zero Partition:
+	// ORDERS of layout 2).
+	Partition Partition
+	// Filters are subject filters (see Partition.FilterSubjects); every
+	// event of the partition when empty.
 	Filters []string
 	// StartSequence, when not 0, starts at this stream sequence.
 	StartSequence uint64
@@ -83,7 +86,10 @@ func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, mor
 		return nil, false, err
 	}
 	defer cancel()
-	r.stream, r.delivered = stream.orders, 0
+	if r.req.Partition.Of != r.store.layout.Partitions || r.req.Partition.Number >= len(stream.parts) {
+		return nil, false, fmt.Errorf("%w: %s is not a partition of this deployment", ErrInvalidArgument, r.req.Partition)
+	}
+	r.stream, r.delivered = stream.of(r.req.Partition).events, 0
 	cfg := jetstream.ConsumerConfig{
 		Description:   "ordersd read",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -102,9 +108,12 @@ func (r *reader) openConsumer(ctx context.Context) (cons jetstream.Consumer, mor
 		start := r.req.StartTime
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
-	if len(r.req.Filters) == 1 {
+	switch {
+	case len(r.req.Filters) == 0 && r.req.Partition.Of > 0:
+		cfg.FilterSubject = r.req.Partition.Subjects() // not the claims beside the events
+	case len(r.req.Filters) == 1:
 		cfg.FilterSubject = r.req.Filters[0]
-	} else {
+	default:
 		cfg.FilterSubjects = r.req.Filters
 	}
 	cons, err = r.stream.CreateConsumer(opCtx, cfg)
@@ -156,7 +165,7 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 			return false, received, errDeliveriesLost
 		}
 		r.last, r.delivered = meta.Sequence.Stream, meta.Sequence.Consumer
-		ev, err := DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		ev, err := r.req.Partition.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 		r.store.unreadable.Note(err)
 		switch {
 		case err != nil && r.req.Skipped != nil:
@@ -182,8 +191,8 @@ func (r *reader) fetch(ctx context.Context, cons jetstream.Consumer) (done bool,
 
 // History sends every event of one order, oldest first, up to the event
 // that was the order's last when History began. It reads them one at a
-// time from the stream leader ("next message on ORDERS.*.<customer>.<id>
-// from sequence n"), without a consumer: an order has a handful of
+// time from the stream leader of its partition ("next message on the
+// order's subjects from sequence n"), without a consumer: an order has a handful of
 // events, and for those, reads are cheaper than creating, fetching from
 // and deleting a consumer (ordersbench's history rows compare the two; see
 // docs/performance.md).
@@ -198,16 +207,17 @@ func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1
 		return err
 	}
 	defer cancel()
-	key, err := s.locate(opCtx, st, orderID)
+	part := st.of(s.layout.Of(orderID))
+	key, err := s.locate(opCtx, part, orderID)
 	if err != nil {
 		return s.classify(err)
 	}
-	last, err := s.lastEvent(opCtx, st.orders, key)
+	last, err := s.lastEvent(opCtx, part, key)
 	if err != nil {
 		return s.classify(err)
 	}
-	filter, _ := OrderSubjects(key) // valid: lastEvent checked it
-	sc := &scan{stream: st.orders, filters: []string{filter}, heads: make([]*jetstream.RawStreamMsg, 1)}
+	filter, _ := part.OrderSubjects(key) // valid: lastEvent checked it
+	sc := newScan(part, []string{filter}, 0)
 	for sc.cursor < last.event.GetSequence() {
 		batch, err := sc.next(opCtx, 1)
 		if err != nil {
@@ -217,7 +227,7 @@ func (s *Store) History(ctx context.Context, orderID string, send func(*ordersv1
 			return fmt.Errorf("%w: order %s: events up to sequence %d not found", ErrUnavailable, orderID, last.event.GetSequence())
 		}
 		raw := batch[0]
-		ev, err := DecodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+		ev, err := part.DecodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 		s.unreadable.Note(err)
 		switch {
 		case err != nil && skipped != nil:

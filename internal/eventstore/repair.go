@@ -51,12 +51,13 @@ func (s *Store) Repair(ctx context.Context, orderID string, validateOnly bool) (
 		return RepairReport{}, err
 	}
 	defer cancel()
-	key, err := s.locate(ctx, st, orderID)
+	part := st.of(s.layout.Of(orderID))
+	key, err := s.locate(ctx, part, orderID)
 	if err != nil {
 		return RepairReport{}, s.classify(err)
 	}
-	filter, _ := OrderSubjects(key) // valid: locate checked it
-	sc := &scan{stream: st.orders, filters: []string{filter}, heads: make([]*jetstream.RawStreamMsg, 1)}
+	filter, _ := part.OrderSubjects(key) // valid: locate checked it
+	sc := newScan(part, []string{filter}, 0)
 	var (
 		report   RepairReport
 		good     storedEvent
@@ -74,7 +75,7 @@ func (s *Store) Repair(ctx context.Context, orderID string, validateOnly bool) (
 		}
 		for _, raw := range batch {
 			lastSeq = raw.Sequence
-			ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+			ev, err := part.decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 			if u := AsUnreadable(err); u != nil {
 				s.unreadable.Note(u)
 				report.Unreadable = append(report.Unreadable, u)
@@ -97,7 +98,7 @@ func (s *Store) Repair(ctx context.Context, orderID string, validateOnly bool) (
 	if len(toRepair) == 0 || validateOnly {
 		return report, nil
 	}
-	msg, err := EncodeEvent(good.event.GetOrder(), "")
+	msg, err := s.layout.EncodeEvent(good.event.GetOrder(), "")
 	if err != nil {
 		return RepairReport{}, err
 	}
@@ -108,7 +109,7 @@ func (s *Store) Repair(ctx context.Context, orderID string, validateOnly bool) (
 		msg.Header.Set(HeaderRequestID, good.requestID)
 	}
 	msg.Header.Set(HeaderRepairOf, strings.Join(toRepair, ","))
-	ack, err := s.publish(ctx, msg, ExpectRevision(key, lastSeq))
+	ack, err := s.publish(ctx, msg, s.layout.ExpectRevision(key, lastSeq))
 	if IsWrongLastSequence(err) {
 		return RepairReport{}, &ConflictError{Expected: lastSeq}
 	}

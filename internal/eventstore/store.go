@@ -27,7 +27,10 @@ const maxReplicas = 5
 // Options configure a Store. A zero field takes the default its comment
 // names; a value out of range makes New fail with ErrInvalidOption.
 type Options struct {
-	// Stream sets the stream ORDERS: Replicas 1 to 5 (1 when zero) and a
+	// Layout is how the orders are laid out over streams: layout 2 (one
+	// stream) when zero, N partitions otherwise.
+	Layout Layout
+	// Stream sets the streams of the orders: Replicas 1 to 5 (1 when zero) and a
 	// positive DuplicateWindow (10 minutes when zero); see
 	// DefaultStreamOptions.
 	Stream StreamOptions
@@ -49,6 +52,9 @@ func (o Options) validate() (Options, error) {
 	case o.OpTimeout < 0:
 		return o, fmt.Errorf("%w: operation timeout must be positive, got %s", ErrInvalidOption, o.OpTimeout)
 	}
+	if err := o.Layout.Check(); err != nil {
+		return o, err
+	}
 	o.Stream = o.Stream.WithDefaults()
 	if o.OpTimeout == 0 {
 		o.OpTimeout = DefaultOpTimeout
@@ -59,11 +65,12 @@ func (o Options) validate() (Options, error) {
 	return o, nil
 }
 
-// Store reads and writes order events in the stream ORDERS. It is safe for
-// concurrent use and holds no order state of its own: every answer comes
-// from the stream.
+// Store reads and writes order events in the streams of its layout. It is
+// safe for concurrent use and holds no order state of its own: every
+// answer comes from the streams.
 type Store struct {
 	js        jetstream.JetStream
+	layout    Layout
 	opts      StreamOptions
 	opTimeout time.Duration
 	log       *slog.Logger
@@ -98,6 +105,7 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 	}
 	return &Store{
 		js:         js,
+		layout:     o.Layout,
 		opts:       o.Stream,
 		opTimeout:  o.OpTimeout,
 		log:        o.Logger,
@@ -108,6 +116,9 @@ func New(js jetstream.JetStream, o Options) (*Store, error) {
 		unreadable: NewUnreadables(o.Logger, o.Metrics),
 	}, nil
 }
+
+// Layout is how the store lays its orders out over streams.
+func (s *Store) Layout() Layout { return s.layout }
 
 // Unreadables is where the store reports the unreadable messages it
 // meets; the node's other readers of the stream (the watch monitor, the
@@ -125,8 +136,9 @@ type Result struct {
 	Duplicate bool
 }
 
-// Ready checks that JetStream answers and the streams ORDERS and ORDER_IDS
-// exist, provisioning them when they do not. Health checks call it. A
+// Ready checks that JetStream answers and the layout's streams exist
+// (ORDERS and ORDER_IDS, or every partition's), provisioning them when
+// they do not. Health checks call it. A
 // stream ORDERS in an older subject layout is ErrLayoutOutdated.
 func (s *Store) Ready(ctx context.Context) error {
 	_, err := s.ready(ctx)
@@ -161,17 +173,9 @@ func (s *Store) ready(ctx context.Context) (streams, error) {
 	return st, nil
 }
 
-// lookUp finds both streams.
+// lookUp finds the layout's streams.
 func (s *Store) lookUp(ctx context.Context) (streams, error) {
-	orders, err := s.js.Stream(ctx, StreamName)
-	if err != nil {
-		return streams{}, err
-	}
-	index, err := s.js.Stream(ctx, IndexStreamName)
-	if err != nil {
-		return streams{}, err
-	}
-	return streams{orders: orders, index: index}, nil
+	return lookUpStreams(ctx, s.js, s.layout)
 }
 
 // provision creates or updates the stream, once at a time. A call that
@@ -185,7 +189,7 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 		return streams{}, fmt.Errorf("%w: the stream is being provisioned", ErrUnavailable)
 	}
 	defer s.provisionMu.Unlock()
-	st, err := provisionStreams(ctx, s.js, s.opts, s.companionsNow())
+	st, err := provisionStreams(ctx, s.js, s.layout, s.opts, s.companionsNow())
 	if err != nil && !errors.Is(err, ErrLayoutOutdated) && Classify(err) == err {
 		// Not an error the package knows (another stream holding the
 		// subjects ORDERS.>, say): without the stream no call can be
@@ -195,7 +199,8 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 	}
 	if err == nil {
 		s.provisioned.Store(true)
-		s.log.Info("stream ready", "stream", StreamName, "replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
+		s.log.Info("streams ready", "layout", s.layout.Version(), "partitions", len(st.parts), "first_stream", st.parts[0].events.CachedInfo().Config.Name,
+			"replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
 	}
 	return st, err
 }

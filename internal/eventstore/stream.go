@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,93 +35,199 @@ func (o StreamOptions) WithDefaults() StreamOptions {
 	return o
 }
 
-// StreamConfig is the stream ORDERS as ordersd needs it (a migration
-// creates it with these settings too).
+// StreamConfig is the stream ORDERS of layout 2 as ordersd needs it (a
+// migration creates it with these settings too).
 func (o StreamOptions) StreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "ordersd order events: ORDERS.<event>.<customer_id>.<order_id>, payload orders.v1.Order",
-		Metadata:    map[string]string{MetadataLayout: Layout},
-		Subjects:    CapturedSubjects(),
+	return o.PartitionConfig(Partition{})
+}
+
+// PartitionConfig is the stream of partition p as ordersd needs it.
+func (o StreamOptions) PartitionConfig(p Partition) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name:        p.Stream(),
+		Description: "ordersd order events: " + p.subjectForm() + ", payload orders.v1.Order",
+		Metadata:    map[string]string{MetadataLayout: UnpartitionedLayout},
+		Subjects:    p.CapturedSubjects(),
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    o.Replicas,
 		Duplicates:  o.DuplicateWindow,
-		// Events are the orders' only record: no one deletes single events.
+		// Layout 2's events are the orders' only record: no one deletes
+		// single events, nor purges them. JetStream never clears these
+		// two on an existing stream, which is why layout 3 leaves them off:
+		// its streams can be trimmed once orders are archived, and the
+		// account's permissions decide who may (docs/subject-layout.md).
 		DenyDelete: true,
-		// Nor purges them: ordersd never needs to, and a purge would erase orders.
-		DenyPurge: true,
+		DenyPurge:  true,
 		// Reads of an order's state go to the stream leader (no direct get),
 		// so a read after a write always sees it, even on a replicated stream.
 		AllowDirect: false,
 	}
+	if p.Of > 0 {
+		cfg.Description = fmt.Sprintf("ordersd orders, partition %d of %d: events on %s, order-id claims on %s, payload orders.v1.Order",
+			p.Number, p.Of, p.subjectForm(), p.ClaimSubject("<order_id>"))
+		cfg.Metadata = map[string]string{
+			MetadataLayout:     PartitionedLayout,
+			MetadataPartitions: strconv.Itoa(p.Of),
+			MetadataPartition:  strconv.Itoa(p.Number),
+		}
+		cfg.DenyDelete, cfg.DenyPurge = false, false
+	}
+	return cfg
 }
 
-// streams are the handles of the two streams a store uses.
+// streams are the handles of the streams a store uses, by partition
+// number (one in layout 2).
 type streams struct {
-	orders jetstream.Stream // ORDERS: the events
-	index  jetstream.Stream // ORDER_IDS: the order-id index
+	parts []partitionStreams
 }
 
-// provisionStreams creates the streams ORDERS and ORDER_IDS, or updates
-// them to the wanted settings when they exist (a stream made by an older
+// partitionStreams are the handles of one partition's streams: its events
+// and its order-id claims (the same stream in layout 3).
+type partitionStreams struct {
+	Partition
+	events jetstream.Stream
+	claims jetstream.Stream
+}
+
+// of is the handles of partition p.
+func (st streams) of(p Partition) partitionStreams { return st.parts[p.Number] }
+
+// provisionStreams creates the streams of layout l, or updates them to
+// the wanted settings when they exist (a stream ORDERS made by an older
 // ordersd, which captured all of ORDERS.>, is narrowed in place to
 // CapturedSubjects: what it stored stays), and then those of the
-// companions. A stream ORDERS that holds events in an older subject layout
-// is left untouched: ErrLayoutOutdated.
-func provisionStreams(ctx context.Context, js jetstream.JetStream, opts StreamOptions, companions []Companion) (streams, error) {
-	if err := checkLayout(ctx, js); err != nil {
+// companions. Streams that hold events in another layout, or another
+// number of partitions, are left untouched: ErrLayoutOutdated.
+func provisionStreams(ctx context.Context, js jetstream.JetStream, l Layout, opts StreamOptions, companions []Companion) (streams, error) {
+	if err := checkLayout(ctx, js, l); err != nil {
 		return streams{}, err
 	}
-	orders, err := js.CreateOrUpdateStream(ctx, opts.StreamConfig())
-	if err != nil {
-		return streams{}, fmt.Errorf("provision stream %s: %w", StreamName, err)
+	var st streams
+	if !l.Partitioned() {
+		orders, err := js.CreateOrUpdateStream(ctx, opts.StreamConfig())
+		if err != nil {
+			return streams{}, fmt.Errorf("provision stream %s: %w", StreamName, err)
+		}
+		index, err := js.CreateOrUpdateStream(ctx, opts.IndexStreamConfig())
+		if err != nil {
+			return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
+		}
+		st.parts = []partitionStreams{{events: orders, claims: index}}
 	}
-	index, err := js.CreateOrUpdateStream(ctx, opts.IndexStreamConfig())
-	if err != nil {
-		return streams{}, fmt.Errorf("provision stream %s: %w", IndexStreamName, err)
+	for _, p := range l.All() {
+		if !l.Partitioned() {
+			break
+		}
+		stream, err := js.CreateOrUpdateStream(ctx, opts.PartitionConfig(p))
+		if err != nil {
+			return streams{}, fmt.Errorf("provision stream %s: %w", p.Stream(), err)
+		}
+		st.parts = append(st.parts, partitionStreams{Partition: p, events: stream, claims: stream})
 	}
 	for _, c := range companions {
 		if err := c.Provision(ctx); err != nil {
 			return streams{}, err
 		}
 	}
-	return streams{orders: orders, index: index}, nil
+	return st, nil
 }
 
-// checkLayout fails with ErrLayoutOutdated when the stream ORDERS exists,
-// holds events and does not say it is in this build's Layout, or when a
-// migration is filling it (MetadataMigration), even while it is empty.
-// Any other empty stream is adopted as it is.
-func checkLayout(ctx context.Context, js jetstream.JetStream) error {
+// lookUpStreams finds the streams of layout l.
+func lookUpStreams(ctx context.Context, js jetstream.JetStream, l Layout) (streams, error) {
+	var st streams
+	for _, p := range l.All() {
+		events, err := js.Stream(ctx, p.Stream())
+		if err != nil {
+			return streams{}, err
+		}
+		claims := events
+		if !l.Partitioned() {
+			if claims, err = js.Stream(ctx, IndexStreamName); err != nil {
+				return streams{}, err
+			}
+		}
+		st.parts = append(st.parts, partitionStreams{Partition: p, events: events, claims: claims})
+	}
+	return st, nil
+}
+
+// checkLayout fails with ErrLayoutOutdated when the streams JetStream holds
+// are not those of layout l: in layout 2, when the stream ORDERS holds
+// events and does not say it is in layout 2, or when a migration is
+// filling it (MetadataMigration), even while it is empty; in layout 3,
+// when ORDERS still holds events (not migrated yet) or a partition stream
+// records another number of partitions. Any other empty stream is adopted
+// as it is.
+func checkLayout(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	stream, err := js.Stream(ctx, StreamName)
-	if isStreamMissing(err) {
-		return nil
-	}
-	if err != nil {
+	switch {
+	case isStreamMissing(err):
+	case err != nil:
 		return err
+	default:
+		info := stream.CachedInfo()
+		if marker := info.Config.Metadata[MetadataMigration]; marker != "" {
+			return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
+				ErrLayoutOutdated, StreamName, l.Version(), marker)
+		}
+		have := info.Config.Metadata[MetadataLayout]
+		if info.State.Msgs > 0 && (l.Partitioned() || have != UnpartitionedLayout) {
+			return layoutError(have, info.State.Msgs, l)
+		}
 	}
-	info := stream.CachedInfo()
-	if marker := info.Config.Metadata[MetadataMigration]; marker != "" {
-		return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
-			ErrLayoutOutdated, StreamName, Layout, marker)
+	if !l.Partitioned() {
+		return checkNotPartitioned(ctx, js)
 	}
-	if have := info.Config.Metadata[MetadataLayout]; have != Layout && info.State.Msgs > 0 {
-		return layoutError(have, info.State.Msgs)
+	for _, p := range l.All() {
+		stream, err := js.Stream(ctx, p.Stream())
+		if isStreamMissing(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		meta := stream.CachedInfo().Config.Metadata
+		if meta[MetadataMigration] != "" {
+			return fmt.Errorf("%w: stream %s is being filled by a migration (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
+				ErrLayoutOutdated, p.Stream(), meta[MetadataMigration])
+		}
+		if have := meta[MetadataPartitions]; have != strconv.Itoa(l.Partitions) {
+			return fmt.Errorf("%w: stream %s is a partition of a deployment of %s partitions, this node was started with %d; "+
+				"start it with --partitions %s, or stop every node and run `ordersd migrate --partitions %d` to lay the orders out again "+
+				"(see docs/subject-layout.md, \"Upgrading the stream layout\")",
+				ErrLayoutOutdated, p.Stream(), have, l.Partitions, have, l.Partitions)
+		}
 	}
 	return nil
 }
 
-// layoutError explains an outdated stream and names the command that
-// rewrites it.
-func layoutError(have string, msgs uint64) error {
+// checkNotPartitioned fails with ErrLayoutOutdated when the orders are
+// partitioned already (a node of layout 2 would otherwise start an empty
+// stream ORDERS beside them).
+func checkNotPartitioned(ctx context.Context, js jetstream.JetStream) error {
+	stream, err := js.Stream(ctx, Partition{Of: 1}.Stream())
+	switch {
+	case isStreamMissing(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	have := stream.CachedInfo().Config.Metadata[MetadataPartitions]
+	return fmt.Errorf("%w: the orders are in %s partitions (stream %s); start this node with --partitions %s",
+		ErrLayoutOutdated, have, stream.CachedInfo().Config.Name, have)
+}
+
+// layoutError explains an outdated stream ORDERS and names the command
+// that rewrites it.
+func layoutError(have string, msgs uint64, l Layout) error {
 	if have == "" {
 		have = "1"
 	}
 	return fmt.Errorf("%w: stream %s holds %d events in subject layout %s, this ordersd reads layout %s "+
-		"(ORDERS.<event>.<customer_id>.<order_id>); stop every ordersd node and run `ordersd migrate` "+
+		"(%s); stop every ordersd node and run `ordersd migrate` "+
 		"with the same NATS settings to rewrite it (see docs/subject-layout.md, \"Upgrading the stream layout\")",
-		ErrLayoutOutdated, StreamName, msgs, have, Layout)
+		ErrLayoutOutdated, StreamName, msgs, have, l.Version(), l.All()[0].subjectForm())
 }
 
 // isStreamMissing reports whether err says the stream does not exist.

@@ -16,18 +16,10 @@ const StreamName = "ORDERS"
 // (CapturedSubjects).
 const StreamSubjects = StreamName + ".>"
 
-// Layout names the subject layout of the stream ORDERS. It is kept in the
-// stream's metadata (MetadataLayout), so that a node finds out at start-up
-// whether the stored events are laid out as it reads them.
-//
-// Layout 2 is ORDERS.<event>.<customer_id>.<order_id>: the customer token
-// lets JetStream itself select one customer's events (a watch, a work
-// queue, ListOrders), at a cost that grows with that customer's events, not
-// with the stream. Layout 1 (no metadata) was ORDERS.<event>.<order_id>;
-// `ordersd migrate` rewrites it into layout 2.
-const Layout = "2"
-
-// MetadataLayout is the stream metadata key holding Layout.
+// MetadataLayout is the stream metadata key holding the layout's version
+// (Layout.Version), so that a node finds out at start-up whether the
+// stored events are laid out as it reads them. Layout 1 (no metadata) was
+// ORDERS.<event>.<order_id>; `ordersd migrate` rewrites it into layout 2.
 const MetadataLayout = "ordersd_layout"
 
 // MetadataMigration is the metadata key that tells how far a migration
@@ -63,14 +55,14 @@ var eventOrder = []ordersv1.OrderStatus{
 	ordersv1.OrderStatus_ORDER_STATUS_CANCELLED,
 }
 
-// CapturedSubjects are the subjects the stream ORDERS captures: exactly
-// those of Layout's events, ORDERS.<event>.*.* for each event type. A
+// CapturedSubjects are the subjects the stream ORDERS of layout 2
+// captures: exactly those of its events, ORDERS.<event>.*.* for each event type. A
 // publish on any other subject under ORDERS. (ORDERS.created,
 // ORDERS.junk.x) is stored by no stream, and the publisher gets
 // JetStream's "no stream" answer instead of a message landing silently
 // among the orders.
 func CapturedSubjects() []string {
-	return layoutSubjects(StreamName)
+	return Partition{}.CapturedSubjects()
 }
 
 // layoutSubjects are the event subjects under prefix: prefix.<event>.*.*
@@ -145,9 +137,16 @@ func (k OrderKey) Check() error {
 	return nil
 }
 
-// EventSubject is the subject an event of the given status is published on:
-// ORDERS.<event>.<customer_id>.<order_id>.
+// EventSubject is the subject an event of the given status is published on
+// in layout 2 (Partition.EventSubject in any layout).
 func EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
+	return Partition{}.EventSubject(status, k)
+}
+
+// EventSubject is the subject an event of the given status is published on:
+// <prefix>.<event>.<customer_id>.<order_id>, the prefix ORDERS in layout 2
+// and ORDERS.<k> in layout 3.
+func (p Partition) EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
 	token := EventType(status)
 	if token == "" {
 		return "", fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, status)
@@ -155,35 +154,47 @@ func EventSubject(status ordersv1.OrderStatus, k OrderKey) (string, error) {
 	if err := k.Check(); err != nil {
 		return "", err
 	}
-	return StreamName + "." + token + "." + k.CustomerID + "." + k.OrderID, nil
+	return p.eventPrefix() + "." + token + "." + k.CustomerID + "." + k.OrderID, nil
 }
 
+// OrderSubjects is the filter matching every event of one order in layout 2
+// (Partition.OrderSubjects in any layout).
+func OrderSubjects(k OrderKey) (string, error) { return Partition{}.OrderSubjects(k) }
+
 // OrderSubjects is the filter matching every event of one order:
-// ORDERS.*.<customer_id>.<order_id>.
-func OrderSubjects(k OrderKey) (string, error) {
+// <prefix>.*.<customer_id>.<order_id>.
+func (p Partition) OrderSubjects(k OrderKey) (string, error) {
 	if err := k.Check(); err != nil {
 		return "", err
 	}
-	return StreamName + ".*." + k.CustomerID + "." + k.OrderID, nil
+	return p.eventPrefix() + ".*." + k.CustomerID + "." + k.OrderID, nil
 }
 
-// parseSubject splits ORDERS.<event>.<customer_id>.<order_id> into its
-// status and order key.
-func parseSubject(subject string) (ordersv1.OrderStatus, OrderKey, bool) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0] != StreamName {
+// parseSubject splits <prefix>.<event>.<customer_id>.<order_id> into its
+// status and order key. In layout 3 the order must also belong to the
+// partition: a message another program put in a partition its order id
+// does not map to is no order's event there.
+func (p Partition) parseSubject(subject string) (ordersv1.OrderStatus, OrderKey, bool) {
+	rest, ok := strings.CutPrefix(subject, p.eventPrefix()+".")
+	if !ok {
 		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
-	k := OrderKey{CustomerID: parts[2], OrderID: parts[3]}
-	if k.Check() != nil {
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
 		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
-	for status, token := range eventTokens {
-		if token == parts[1] {
-			return status, k, true
-		}
+	k := OrderKey{CustomerID: parts[1], OrderID: parts[2]}
+	if k.Check() != nil || (p.Of > 0 && PartitionOf(k.OrderID, p.Of) != p.Number) {
+		return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
 	}
-	return ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, OrderKey{}, false
+	status, ok := StatusOfEventType(parts[0])
+	return status, k, ok
+}
+
+// subjectForm describes the partition's event subjects in messages about
+// a subject that is not one.
+func (p Partition) subjectForm() string {
+	return p.eventPrefix() + ".<event>.<customer_id>.<order_id>"
 }
 
 // Filter says which events a reader wants, by what their subjects carry.
@@ -203,13 +214,17 @@ type Filter struct {
 	OrderID string
 }
 
+// FilterSubjects is Partition.FilterSubjects of layout 2.
+func FilterSubjects(f Filter) ([]string, error) { return Partition{}.FilterSubjects(f) }
+
 // FilterSubjects returns the subject filters that select exactly f's
-// events: ORDERS.<event>.<customer_id>.<order_id> with '*' for each token
-// f leaves open, one filter per status (every status: one filter with '*'),
-// and none (every event) for an empty f. A status listed twice gives one
+// events in the partition: <prefix>.<event>.<customer_id>.<order_id> with
+// '*' for each token f leaves open, one filter per status (every status:
+// one filter with '*'); for an empty f, none (every event) in layout 2 and
+// ORDERS.<k>.> in layout 3, whose streams hold claims beside the events. A status listed twice gives one
 // filter, as JetStream refuses overlapping filters. An unknown status or an
 // id that is not subject-safe is ErrInvalidArgument.
-func FilterSubjects(f Filter) ([]string, error) {
+func (p Partition) FilterSubjects(f Filter) ([]string, error) {
 	customer, order := "*", "*"
 	if f.CustomerID != "" {
 		if !ValidToken(f.CustomerID, MaxIDLen) {
@@ -224,10 +239,13 @@ func FilterSubjects(f Filter) ([]string, error) {
 		order = f.OrderID
 	}
 	if len(f.Statuses) == 0 {
-		if f.CustomerID == "" && f.OrderID == "" {
+		switch {
+		case f.CustomerID == "" && f.OrderID == "" && p.Of == 0:
 			return nil, nil
+		case f.CustomerID == "" && f.OrderID == "":
+			return []string{p.Subjects()}, nil // not the claims beside the events
 		}
-		return []string{StreamName + ".*." + customer + "." + order}, nil
+		return []string{p.eventPrefix() + ".*." + customer + "." + order}, nil
 	}
 	filters := make([]string, 0, len(f.Statuses))
 	for _, st := range f.Statuses {
@@ -235,7 +253,7 @@ func FilterSubjects(f Filter) ([]string, error) {
 		if token == "" {
 			return nil, fmt.Errorf("%w: status %v has no event subject", ErrInvalidArgument, st)
 		}
-		if subject := StreamName + "." + token + "." + customer + "." + order; !slices.Contains(filters, subject) {
+		if subject := p.eventPrefix() + "." + token + "." + customer + "." + order; !slices.Contains(filters, subject) {
 			filters = append(filters, subject)
 		}
 	}
@@ -245,6 +263,12 @@ func FilterSubjects(f Filter) ([]string, error) {
 // SubjectStatus returns the status whose events are stored on subject,
 // and false when subject is not an event subject of the layout.
 func SubjectStatus(subject string) (ordersv1.OrderStatus, bool) {
-	status, _, ok := parseSubject(subject)
+	return Partition{}.SubjectStatus(subject)
+}
+
+// SubjectStatus returns the status whose events are stored on subject, and
+// false when subject is not an event subject of the partition.
+func (p Partition) SubjectStatus(subject string) (ordersv1.OrderStatus, bool) {
+	status, _, ok := p.parseSubject(subject)
 	return status, ok
 }

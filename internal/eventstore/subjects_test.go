@@ -39,14 +39,14 @@ func TestSubjectsRoundTrip(t *testing.T) {
 		if err != nil || subject != "ORDERS."+token+".c-1.o-1" {
 			t.Fatalf("EventSubject(%v) = %q, %v", status, subject, err)
 		}
-		gotStatus, gotKey, ok := parseSubject(subject)
+		gotStatus, gotKey, ok := Partition{}.parseSubject(subject)
 		if !ok || gotStatus != status || gotKey != key {
 			t.Errorf("parseSubject(%q) = %v %+v %v", subject, gotStatus, gotKey, ok)
 		}
 	}
 	// The layout before customer tokens, and everything else, is refused.
 	for _, bad := range []string{"ORDERS", "ORDERS.created", "ORDERS.created.o-1", "ORDERS.unknown.c-1.o-1", "OTHER.created.c-1.o-1", "ORDERS.created.c-1.o-1.x", "ORDERS.created.*.o-1"} {
-		if _, _, ok := parseSubject(bad); ok {
+		if _, _, ok := (Partition{}).parseSubject(bad); ok {
 			t.Errorf("parseSubject(%q) accepted", bad)
 		}
 	}

@@ -23,7 +23,7 @@ type Change struct {
 
 // Transition moves an order to c.To. It reads the order's last event,
 // checks the expected revision and the state machine, and publishes the new
-// state with an expected last sequence on ORDERS.*.<customer_id>.<id>: if anything else
+// state with an expected last sequence on the order's subjects: if anything else
 // was stored for the order in between, JetStream refuses the write and the
 // call fails with ErrConflict, so no transition is ever lost or doubled.
 func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
@@ -32,15 +32,16 @@ func (s *Store) Transition(ctx context.Context, c Change) (Result, error) {
 		return Result{}, err
 	}
 	defer cancel()
-	key, err := s.locate(ctx, st, c.OrderID)
+	part := st.of(s.layout.Of(c.OrderID))
+	key, err := s.locate(ctx, part, c.OrderID)
 	if err != nil {
 		return Result{}, s.classify(err)
 	}
-	return s.transitionOf(ctx, st.orders, key, c)
+	return s.transitionOf(ctx, part, key, c)
 }
 
 // transitionOf is Transition of the order with key k.
-func (s *Store) transitionOf(ctx context.Context, stream jetstream.Stream, k OrderKey, c Change) (Result, error) {
+func (s *Store) transitionOf(ctx context.Context, stream partitionStreams, k OrderKey, c Change) (Result, error) {
 	last, err := s.lastEvent(ctx, stream, k)
 	if err != nil {
 		return Result{}, s.classify(err)
@@ -63,11 +64,11 @@ func (s *Store) transitionOf(ctx context.Context, stream jetstream.Stream, k Ord
 	next.Status = c.To
 	next.Reason = c.Reason
 	next.UpdateTime = timestamppb.New(s.now())
-	msg, err := EncodeEvent(next, c.RequestID)
+	msg, err := s.layout.EncodeEvent(next, c.RequestID)
 	if err != nil {
 		return Result{}, err
 	}
-	ack, err := s.publish(ctx, msg, ExpectRevision(k, current.GetRevision()))
+	ack, err := s.publish(ctx, msg, s.layout.ExpectRevision(k, current.GetRevision()))
 	switch {
 	case IsWrongLastSequence(err):
 		return s.retriedOr(ctx, stream, k, c, &ConflictError{Expected: current.GetRevision()})
@@ -86,7 +87,7 @@ func (s *Store) transitionOf(ctx context.Context, stream jetstream.Stream, k Ord
 // status at most once, the only event a retry can have stored is the last one
 // on ORDERS.<event>.<customer_id>.<id>: one read, however long ago the
 // original was.
-func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, k OrderKey, c Change, failure error) (Result, error) {
+func (s *Store) retriedOr(ctx context.Context, stream partitionStreams, k OrderKey, c Change, failure error) (Result, error) {
 	if c.RequestID != "" {
 		prior, ok, err := s.eventWithRequest(ctx, stream, c.To, k, c.RequestID)
 		if err != nil {
@@ -101,22 +102,22 @@ func (s *Store) retriedOr(ctx context.Context, stream jetstream.Stream, k OrderK
 
 // eventWithRequest looks for the order's event of the given status and
 // reports whether request id requestID stored it.
-func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, status ordersv1.OrderStatus, k OrderKey, requestID string) (Result, bool, error) {
+func (s *Store) eventWithRequest(ctx context.Context, stream partitionStreams, status ordersv1.OrderStatus, k OrderKey, requestID string) (Result, bool, error) {
 	if requestID == "" {
 		return Result{}, false, nil
 	}
-	subject, err := EventSubject(status, k)
+	subject, err := stream.EventSubject(status, k)
 	if err != nil {
 		return Result{}, false, err
 	}
-	raw, err := stream.GetLastMsgForSubject(ctx, subject)
+	raw, err := stream.events.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Result{}, false, nil
 	}
 	if err != nil {
 		return Result{}, false, err
 	}
-	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	ev, err := stream.decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 	if AsUnreadable(err) != nil {
 		// Another publisher's message, since repaired: not this request's.
 		s.unreadable.Note(err)
@@ -134,12 +135,12 @@ func (s *Store) eventWithRequest(ctx context.Context, stream jetstream.Stream, s
 // duplicateAt answers a publish that JetStream acknowledged as a duplicate
 // of the event at seq. The event must belong to the same request and, when
 // the caller named one, the same order.
-func (s *Store) duplicateAt(ctx context.Context, stream jetstream.Stream, seq uint64, requestID, orderID string) (Result, error) {
-	raw, err := stream.GetMsg(ctx, seq)
+func (s *Store) duplicateAt(ctx context.Context, stream partitionStreams, seq uint64, requestID, orderID string) (Result, error) {
+	raw, err := stream.events.GetMsg(ctx, seq)
 	if err != nil {
 		return Result{}, s.classify(err)
 	}
-	ev, err := decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
+	ev, err := stream.decodeEvent(raw.Subject, raw.Header, raw.Data, raw.Sequence, raw.Time)
 	if err != nil {
 		return Result{}, err
 	}

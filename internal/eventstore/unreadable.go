@@ -33,10 +33,11 @@ func (e *UnreadableError) Error() string {
 // Is makes errors.Is(err, ErrCorruptEvent) true.
 func (e *UnreadableError) Is(target error) bool { return target == ErrCorruptEvent }
 
-// unreadable builds the UnreadableError of a message on subject at seq.
-func unreadable(subject string, seq uint64, format string, args ...any) *UnreadableError {
-	e := &UnreadableError{Stream: StreamName, Sequence: seq, Subject: subject, Reason: fmt.Sprintf(format, args...)}
-	if _, key, ok := parseSubject(subject); ok {
+// unreadable builds the UnreadableError of a message of partition p on
+// subject at seq.
+func (p Partition) unreadable(subject string, seq uint64, format string, args ...any) *UnreadableError {
+	e := &UnreadableError{Stream: p.Stream(), Sequence: seq, Subject: subject, Reason: fmt.Sprintf(format, args...)}
+	if _, key, ok := p.parseSubject(subject); ok {
 		e.OrderID, e.CustomerID = key.OrderID, key.CustomerID
 	}
 	return e

@@ -20,8 +20,8 @@ func TestUnreadablesReportEachMessageOnce(t *testing.T) {
 	var logs bytes.Buffer
 	reg := prometheus.NewRegistry()
 	u := NewUnreadables(slog.New(slog.NewTextHandler(&logs, nil)), metrics.New(reg))
-	first := unreadable("ORDERS.approved.c1.s1", 7, "the payload is not an orders.v1.Order in protobuf")
-	second := unreadable("ORDERS.junk", 9, "the subject is not ORDERS.<event>.<customer_id>.<order_id>")
+	first := Partition{}.unreadable("ORDERS.approved.c1.s1", 7, "the payload is not an orders.v1.Order in protobuf")
+	second := Partition{}.unreadable("ORDERS.junk", 9, "the subject is not ORDERS.<event>.<customer_id>.<order_id>")
 	for range 5 {
 		u.Note(fmt.Errorf("read: %w", first))
 		u.Note(second)

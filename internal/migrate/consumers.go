@@ -63,7 +63,7 @@ func (m *migration) recordConsumers(ctx context.Context, orders, backup jetstrea
 		}
 		if _, err := backup.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       info.Config.Durable,
-			Description:   "ordersd migrate: a durable consumer of " + eventstore.StreamName + ", created again there in layout " + eventstore.Layout,
+			Description:   "ordersd migrate: a durable consumer of " + eventstore.StreamName + ", created again there in layout " + eventstore.UnpartitionedLayout,
 			DeliverPolicy: jetstream.DeliverNewPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			Metadata: map[string]string{

@@ -13,7 +13,7 @@ import (
 )
 
 // Run rewrites a stream ORDERS in subject layout 1
-// (ORDERS.<event>.<order_id>) into this build's eventstore.Layout, so that
+// (ORDERS.<event>.<order_id>) into this build's eventstore.UnpartitionedLayout, so that
 // nothing is lost if it dies at any point and running it again finishes
 // the job:
 //
@@ -103,7 +103,7 @@ func (m *migration) run(ctx context.Context) (Summary, error) {
 	}
 	if phase == phaseDone {
 		return Summary{NothingToDo: fmt.Sprintf("stream %s was migrated to layout %s already; its old events are kept in %s (delete it with `nats stream rm %s`)",
-			eventstore.StreamName, eventstore.Layout, BackupStreamName, BackupStreamName), Backup: BackupStreamName}, nil
+			eventstore.StreamName, eventstore.UnpartitionedLayout, BackupStreamName, BackupStreamName), Backup: BackupStreamName}, nil
 	}
 	if phase == "" || phase == phaseCopying {
 		if backup, err = m.copy(ctx); err != nil {
@@ -141,8 +141,8 @@ func (m *migration) nothingToDo(ctx context.Context) (bool, string, error) {
 		return false, "", err
 	}
 	meta := orders.CachedInfo().Config.Metadata
-	if meta[eventstore.MetadataLayout] == eventstore.Layout && meta[eventstore.MetadataMigration] == "" {
-		return true, fmt.Sprintf("stream %s is in layout %s already: nothing to migrate", eventstore.StreamName, eventstore.Layout), nil
+	if meta[eventstore.MetadataLayout] == eventstore.UnpartitionedLayout && meta[eventstore.MetadataMigration] == "" {
+		return true, fmt.Sprintf("stream %s is in layout %s already: nothing to migrate", eventstore.StreamName, eventstore.UnpartitionedLayout), nil
 	}
 	if meta[eventstore.MetadataMigration] != "" {
 		return false, "", fmt.Errorf("stream %s is marked as being migrated but there is no stream %s to migrate it from: "+

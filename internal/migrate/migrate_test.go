@@ -375,8 +375,8 @@ func TestMigrateOfTheNewLayoutIsANoOp(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum, err = Run(ctx, js, eventstore.StreamOptions{}, log)
-	if err != nil || !strings.Contains(sum.NothingToDo, "layout "+eventstore.Layout+" already") {
-		t.Fatalf("on layout %s: %+v, %v", eventstore.Layout, sum, err)
+	if err != nil || !strings.Contains(sum.NothingToDo, "layout "+eventstore.UnpartitionedLayout+" already") {
+		t.Fatalf("on layout %s: %+v, %v", eventstore.UnpartitionedLayout, sum, err)
 	}
 	if _, err := js.Stream(ctx, BackupStreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("a no-op made a backup: %v", err)

@@ -23,7 +23,7 @@ func (m *migration) replaceStream(ctx context.Context, backup jetstream.Stream) 
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 	case err != nil:
 		return err
-	case orders.CachedInfo().Config.Metadata[eventstore.MetadataMigration] != "", orders.CachedInfo().Config.Metadata[eventstore.MetadataLayout] == eventstore.Layout:
+	case orders.CachedInfo().Config.Metadata[eventstore.MetadataMigration] != "", orders.CachedInfo().Config.Metadata[eventstore.MetadataLayout] == eventstore.UnpartitionedLayout:
 		return m.provisionIndex(ctx) // made (and perhaps finished) by an earlier run
 	default:
 		have, kept := orders.CachedInfo().State, backup.CachedInfo().State
@@ -40,7 +40,7 @@ func (m *migration) replaceStream(ctx context.Context, backup jetstream.Stream) 
 	cfg := m.opts.StreamConfig()
 	cfg.Metadata[eventstore.MetadataMigration] = migrationUnderWay
 	if _, err := m.js.CreateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("create stream %s in layout %s (its events are kept in %s; run `ordersd migrate` again): %w", eventstore.StreamName, eventstore.Layout, BackupStreamName, err)
+		return fmt.Errorf("create stream %s in layout %s (its events are kept in %s; run `ordersd migrate` again): %w", eventstore.StreamName, eventstore.UnpartitionedLayout, BackupStreamName, err)
 	}
 	return m.provisionIndex(ctx)
 }

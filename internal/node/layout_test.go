@@ -63,7 +63,7 @@ func TestNodeAdoptsAnEmptyStreamOfTheOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := stream.CachedInfo().Config.Metadata[eventstore.MetadataLayout]; got != eventstore.Layout {
-		t.Errorf("layout metadata %q, want %q", got, eventstore.Layout)
+	if got := stream.CachedInfo().Config.Metadata[eventstore.MetadataLayout]; got != eventstore.UnpartitionedLayout {
+		t.Errorf("layout metadata %q, want %q", got, eventstore.UnpartitionedLayout)
 	}
 }
