@@ -23,7 +23,9 @@ import (
 
 // ServiceOptions configure the serving parts that Assemble puts together.
 type ServiceOptions struct {
-	// Stream sets the stream ORDERS (eventstore's defaults for zero fields).
+	// Layout lays the orders out over streams: layout 2 when zero.
+	Layout eventstore.Layout
+	// Stream sets the streams of the orders (eventstore's defaults for zero fields).
 	Stream eventstore.StreamOptions
 	// OpTimeout bounds each JetStream operation, async publish acks
 	// included; eventstore.DefaultOpTimeout when zero.
@@ -108,7 +110,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	store, err := eventstore.New(js, eventstore.Options{Stream: o.Stream, OpTimeout: o.OpTimeout, Logger: log, Metrics: o.Metrics})
+	store, err := eventstore.New(js, eventstore.Options{Layout: o.Layout, Stream: o.Stream, OpTimeout: o.OpTimeout, Logger: log, Metrics: o.Metrics})
 	if err != nil {
 		return nil, err
 	}
