@@ -7,6 +7,7 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/natsconn"
 )
 
@@ -46,6 +47,7 @@ type Config struct {
 	ClusterTLS        ClusterTLS               // mutual TLS of the cluster's routes; required beyond loopback
 	SyncInterval      time.Duration            // how often the embedded server fsyncs (0: nats-server's default)
 	SyncAlways        bool                     // fsync every message before acknowledging it
+	Partitions        int                      // streams the orders are partitioned over, 1 to eventstore.MaxPartitions; 0: layout 2's one stream ORDERS
 	Replicas          int                      // copies of the stream ORDERS, 1 to 5 (--replicas)
 	DuplicateWindow   time.Duration            // how long JetStream remembers Nats-Msg-Ids; positive (--duplicate-window)
 	OpTimeout         time.Duration            // longest wait for one JetStream operation; positive (--nats-timeout)
@@ -83,6 +85,9 @@ type Config struct {
 	Version string
 }
 
+// Layout is how the node lays the orders out over streams (--partitions).
+func (c Config) Layout() eventstore.Layout { return eventstore.Layout{Partitions: c.Partitions} }
+
 // Validate reports the first setting of c that is missing, out of range or
 // at odds with another, as an error that wraps ErrInvalidConfig and names
 // the ordersd flag that sets it. Run calls it before it opens anything. It
@@ -99,6 +104,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Replicas < 1 || c.Replicas > maxReplicas:
 		return fmt.Errorf("--replicas must be 1 to %d, got %d", maxReplicas, c.Replicas)
+	case eventstore.Layout{Partitions: c.Partitions}.Check() != nil:
+		return fmt.Errorf("--partitions must be 1 to %d, got %d", eventstore.MaxPartitions, c.Partitions)
 	case c.DuplicateWindow <= 0:
 		return fmt.Errorf("--duplicate-window must be positive, got %s", c.DuplicateWindow)
 	case c.OpTimeout <= 0:

@@ -12,9 +12,20 @@ import (
 	"github.com/ordersd/ordersd/internal/metrics"
 )
 
-// Streams are the streams ordersd provisions, whose leaders it
-// spreads over a cluster and reports in ordersd_stream_leader.
-var Streams = []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream}
+// Streams are the streams ordersd provisions in layout l, whose leaders
+// it spreads over a cluster and reports in ordersd_stream_leader: every
+// partition's (ORDERS and ORDER_IDS in layout 2), then the dead letters'
+// and the redrive markers'.
+func Streams(l eventstore.Layout) []string {
+	var names []string
+	for _, p := range l.All() {
+		names = append(names, p.Stream())
+	}
+	if !l.Partitioned() {
+		names = append(names, eventstore.IndexStreamName)
+	}
+	return append(names, deadletters.Stream, deadletters.RedriveStream)
+}
 
 // newRebalancer checks the placement of ordersd's streams every
 // cfg.RebalanceInterval. It moves leaders only on the node whose
@@ -29,7 +40,7 @@ func newRebalancer(cfg Config, conn *natsConn, m *metrics.Metrics, log *slog.Log
 		ns := conn.embedded
 		moves = func() bool { return ns.JetStreamIsClustered() && ns.JetStreamIsLeader() }
 	}
-	return leaders.New(conn.nc, leaders.Options{Streams: Streams, Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
+	return leaders.New(conn.nc, leaders.Options{Streams: Streams(cfg.Layout()), Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
 		Moves: moves, Logger: log, Metrics: m})
 }
 

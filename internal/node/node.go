@@ -176,6 +176,7 @@ func loadHTTPTLS(cfg Config, lis *listeners) (*tlsfiles.Files, error) {
 // serviceOptions are the settings of the services that cfg configures.
 func serviceOptions(cfg Config, tokens *consumers.AckTokens, grpcOpts ordersserver.GRPCOptions, m *metrics.Metrics) ServiceOptions {
 	return ServiceOptions{
+		Layout:       cfg.Layout(),
 		Stream:       eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow},
 		OpTimeout:    cfg.OpTimeout,
 		DrainDelay:   cfg.ShutdownDelay,

@@ -29,7 +29,7 @@ func streamLeaders(ctx context.Context, node *clusterNode) (map[string]string, e
 		return nil, err
 	}
 	leaders := map[string]string{}
-	for _, name := range ordersnode.Streams {
+	for _, name := range ordersnode.Streams(eventstore.Layout{}) {
 		stream, err := js.Stream(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: %w", name, err)
@@ -137,13 +137,13 @@ func TestStreamLeaderMetricNamesEachStreamsLeader(t *testing.T) {
 	eventually(t, 20*time.Second, "every stream's leader in the metric", func() error {
 		body := get(t, base+"/metrics", http.StatusOK)
 		var missing []string
-		for _, name := range ordersnode.Streams {
+		for _, name := range ordersnode.Streams(eventstore.Layout{}) {
 			if line := `ordersd_stream_leader{server="solo",stream="` + name + `"} 1`; !strings.Contains(body, line) {
 				missing = append(missing, line)
 			}
 		}
-		if n := strings.Count(body, "\nordersd_stream_leader{"); n != len(ordersnode.Streams) {
-			return fmt.Errorf("%d series of ordersd_stream_leader, want %d (missing %v)", n, len(ordersnode.Streams), missing)
+		if n := strings.Count(body, "\nordersd_stream_leader{"); n != len(ordersnode.Streams(eventstore.Layout{})) {
+			return fmt.Errorf("%d series of ordersd_stream_leader, want %d (missing %v)", n, len(ordersnode.Streams(eventstore.Layout{})), missing)
 		}
 		if len(missing) > 0 {
 			return fmt.Errorf("missing %v", missing)
