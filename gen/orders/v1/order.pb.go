@@ -169,8 +169,10 @@ func (x *LineItem) GetUnitPriceMinor() int64 {
 // is its current state.
 type Order struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The order's id: 1 to 64 letters, digits, '-' or '_'. The server makes a
-	// unique, time-sortable one (a ULID) when CreateOrder is given none.
+	// The order's id: 1 to 64 letters, digits, '-' or '_'. When CreateOrder
+	// is given none the server makes one: derived from the request_id (26
+	// characters of SHA-256, in a ULID's alphabet), or a time-sortable ULID
+	// without a request_id.
 	OrderId string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// Who placed the order: 1 to 64 letters, digits, '-' or '_'.
 	CustomerId string `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`

@@ -89,13 +89,14 @@ type CreateOrderRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Optional idempotency key (AIP-155), 1 to 128 letters, digits, '-' or
 	// '_'; a UUID is a good choice. A retry with the same request_id returns the
-	// original order with duplicate set. With an order_id the retry is
-	// recognised for as long as the order exists; without one, within the
-	// stream's duplicate window (ordersd --duplicate-window).
+	// original order with duplicate set, for as long as the order exists:
+	// without an order_id, the id the server assigns is derived from the
+	// request_id, so every retry claims the same one.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// Optional order id, 1 to 64 letters, digits, '-' or '_'. When empty the
-	// server assigns a unique, time-sortable id. ALREADY_EXISTS if taken by
-	// another request.
+	// server assigns one: derived from request_id when there is one (26
+	// characters), otherwise a unique, time-sortable ULID. ALREADY_EXISTS if
+	// taken by another request.
 	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	// Who places the order: 1 to 64 letters, digits, '-' or '_'. Required.
 	CustomerId string `protobuf:"bytes,3,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`

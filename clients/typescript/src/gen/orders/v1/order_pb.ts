@@ -59,8 +59,10 @@ export const LineItemSchema: GenMessage<LineItem> = /*@__PURE__*/
  */
 export type Order = Message<"orders.v1.Order"> & {
   /**
-   * The order's id: 1 to 64 letters, digits, '-' or '_'. The server makes a
-   * unique, time-sortable one (a ULID) when CreateOrder is given none.
+   * The order's id: 1 to 64 letters, digits, '-' or '_'. When CreateOrder
+   * is given none the server makes one: derived from the request_id (26
+   * characters of SHA-256, in a ULID's alphabet), or a time-sortable ULID
+   * without a request_id.
    *
    * @generated from field: string order_id = 1;
    */

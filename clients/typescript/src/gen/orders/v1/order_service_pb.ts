@@ -25,9 +25,9 @@ export type CreateOrderRequest = Message<"orders.v1.CreateOrderRequest"> & {
   /**
    * Optional idempotency key (AIP-155), 1 to 128 letters, digits, '-' or
    * '_'; a UUID is a good choice. A retry with the same request_id returns the
-   * original order with duplicate set. With an order_id the retry is
-   * recognised for as long as the order exists; without one, within the
-   * stream's duplicate window (ordersd --duplicate-window).
+   * original order with duplicate set, for as long as the order exists:
+   * without an order_id, the id the server assigns is derived from the
+   * request_id, so every retry claims the same one.
    *
    * @generated from field: string request_id = 1;
    */
@@ -35,8 +35,9 @@ export type CreateOrderRequest = Message<"orders.v1.CreateOrderRequest"> & {
 
   /**
    * Optional order id, 1 to 64 letters, digits, '-' or '_'. When empty the
-   * server assigns a unique, time-sortable id. ALREADY_EXISTS if taken by
-   * another request.
+   * server assigns one: derived from request_id when there is one (26
+   * characters), otherwise a unique, time-sortable ULID. ALREADY_EXISTS if
+   * taken by another request.
    *
    * @generated from field: string order_id = 2;
    */
