@@ -37,6 +37,9 @@ type EmbeddedOptions struct {
 	Token            string
 	ListenFullAccess bool
 	OwnToken         string
+	// ReaderStreams are the streams the listener's user may read without
+	// ListenFullAccess (ReaderPermissions).
+	ReaderStreams []string
 	// ListenTLS, when set, is the TLS of ListenAddr: clients must use it,
 	// and show a certificate when it requires one.
 	ListenTLS *tls.Config
@@ -107,7 +110,7 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 			return nil, fmt.Errorf("%w: an embedded NATS listener needs the token of ordersd's own connections", eventstore.ErrInvalidArgument)
 		}
 		opts.Host, opts.DontListen = host, false
-		opts.CustomClientAuthentication = &listenerAuth{own: o.OwnToken, user: o.User, password: o.Password, token: o.Token, full: o.ListenFullAccess}
+		opts.CustomClientAuthentication = &listenerAuth{own: o.OwnToken, user: o.User, password: o.Password, token: o.Token, full: o.ListenFullAccess, streams: o.ReaderStreams}
 		if o.ListenTLS != nil {
 			opts.TLSConfig, opts.TLS = o.ListenTLS, true
 			opts.TLSVerify = o.ListenTLS.ClientAuth == tls.RequireAndVerifyClientCert

@@ -5,12 +5,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/ordersd/ordersd/internal/deadletters"
 	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // ReaderPermissions are the NATS permissions of a reader of ordersd's
-// streams: it can look the streams up, read their messages (by sequence
+// streams (those named: every partition's, the dead letters', ...): it can look the streams up, read their messages (by sequence
 // or subject, directly or from the leader), create consumers on them and
 // take their messages (pull, push, ordered, with acks and flow control),
 // and subscribe to the events' subjects; it cannot publish on ORDERS.> or
@@ -23,9 +22,9 @@ import (
 // knows the name of a durable work queue could also pull from it or ack
 // its messages; on an external NATS, give readers grants that name their
 // own consumers if that matters.
-func ReaderPermissions() *server.Permissions {
+func ReaderPermissions(streams []string) *server.Permissions {
 	pub := []string{"$JS.API.INFO", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST"}
-	for _, stream := range []string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream} {
+	for _, stream := range streams {
 		pub = append(pub,
 			"$JS.API.STREAM.INFO."+stream,
 			"$JS.API.STREAM.MSG.GET."+stream,
@@ -53,10 +52,11 @@ func ReaderPermissions() *server.Permissions {
 // unless it has full access. nats-server's own settings cannot do this: a
 // token carries no permissions, and a token and users cannot be mixed.
 type listenerAuth struct {
-	own            string // ordersd's own connections
-	user, password string // the listener's user
-	token          string // or its token
-	full           bool   // the listener's user has every right
+	own            string   // ordersd's own connections
+	user, password string   // the listener's user
+	token          string   // or its token
+	full           bool     // the listener's user has every right
+	streams        []string // the streams a reader may read
 }
 
 // Check implements server.Authentication.
@@ -74,7 +74,7 @@ func (a *listenerAuth) Check(c server.ClientAuthentication) bool {
 		return false
 	}
 	if user.Username != "ordersd" && !a.full {
-		user.Permissions = ReaderPermissions()
+		user.Permissions = ReaderPermissions(a.streams)
 	}
 	c.RegisterUser(user)
 	return true

@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ordersd/ordersd/internal/deadletters"
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // The nats-server configuration that docs/other-writers.md shows for an
@@ -44,7 +47,7 @@ func TestDocumentedReaderPermissions(t *testing.T) {
 	if reader == nil || reader.Permissions == nil || reader.Permissions.Publish == nil || reader.Permissions.Subscribe == nil {
 		t.Fatalf("the reader: %+v", reader)
 	}
-	want := ReaderPermissions()
+	want := ReaderPermissions([]string{eventstore.StreamName, eventstore.IndexStreamName, deadletters.Stream, deadletters.RedriveStream})
 	for what, pair := range map[string][2][]string{
 		"publish":   {reader.Permissions.Publish.Allow, want.Publish.Allow},
 		"subscribe": {reader.Permissions.Subscribe.Allow, want.Subscribe.Allow},

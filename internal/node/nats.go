@@ -78,7 +78,7 @@ func connectNATS(cfg Config, log *slog.Logger) (*natsConn, error) {
 		}
 		ns, err := natsconn.StartEmbedded(natsconn.EmbeddedOptions{DataDir: cfg.DataDir, Logger: log,
 			ServerName: cfg.ServerName, ListenAddr: l.Addr, User: l.User, Password: l.Password, Token: l.Token, ListenTLS: serverTLS,
-			ListenFullAccess: l.Access == ListenFull, OwnToken: own,
+			ListenFullAccess: l.Access == ListenFull, OwnToken: own, ReaderStreams: Streams(cfg.Layout()),
 			Cluster: cluster, SyncInterval: cfg.SyncInterval, SyncAlways: cfg.SyncAlways})
 		if err != nil {
 			return nil, err
