@@ -199,11 +199,15 @@ func (s *Store) provision(ctx context.Context) (streams, error) {
 	}
 	if err == nil {
 		s.provisioned.Store(true)
-		s.log.Info("streams ready", "layout", s.layout.Version(), "partitions", len(st.parts), "first_stream", st.parts[0].events.CachedInfo().Config.Name,
+		s.log.Info(StreamsReadyMessage, "layout", s.layout.Version(), "partitions", len(st.parts), "first_stream", st.parts[0].events.CachedInfo().Config.Name,
 			"replicas", s.opts.Replicas, "duplicate_window", s.opts.DuplicateWindow)
 	}
 	return st, err
 }
+
+// StreamsReadyMessage is the log message of a store whose streams are
+// provisioned: a process that runs ordersd waits for it.
+const StreamsReadyMessage = "streams ready"
 
 // begin bounds an operation by the store's timeout, fails fast while NATS
 // is disconnected, and returns the stream handles.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/testsupport"
 )
 
@@ -92,7 +93,7 @@ func (n xdsNode) waitServing(t *testing.T) {
 // check sets ordersd_nats_connected.
 func (n xdsNode) checkNotServing(t *testing.T, when string) {
 	t.Helper()
-	n.waitLog(t, 20*time.Second, "the stream ORDERS ready", `msg="stream ready"`)
+	n.waitLog(t, 20*time.Second, "the streams ready", fmt.Sprintf("msg=%q", eventstore.StreamsReadyMessage))
 	eventually(t, 20*time.Second, "a health check with NATS connected", func() error {
 		if v := scrape(t, "http://"+n.metricsAddr, "ordersd_nats_connected"); v != 1 {
 			return fmt.Errorf("ordersd_nats_connected %v", v)
