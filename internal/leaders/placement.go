@@ -18,17 +18,21 @@ type StreamReader interface {
 // JetStream's stream info, in the order of names. A stream that does not
 // exist is left out (the dead-letter streams may be off); any other
 // failure to read one fails Read.
-func Read(ctx context.Context, js StreamReader, names []string) ([]Stream, error) {
+func Read(ctx context.Context, js StreamReader, groups [][]string) ([]Stream, error) {
 	var out []Stream
-	for _, name := range names {
-		stream, err := js.Stream(ctx, name)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			continue
+	for g, names := range groups {
+		for _, name := range names {
+			stream, err := js.Stream(ctx, name)
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("stream info of %s: %w", name, err)
+			}
+			s := placementOf(stream.CachedInfo())
+			s.Group = g
+			out = append(out, s)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("stream info of %s: %w", name, err)
-		}
-		out = append(out, placementOf(stream.CachedInfo()))
 	}
 	return out, nil
 }

@@ -2,12 +2,15 @@ package leaders
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 )
 
 // Stream is where the copies of one stream are, from its stream info.
 type Stream struct {
-	Name     string
+	Name string
+	// Group is the group of streams the stream is spread with (see Plan).
+	Group    int
 	Replicas int    // copies the stream keeps
 	Leader   string // the server that leads it; empty while it elects one
 	// Followers are the servers holding the other copies.
@@ -28,16 +31,35 @@ type Move struct {
 }
 
 // Plan returns the fewest leader moves that spread the leaders of streams
-// over the servers that can lead them, each stream moved at most once:
-// a move goes from a server leading at least two more streams than a
-// current follower of the same stream to that follower, the most uneven
-// pair first. Streams with one replica, or with no leader at the moment,
-// are left as they are. Plan is deterministic: the same placement gives
-// the same moves, whichever node computes it.
+// over the servers that can lead them, group by group in the order of
+// their numbers: the first group is spread on its own (the partitions of
+// the orders: one leader per server whatever the other streams do), and
+// each later group evens out the totals given the leaders of the groups
+// before it. Each stream is moved at most once: a move goes from a server
+// leading at least two more streams than a current follower of the same
+// stream to that follower, the most uneven pair first. Streams with one
+// replica, or with no leader at the moment, are left as they are. Plan is
+// deterministic: the same placement gives the same moves, whichever node
+// computes it.
 func Plan(streams []Stream) []Move {
+	groups := map[int][]Stream{}
+	for _, s := range streams {
+		groups[s.Group] = append(groups[s.Group], s)
+	}
+	earlier := map[string]int{} // leaders of the groups planned so far
+	var moves []Move
+	for _, g := range slices.Sorted(maps.Keys(groups)) {
+		moves = append(moves, planGroup(groups[g], earlier)...)
+	}
+	return moves
+}
+
+// planGroup is Plan of one group of streams, counting the leaders in led
+// besides the group's own; it adds the group's leaders, once moved, to
+// led.
+func planGroup(streams []Stream, led map[string]int) []Move {
 	streams = slices.Clone(streams)
 	slices.SortFunc(streams, func(a, b Stream) int { return cmp.Compare(a.Name, b.Name) })
-	led := map[string]int{}
 	for _, s := range streams {
 		if movable(s) {
 			led[s.Leader]++

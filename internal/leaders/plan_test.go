@@ -25,7 +25,9 @@ func leadersPerServer(streams []Stream, moves []Move) map[string]int {
 		leader[s.Name] = s.Leader
 	}
 	for _, m := range moves {
-		leader[m.Stream] = m.To
+		if _, ok := leader[m.Stream]; ok {
+			leader[m.Stream] = m.To
+		}
 	}
 	counts := map[string]int{}
 	for _, l := range leader {
@@ -132,5 +134,41 @@ func TestPlanEvensOutEveryPlacement(t *testing.T) {
 				t.Fatalf("%d streams %v: after %v a second plan moves %v", n, streams, moves, again)
 			}
 		}
+	}
+}
+
+// The first group is spread on its own: three partitions go one per
+// server even when the totals of all five streams are already even (a
+// plan of all five together would leave two partitions on n1).
+func TestPlanSpreadsEachGroupOnItsOwn(t *testing.T) {
+	t.Parallel()
+	inGroup := func(s Stream, g int) Stream { s.Group = g; return s }
+	streams := []Stream{
+		inGroup(replicated("ORDERS_0", "n1"), 0), inGroup(replicated("ORDERS_1", "n1"), 0), inGroup(replicated("ORDERS_2", "n3"), 0),
+		inGroup(replicated("ORDERS_DEAD_LETTERS", "n2"), 1), inGroup(replicated("ORDERS_REDRIVE", "n2"), 1),
+	}
+	moves := Plan(streams)
+	counts := leadersPerServer(streams[:3], moves)
+	if counts["n1"] != 1 || counts["n2"] != 1 || counts["n3"] != 1 {
+		t.Fatalf("partitions after %v: %v, want one per server", moves, counts)
+	}
+	if all := leadersPerServer(streams, moves); max(all["n1"], all["n2"], all["n3"])-min(all["n1"], all["n2"], all["n3"]) > 1 {
+		t.Errorf("all streams after %v: %v", moves, all)
+	}
+}
+
+// A later group evens out the totals given the earlier groups' leaders:
+// the one partition of layout 2 and its id claims on n1 are two leaders
+// there while n3 leads none, so the claims move.
+func TestPlanEvensTheTotalsWithLaterGroups(t *testing.T) {
+	t.Parallel()
+	inGroup := func(s Stream, g int) Stream { s.Group = g; return s }
+	streams := []Stream{
+		inGroup(replicated("ORDERS", "n1"), 0),
+		inGroup(replicated("ORDER_IDS", "n1"), 1), inGroup(replicated("ORDERS_DEAD_LETTERS", "n2"), 1),
+	}
+	moves := Plan(streams)
+	if counts := leadersPerServer(streams, moves); counts["n1"] != 1 || counts["n2"] != 1 || counts["n3"] != 1 {
+		t.Fatalf("after %v: %v, want one per server", moves, counts)
 	}
 }

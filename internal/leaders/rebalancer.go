@@ -28,9 +28,9 @@ var ErrInvalidOption = errors.New("invalid rebalancer option")
 
 // Options configure a Rebalancer.
 type Options struct {
-	// Streams are the names of the streams to spread; those that do not
-	// exist are skipped.
-	Streams []string
+	// Streams are the names of the streams to spread, in groups each
+	// spread on its own (see Plan); those that do not exist are skipped.
+	Streams [][]string
 	// Interval is the time between two checks of a settled placement;
 	// positive, DefaultInterval when zero.
 	Interval time.Duration

@@ -111,7 +111,7 @@ func TestRebalanceSpreadsStreamsLedByOneServer(t *testing.T) {
 	createStreams(t, js, testStreams)
 	pileOn(t, c, js, testStreams, "n1")
 
-	r, err := New(nc, Options{Streams: testStreams, Timeout: 5 * time.Second})
+	r, err := New(nc, Options{Streams: [][]string{testStreams}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestRunSpreadsLeadersAgainWhenAServerReturns(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		r, err := New(nc, Options{Streams: testStreams, Interval: 200 * time.Millisecond, Timeout: 2 * time.Second, Moves: func() bool {
+		r, err := New(nc, Options{Streams: [][]string{testStreams}, Interval: 200 * time.Millisecond, Timeout: 2 * time.Second, Moves: func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return servers[i].Running() && servers[i].JetStreamIsLeader()

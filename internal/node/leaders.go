@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/ordersd/ordersd/internal/deadletters"
@@ -17,14 +18,22 @@ import (
 // partition's (ORDERS and ORDER_IDS in layout 2), then the dead letters'
 // and the redrive markers'.
 func Streams(l eventstore.Layout) []string {
-	var names []string
+	return slices.Concat(leaderGroups(l)...)
+}
+
+// leaderGroups are Streams in the groups whose leaders are spread each on
+// their own: the partitions, whose leaders take the orders' writes, one
+// per server as far as they go; then the rest.
+func leaderGroups(l eventstore.Layout) [][]string {
+	var partitions []string
 	for _, p := range l.All() {
-		names = append(names, p.Stream())
+		partitions = append(partitions, p.Stream())
 	}
+	rest := []string{deadletters.Stream, deadletters.RedriveStream}
 	if !l.Partitioned() {
-		names = append(names, eventstore.IndexStreamName)
+		rest = append([]string{eventstore.IndexStreamName}, rest...)
 	}
-	return append(names, deadletters.Stream, deadletters.RedriveStream)
+	return [][]string{partitions, rest}
 }
 
 // newRebalancer checks the placement of ordersd's streams every
@@ -40,7 +49,7 @@ func newRebalancer(cfg Config, conn *natsConn, m *metrics.Metrics, log *slog.Log
 		ns := conn.embedded
 		moves = func() bool { return ns.JetStreamIsClustered() && ns.JetStreamIsLeader() }
 	}
-	return leaders.New(conn.nc, leaders.Options{Streams: Streams(cfg.Layout()), Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
+	return leaders.New(conn.nc, leaders.Options{Streams: leaderGroups(cfg.Layout()), Interval: cfg.RebalanceInterval, Timeout: cfg.OpTimeout,
 		Moves: moves, Logger: log, Metrics: m})
 }
 
