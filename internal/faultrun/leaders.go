@@ -28,7 +28,13 @@ type leaderLog struct {
 type election struct {
 	at     time.Time
 	leader string
+	via    string // viaAdvisory or viaPoll
 }
+
+const (
+	viaAdvisory = "advisory"
+	viaPoll     = "consumer info"
+)
 
 func newLeaderLog(stream, consumer string) *leaderLog {
 	return &leaderLog{stream: stream, consumer: consumer}
@@ -47,7 +53,7 @@ func (l *leaderLog) observe(conn *nats.Conn) error {
 		if json.Unmarshal(m.Data, &adv) != nil {
 			return
 		}
-		l.record(election{at: cmpTime(adv.Time, time.Now()), leader: adv.Leader})
+		l.record(election{at: cmpTime(adv.Time, time.Now()), leader: adv.Leader, via: viaAdvisory})
 	})
 	return err
 }
@@ -68,7 +74,7 @@ func (l *leaderLog) poll(ctx context.Context, js jetstream.JetStream, interval t
 		if ci == nil || ci.Leader == "" {
 			continue
 		}
-		e := election{at: time.Now(), leader: ci.Leader}
+		e := election{at: time.Now(), leader: ci.Leader, via: viaPoll}
 		if ci.LeaderSince != nil {
 			e.at = *ci.LeaderSince
 		}
