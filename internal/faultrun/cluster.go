@@ -379,7 +379,7 @@ func (c *cluster) close() {
 // sends and leaders watch through each: the server that sends a delivery
 // or an advisory then has a subscriber of the run's on itself, whichever
 // routes are cut.
-func (c *cluster) observe(sends *sendLog, leaders *leaderLog) error {
+func (c *cluster) observe(sends *SendLog, leaders *leaderLog) error {
 	for i, url := range c.natsURLs {
 		conn, err := nats.Connect(url, nats.Token(c.token), nats.MaxReconnects(-1), nats.IgnoreDiscoveredServers(),
 			nats.ReconnectWait(100*time.Millisecond), nats.Name(fmt.Sprintf("faultrun-observer-%d", i+1)),
@@ -388,7 +388,7 @@ func (c *cluster) observe(sends *sendLog, leaders *leaderLog) error {
 			return fmt.Errorf("connect to %s's NATS: %w", c.nodes[i].name, err)
 		}
 		c.observers = append(c.observers, conn)
-		if err := sends.observe(conn); err != nil {
+		if err := sends.Observe(conn); err != nil {
 			return err
 		}
 		if err := leaders.observe(conn); err != nil {

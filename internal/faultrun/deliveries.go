@@ -18,26 +18,28 @@ const deliveryInboxes = nats.InboxPrefix + ">"
 // and the delivery count it went out with.
 type sendKey struct{ seq, attempt uint64 }
 
-// sendLog records when each delivery of one consumer went out, as seen by
+// SendLog records when each delivery of one consumer went out, as seen by
 // the run's own NATS connections, one per clustered node (so the server
 // that sends a delivery always has a local subscriber, whatever routes are
 // cut): a copy of every message JetStream sends to a pull request's inbox,
 // stamped when it arrives, before the ordersd process it is for has handed
 // it on. It is what tells a redelivery JetStream made before an ack
 // reached it from one made after.
-type sendLog struct {
+type SendLog struct {
 	ackPrefix string // "$JS.ACK.<stream>.<consumer>.": the reply subject of the consumer's deliveries
 	mu        sync.Mutex
 	at        map[sendKey][]time.Time // each time a delivery was seen (the same send on several connections, or a resend with the same count)
 }
 
-func newSendLog(stream, consumer string) *sendLog {
-	return &sendLog{ackPrefix: "$JS.ACK." + stream + "." + consumer + ".", at: map[sendKey][]time.Time{}}
+// NewSendLog logs the deliveries of consumer on stream, once Observe has
+// subscribed connections.
+func NewSendLog(stream, consumer string) *SendLog {
+	return &SendLog{ackPrefix: "$JS.ACK." + stream + "." + consumer + ".", at: map[sendKey][]time.Time{}}
 }
 
-// observe subscribes conn to every inbox; the subscription lives as long
+// Observe subscribes conn to every inbox; the subscription lives as long
 // as conn.
-func (l *sendLog) observe(conn *nats.Conn) error {
+func (l *SendLog) Observe(conn *nats.Conn) error {
 	sub, err := conn.Subscribe(deliveryInboxes, func(m *nats.Msg) {
 		now := time.Now()
 		if !strings.HasPrefix(m.Reply, l.ackPrefix) {
@@ -56,17 +58,18 @@ func (l *sendLog) observe(conn *nats.Conn) error {
 	return sub.SetPendingLimits(-1, -1)
 }
 
-func (l *sendLog) record(k sendKey, at time.Time) {
+func (l *SendLog) record(k sendKey, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.at[k] = append(l.at[k], at)
 }
 
-// sentBefore reports whether delivery k was seen going out before t.
-func (l *sendLog) sentBefore(k sendKey, t time.Time) bool {
+// SentBefore reports whether the delivery of the event at stream sequence
+// seq with delivery count attempt was seen going out before t.
+func (l *SendLog) SentBefore(seq, attempt uint64, t time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, at := range l.at[k] {
+	for _, at := range l.at[sendKey{seq, attempt}] {
 		if at.Before(t) {
 			return true
 		}
@@ -76,7 +79,7 @@ func (l *sendLog) sentBefore(k sendKey, t time.Time) bool {
 
 // firstSentAfter is when delivery k was first seen going out after t, if
 // it was.
-func (l *sendLog) firstSentAfter(k sendKey, t time.Time) (time.Time, bool) {
+func (l *SendLog) firstSentAfter(k sendKey, t time.Time) (time.Time, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var first time.Time

@@ -101,7 +101,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	fmt.Fprintf(o.Progress, "cluster up in %v: 3 clustered nodes, %d stateless replicas; logs in %s\n",
 		time.Since(started).Round(time.Millisecond), o.Replicas, o.Dir)
 
-	sends, leaders := newSendLog(eventstore.StreamName, queueConsumer), newLeaderLog(eventstore.StreamName, queueConsumer)
+	sends, leaders := NewSendLog(eventstore.StreamName, queueConsumer), newLeaderLog(eventstore.StreamName, queueConsumer)
 	if err := c.observe(sends, leaders); err != nil {
 		return nil, err
 	}

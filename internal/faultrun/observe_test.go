@@ -21,10 +21,10 @@ func TestObserversSeeSendsAndElections(t *testing.T) {
 	ctx := testsupport.Context(t, time.Minute)
 	cl := testsupport.StartNATSCluster(t, 3)
 	const stream, consumer = "OBS", "work"
-	sends, leaders := newSendLog(stream, consumer), newLeaderLog(stream, consumer)
+	sends, leaders := NewSendLog(stream, consumer), newLeaderLog(stream, consumer)
 	for _, ns := range cl.Servers {
 		nc := testsupport.Connect(t, ns)
-		if err := sends.observe(nc); err != nil {
+		if err := sends.Observe(nc); err != nil {
 			t.Fatal(err)
 		}
 		if err := leaders.observe(nc); err != nil {
@@ -66,7 +66,7 @@ func TestObserversSeeSendsAndElections(t *testing.T) {
 		t.Fatalf("nothing fetched: %v", batch.Error())
 		return nil, time.Time{}
 	}
-	if _, got := fetchOne(other); sends.sentBefore(sendKey{ack.Sequence, 1}, got) {
+	if _, got := fetchOne(other); sends.SentBefore(ack.Sequence, 1, got) {
 		t.Fatal("another consumer's delivery was logged as this one's")
 	}
 	for attempt := uint64(1); attempt <= 2; attempt++ {
@@ -83,7 +83,7 @@ func TestObserversSeeSendsAndElections(t *testing.T) {
 			}
 			return nil
 		})
-		if !sends.sentBefore(sendKey{ack.Sequence, attempt}, got) {
+		if !sends.SentBefore(ack.Sequence, attempt, got) {
 			at, _ := sends.firstSentAfter(sendKey{ack.Sequence, attempt}, time.Time{})
 			t.Errorf("attempt %d logged at %v, after the client had it", attempt, at.Sub(got))
 		}

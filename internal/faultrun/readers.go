@@ -170,7 +170,7 @@ func (q *queueReader) deliver(p *process, orderID string, seq, attempt uint64) {
 //     confirmation and no later than JetStream sent it (when sends saw
 //     it go out, else when it came), by leaders;
 //   - lost: any other, a confirmed ack the consumer went back past.
-func (q *queueReader) classifyAfterAck(sends *sendLog, leaders *leaderLog) {
+func (q *queueReader) classifyAfterAck(sends *SendLog, leaders *leaderLog) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, d := range q.afterAck {
@@ -186,7 +186,7 @@ func (q *queueReader) classifyAfterAck(sends *sendLog, leaders *leaderLog) {
 			report += fmt.Sprintf(", sent %v after the confirmation", sent.Sub(d.acked.at).Round(time.Millisecond))
 		}
 		switch {
-		case d.attempt > d.acked.attempt && sends.sentBefore(key, d.acked.at):
+		case d.attempt > d.acked.attempt && sends.SentBefore(d.seq, d.attempt, d.acked.at):
 			q.stats.Raced++
 			report += ": JetStream sent it before the ack was confirmed"
 		case leaders.electedBetween(d.acked.at, sent):

@@ -31,7 +31,7 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		"o1": {at: now.Add(-time.Minute), attempt: 1, received: now.Add(-time.Minute - time.Millisecond)},
 		"o2": {at: now, attempt: 2, received: now.Add(-queueAckWait)},
 	}} // o4 never delivered
-	sends := newSendLog("ORDERS", queueConsumer)
+	sends := NewSendLog("ORDERS", queueConsumer)
 	sends.record(sendKey{1, 2}, now.Add(-time.Second))      // o1's attempt 2, sent a minute after the confirmation
 	sends.record(sendKey{2, 3}, now.Add(-time.Millisecond)) // o2's attempt 3, sent before the confirmation
 	n1 := &process{name: "n1"}
@@ -86,7 +86,7 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 func TestDeliveriesAfterConfirmedAcksAreToldApart(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour)
 	ack := confirmedAck{at: t0, by: "n2", attempt: 1, received: t0.Add(-10 * time.Millisecond)}
-	sends := newSendLog("ORDERS", queueConsumer)
+	sends := NewSendLog("ORDERS", queueConsumer)
 	leaders := newLeaderLog("ORDERS", queueConsumer)
 	cases := []struct {
 		name    string
