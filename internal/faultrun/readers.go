@@ -178,15 +178,18 @@ func (q *queueReader) classifyAfterAck(sends *SendLog, leaders *leaderLog) {
 		report := fmt.Sprintf("%s %s delivered order %s (sequence %d, attempt %d) %v after the ack of attempt %d was confirmed (at %s on %s), %v after that delivery",
 			d.received.Format(time.TimeOnly), d.by, d.orderID, d.seq, d.attempt, d.received.Sub(d.acked.at).Round(time.Millisecond), d.acked.attempt,
 			d.acked.at.Format("15:04:05.000"), d.acked.by, d.acked.at.Sub(d.acked.received).Round(time.Millisecond))
+		raced := d.attempt > d.acked.attempt && sends.SentBefore(d.seq, d.attempt, d.acked.at)
 		sent, seen := sends.firstSentAfter(key, d.acked.at)
-		if !seen {
+		switch {
+		case raced:
+		case seen:
+			report += fmt.Sprintf(", sent %v after the confirmation", sent.Sub(d.acked.at).Round(time.Millisecond))
+		default:
 			sent = d.received
 			report += " (its send not seen)"
-		} else {
-			report += fmt.Sprintf(", sent %v after the confirmation", sent.Sub(d.acked.at).Round(time.Millisecond))
 		}
 		switch {
-		case d.attempt > d.acked.attempt && sends.SentBefore(d.seq, d.attempt, d.acked.at):
+		case raced:
 			q.stats.Raced++
 			report += ": JetStream sent it before the ack was confirmed"
 		case leaders.electedBetween(d.acked.at, sent):
