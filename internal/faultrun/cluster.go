@@ -65,9 +65,10 @@ type cluster struct {
 	// nil unless the run's balancing is Weighted.
 	balanced       *grpc.ClientConn
 	balancedClient ordersv1.OrderServiceClient
-
-	faultsMu     sync.Mutex
-	leaderFaults []leaderFault // the faults that stopped, killed or cut off a JetStream node; guarded by faultsMu
+	// observers are the run's own NATS connections, one to each node's
+	// server alone, through which it sees the work queue's deliveries
+	// and consumer leader elections (deliveries.go, leaders.go).
+	observers []*nats.Conn
 }
 
 // startCluster starts every process and waits until all serve.
@@ -368,6 +369,38 @@ func (c *cluster) close() {
 	if c.inspect != nil {
 		c.inspect.Close()
 	}
+	for _, o := range c.observers {
+		o.Close()
+	}
+}
+
+// observe connects to each node's NATS server alone (its connection
+// stays on that server, reconnecting to it after a restart) and has
+// sends and leaders watch through each: the server that sends a delivery
+// or an advisory then has a subscriber of the run's on itself, whichever
+// routes are cut.
+func (c *cluster) observe(sends *SendLog, leaders *leaderLog) error {
+	for i, url := range c.natsURLs {
+		conn, err := nats.Connect(url, nats.Token(c.token), nats.MaxReconnects(-1), nats.IgnoreDiscoveredServers(),
+			nats.ReconnectWait(100*time.Millisecond), nats.Name(fmt.Sprintf("faultrun-observer-%d", i+1)),
+			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			return fmt.Errorf("connect to %s's NATS: %w", c.nodes[i].name, err)
+		}
+		c.observers = append(c.observers, conn)
+		if err := sends.Observe(conn); err != nil {
+			return err
+		}
+		if err := leaders.observe(conn); err != nil {
+			return err
+		}
+	}
+	for _, conn := range c.observers {
+		if err := conn.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // freeAddrs reserves n loopback addresses; the ports stay the same across

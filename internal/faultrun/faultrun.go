@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // Options configure a run.
@@ -78,6 +80,10 @@ func (o *Options) defaults() error {
 // may keep retrying and the readers may take to catch up.
 const drainTime = time.Minute
 
+// leaderPollInterval is how often the run asks for the work-queue
+// consumer's leader, besides listening to its election advisories.
+const leaderPollInterval = 250 * time.Millisecond
+
 // Run starts the deployment, runs the workload under faults for
 // o.Duration, repairs everything, lets the clients finish, and checks the
 // stream. The error is for a run that could not be carried out; what the
@@ -95,6 +101,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	fmt.Fprintf(o.Progress, "cluster up in %v: 3 clustered nodes, %d stateless replicas; logs in %s\n",
 		time.Since(started).Round(time.Millisecond), o.Replicas, o.Dir)
 
+	sends, leaders := NewSendLog(eventstore.StreamName, queueConsumer), newLeaderLog(eventstore.StreamName, queueConsumer)
+	if err := c.observe(sends, leaders); err != nil {
+		return nil, err
+	}
 	l := newLedger()
 	var finishBy atomic.Int64 // unix nanoseconds; 0 while the run goes on
 	deadline := func() time.Time {
@@ -121,6 +131,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	reading.Go(func() { q.run(readCtx) })
 	reading.Go(func() { wat.run(readCtx) })
+	reading.Go(func() { leaders.poll(readCtx, c.js, leaderPollInterval) })
 
 	sum := &Summary{Duration: o.Duration, Seed: o.Seed, Replicas: o.Replicas, Balancing: o.Balancing, Faults: map[FaultKind]*FaultStats{}}
 	for _, p := range c.all() {
@@ -150,6 +161,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every delivery the reader got was seen going out before it came
+	// (if at all): the sends are all logged by now.
+	q.classifyAfterAck(sends, leaders)
 	sum.fill(l, q, wat)
 	sum.Traffic = tr.byPhase(faults)
 	sum.attributeOutages(faults, l.outages)
@@ -169,11 +183,11 @@ func waitCaughtUp(ctx context.Context, js jetstream.JetStream, w *watcher, withi
 		err := func() error {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			stream, err := js.Stream(ctx, "ORDERS")
+			stream, err := js.Stream(ctx, eventstore.StreamName)
 			if err != nil {
 				return err
 			}
-			cons, err := stream.Consumer(ctx, "fault-run")
+			cons, err := stream.Consumer(ctx, queueConsumer)
 			if err != nil {
 				return err
 			}

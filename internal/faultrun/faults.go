@@ -103,9 +103,6 @@ type fault struct {
 	repair func() error
 
 	at, repaired, recovered time.Time
-	// leaderRecovered records the end of a fault that stopped, killed or
-	// cut off a JetStream node (see nearLeaderFault); nil for other faults.
-	leaderRecovered func(time.Time)
 }
 
 // inject hits the cluster with one fault of kind k.
@@ -126,13 +123,12 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			}
 			target = followers[rng.IntN(len(followers))]
 		}
-		recovered := c.noteLeaderFault(time.Now())
 		if k == StopLeader {
 			target.stop()
 		} else {
 			target.kill()
 		}
-		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }, leaderRecovered: recovered}, nil
+		return fault{kind: k, target: target.name, repair: func() error { return c.start(target) }}, nil
 	case KillReplica:
 		target := c.replicas[rng.IntN(len(c.replicas))]
 		target.kill()
@@ -165,7 +161,6 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 			peers = []int{peers[rng.IntN(len(peers))]}
 			target += " and " + c.nodes[peers[0]].name
 		}
-		recovered := c.noteLeaderFault(time.Now())
 		for _, p := range peers {
 			c.routes.cut(l, p)
 		}
@@ -174,58 +169,9 @@ func (c *cluster) inject(ctx context.Context, k FaultKind, rng *rand.Rand) (faul
 				c.routes.restore(l, p)
 			}
 			return nil
-		}, leaderRecovered: recovered}, nil
+		}}, nil
 	}
 	return fault{}, fmt.Errorf("unknown fault kind %q", k)
-}
-
-// leaderFaultWindow is how long before a fault that moves JetStream's
-// leaders (a node stopped, killed or cut off from a peer), and after every
-// process serves again, an ack's confirmation counts as across the leader
-// changes it causes. Measured: acks of an R3 consumer confirmed from
-// seconds before such a node was killed until after it was back, and
-// while a route cut held, came again from a consumer leader elected
-// around the fault or its repair (docs/guarantees.md); one election on
-// each side is the bound taken.
-const leaderFaultWindow = maxElection
-
-// leaderFault is when a fault that moves JetStream's leaders began, and
-// when every process served again after its repair (zero while it lasts).
-type leaderFault struct{ at, recovered time.Time }
-
-// noteLeaderFault records that a JetStream node is stopped, killed or cut
-// off at t; the returned func records when every process serves again.
-func (c *cluster) noteLeaderFault(t time.Time) (recovered func(time.Time)) {
-	c.faultsMu.Lock()
-	defer c.faultsMu.Unlock()
-	c.leaderFaults = append(c.leaderFaults, leaderFault{at: t})
-	i := len(c.leaderFaults) - 1
-	return func(r time.Time) {
-		c.faultsMu.Lock()
-		defer c.faultsMu.Unlock()
-		c.leaderFaults[i].recovered = r
-	}
-}
-
-// nearLeaderFault reports whether t, an ack's confirmation, lies within
-// leaderFaultWindow of a fault that stopped, killed or cut off a
-// JetStream node: from that long before it to that long after every
-// process served again.
-func (c *cluster) nearLeaderFault(t time.Time) bool {
-	if c == nil {
-		return false
-	}
-	c.faultsMu.Lock()
-	defer c.faultsMu.Unlock()
-	for _, f := range c.leaderFaults {
-		if t.Before(f.at.Add(-leaderFaultWindow)) {
-			continue
-		}
-		if f.recovered.IsZero() || !t.After(f.recovered.Add(leaderFaultWindow)) {
-			return true
-		}
-	}
-	return false
 }
 
 // injectFaults runs the fault schedule until ctx ends: a healthy pause,
@@ -268,9 +214,6 @@ func (c *cluster) injectFaults(ctx context.Context, until time.Time, rng *rand.R
 			return faults, fmt.Errorf("after %s (%s): %w", f.kind.Describe(), f.target, err)
 		}
 		f.repaired, f.recovered = repaired, time.Now()
-		if f.leaderRecovered != nil {
-			f.leaderRecovered(f.recovered)
-		}
 		faults = append(faults, f)
 		recovered := f.recovered.Sub(repaired)
 		stats[kind].LongestRecovery = max(stats[kind].LongestRecovery, recovered)

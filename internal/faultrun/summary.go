@@ -133,8 +133,8 @@ func (s *Summary) Print(out io.Writer) {
 	printTraffic(out, s.Traffic, processes)
 	fmt.Fprintf(out, "\nwork queue: %d deliveries (%d redelivered, allowed: at least once), %d created events missing, stream reopened %d times, %d stalls\n",
 		s.Queue.Delivered, s.Queue.Redelivered, s.Queue.Missing, s.Queue.Reopened, s.Queue.Stalls)
-	fmt.Fprintf(out, "confirmed acks: %d deliveries of an event whose ack was confirmed: %d lost across a leader change (the window docs/guarantees.md gives), %d lost otherwise, the rest redeliveries that may have raced an ack confirmed after the ack wait\n",
-		s.Queue.AfterConfirmedAck, s.Queue.AcrossLeaderChange, s.Queue.LostAcks)
+	fmt.Fprintf(out, "confirmed acks: %d deliveries of an event whose ack was confirmed: %d raced (sent before the ack was confirmed), %d allowed across an election (sent after a consumer leader was elected, the window docs/guarantees.md gives), %d lost; %d consumer leader elections\n",
+		s.Queue.AfterConfirmedAck, s.Queue.Raced, s.Queue.AcrossElection, s.Queue.LostAcks, s.Queue.Elections)
 	fmt.Fprintf(out, "watch: %d events up to sequence %d of %d, %d gaps, %d repeated, resumed %d times, %d stalls, longest lag %v\n",
 		s.Watch.Events, s.Watch.LastSeq, s.Stored, s.Watch.Gaps, s.Watch.Repeated, s.Watch.Reopened, s.Watch.Stalls, s.Watch.LongestLag.Round(time.Millisecond))
 	fmt.Fprintf(out, "max unavailability window: %v without any acknowledged write; the longest a retrying client waited was %v\n",

@@ -26,13 +26,18 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 		approved: map[string]int{"o1": 2}, // approved twice; o2's approval is lost
 		orders:   map[string]bool{"o1": true, "o2": true, "o4": true},
 	}
+	now := time.Now()
 	q := &queueReader{seen: map[string]int{"o1": 1, "o2": 2}, confirmed: map[string]confirmedAck{
-		"o1": {at: time.Now().Add(-time.Minute), attempt: 1, received: time.Now().Add(-time.Minute - time.Millisecond)},
-		"o2": {at: time.Now(), attempt: 2, received: time.Now().Add(-queueAckWait)},
+		"o1": {at: now.Add(-time.Minute), attempt: 1, received: now.Add(-time.Minute - time.Millisecond)},
+		"o2": {at: now, attempt: 2, received: now.Add(-queueAckWait)},
 	}} // o4 never delivered
+	sends := NewSendLog("ORDERS", queueConsumer)
+	sends.record(sendKey{1, 2}, now.Add(-time.Second))      // o1's attempt 2, sent a minute after the confirmation
+	sends.record(sendKey{2, 3}, now.Add(-time.Millisecond)) // o2's attempt 3, sent before the confirmation
 	n1 := &process{name: "n1"}
-	q.deliver(n1, "o1", 2) // acked at once, then delivered again a minute after: lost
-	q.deliver(n1, "o2", 3) // acked an ack wait after its delivery, the redelivery on its way: allowed, counted
+	q.deliver(n1, "o1", 1, 2) // acked at once, then sent again a minute after: lost
+	q.deliver(n1, "o2", 2, 3) // its redelivery sent before the ack was confirmed: raced, counted
+	q.classifyAfterAck(sends, newLeaderLog("ORDERS", queueConsumer))
 	w := &watcher{}
 	w.event(&ordersv1.OrderEvent{Sequence: 1})
 	w.event(&ordersv1.OrderEvent{Sequence: 3}) // a gap
@@ -42,11 +47,11 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 	sum.fill(l, q, w)
 	s.check(sum, l, q, w)
 	sum.Stored = s.lastSeq
-	if sum.Queue.AfterConfirmedAck != 2 {
-		t.Errorf("%d deliveries after a confirmed ack counted, want 2", sum.Queue.AfterConfirmedAck)
+	if sum.Queue.AfterConfirmedAck != 2 || sum.Queue.Raced != 1 {
+		t.Errorf("%d deliveries after a confirmed ack counted, %d raced; want 2 and 1", sum.Queue.AfterConfirmedAck, sum.Queue.Raced)
 	}
-	if problems := strings.Join(sum.Problems, "\n"); !strings.Contains(problems, "order o1 (attempt 2) 1m0") ||
-		!strings.Contains(problems, "order o2 (attempt 3)") {
+	if problems := strings.Join(sum.Problems, "\n"); !strings.Contains(problems, "order o1 (sequence 1, attempt 2) 1m0") ||
+		!strings.Contains(problems, "order o2 (sequence 2, attempt 3)") {
 		t.Errorf("the deliveries after confirmed acks are not reported with their timing:\n%s", problems)
 	}
 	for what, got := range map[string]int{
@@ -73,26 +78,74 @@ func TestChecksFindBrokenPromises(t *testing.T) {
 	}
 }
 
-// A confirmed ack delivered again is reported as lost across a leader
-// change only when its confirmation lies near a fault that stopped,
-// killed or cut off a JetStream node; the same delivery far from any such fault is a
-// lost ack, which fails the run.
-func TestLostAcksNearALeaderFaultAreToldApart(t *testing.T) {
-	faultAt := time.Now().Add(-time.Hour)
-	c := &cluster{}
-	c.noteLeaderFault(faultAt)(faultAt.Add(10 * time.Second))
-	q := &queueReader{c: c, seen: map[string]int{"near": 1, "far": 1}, confirmed: map[string]confirmedAck{
-		"near": {at: faultAt.Add(-100 * time.Millisecond), attempt: 1, received: faultAt.Add(-130 * time.Millisecond)},
-		"far":  {at: faultAt.Add(time.Minute), attempt: 1, received: faultAt.Add(time.Minute - 30*time.Millisecond)},
-	}}
-	n1 := &process{name: "n1"}
-	q.deliver(n1, "near", 2)
-	q.deliver(n1, "far", 2)
-	if q.stats.AcrossLeaderChange != 1 || q.stats.LostAcks != 1 {
-		t.Fatalf("across a leader change %d, lost %d; want 1 and 1", q.stats.AcrossLeaderChange, q.stats.LostAcks)
+// Each delivery after a confirmed ack is classified by what JetStream
+// sent and when its consumer leaders were elected, not by the client's
+// timing: raced only if that very delivery (a later attempt) went out
+// before the confirmation; allowed only if a consumer leader was elected
+// after the confirmation and no later than the resend; lost otherwise.
+func TestDeliveriesAfterConfirmedAcksAreToldApart(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	ack := confirmedAck{at: t0, by: "n2", attempt: 1, received: t0.Add(-10 * time.Millisecond)}
+	sends := NewSendLog("ORDERS", queueConsumer)
+	leaders := newLeaderLog("ORDERS", queueConsumer)
+	cases := []struct {
+		name    string
+		attempt uint64
+		sentAt  []time.Duration // after the confirmation; none: its send not seen
+		elected []time.Duration // elections, after the confirmation
+		want    string          // raced, allowed or lost
+	}{
+		{"sent before the confirmation", 2, []time.Duration{-time.Millisecond}, nil, "raced"},
+		{"long after the ack wait, sent late", 2, []time.Duration{time.Minute}, nil, "lost"},
+		{"same attempt sent before, resent after", 1, []time.Duration{-time.Second, time.Second}, nil, "lost"},
+		{"elected after the confirmation, before the resend", 2, []time.Duration{2 * time.Second}, []time.Duration{time.Second}, "allowed"},
+		{"elected before the confirmation", 2, []time.Duration{2 * time.Second}, []time.Duration{-time.Millisecond}, "lost"},
+		{"elected after the resend", 2, []time.Duration{2 * time.Second}, []time.Duration{3 * time.Second}, "lost"},
+		{"send not seen, elected before it came", 2, nil, []time.Duration{time.Second}, "allowed"},
 	}
-	if len(q.afterConfirmed) != 1 || !strings.Contains(q.afterConfirmed[0], "across a leader change") ||
-		len(q.lostAcks) != 1 || !strings.Contains(q.lostAcks[0], ": a lost ack") {
-		t.Errorf("the deliveries are not reported as what they are:\nallowed:\n%s\nlost:\n%s", strings.Join(q.afterConfirmed, "\n"), strings.Join(q.lostAcks, "\n"))
+	q := &queueReader{seen: map[string]int{}, confirmed: map[string]confirmedAck{}}
+	n1 := &process{name: "n1"}
+	for i, c := range cases {
+		seq := uint64(i+1) * 1000 // far apart: each case has its own hour
+		base := ack
+		base.at = t0.Add(time.Duration(i) * time.Hour)
+		q.confirmed[c.name] = base
+		for _, d := range c.sentAt {
+			sends.record(sendKey{seq, c.attempt}, base.at.Add(d))
+		}
+		for _, d := range c.elected {
+			leaders.record(election{at: base.at.Add(d), leader: "n3"})
+		}
+		q.deliver(n1, c.name, seq, c.attempt)
+		q.afterAck[i].received = base.at.Add(5 * time.Second)
+	}
+	q.classifyAfterAck(sends, leaders)
+	want := map[string]int{}
+	for _, c := range cases {
+		want[c.want]++
+	}
+	if q.stats.Raced != want["raced"] || q.stats.AcrossElection != want["allowed"] || q.stats.LostAcks != want["lost"] {
+		t.Errorf("raced %d, allowed across an election %d, lost %d; want %d, %d, %d\nallowed:\n%s\nlost:\n%s",
+			q.stats.Raced, q.stats.AcrossElection, q.stats.LostAcks, want["raced"], want["allowed"], want["lost"],
+			strings.Join(q.afterConfirmed, "\n"), strings.Join(q.lostAcks, "\n"))
+	}
+	for _, c := range cases {
+		found := ""
+		for _, r := range q.afterConfirmed {
+			if strings.Contains(r, "order "+c.name+" ") {
+				found = "raced"
+				if strings.Contains(r, "elected between") {
+					found = "allowed"
+				}
+			}
+		}
+		for _, r := range q.lostAcks {
+			if strings.Contains(r, "order "+c.name+" ") {
+				found = "lost"
+			}
+		}
+		if found != c.want {
+			t.Errorf("%s: reported as %q, want %q", c.name, found, c.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/faultrun"
 )
 
@@ -32,6 +33,9 @@ type workQueueClient struct {
 	nodes    []*clusterNode
 	consumer string
 	tokens   chan ackable // deliveries to ack, in order
+	// sends logs what JetStream sent the consumer, seen on connections
+	// to each node's NATS server.
+	sends *faultrun.SendLog
 
 	mu         sync.Mutex              // protects the fields below
 	deliveries map[uint64]int          // stream sequence → times delivered
@@ -84,8 +88,23 @@ const (
 )
 
 func newWorkQueueClient(t *testing.T, stats *callStats, nodes []*clusterNode) *workQueueClient {
-	return &workQueueClient{t: t, stats: stats, nodes: nodes, consumer: "leader-loss", tokens: make(chan ackable, 1<<16),
-		deliveries: map[uint64]int{}, acked: map[uint64]confirmedAck{}}
+	const consumer = "leader-loss"
+	q := &workQueueClient{t: t, stats: stats, nodes: nodes, consumer: consumer, tokens: make(chan ackable, 1<<16),
+		deliveries: map[uint64]int{}, acked: map[uint64]confirmedAck{}, sends: faultrun.NewSendLog(eventstore.StreamName, consumer)}
+	for _, n := range nodes {
+		nc, err := n.nats()
+		if err != nil {
+			t.Fatalf("connect to %s's NATS: %v", n.name, err)
+		}
+		t.Cleanup(nc.Close)
+		if err := q.sends.Observe(nc); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q
 }
 
 // start consumes and acks until ctx ends.
@@ -168,26 +187,34 @@ func (q *workQueueClient) consumeOnce(ctx context.Context, node *clusterNode) er
 // delivered records one delivery. Every delivery of an event whose ack
 // was confirmed is counted and reported with its timing. JetStream
 // replicates an ack before it confirms it, so no leader change may undo
-// it: the one such delivery allowed is the redelivery JetStream sent
-// before the ack reached it (the ack wait ran out first:
-// faultrun.MayHaveRaced). Any other means the consumer went back.
+// it here (the consumer leader is killed alone, right after acks: see
+// docs/guarantees.md): the one such delivery allowed is a later attempt
+// JetStream was seen sending before the ack was confirmed (the ack wait
+// ran out first; faultrun.SendLog). Any other means the consumer went
+// back.
 func (q *workQueueClient) delivered(node *clusterNode, res *ordersv1.ConsumeOrdersResponse) {
 	seq, attempt := res.GetEvent().GetSequence(), res.GetDeliveryAttempt()
 	if status := res.GetEvent().GetOrder().GetStatus(); status != ordersv1.OrderStatus_ORDER_STATUS_CREATED {
 		q.t.Errorf("the work queue of created events delivered a %v event (sequence %d)", status, seq)
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	q.deliveries[seq]++
 	acked, ok := q.acked[seq]
+	q.mu.Unlock()
 	if !ok {
 		return
 	}
 	after := time.Since(acked.at)
 	report := fmt.Sprintf("%s delivered sequence %d (attempt %d) %v after the ack of attempt %d was confirmed, %v after that delivery",
 		node.name, seq, attempt, after.Round(time.Millisecond), acked.attempt, acked.at.Sub(acked.received).Round(time.Millisecond))
+	q.mu.Lock()
 	q.tally.afterConfirmed = append(q.tally.afterConfirmed, report)
-	if faultrun.MayHaveRaced(acked.received, acked.at, queueAckWait, acked.attempt, attempt) {
+	q.mu.Unlock()
+	// Its send, seen on the observers' connections, comes before it
+	// reaches this client through ordersd and gRPC; wait for the log to
+	// have it (or not) before judging.
+	raced := attempt > acked.attempt && waitFor(time.Second, func() bool { return q.sends.SentBefore(seq, attempt, acked.at) })
+	if raced {
 		q.t.Logf("%s: sent before the ack reached JetStream", report)
 		return
 	}
