@@ -355,6 +355,12 @@ func TestMigrateToPartitionsFinishesARunThatDied(t *testing.T) {
 			} else {
 				diePartWay(t, &m, died)
 			}
+			for _, p := range m.layout.All() {
+				// Refused by nodes of layout 3 on their own, should ORDERS go.
+				if s, err := js.Stream(ctx, p.Stream()); err == nil && died != "before marking ORDERS done" && s.CachedInfo().Config.Metadata[eventstore.MetadataMigration] == "" {
+					t.Errorf("%s is not marked while the migration fills it", p)
+				}
+			}
 			if err := partitionedStore(t, js).Ready(ctx); !errors.Is(err, eventstore.ErrLayoutOutdated) {
 				t.Errorf("a store of layout 3 during the migration: %v, want ErrLayoutOutdated", err)
 			}
@@ -457,4 +463,32 @@ func natsMsg(subject string, data []byte) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	return msg
+}
+
+// A write to ORDERS after the migration began (a node that was still
+// running) makes the migration fail rather than leave the write behind.
+func TestMigrateToPartitionsRefusesAStreamWrittenMeanwhile(t *testing.T) {
+	js, log := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly)), testsupport.Logger()
+	ctx := testsupport.Context(t, 30*time.Second)
+	writeLayout2(t, js)
+	m := partitioning{js: js, opts: eventstore.StreamOptions{}.WithDefaults(), layout: eventstore.Layout{Partitions: partitionsUnderTest}, log: log}
+	orders, err := js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.markOrders(ctx, orders); err != nil {
+		t.Fatal(err)
+	}
+	// A node started before the marker writes on.
+	order := &ordersv1.Order{OrderId: "o-late", CustomerId: "c-0", Status: stCreated, CurrencyCode: "EUR"}
+	msg, err := eventstore.EncodeEvent(order, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunPartitions(ctx, js, eventstore.StreamOptions{}, partitionsUnderTest, log); err == nil || !strings.Contains(err.Error(), "is an ordersd node running") {
+		t.Fatalf("a migration of a stream written meanwhile: %v, want a refusal", err)
+	}
 }
