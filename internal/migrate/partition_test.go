@@ -83,7 +83,35 @@ func writeLayout2(t *testing.T, js jetstream.JetStream) *layout2 {
 	}
 	info := consumeAndAck(t, js, "queue", filter[0], 5)
 	l.queueFloor, l.queueNext = info.AckFloor.Stream, created[5:]
+	ackEverything(t, js, "all")
 	return l
+}
+
+// ackEverything makes the durable consumer name of every event, with no
+// filter, and acknowledges every event there is.
+func ackEverything(t *testing.T, js jetstream.JetStream, name string) {
+	t.Helper()
+	ctx := testsupport.Context(t, 10*time.Second)
+	stream, err := js.Stream(ctx, eventstore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(int(stream.CachedInfo().State.Msgs), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		if err := msg.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := cons.Info(ctx); err != nil || info.AckFloor.Stream != stream.CachedInfo().State.LastSeq {
+		t.Fatalf("consumer %s acknowledged up to %v, want every event (%v)", name, info, err)
+	}
 }
 
 // partitionedStore opens a store of layout 3 with partitionsUnderTest
@@ -188,6 +216,30 @@ func checkPartitioned(t *testing.T, js jetstream.JetStream, old *layout2) {
 		t.Errorf("pay approved o-01 after the migration: %v", err)
 	}
 
+	// The consumer "all" had acknowledged every event: it delivers only
+	// the payment made since, from o-01's partition.
+	var since []string
+	for _, p := range layout.All() {
+		cons, err := js.Consumer(ctx, p.Stream(), "all")
+		if err != nil {
+			t.Fatalf("consumer all on %s: %v", p, err)
+		}
+		if cfg := cons.CachedInfo().Config; !slices.Equal(cfg.FilterSubjects, []string{p.Subjects()}) {
+			t.Errorf("all on %s filters %v, want [%s]", p, cfg.FilterSubjects, p.Subjects())
+		}
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for msg := range batch.Messages() {
+			since = append(since, p.String()+" "+msg.Subject())
+		}
+	}
+	paid, _ := layout.Of("o-01").EventSubject(stPaid, eventstore.OrderKey{CustomerID: old.customer["o-01"], OrderID: "o-01"})
+	if want := []string{layout.Of("o-01").String() + " " + paid}; !slices.Equal(since, want) {
+		t.Errorf("all delivers %v after the migration, want only %v", since, want)
+	}
+
 	var delivered []string
 	for _, p := range layout.All() {
 		cons, err := js.Consumer(ctx, p.Stream(), "queue")
@@ -285,7 +337,7 @@ func TestMigrateToPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Orders != len(old.statuses) || sum.Reserved != 1 || sum.Partitions != partitionsUnderTest || len(sum.Consumers) != 1 ||
+	if sum.Orders != len(old.statuses) || sum.Reserved != 1 || sum.Partitions != partitionsUnderTest || len(sum.Consumers) != 2 ||
 		sum.OldLastSeq != before.CachedInfo().State.LastSeq || sum.Events != int(before.CachedInfo().State.Msgs) {
 		t.Errorf("summary %+v", sum)
 	}
