@@ -198,7 +198,7 @@ func checkLayout(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		}
 		meta := stream.CachedInfo().Config.Metadata
 		if meta[MetadataMigration] != "" {
-			return fmt.Errorf("%w: stream %s is being filled by a migration (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
+			return fmt.Errorf("%w: stream %s is being filled by a migration (%s); see docs/subject-layout.md, \"Migrating to partitions\"",
 				ErrLayoutOutdated, p.Stream(), meta[MetadataMigration])
 		}
 		if have := meta[MetadataPartitions]; have != strconv.Itoa(l.Partitions) {
