@@ -544,3 +544,34 @@ func TestMigrateToPartitionsRefusesAStreamWrittenMeanwhile(t *testing.T) {
 		t.Fatalf("a migration of a stream written meanwhile: %v, want a refusal", err)
 	}
 }
+
+// A stream of layout 1 is not partitioned directly (the migration to
+// layout 2 comes first), and a deployment made with partitions is not
+// taken back to one stream nor to another number: each says so and
+// changes nothing.
+func TestMigrateToPartitionsRefusesWhatItDoesNotDo(t *testing.T) {
+	log := testsupport.Logger()
+	js := testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
+	ctx := testsupport.Context(t, 30*time.Second)
+	writeLayout1(t, js)
+	if _, err := RunPartitions(ctx, js, eventstore.StreamOptions{}, partitionsUnderTest, log); err == nil || !strings.Contains(err.Error(), "run `ordersd migrate` (without --partitions) first") {
+		t.Errorf("RunPartitions on layout 1: %v, want a refusal naming `ordersd migrate`", err)
+	}
+	if _, err := js.Stream(ctx, eventstore.Layout{Partitions: partitionsUnderTest}.All()[0].Stream()); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("a refused migration made a partition: %v", err)
+	}
+
+	js = testsupport.JetStream(t, testsupport.StartNATS(t, testsupport.InProcessOnly))
+	if err := partitionedStore(t, js).Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, js, eventstore.StreamOptions{}, log); err == nil || !strings.Contains(err.Error(), "does not take them back to one stream") {
+		t.Errorf("`ordersd migrate` on partitions: %v, want a refusal", err)
+	}
+	if _, err := RunPartitions(ctx, js, eventstore.StreamOptions{}, partitionsUnderTest+1, log); err == nil || !strings.Contains(err.Error(), "another number of partitions is not supported") {
+		t.Errorf("RunPartitions to %d on %d partitions: %v, want a refusal", partitionsUnderTest+1, partitionsUnderTest, err)
+	}
+	if sum, err := RunPartitions(ctx, js, eventstore.StreamOptions{}, partitionsUnderTest, log); err != nil || !strings.Contains(sum.NothingToDo, "already") {
+		t.Errorf("RunPartitions to the same number: %+v, %v; want nothing to do", sum, err)
+	}
+}
