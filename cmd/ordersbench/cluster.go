@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -242,7 +243,7 @@ func startClusterProcesses(o options, binary, dir string, l eventstore.Layout) (
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for _, p := range procs {
-		if err := p.waitServing(dir, deadline); err != nil {
+		if err := p.waitServing(dir, deadline, procs); err != nil {
 			return procs, err
 		}
 	}
@@ -275,14 +276,17 @@ func (p *clusterProcess) start(binary, dir string, args []string) error {
 	return nil
 }
 
-// waitServing waits until the process answers SERVING, or says why not.
-func (p *clusterProcess) waitServing(dir string, deadline time.Time) error {
+// waitServing waits until the process answers SERVING, or says why not:
+// also when one of all, its peers, has exited meanwhile.
+func (p *clusterProcess) waitServing(dir string, deadline time.Time, all []*clusterProcess) error {
 	health := healthpb.NewHealthClient(p.conn)
 	for {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited; see %s", p.name, filepath.Join(dir, p.name+".log"))
-		default:
+		for _, q := range all {
+			select {
+			case <-q.exited:
+				return fmt.Errorf("%s exited; see %s", q.name, filepath.Join(dir, q.name+".log"))
+			default:
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		res, err := health.Check(ctx, &healthpb.HealthCheckRequest{Service: ordersv1.OrderService_ServiceDesc.ServiceName})
@@ -456,7 +460,10 @@ func parseLeaders(exposition string) map[string]string {
 }
 
 // freeLoopbackAddrs reserves n loopback addresses for the processes to
-// listen on.
+// listen on, on ports below Linux's ephemeral range (32768 and up): a
+// route dialled before its peer listens could otherwise be given the very
+// port it dials as its own and connect to itself, and the peer then finds
+// its port taken.
 func freeLoopbackAddrs(n int) ([]string, error) {
 	var addrs []string
 	var lis []net.Listener
@@ -465,13 +472,19 @@ func freeLoopbackAddrs(n int) ([]string, error) {
 			l.Close()
 		}
 	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries > 100*n {
+			return nil, fmt.Errorf("no %d free loopback ports found between %d and %d", n, lowPort, lowPort+lowPorts)
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(lowPort+rand.IntN(lowPorts))))
 		if err != nil {
-			return nil, err
+			continue // taken
 		}
 		lis = append(lis, l)
 		addrs = append(addrs, l.Addr().String())
 	}
 	return addrs, nil
 }
+
+// The ports freeLoopbackAddrs picks from: [lowPort, lowPort+lowPorts).
+const lowPort, lowPorts = 20000, 12000
