@@ -188,6 +188,9 @@ func layoutTag(l eventstore.Layout) string {
 	if !l.Partitioned() {
 		return " [layout 2]"
 	}
+	if l.Partitions == 1 {
+		return " [1 partition]"
+	}
 	return fmt.Sprintf(" [%d partitions]", l.Partitions)
 }
 
