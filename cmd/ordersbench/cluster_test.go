@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -108,5 +110,53 @@ func TestPartitionsOption(t *testing.T) {
 		if _, err := parseOptions([]string{"-workloads", "create", "-partitions", bad}); err == nil {
 			t.Errorf("-partitions %q: no error", bad)
 		}
+	}
+}
+
+// The cluster workload runs end to end on three partitions: three ordersd
+// processes, the partitions' leaders one per process (read from their
+// metrics), and every process's CPU measured (a short run: it checks that
+// the workload works and reports, not how fast it is).
+func TestShortClusterRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ordersd and starts three processes")
+	}
+	dir := t.TempDir()
+	binary := filepath.Join(dir, "ordersd")
+	build := exec.Command("go", "build", "-o", binary, "github.com/ordersd/ordersd/cmd/ordersd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build ordersd: %v\n%s", err, out)
+	}
+	o, err := parseOptions([]string{"-workloads", "cluster", "-partitions", "3", "-cluster-duration", "300ms", "-cluster-concurrency", "6",
+		"-ordersd", binary, "-json", filepath.Join(dir, "bench.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := runCluster(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || len(rows[0].Nodes) != clusterSize || rows[0].OrdersdP50Ms <= 0 {
+		t.Fatalf("rows %+v, want one with a latency and %d processes", rows, clusterSize)
+	}
+	var partitions []string
+	for _, n := range rows[0].Nodes {
+		if n.CPUSeconds <= 0 || n.CPUSecondsPer1000 <= 0 {
+			t.Errorf("%s: no CPU measured: %+v", n.Name, n)
+		}
+		led := 0
+		for _, s := range n.Leads {
+			if _, ok := (eventstore.Layout{Partitions: 3}).PartitionOfStream(s); ok {
+				partitions = append(partitions, s)
+				led++
+			}
+		}
+		if led != 1 {
+			t.Errorf("%s leads %v, want one partition", n.Name, n.Leads)
+		}
+	}
+	slices.Sort(partitions)
+	if !slices.Equal(partitions, []string{"ORDERS_0", "ORDERS_1", "ORDERS_2"}) {
+		t.Errorf("partitions led %v, want each of the three once", partitions)
 	}
 }
