@@ -50,7 +50,7 @@ type Delivery struct {
 // (*eventstore.Store): the durable consumers of the stream, and the events
 // that redriven dead letters point at.
 type WorkQueueStore interface {
-	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
+	EnsureConsumers(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) ([]eventstore.QueueConsumer, error)
 	EventAt(ctx context.Context, p eventstore.Partition, seq uint64) (*ordersv1.OrderEvent, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
 }
@@ -114,7 +114,7 @@ func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(De
 // returns how many it sent), and, for a Session, its deliveries tracked.
 func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Session, send func(Delivery) error, sendBatch func([]Delivery) (int, error)) error {
 	spec.Settings.InactiveThreshold = w.opts.InactiveThreshold
-	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
+	queue, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) ([]eventstore.QueueConsumer, error) {
 		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings, w.opts.MaxDurables) // bounded by --nats-timeout
 	})
 	if err != nil {
@@ -125,7 +125,8 @@ func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Sessio
 	if err != nil {
 		return err
 	}
-	cfg := cons.CachedInfo().Config
+	cons := queue[0].Consumer
+	cfg := queue[0].Config
 	held := newCredit(spec.MaxInFlight, func(delta int) { w.metrics.InFlight(spec.Consumer, delta) })
 	if sess != nil {
 		sess.start(held, ackDeadline(cfg, 1))
