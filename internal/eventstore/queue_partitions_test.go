@@ -67,11 +67,19 @@ func TestQueueIsOneConsumerPerPartition(t *testing.T) {
 		}
 	}
 
-	// The cap counts queues: a second one is refused, the first is not.
+	// The cap counts queues, not consumers: with a cap of 2, a second
+	// queue (3 consumers more) is made, a third is refused.
 	other := cfg
 	other.Durable = "q2"
-	if _, err := store.EnsureConsumers(ctx, other, 1); !errors.Is(err, ErrTooManyConsumers) {
-		t.Errorf("EnsureConsumers(q2) with cap 1 = %v, want ErrTooManyConsumers", err)
+	if _, err := store.EnsureConsumers(ctx, other, 2); err != nil {
+		t.Errorf("EnsureConsumers(q2) with cap 2 and one queue = %v, want it made", err)
+	}
+	other.Durable = "q3"
+	if _, err := store.EnsureConsumers(ctx, other, 2); !errors.Is(err, ErrTooManyConsumers) {
+		t.Errorf("EnsureConsumers(q3) with cap 2 and two queues = %v, want ErrTooManyConsumers", err)
+	}
+	if err := store.DeleteConsumer(ctx, "q2"); err != nil {
+		t.Fatal(err)
 	}
 
 	// Half-made (partition 1 lost its consumer): shown, then completed.
