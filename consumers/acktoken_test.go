@@ -89,7 +89,7 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 		{"empty", "", ErrMalformedToken},
 		{"not base64", "not a token!", ErrMalformedToken},
 		{"too short for a MAC", tokenEncoding.EncodeToString([]byte{tokenVersion, 1, 2, 3}), ErrMalformedToken},
-		{"another version", tokenEncoding.EncodeToString(append([]byte{tokenVersion + 1}, raw[1:]...)), ErrMalformedToken},
+		{"another version", tokenEncoding.EncodeToString(append([]byte{partitionedVersion + 1}, raw[1:]...)), ErrMalformedToken},
 		{"a signed subject that is not an ack subject", tokens.Sign(testEpoch, "$JS.API.STREAM.DELETE.ORDERS"), ErrMalformedToken},
 	} {
 		t.Run(c.name, func(t *testing.T) {
