@@ -72,3 +72,62 @@ func TestMigrateCommandToPartitions(t *testing.T) {
 		t.Errorf("a second ordersd migrate --partitions 3: exit %d, %q %q; want nothing to do", code, out, errOut)
 	}
 }
+
+// The order-review worker goes on across `ordersd migrate --partitions 3`:
+// its durable consumer, made on every partition after its ack floor, is
+// the one a node of three partitions reviews from, so the orders the old
+// node left unreviewed and those created after the migration are all
+// approved, each once.
+func TestMigratedReviewGoesOnOnPartitions(t *testing.T) {
+	dir := t.TempDir()
+	client, log, stop := startOrdersd(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	create := func(i int) string {
+		res, err := client.CreateOrder(ctx, &ordersv1.CreateOrderRequest{CustomerId: fmt.Sprintf("c-%d", i%2), RequestId: fmt.Sprintf("r-%d", i), CurrencyCode: "EUR",
+			Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.GetOrder().GetOrderId()
+	}
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, create(i))
+	}
+	if code := stop(); code != 0 { // some reviewed, perhaps not all
+		t.Fatalf("exit %d:\n%s", code, log)
+	}
+	if code, out, errOut := migrateCLI(t, "--data-dir", dir, "--partitions", "3"); code != 0 {
+		t.Fatalf("ordersd migrate --partitions 3: exit %d\n%s%s", code, out, errOut)
+	}
+	client, log, _ = startOrdersd(t, dir, "--partitions", "3")
+	for i := 20; i < 26; i++ {
+		ids = append(ids, create(i))
+	}
+	for _, id := range ids {
+		if !waitFor(30*time.Second, func() bool {
+			res, err := client.GetOrder(ctx, &ordersv1.GetOrderRequest{OrderId: id})
+			return err == nil && res.GetOrder().GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_APPROVED
+		}) {
+			t.Fatalf("order %s not approved on 3 partitions after the migration:\n%s", id, log)
+		}
+		history, err := client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var approvals int
+		for {
+			res, err := history.Recv()
+			if err != nil {
+				break
+			}
+			if res.GetEvent().GetOrder().GetStatus() == ordersv1.OrderStatus_ORDER_STATUS_APPROVED {
+				approvals++
+			}
+		}
+		if approvals != 1 {
+			t.Errorf("order %s approved %d times", id, approvals)
+		}
+	}
+}
