@@ -28,8 +28,8 @@ type liveEvent struct {
 
 	once     sync.Once
 	epoch    []eventstore.Epoch // of the streams in position
-	position string           // the resume position after the event
-	response []byte           // its WatchOrdersResponse, with position
+	position string             // the resume position after the event
+	response []byte             // its WatchOrdersResponse, with position
 	err      error
 }
 

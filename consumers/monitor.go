@@ -85,7 +85,7 @@ type Monitor struct {
 	// events: one per event that any watcher got, however many got it.
 	responsesEncoded atomic.Uint64
 
-	mu         sync.Mutex // protects the fields below
+	mu         sync.Mutex                // protects the fields below
 	subs       []*nats.Subscription      // one per partition; nil while not subscribed
 	last       []uint64                  // per partition, the stream sequence of the last message fanned out
 	tick       uint64                    // how many messages have been fanned out: the order of m.recent
