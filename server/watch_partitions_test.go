@@ -39,12 +39,12 @@ func (n *testNode) createApproved(t *testing.T, count int) {
 
 // partitionReader follows a watch over partitions across reconnects, as a
 // client that keeps the resume_position of the last response it handled:
-// it checks that every order's events come in its stream's order (one
-// revision after the other), each once.
+// it checks that every order's events come in its stream's order (each
+// order is created, then approved), each once.
 type partitionReader struct {
 	t        *testing.T
-	position string            // of the last response read; "" before the first
-	revision map[string]uint64 // per order, the revision of the last event read
+	position string         // of the last response read; "" before the first
+	seen     map[string]int // per order, how many of its events were read
 	events   int
 	streams  int
 }
@@ -71,11 +71,14 @@ func (r *partitionReader) read(n *testNode, budget, want int) {
 			r.t.Fatalf("a response without a resume_position: %v", res)
 		}
 		if ev := res.GetEvent(); ev != nil {
-			id, rev := ev.GetOrder().GetOrderId(), ev.GetOrder().GetRevision()
-			if rev != r.revision[id]+1 {
-				r.t.Fatalf("stream %d: order %s: got revision %d after %d", r.streams, id, rev, r.revision[id])
+			id, want := ev.GetOrder().GetOrderId(), created
+			if r.seen[id] > 0 {
+				want = approved
 			}
-			r.revision[id] = rev
+			if r.seen[id] > 1 || ev.GetOrder().GetStatus() != want {
+				r.t.Fatalf("stream %d: order %s: event %d is %v, want %v, each once", r.streams, id, r.seen[id]+1, ev.GetOrder().GetStatus(), want)
+			}
+			r.seen[id]++
 			r.events++
 			budget--
 		}
@@ -102,7 +105,7 @@ func TestWatchAcrossPartitionsResumesWithoutGapOrRepeat(t *testing.T) {
 		defer close(written)
 		n.createApproved(t, total-stored)
 	}()
-	r := &partitionReader{t: t, revision: make(map[string]uint64)}
+	r := &partitionReader{t: t, seen: make(map[string]int)}
 	for i := 0; r.events < 2*total; i++ {
 		budget := 1 + rand.IntN(60)
 		if i%4 == 3 {
@@ -112,7 +115,7 @@ func TestWatchAcrossPartitionsResumesWithoutGapOrRepeat(t *testing.T) {
 	}
 	<-written
 	perPartition := make(map[int]int)
-	for id := range r.revision {
+	for id := range r.seen {
 		perPartition[eventstore.PartitionOf(id, watchPartitions)]++
 	}
 	if len(perPartition) != watchPartitions {
@@ -133,12 +136,12 @@ func TestWatchAcrossPartitionsResumesWithoutGapOrRepeat(t *testing.T) {
 		r.read(again, 10+rand.IntN(40), 2*(total+more))
 	}
 	<-done
-	if len(r.revision) != total+more {
-		t.Fatalf("saw events of %d orders, want %d", len(r.revision), total+more)
+	if len(r.seen) != total+more {
+		t.Fatalf("saw events of %d orders, want %d", len(r.seen), total+more)
 	}
-	for id, rev := range r.revision {
-		if rev != 2 {
-			t.Fatalf("order %s: saw %d events, want 2", id, rev)
+	for id, events := range r.seen {
+		if events != 2 {
+			t.Fatalf("order %s: saw %d events, want 2", id, events)
 		}
 	}
 }
@@ -156,7 +159,7 @@ func TestWatchReplayMergesPartitionsThenGoesLive(t *testing.T) {
 	var (
 		last     time.Time
 		lastPart int
-		seen     = make(map[string]bool) // order id and revision
+		seen     = make(map[string]bool) // order id and status
 	)
 	recv := func() *ordersv1.WatchOrdersResponse {
 		t.Helper()
@@ -165,7 +168,7 @@ func TestWatchReplayMergesPartitionsThenGoesLive(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ev := res.GetEvent(); ev != nil {
-			key := fmt.Sprintf("%s/%d", ev.GetOrder().GetOrderId(), ev.GetOrder().GetRevision())
+			key := fmt.Sprintf("%s/%v", ev.GetOrder().GetOrderId(), ev.GetOrder().GetStatus())
 			if seen[key] {
 				t.Fatalf("event %s sent twice", key)
 			}
