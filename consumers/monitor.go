@@ -336,7 +336,7 @@ func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) 
 		}
 	}
 	m.subs = nil
-	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "stream", sub.Subject, "last_seq", m.last)
+	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "subject", sub.Subject, "last_seq", m.last)
 	for w := range m.watchers {
 		close(w.behind)
 		m.remove(w)

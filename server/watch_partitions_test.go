@@ -3,14 +3,19 @@ package server_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
 	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/node"
@@ -247,5 +252,79 @@ func TestWatchRefusesPositionsOfAnotherLayoutAndStartSequenceOnPartitions(t *tes
 			t.Fatalf("resuming after its own position: %v, %v; want caught_up", res, err)
 		}
 		cancel()
+	}
+}
+
+// On three partitions a watcher that stops reading while more events are
+// stored than the node keeps for lagging watchers is ended with
+// RESOURCE_EXHAUSTED (WATCHER_TOO_SLOW) that gives its resume_position and
+// no start_sequence, in the message or the ErrorInfo; resuming after it
+// gives every later event once.
+func TestWatcherTooSlowOnPartitionsResumesByPositionOnly(t *testing.T) {
+	n := startPartitionedNode(t, watchPartitions) // not in parallel: its burst would slow the package's other tests
+	total := consumers.RecentCapacity + 3000
+	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := slow.Recv(); err != nil || !res.GetCaughtUp() {
+		t.Fatalf("slow watcher: %v, %v", res, err)
+	}
+	n.publishMany(t, total) // while the slow watcher does not read
+
+	seen := make(map[string]bool)
+	see := func(ev *ordersv1.OrderEvent) {
+		if id := ev.GetOrder().GetOrderId(); seen[id] {
+			t.Fatalf("order %s sent twice", id)
+		} else {
+			seen[id] = true
+		}
+	}
+	var position string
+	for {
+		res, err := slow.Recv()
+		if err != nil {
+			st := status.Convert(err)
+			if st.Code() != codes.ResourceExhausted || strings.Contains(st.Message(), "start_sequence") {
+				t.Fatalf("slow watcher after %d events: %v; want RESOURCE_EXHAUSTED without a start_sequence", len(seen), err)
+			}
+			for _, d := range st.Details() {
+				if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == "WATCHER_TOO_SLOW" {
+					if _, has := info.GetMetadata()["start_sequence"]; has {
+						t.Fatalf("ErrorInfo %v names a start_sequence on partitions", info)
+					}
+					position = info.GetMetadata()["resume_position"]
+				}
+			}
+			if position == "" || !strings.Contains(st.Message(), strconv.Quote(position)) {
+				t.Fatalf("too-slow end %q with resume_position %q", st.Message(), position)
+			}
+			break
+		}
+		if ev := res.GetEvent(); ev != nil {
+			see(ev)
+		}
+	}
+	if len(seen) >= total {
+		t.Fatalf("the slow watcher got all %d events before its end", len(seen))
+	}
+	resumed, _ := n.watch(t, &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ResumeAfter{ResumeAfter: position}})
+	for len(seen) < total {
+		res, err := resumed.Recv()
+		if err != nil {
+			t.Fatalf("resumed watcher after %d events: %v", len(seen), err)
+		}
+		if ev := res.GetEvent(); ev != nil {
+			see(ev)
+		}
+	}
+	if res, err := resumed.Recv(); err != nil || !res.GetCaughtUp() {
+		t.Fatalf("resumed watcher after the last event: %v, %v; want caught_up", res, err)
 	}
 }
