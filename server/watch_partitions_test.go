@@ -159,7 +159,7 @@ func TestWatchReplayMergesPartitionsThenGoesLive(t *testing.T) {
 	n := startPartitionedNode(t, watchPartitions)
 	const stored = 30
 	n.createApproved(t, stored)
-	stream, cancel := n.watch(t, &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}})
+	stream, cancel := n.watch(t, &ordersv1.WatchOrdersRequest{Start: &ordersv1.WatchOrdersRequest_ReplayAll{ReplayAll: true}, HeartbeatInterval: dur(time.Second)})
 	defer cancel()
 	var (
 		last     time.Time
@@ -198,13 +198,17 @@ func TestWatchReplayMergesPartitionsThenGoesLive(t *testing.T) {
 		replayed++
 	}
 	n.createApproved(t, 10)
-	for live := 0; live < 20; {
+	for live, idle := 0, 0; live < 20; {
 		res := recv()
-		if res.GetCaughtUp() {
+		switch {
+		case res.GetCaughtUp():
 			t.Fatal("caught_up sent twice")
-		}
-		if res.GetEvent() != nil {
-			live++
+		case res.GetEvent() != nil:
+			live, idle = live+1, 0
+		case res.GetHeartbeat():
+			if idle++; idle == 10 {
+				t.Fatalf("%d of the 20 events written after caught_up came live, then 10 heartbeats and nothing", live)
+			}
 		}
 	}
 }
