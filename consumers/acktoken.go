@@ -27,11 +27,20 @@ var (
 	// the stream ORDERS (before a migration or a re-creation, or by an
 	// ordersd that put no epoch in its tokens): its delivery is gone.
 	ErrStaleToken = errors.New("ack token issued for an earlier incarnation of the stream ORDERS (before a migration or re-creation)")
+	// ErrOtherLayoutToken: signed by this deployment, but in another
+	// layout (or number of partitions) than the streams have now.
+	ErrOtherLayoutToken = errors.New("ack token issued in another layout of the orders' streams")
 )
 
 const (
-	// tokenVersion leads every token: 2 carries the stream's epoch.
+	// tokenVersion leads every token of layout 2: 2 carries the stream's epoch.
 	tokenVersion = 2
+	// partitionedVersion leads every token of layout 3: the partition's
+	// number and N, then its stream's epoch.
+	partitionedVersion = 3
+	// partitionSize is what names the partition in a token of
+	// partitionedVersion: its number and N, a byte each (MaxPartitions fits).
+	partitionSize = 2
 	// epochlessVersion is the version of tokens without an epoch, from
 	// before epochs: recognised, and refused as stale.
 	epochlessVersion = 1
@@ -89,12 +98,27 @@ func newAckTokens(key []byte) *AckTokens {
 }
 
 // Sign makes the token of an ack subject of a delivery from the stream
-// of epoch.
+// ORDERS (layout 2) of epoch.
 func (t *AckTokens) Sign(epoch eventstore.Epoch, ackSubject string) string {
-	buf := make([]byte, 0, headerSize+len(ackSubject))
-	buf = append(buf, tokenVersion)
-	buf = append(buf, epoch[:]...)
-	buf = append(buf, t.mac(tokenVersion, epoch[:], ackSubject)...)
+	return t.SignIn(eventstore.Partition{}, epoch, ackSubject)
+}
+
+// SignIn makes the token of an ack subject of a delivery of the queue's
+// consumer on partition p, whose stream is of epoch (a redriven dead
+// letter's: the first partition's). Layout 2's tokens are as they always
+// were (tokenVersion); layout 3's name the partition (partitionedVersion).
+func (t *AckTokens) SignIn(p eventstore.Partition, epoch eventstore.Epoch, ackSubject string) string {
+	buf := make([]byte, 0, headerSize+partitionSize+len(ackSubject))
+	if p.Of == 0 {
+		buf = append(buf, tokenVersion)
+		buf = append(buf, epoch[:]...)
+		buf = append(buf, t.mac(tokenVersion, epoch[:], ackSubject)...)
+	} else {
+		head := append([]byte{byte(p.Number), byte(p.Of)}, epoch[:]...)
+		buf = append(buf, partitionedVersion)
+		buf = append(buf, head...)
+		buf = append(buf, t.mac(partitionedVersion, head, ackSubject)...)
+	}
 	buf = append(buf, ackSubject...)
 	return tokenEncoding.EncodeToString(buf)
 }
@@ -128,6 +152,9 @@ func (t *AckTokens) Verify(token string) (AckSubject, error) {
 		}
 		return AckSubject{}, ErrStaleToken
 	}
+	if ok && len(raw) >= headerSize+partitionSize+1 && raw[0] == partitionedVersion {
+		return t.verifyPartitioned(raw)
+	}
 	if !ok || len(raw) < headerSize+1 || raw[0] != tokenVersion {
 		return AckSubject{}, ErrMalformedToken
 	}
@@ -136,11 +163,55 @@ func (t *AckTokens) Verify(token string) (AckSubject, error) {
 		return AckSubject{}, ErrForgedToken
 	}
 	ack, ok := ParseAckSubject(subject)
-	if !ok { // signed by us, so never expected; refused all the same
+	if !ok || (ack.Stream != eventstore.StreamName && ack.Stream != deadletters.RedriveStream) { // signed by us, so never expected; refused all the same
 		return AckSubject{}, ErrMalformedToken
 	}
 	ack.Epoch = eventstore.Epoch(issued)
 	return ack, nil
+}
+
+// verifyPartitioned is Verify of a token of partitionedVersion.
+func (t *AckTokens) verifyPartitioned(raw []byte) (AckSubject, error) {
+	head := raw[1 : 1+partitionSize+eventstore.EpochLen]
+	mac, subject := raw[len(head)+1:len(head)+1+macSize], string(raw[len(head)+1+macSize:])
+	if !hmac.Equal(mac, t.mac(partitionedVersion, head, subject)) {
+		return AckSubject{}, ErrForgedToken
+	}
+	p := eventstore.Partition{Number: int(head[0]), Of: int(head[1])}
+	ack, ok := ParseAckSubject(subject)
+	if !ok || p.Of == 0 || p.Number >= p.Of || (ack.Stream != p.Stream() && ack.Stream != deadletters.RedriveStream) {
+		return AckSubject{}, ErrMalformedToken // signed by us, so never expected
+	}
+	ack.Partition, ack.Epoch = p, eventstore.Epoch(head[partitionSize:])
+	return ack, nil
+}
+
+// CheckLayout is ErrOtherLayoutToken, in words that name both layouts,
+// when ack was issued in another layout than l.
+func (ack AckSubject) CheckLayout(l eventstore.Layout) error {
+	if ack.Partition.Of == l.Partitions {
+		return nil
+	}
+	describe := func(n int) string {
+		if n == 0 {
+			return "layout " + eventstore.UnpartitionedLayout + " (one stream " + eventstore.StreamName + ")"
+		}
+		return fmt.Sprintf("layout %s with %d partitions", eventstore.PartitionedLayout, n)
+	}
+	return fmt.Errorf("%w: it was issued in %s, and the orders are now in %s", ErrOtherLayoutToken, describe(ack.Partition.Of), describe(l.Partitions))
+}
+
+// CheckIssued checks that ack was issued in the layout l the streams have
+// now (CheckLayout) and for the current epoch of its partition's stream
+// (epochs, by partition: eventstore.Store.Epochs).
+func (ack AckSubject) CheckIssued(l eventstore.Layout, epochs []eventstore.Epoch) error {
+	if err := ack.CheckLayout(l); err != nil {
+		return err
+	}
+	if ack.Partition.Number >= len(epochs) {
+		return ErrStaleToken
+	}
+	return ack.CheckEpoch(epochs[ack.Partition.Number])
 }
 
 // CheckEpoch is ErrStaleToken when ack was issued for a stream of another
@@ -176,10 +247,23 @@ type AckSubject struct {
 	// Epoch is the epoch of the stream ORDERS the token was issued for
 	// (zero when parsed from a subject, not from a token).
 	Epoch eventstore.Epoch
+	// Partition is the partition whose consumer the token was issued by
+	// (the zero Partition in layout 2, or when parsed from a subject).
+	Partition eventstore.Partition
+}
+
+// ackedStream reports whether name is a stream whose deliveries ordersd
+// acks: ORDERS, a partition's ORDERS_<k>, or ORDERS_REDRIVE.
+func ackedStream(name string) bool {
+	if name == eventstore.StreamName || name == deadletters.RedriveStream {
+		return true
+	}
+	_, ok := eventstore.Layout{Partitions: eventstore.MaxPartitions}.PartitionOfStream(name)
+	return ok
 }
 
 // ParseAckSubject parses the reply subject of a message delivered by a
-// consumer of ORDERS (or of ORDERS_REDRIVE):
+// consumer of ORDERS or of a partition's ORDERS_<k> (or of ORDERS_REDRIVE):
 //
 //	$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 //	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>[.<token>]
@@ -207,7 +291,7 @@ func ParseAckSubject(subject string) (AckSubject, bool) {
 	default:
 		return AckSubject{}, false
 	}
-	if (rest[0] != eventstore.StreamName && rest[0] != deadletters.RedriveStream) || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
+	if !ackedStream(rest[0]) || !eventstore.ValidToken(rest[1], eventstore.MaxIDLen) {
 		return AckSubject{}, false
 	}
 	var nums [5]uint64

@@ -89,7 +89,7 @@ func TestAckTokensVerifyOnlyWhatWasSigned(t *testing.T) {
 		{"empty", "", ErrMalformedToken},
 		{"not base64", "not a token!", ErrMalformedToken},
 		{"too short for a MAC", tokenEncoding.EncodeToString([]byte{tokenVersion, 1, 2, 3}), ErrMalformedToken},
-		{"another version", tokenEncoding.EncodeToString(append([]byte{tokenVersion + 1}, raw[1:]...)), ErrMalformedToken},
+		{"another version", tokenEncoding.EncodeToString(append([]byte{partitionedVersion + 1}, raw[1:]...)), ErrMalformedToken},
 		{"a signed subject that is not an ack subject", tokens.Sign(testEpoch, "$JS.API.STREAM.DELETE.ORDERS"), ErrMalformedToken},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,5 +120,40 @@ func TestAckTokensOfAnotherEpochAreStale(t *testing.T) {
 	later[eventstore.EpochLen-1] ^= 0x80
 	if err := ack.CheckEpoch(later); !errors.Is(err, ErrStaleToken) {
 		t.Errorf("CheckEpoch of another epoch: %v, want ErrStaleToken", err)
+	}
+}
+
+// A token of layout 3 names its partition: it verifies to that partition
+// only with an ack subject of that partition's stream (or of the redrive
+// stream), and CheckIssued tells a token of the other layout from a stale
+// one.
+func TestPartitionedAckTokensNameTheirPartition(t *testing.T) {
+	tokens := RandomAckTokens()
+	p := eventstore.Partition{Number: 2, Of: 3}
+	subject := "$JS.ACK.ORDERS_2.c.1.7.7.1.0"
+	ack, err := tokens.Verify(tokens.SignIn(p, testEpoch, subject))
+	if err != nil || ack.Partition != p || ack.Stream != "ORDERS_2" || ack.StreamSeq != 7 || ack.Epoch != testEpoch {
+		t.Fatalf("Verify(SignIn(%v, %q)) = %+v, %v", p, subject, ack, err)
+	}
+	epochs := []eventstore.Epoch{{}, {}, testEpoch}
+	if err := ack.CheckIssued(eventstore.Layout{Partitions: 3}, epochs); err != nil {
+		t.Errorf("CheckIssued in its own layout: %v", err)
+	}
+	if err := ack.CheckIssued(eventstore.Layout{}, epochs[:1]); !errors.Is(err, ErrOtherLayoutToken) {
+		t.Errorf("CheckIssued in layout 2: %v, want ErrOtherLayoutToken", err)
+	}
+	if err := ack.CheckIssued(eventstore.Layout{Partitions: 3}, []eventstore.Epoch{{}, {}, {1}}); !errors.Is(err, ErrStaleToken) {
+		t.Errorf("CheckIssued after partition 2's stream was made again: %v, want ErrStaleToken", err)
+	}
+	for _, bad := range []string{
+		tokens.SignIn(eventstore.Partition{Number: 1, Of: 3}, testEpoch, subject), // another partition's stream
+		tokens.SignIn(eventstore.Partition{}, testEpoch, subject),                 // a layout-2 token of a partition's subject
+	} {
+		if got, err := tokens.Verify(bad); !errors.Is(err, ErrMalformedToken) {
+			t.Errorf("Verify(a token whose subject is not its partition's) = %+v, %v; want ErrMalformedToken", got, err)
+		}
+	}
+	if _, err := tokens.Verify(tokens.SignIn(p, testEpoch, "$JS.ACK.ORDERS_REDRIVE.c.1.7.7.1.0")); err != nil {
+		t.Errorf("Verify(a redriven delivery's token of layout 3) = %v", err)
 	}
 }

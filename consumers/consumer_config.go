@@ -110,18 +110,21 @@ func (s ConsumerSettings) differences(have jetstream.ConsumerConfig, filters []s
 	return diffs
 }
 
-// ensureConsumer binds to the durable consumer name, creating it with the
-// settings when it does not exist (unless maxDurables exist already), and
-// fails with ErrConsumerMismatch when it exists with other settings.
-func ensureConsumer(ctx context.Context, store WorkQueueStore, name string, filters []string, s ConsumerSettings, maxDurables int) (jetstream.Consumer, error) {
-	cons, err := store.EnsureConsumer(ctx, s.config(name, filters), maxDurables)
+// ensureConsumer binds to the queue name (its consumer on every
+// partition), creating it with the settings when it does not exist
+// (unless maxDurables queues exist already), and fails with
+// ErrConsumerMismatch when it exists with other settings.
+func ensureConsumer(ctx context.Context, store WorkQueueStore, name string, filters []string, s ConsumerSettings, maxDurables int) ([]eventstore.QueueConsumer, error) {
+	queue, err := store.EnsureConsumers(ctx, s.config(name, filters), maxDurables)
 	if err != nil {
 		return nil, err
 	}
-	if diffs := s.differences(cons.CachedInfo().Config, filters); len(diffs) > 0 {
-		return nil, fmt.Errorf("%w: consumer %q: %s", ErrConsumerMismatch, name, strings.Join(diffs, "; "))
+	for _, qc := range queue {
+		if diffs := s.differences(qc.Config, filters); len(diffs) > 0 {
+			return nil, fmt.Errorf("%w: consumer %q: %s", ErrConsumerMismatch, name, strings.Join(diffs, "; "))
+		}
 	}
-	return cons, nil
+	return queue, nil
 }
 
 func sameSet(a, b []string) bool {

@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -18,11 +19,17 @@ type liveEvent struct {
 	event   *ordersv1.OrderEvent
 	skipped *eventstore.UnreadableError // instead of event: a message that is not an order event
 	monitor *Monitor                    // counts the encodes
+	part    int                         // number of the partition it was stored in (0 in layout 2)
+	tick    uint64                      // the monitor's count of messages fanned out, this one included
+	// after is, in layout 3, the sequence of the last message fanned out
+	// of every partition once this one was (its own included): the
+	// position after it of a watcher that follows the fan-out.
+	after []uint64
 
 	once     sync.Once
-	epoch    eventstore.Epoch // of the stream in position
-	position string           // the resume position after the event
-	response []byte           // its WatchOrdersResponse, with position
+	epoch    []eventstore.Epoch // of the streams in position
+	position string             // the resume position after the event
+	response []byte             // its WatchOrdersResponse, with position
 	err      error
 }
 
@@ -35,25 +42,39 @@ func (e *liveEvent) sequence() uint64 {
 }
 
 // encoded returns the event's WatchOrdersResponse in the wire format, and
-// its resume position, in the stream of epoch. The position is the same
-// for every watcher the event reaches (it is the event's sequence), so
+// its resume position, in the streams of epochs (one per partition). The
+// position is the same for every watcher that follows the fan-out (the
+// event's sequence; in layout 3 the fan-out's sequences after it), so
 // both are made once and shared: nobody may change the bytes. (Every
-// watcher of a node names the same epoch but while the stream is being
-// re-created; one that names another gets bytes of its own.)
-func (e *liveEvent) encoded(p *ResumePositions, epoch eventstore.Epoch) ([]byte, string, error) {
+// watcher of a node names the same epochs but while a stream is being
+// re-created; one that names others gets bytes of its own.)
+func (e *liveEvent) encoded(p *ResumePositions, epochs []eventstore.Epoch) ([]byte, string, error) {
 	e.once.Do(func() {
-		e.epoch = epoch
-		e.response, e.position, e.err = e.encode(p, epoch)
+		e.epoch = epochs
+		e.response, e.position, e.err = e.encode(p, epochs)
 		e.monitor.responsesEncoded.Add(1)
 	})
-	if epoch != e.epoch {
-		return e.encode(p, epoch)
+	if !slices.Equal(epochs, e.epoch) {
+		return e.encode(p, epochs)
 	}
 	return e.response, e.position, e.err
 }
 
-func (e *liveEvent) encode(p *ResumePositions, epoch eventstore.Epoch) ([]byte, string, error) {
-	position := p.Seal(Position{Epoch: epoch, Sequence: e.sequence()})
+// positions is where a watcher that follows the fan-out stands after
+// the event, in the streams of epochs.
+func (e *liveEvent) positions(epochs []eventstore.Epoch) []Position {
+	if e.after == nil {
+		return []Position{{Epoch: epochs[0], Sequence: e.sequence()}}
+	}
+	pos := make([]Position, len(epochs))
+	for k := range pos {
+		pos[k] = Position{Epoch: epochs[k], Sequence: e.after[k]}
+	}
+	return pos
+}
+
+func (e *liveEvent) encode(p *ResumePositions, epochs []eventstore.Epoch) ([]byte, string, error) {
+	position := p.SealIn(e.monitor.layout, e.positions(epochs))
 	res := &ordersv1.WatchOrdersResponse{Event: e.event, ResumePosition: position}
 	if e.skipped != nil {
 		res.Skipped = e.skipped.Proto()

@@ -18,7 +18,7 @@ import (
 // Replayed events are each watcher's own, encoded by the caller.
 func TestLiveEventIsEncodedOnceForEveryWatcher(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	const events = 5

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,8 +64,13 @@ const (
 // server-pushed flow (one ordered consumer per node, fanned out) and the
 // recovery whenLost provides, so the legacy API stays until jetstream
 // offers an ordered push consumer.
+//
+// In layout 3 it runs one such subscription per partition stream, fanned
+// out together: across partitions in the order events arrive, per order in
+// its stream's order (an order is in one partition).
 type Monitor struct {
 	nc      *nats.Conn
+	layout  eventstore.Layout
 	timeout time.Duration // bounds each JetStream request of subscribing
 	log     *slog.Logger
 	metrics *metrics.Metrics
@@ -79,9 +85,10 @@ type Monitor struct {
 	// events: one per event that any watcher got, however many got it.
 	responsesEncoded atomic.Uint64
 
-	mu         sync.Mutex // protects the fields below
-	sub        *nats.Subscription
-	last       uint64                    // stream sequence of the last event fanned out
+	mu         sync.Mutex                // protects the fields below
+	subs       []*nats.Subscription      // one per partition; nil while not subscribed
+	last       []uint64                  // per partition, the stream sequence of the last message fanned out
+	tick       uint64                    // how many messages have been fanned out: the order of m.recent
 	watchers   map[*liveWatcher]struct{} // every watcher in the fan-out
 	anyone     watcherSet                // the watchers of every customer
 	byCustomer map[string]watcherSet     // the watchers of one customer, by customer id
@@ -95,9 +102,26 @@ type watcherSet map[*liveWatcher]struct{}
 // NewMonitor returns a Monitor; it subscribes when the first watcher
 // joins, waiting at most timeout (--nats-timeout) for each JetStream
 // request of that. m may be nil.
-func NewMonitor(nc *nats.Conn, timeout time.Duration, log *slog.Logger, m *metrics.Metrics) *Monitor {
-	return &Monitor{nc: nc, timeout: timeout, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}),
+// It follows the partitions of layout (one stream in layout 2).
+func NewMonitor(nc *nats.Conn, layout eventstore.Layout, timeout time.Duration, log *slog.Logger, m *metrics.Metrics) *Monitor {
+	return &Monitor{nc: nc, layout: layout, timeout: timeout, log: log, metrics: m, starting: make(chan struct{}, 1), stopped: make(chan struct{}),
+		last:     make([]uint64, len(layout.All())),
 		watchers: make(map[*liveWatcher]struct{}), anyone: make(watcherSet), byCustomer: make(map[string]watcherSet)}
+}
+
+// Layout is the layout whose partitions the monitor follows.
+func (m *Monitor) Layout() eventstore.Layout { return m.layout }
+
+// joined is where a watcher joined the fan-out: the sequence of the last
+// message fanned out of each partition before it, and the monitor's tick.
+type joined struct {
+	last []uint64
+	tick uint64
+}
+
+// joinedNow is where a watcher joining now joins; m.mu is held.
+func (m *Monitor) joinedNow() joined {
+	return joined{last: slices.Clone(m.last), tick: m.tick}
 }
 
 // liveWatcher is one watcher's place in the fan-out.
@@ -109,18 +133,18 @@ type liveWatcher struct {
 }
 
 // join adds a watcher of spec's events to the fan-out. It returns the
-// sequence of the last event fanned out before it joined: the watcher gets
-// every matching event after it.
-func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, uint64, error) {
+// sequences of the last events fanned out before it joined: the watcher
+// gets every matching event after them.
+func (m *Monitor) join(ctx context.Context, spec WatchSpec) (*liveWatcher, joined, error) {
 	if err := m.subscribed(ctx); err != nil {
-		return nil, 0, err
+		return nil, joined{}, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
+		return nil, joined{}, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
-	return m.add(spec), m.last, nil
+	return m.add(spec), m.joinedNow(), nil
 }
 
 // add puts a new watcher of spec's events into the fan-out; m.mu is held.
@@ -154,28 +178,28 @@ var errRecentLost = errors.New("the monitor's recent events no longer cover the 
 var errPassed = errors.New("the watcher's position has left the monitor's recent events")
 
 // recentAfter is how a watcher that fell behind catches up: it appends to
-// into the recent events after sequence seq (as many as into has room
-// for), which m.recent held since the watcher's last place in the fan-out
-// (of that epoch). When none is left to catch up, it puts the watcher back
+// into the recent events after tick (as many as into has room for),
+// which m.recent held since the watcher's last place in the fan-out (of
+// that epoch). When none is left to catch up, it puts the watcher back
 // into the fan-out instead, atomically with the fan-out, and returns its
-// new place and the sequence of the last event fanned out before it.
-func (m *Monitor) recentAfter(spec WatchSpec, epoch, seq uint64, into []*liveEvent) ([]*liveEvent, *liveWatcher, uint64, error) {
+// new place and where it joined.
+func (m *Monitor) recentAfter(spec WatchSpec, epoch, tick uint64, into []*liveEvent) ([]*liveEvent, *liveWatcher, joined, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
 	case m.closed:
-		return into, nil, 0, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
-	case m.sub == nil || m.recent.epoch != epoch:
-		return into, nil, 0, errRecentLost
+		return into, nil, joined{}, fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
+	case m.subs == nil || m.recent.epoch != epoch:
+		return into, nil, joined{}, errRecentLost
 	}
-	batch, ok := m.recent.after(seq, into)
+	batch, ok := m.recent.after(tick, into)
 	switch {
 	case !ok:
-		return batch, nil, 0, errPassed
+		return batch, nil, joined{}, errPassed
 	case len(batch) > 0:
-		return batch, nil, 0, nil
+		return batch, nil, joined{}, nil
 	}
-	return batch, m.add(spec), m.last, nil
+	return batch, m.add(spec), m.joinedNow(), nil
 }
 
 // RecentHeld is how many recent events the monitor holds for watchers
@@ -214,14 +238,15 @@ func (m *Monitor) Watchers() int {
 	return len(m.watchers)
 }
 
-// subscribed makes sure the push subscription runs, starting it on first
-// use: an ordered consumer on ORDERS.> from the event after the stream's
-// current last one, so that m.last is exact from the start (a watcher
-// asking only for new events never gets older ones). Ordered consumers
-// recreate themselves from the last sequence seen after a gap or a
-// reconnect, so the fan-out never skips an event. Starting it waits for
-// JetStream outside m.mu, so the fan-out and other watchers go on; calls
-// that find NATS disconnected fail at once.
+// subscribed makes sure the push subscriptions run, starting them on
+// first use: an ordered consumer on each partition's events (ORDERS.> in
+// layout 2) from the message after the stream's current last one, so
+// that m.last is exact from the start (a watcher asking only for new
+// events never gets older ones). Ordered consumers recreate themselves
+// from the last sequence seen after a gap or a reconnect, so the fan-out
+// never skips an event. Starting them waits for JetStream outside m.mu,
+// so the fan-out and other watchers go on; calls that find NATS
+// disconnected fail at once.
 func (m *Monitor) subscribed(ctx context.Context) error {
 	select {
 	case m.starting <- struct{}{}:
@@ -230,7 +255,7 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 		return ctx.Err()
 	}
 	m.mu.Lock()
-	running, closed := m.sub != nil, m.closed
+	running, closed := m.subs != nil, m.closed
 	m.mu.Unlock()
 	switch {
 	case closed:
@@ -244,38 +269,56 @@ func (m *Monitor) subscribed(ctx context.Context) error {
 	if err != nil {
 		return eventstore.Classify(err)
 	}
-	info, err := js.StreamInfo(eventstore.StreamName)
-	if err != nil {
-		return eventstore.Classify(err)
+	parts := m.layout.All()
+	last := make([]uint64, len(parts))
+	for k, part := range parts {
+		info, err := js.StreamInfo(part.Stream())
+		if err != nil {
+			return eventstore.Classify(err)
+		}
+		last[k] = info.State.LastSeq
 	}
 	m.mu.Lock()
-	m.last = info.State.LastSeq // before the first event can arrive
-	m.recent.restart(m.last)
+	copy(m.last, last) // before the first event can arrive
+	m.recent.restart(m.tick)
 	m.mu.Unlock()
-	sub, err := js.Subscribe(eventstore.StreamSubjects, m.fanOut, nats.BindStream(eventstore.StreamName),
-		nats.OrderedConsumer(), nats.StartSequence(info.State.LastSeq+1),
-		nats.InactiveThreshold(monitorKeepAlive), nats.IdleHeartbeat(monitorHeartbeat))
-	if err != nil {
-		return eventstore.Classify(err)
+	subs := make([]*nats.Subscription, 0, len(parts))
+	unsubscribe := func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}
+	for k, part := range parts {
+		sub, err := js.Subscribe(part.Subjects(), func(msg *nats.Msg) { m.fanOut(part, msg) }, nats.BindStream(part.Stream()),
+			nats.OrderedConsumer(), nats.StartSequence(last[k]+1),
+			nats.InactiveThreshold(monitorKeepAlive), nats.IdleHeartbeat(monitorHeartbeat))
+		if err != nil {
+			unsubscribe()
+			return eventstore.Classify(err)
+		}
+		subs = append(subs, sub)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		_ = sub.Unsubscribe()
+		unsubscribe()
 		return fmt.Errorf("%w: monitor stopped", eventstore.ErrUnavailable)
 	}
-	m.sub = sub
-	go m.whenLost(sub, sub.StatusChanged(nats.SubscriptionClosed))
-	m.log.Info("monitor subscribed", "subjects", eventstore.StreamSubjects, "from_sequence", info.State.LastSeq+1)
+	m.subs = subs
+	for k, sub := range subs {
+		go m.whenLost(sub, sub.StatusChanged(nats.SubscriptionClosed))
+		m.log.Info("monitor subscribed", "stream", parts[k].Stream(), "subjects", parts[k].Subjects(), "from_sequence", last[k]+1)
+	}
 	return nil
 }
 
-// whenLost handles an end of the subscription the monitor did not ask
+// whenLost handles an end of a subscription the monitor did not ask
 // for: nats.go gives up on an ordered consumer when recreating it fails
 // with an error it does not retry (JetStream answering 503 during an
 // election), and the fan-out would then send heartbeats but no events.
-// Every watcher catches up from the stream on its own instead, as a slow
-// one does, and rejoins; the first rejoin subscribes again.
+// The monitor ends its other subscriptions too, and every watcher catches
+// up from the streams on its own instead, as a slow one does, and
+// rejoins; the first rejoin subscribes again.
 func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) {
 	select {
 	case <-ended:
@@ -284,11 +327,16 @@ func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.sub != sub {
+	if m.closed || !slices.Contains(m.subs, sub) {
 		return
 	}
-	m.sub = nil
-	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "last_seq", m.last)
+	for _, other := range m.subs {
+		if other != sub {
+			_ = other.Unsubscribe()
+		}
+	}
+	m.subs = nil
+	m.log.Warn("monitor subscription ended; watchers catch up from the stream, then it starts again", "subject", sub.Subject, "last_seq", m.last)
 	for w := range m.watchers {
 		close(w.behind)
 		m.remove(w)
@@ -297,28 +345,40 @@ func (m *Monitor) whenLost(sub *nats.Subscription, ended <-chan nats.SubStatus) 
 
 // fanOut hands one event to every watcher it matches, without ever
 // blocking: a watcher with a full buffer is told it is behind and removed.
-func (m *Monitor) fanOut(msg *nats.Msg) {
+func (m *Monitor) fanOut(part eventstore.Partition, msg *nats.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return
 	}
-	ev, decodeErr := eventstore.DecodeEvent(msg.Subject, msg.Header, msg.Data, meta.Sequence.Stream, meta.Timestamp)
+	ev, decodeErr := part.DecodeEvent(msg.Subject, msg.Header, msg.Data, meta.Sequence.Stream, meta.Timestamp)
 	m.metrics.WatchEvent()
 	_, span := telemetry.Tracer().Start(telemetry.Extract(context.Background(), msg.Header), "WatchOrders fan-out",
 		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(meta.Sequence.Stream))))
 	defer span.End()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.last = meta.Sequence.Stream
+	m.last[part.Number] = meta.Sequence.Stream
+	m.tick++
 	if decodeErr != nil {
-		m.skip(decodeErr)
+		m.skip(part, decodeErr)
 		return
 	}
 	span.SetAttributes(attribute.Int("ordersd.watchers", len(m.watchers)))
-	shared := &liveEvent{event: ev, monitor: m}
+	shared := m.shared(part)
+	shared.event = ev
 	m.recent.add(shared)
 	m.deliver(m.anyone, shared)
 	m.deliver(m.byCustomer[ev.GetOrder().GetCustomerId()], shared)
+}
+
+// shared is the fan-out's entry for the message of part just counted;
+// m.mu is held.
+func (m *Monitor) shared(part eventstore.Partition) *liveEvent {
+	e := &liveEvent{monitor: m, part: part.Number, tick: m.tick}
+	if m.layout.Partitioned() {
+		e.after = slices.Clone(m.last)
+	}
+	return e
 }
 
 // deliver hands e to the watchers of set that it matches; m.mu is held.
@@ -345,12 +405,12 @@ func (m *Monitor) Close() error {
 		close(m.stopped)
 	}
 	m.closed = true
-	if m.sub == nil {
-		return nil
+	var errs []error
+	for _, sub := range m.subs {
+		err := sub.Unsubscribe()
+		if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+			errs = append(errs, err)
+		}
 	}
-	err := m.sub.Unsubscribe()
-	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-		err = nil
-	}
-	return err
+	return errors.Join(errs...)
 }

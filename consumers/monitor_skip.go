@@ -15,7 +15,7 @@ func (m *Monitor) ReportUnreadableTo(u *eventstore.Unreadables) {
 // watcher whose filters it matches that its sequence was skipped and why,
 // without blocking (a full buffer makes the watcher catch up, as in
 // deliver). m.mu is held.
-func (m *Monitor) skip(err error) {
+func (m *Monitor) skip(part eventstore.Partition, err error) {
 	u := eventstore.AsUnreadable(err)
 	if u == nil {
 		m.log.Warn("monitor skips a message it cannot read", "err", err)
@@ -26,10 +26,11 @@ func (m *Monitor) skip(err error) {
 	} else {
 		m.log.Warn("monitor skips a message that is not an order event", "sequence", u.Sequence, "subject", u.Subject, "reason", u.Reason)
 	}
-	shared := &liveEvent{skipped: u, monitor: m}
+	shared := m.shared(part)
+	shared.skipped = u
 	m.recent.add(shared)
 	for w := range m.watchers {
-		if !w.spec.matchesUnreadable(u) {
+		if !w.spec.matchesUnreadable(part, u) {
 			continue
 		}
 		select {

@@ -15,7 +15,7 @@ import (
 // monitor subscribes again, with no event missed or repeated.
 func TestWatchersSurviveTheMonitorsSubscriptionEnding(t *testing.T) {
 	env := newTestEnv(t)
-	monitor := NewMonitor(env.nc, eventstore.DefaultOpTimeout, env.log, nil)
+	monitor := NewMonitor(env.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, env.log, nil)
 	defer monitor.Close()
 	watcher := NewWatcher(monitor, env.store, NewResumePositions(RandomAckTokens()))
 	env.createOrders(t, 3)
@@ -56,7 +56,7 @@ func TestWatchersSurviveTheMonitorsSubscriptionEnding(t *testing.T) {
 
 	// What nats.go does when it gives up on an ordered consumer.
 	monitor.mu.Lock()
-	sub := monitor.sub
+	sub := monitor.subs[0]
 	monitor.mu.Unlock()
 	if err := sub.Unsubscribe(); err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func TestWatchersSurviveTheMonitorsSubscriptionEnding(t *testing.T) {
 		next()
 	}
 	monitor.mu.Lock()
-	resubscribed := monitor.sub != nil && monitor.sub != sub && monitor.sub.IsValid()
+	resubscribed := monitor.subs != nil && monitor.subs[0] != sub && monitor.subs[0].IsValid()
 	monitor.mu.Unlock()
 	if !resubscribed {
 		t.Fatal("the monitor did not subscribe again")

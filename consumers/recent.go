@@ -22,10 +22,11 @@ const RecentCapacity = 8192
 // group with the shared read done already, by the fan-out. The monitor's
 // mutex protects it.
 type recentEvents struct {
-	ring  []*liveEvent // in stream order from start, wrapping around
+	ring  []*liveEvent // in the order fanned out (by tick) from start, wrapping around
 	start int          // index of the oldest event held
-	// floor is the sequence after which every readable event up to the
-	// monitor's last is held.
+	// floor is the monitor's tick after which every message fanned out is
+	// held. Ticks, not sequences, order the ring: in layout 3 the events
+	// come from several streams, interleaved as they arrive.
 	floor uint64
 	// epoch changes each time the ring starts again (the monitor
 	// subscribed anew): the positions of a previous epoch are not in it.
@@ -46,7 +47,7 @@ func (r *recentEvents) add(e *liveEvent) {
 		r.ring = append(r.ring, e)
 		return
 	}
-	r.floor = r.ring[r.start].sequence()
+	r.floor = r.ring[r.start].tick
 	r.ring[r.start] = e
 	r.start = (r.start + 1) % len(r.ring)
 }
@@ -56,14 +57,14 @@ func (r *recentEvents) at(i int) *liveEvent {
 	return r.ring[(r.start+i)%len(r.ring)]
 }
 
-// after appends to into the events held after sequence seq, oldest first,
-// as many as into has room for. It reports false when events after seq
-// have already left the ring.
-func (r *recentEvents) after(seq uint64, into []*liveEvent) ([]*liveEvent, bool) {
-	if seq < r.floor {
+// after appends to into the events held after the monitor's tick, oldest
+// first, as many as into has room for. It reports false when events
+// after tick have already left the ring.
+func (r *recentEvents) after(tick uint64, into []*liveEvent) ([]*liveEvent, bool) {
+	if tick < r.floor {
 		return into, false
 	}
-	i := sort.Search(len(r.ring), func(i int) bool { return r.at(i).sequence() > seq })
+	i := sort.Search(len(r.ring), func(i int) bool { return r.at(i).tick > tick })
 	for ; i < len(r.ring) && len(into) < cap(into); i++ {
 		into = append(into, r.at(i))
 	}
@@ -80,11 +81,15 @@ func (r *recentEvents) held() int { return len(r.ring) }
 // what made a steady overload grow): it is told, and resumes after
 // ResumePosition (or from Resume) without a gap or a repeat.
 type TooSlowError struct {
-	Resume         uint64 // the start_sequence that resumes the watch
+	Resume         uint64 // the start_sequence that resumes the watch; 0 in layout 3, where there is none
 	ResumePosition string // the resume position that resumes the watch
 }
 
 func (e *TooSlowError) Error() string {
+	if e.Resume == 0 {
+		return fmt.Sprintf("watcher fell more than %d events behind the live events; resume with resume_after = %q",
+			RecentCapacity, e.ResumePosition)
+	}
 	return fmt.Sprintf("watcher fell more than %d events behind the live events; resume with resume_after = %q (or start_sequence = %d)",
 		RecentCapacity, e.ResumePosition, e.Resume)
 }

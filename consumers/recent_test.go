@@ -46,7 +46,7 @@ func (e testEnv) createMany(t *testing.T, count int) {
 // every event once, in order.
 func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
 	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))
@@ -91,7 +91,7 @@ func TestLaggingWatchersShareTheRecentEvents(t *testing.T) {
 // twice.
 func TestWatcherTooFarBehindIsToldWhereToResume(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	if err := e.store.Ready(testsupport.Context(t, 10*time.Second)); err != nil {
@@ -158,7 +158,7 @@ func TestWatcherTooFarBehindIsToldWhereToResume(t *testing.T) {
 // behind it was.
 func TestLaggingWatcherGetsSkipNoticesFromTheRecentEvents(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
 	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))

@@ -47,7 +47,7 @@ func (l *fetchLoop) deliverRedriven(ctx context.Context, now time.Time, free int
 		// The lookup must not hold up the stream's next heartbeat: while
 		// JetStream elects new leaders it can take the whole operation
 		// timeout. Cut short, it is tried again later.
-		lookupCtx, cancel := context.WithDeadline(ctx, l.lastSend.Add(l.spec.Heartbeat))
+		lookupCtx, cancel := context.WithDeadline(ctx, l.out.heartbeatDue(l.spec.Heartbeat))
 		cons, err := l.w.redrives.RedriveConsumer(lookupCtx, l.spec.Consumer)
 		cancel()
 		if err != nil {
@@ -94,10 +94,10 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 		release(msg)
 		return prepared{msg: msg}
 	}
-	p := prepared{msg: msg, seq: heldKey{redrive: true, seq: meta.Sequence.Stream}, ok: true,
+	p := prepared{msg: msg, seq: heldKey{stream: deadletters.RedriveStream, seq: meta.Sequence.Stream}, ok: true,
 		delivery: Delivery{Event: ev, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
-		p.delivery.AckToken = l.w.tokens.Sign(l.epoch, msg.Reply())
+		p.delivery.AckToken = l.w.tokens.SignIn(l.part, l.epoch, msg.Reply())
 	}
 	return p
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash"
 	"sync"
 
@@ -23,11 +24,20 @@ var (
 	// incarnation of the stream ORDERS, whose sequences are gone.
 	ErrStalePosition = errors.New("was issued for an earlier incarnation of the stream ORDERS (before `ordersd migrate` or a re-creation of the stream): " +
 		"its positions no longer exist; watch again from the start (replay_all) or from a time (start_time)")
+	// ErrForeignPosition: issued by this deployment, but for another layout
+	// of its streams (one stream ORDERS, or another number of partitions),
+	// whose sequences mean nothing in this one. It is wrapped with what
+	// the position names and what the deployment has.
+	ErrForeignPosition = errors.New("was issued for another layout of the orders' streams")
 )
 
-// resumePositionVersion leads every position, so that the format can
-// change and an old one is told apart.
-const resumePositionVersion = 1
+// The version leads every position, so that the format can change and an
+// old one is told apart: version 1 is layout 2's (one stream ORDERS),
+// version 2 layout 3's (one epoch and sequence per partition).
+const (
+	resumePositionVersion            = 1
+	resumePositionVersionPartitioned = 2
+)
 
 // Sizes of a position: version, stream count, then per stream its epoch
 // and the last sequence delivered, then the MAC (HMAC-SHA256, cut as a
@@ -37,6 +47,9 @@ const (
 	positionMACLen    = 16
 	positionLen       = 1 + 1 + positionStreamLen + positionMACLen
 )
+
+// positionLenOf is the size of a position of n streams.
+func positionLenOf(n int) int { return 1 + 1 + n*positionStreamLen + positionMACLen }
 
 // Position is where a watch stands in the stream ORDERS: every event up to
 // and including Sequence has been delivered (or was not asked for), in the
@@ -93,6 +106,66 @@ func (p *ResumePositions) Open(position string) (Position, error) {
 	}
 	stream := body[2:]
 	return Position{Epoch: eventstore.Epoch(stream[:eventstore.EpochLen]), Sequence: binary.BigEndian.Uint64(stream[eventstore.EpochLen:])}, nil
+}
+
+// SealPartitions returns the resume position of layout 3 standing at
+// pos, one per partition by number (version 2).
+func (p *ResumePositions) SealPartitions(pos []Position) string {
+	b := make([]byte, 0, positionLenOf(len(pos)))
+	b = append(b, resumePositionVersionPartitioned, byte(len(pos)))
+	for _, one := range pos {
+		b = append(b, one.Epoch[:]...)
+		b = binary.BigEndian.AppendUint64(b, one.Sequence)
+	}
+	b = append(b, p.mac(b)...)
+	return tokenEncoding.EncodeToString(b)
+}
+
+// SealIn returns the resume position standing at pos in layout l: version
+// 1 (pos[0]) in layout 2, version 2 in layout 3.
+func (p *ResumePositions) SealIn(l eventstore.Layout, pos []Position) string {
+	if !l.Partitioned() {
+		return p.Seal(pos[0])
+	}
+	return p.SealPartitions(pos)
+}
+
+// OpenIn returns the positions, one per partition of layout l, that a
+// resume position stands for: ErrBadPosition for anything this key did
+// not seal, ErrForeignPosition (wrapped, saying why) for one sealed for
+// another layout or another number of partitions. The caller compares
+// the epochs with the streams' (ErrStalePosition).
+func (p *ResumePositions) OpenIn(l eventstore.Layout, position string) ([]Position, error) {
+	b, ok := decode(position)
+	if !ok || len(b) < 2 || b[0] < resumePositionVersion || b[0] > resumePositionVersionPartitioned || b[1] == 0 ||
+		len(b) != positionLenOf(int(b[1])) {
+		return nil, ErrBadPosition
+	}
+	body, mac := b[:len(b)-positionMACLen], b[len(b)-positionMACLen:]
+	if !hmac.Equal(mac, p.mac(body)) {
+		return nil, ErrBadPosition
+	}
+	version, n := b[0], int(b[1])
+	if version == resumePositionVersion && n != 1 {
+		return nil, ErrBadPosition
+	}
+	names, has := "one stream ORDERS (layout 2)", "one stream ORDERS (layout 2)"
+	if version == resumePositionVersionPartitioned {
+		names = fmt.Sprintf("%d partitions (layout 3)", n)
+	}
+	if l.Partitioned() {
+		has = fmt.Sprintf("%d partitions (layout 3)", l.Partitions)
+	}
+	if names != has {
+		return nil, fmt.Errorf("%w: it names %s, this deployment has %s; watch again from the start (replay_all) or from a time (start_time)",
+			ErrForeignPosition, names, has)
+	}
+	out := make([]Position, n)
+	for i := range out {
+		stream := body[2+i*positionStreamLen:]
+		out[i] = Position{Epoch: eventstore.Epoch(stream[:eventstore.EpochLen]), Sequence: binary.BigEndian.Uint64(stream[eventstore.EpochLen:])}
+	}
+	return out, nil
 }
 
 func (p *ResumePositions) mac(body []byte) []byte {

@@ -109,7 +109,7 @@ func (o ReviewOptions) withDefaults() (ReviewOptions, error) {
 // (*eventstore.Store): its durable consumer, and the transition path the
 // RPCs use, started from the state a created event carries.
 type ReviewStore interface {
-	CreateOrUpdateConsumer(ctx context.Context, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error)
+	CreateOrUpdateConsumers(ctx context.Context, cfg jetstream.ConsumerConfig) ([]eventstore.QueueConsumer, error)
 	TransitionFrom(ctx context.Context, known *ordersv1.Order, c eventstore.Change) (*eventstore.PendingTransition, error)
 }
 
@@ -177,7 +177,7 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 	if err != nil {
 		return err
 	}
-	cons, err := r.store.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+	queue, err := r.store.CreateOrUpdateConsumers(ctx, jetstream.ConsumerConfig{
 		Durable:       ReviewConsumer,
 		Description:   "ordersd order review: approves or rejects created orders",
 		FilterSubject: filters[0], // one status: one filter, as the consumer has always had
@@ -189,12 +189,31 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 	if err != nil {
 		return err
 	}
-	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor, "concurrency", r.opts.Concurrency)
+	r.log.Info("reviewing created orders", "limit_minor", r.opts.LimitMinor, "concurrency", r.opts.Concurrency, "partitions", len(queue))
+	// One fetch loop per partition, all sharing the slots; the first to
+	// fail ends them all (Run starts them again).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var loops sync.WaitGroup
+	for _, qc := range queue {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			cancel(r.fetch(ctx, qc, slots, inflight))
+		}()
+	}
+	loops.Wait()
+	return context.Cause(ctx)
+}
+
+// fetch is the fetch loop of one partition's consumer, until ctx ends or
+// a fetch fails.
+func (r *Reviewer) fetch(ctx context.Context, qc eventstore.QueueConsumer, slots chan struct{}, inflight *sync.WaitGroup) error {
 	// A batch is at most what can be in flight: an event waits for a slot
 	// at most one batch long, well within its ack wait.
 	batchSize := min(r.opts.Concurrency, 256)
 	for {
-		batch, err := cons.Fetch(batchSize, jetstream.FetchMaxWait(maxFetchWait))
+		batch, err := qc.Consumer.Fetch(batchSize, jetstream.FetchMaxWait(maxFetchWait))
 		if err != nil {
 			return eventstore.Classify(err)
 		}
@@ -211,7 +230,7 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 				continue
 			}
 			inflight.Add(1)
-			if !r.start(ctx, msg, func() { <-slots; inflight.Done() }) {
+			if !r.start(ctx, qc.Partition, msg, func() { <-slots; inflight.Done() }) {
 				<-slots
 				inflight.Done()
 			}
@@ -225,18 +244,18 @@ func (r *Reviewer) run(ctx context.Context, slots chan struct{}, inflight *sync.
 	}
 }
 
-// start decides one created order and publishes the decision. It returns
+// start decides one created order of partition p and publishes the decision. It returns
 // false when the event was settled at once (nothing in flight); else a
 // goroutine awaits the outcome, settles the event and calls done.
-func (r *Reviewer) start(ctx context.Context, msg jetstream.Msg, done func()) bool {
+func (r *Reviewer) start(ctx context.Context, p eventstore.Partition, msg jetstream.Msg, done func()) bool {
 	meta, err := msg.Metadata()
 	if err != nil {
 		_ = msg.Term()
 		return false
 	}
-	ev, err := eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+	ev, err := p.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	if err != nil {
-		r.log.Warn("dropping a message that is not an order event", "seq", meta.Sequence.Stream, "err", err)
+		r.log.Warn("dropping a message that is not an order event", "stream", p.Stream(), "seq", meta.Sequence.Stream, "err", err)
 		_ = msg.TermWithReason("not an order event")
 		return false
 	}

@@ -4,9 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
-	"github.com/ordersd/ordersd/internal/deadletters"
-	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // Session is one StreamOrders stream: a ConsumeOrders fetch loop whose
@@ -99,11 +96,7 @@ func (s *Session) Lookup(id uint64) (ack AckSubject, known, held bool) {
 	}
 	// Built from what the stream knows, not parsed: the reply subject is
 	// one JetStream gave this stream's fetches.
-	ack = AckSubject{Subject: t.reply, Stream: eventstore.StreamName, Consumer: s.spec.Consumer, StreamSeq: t.key.seq}
-	if t.key.redrive {
-		ack.Stream = deadletters.RedriveStream
-	}
-	return ack, known, true
+	return AckSubject{Subject: t.reply, Stream: t.key.stream, Consumer: s.spec.Consumer, StreamSeq: t.key.seq}, known, true
 }
 
 // Settled returns credit for acks the client sent on this stream, before

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -17,7 +18,7 @@ type WatchSpec struct {
 	CustomerID string                 // optional
 	// Where to start: with none of these, only events stored from now on.
 	ReplayAll     bool
-	StartSequence uint64 // a sequence of the stream ORDERS
+	StartSequence uint64 // a sequence of the stream ORDERS (layout 2 only: ErrStartSequencePartitioned)
 	StartTime     time.Time
 	// ResumeAfter is a resume position as a client passed it back: the
 	// watch goes on after it (see ResumePositions).
@@ -50,24 +51,25 @@ func (s WatchSpec) matches(ev *ordersv1.OrderEvent) bool {
 }
 
 // filters are the subject filters that select the spec's events in the
-// stream: a replay reads only the events asked for.
-func (s WatchSpec) filters() ([]string, error) {
-	return eventstore.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, CustomerID: s.CustomerID, OrderID: s.OrderID})
+// partition's stream: a replay reads only the events asked for.
+func (s WatchSpec) filters(part eventstore.Partition) ([]string, error) {
+	return part.FilterSubjects(eventstore.Filter{Statuses: s.Statuses, CustomerID: s.CustomerID, OrderID: s.OrderID})
 }
 
 // matchesLive reports whether an event or skip notice of the fan-out
 // passes the spec's filters.
 func (s WatchSpec) matchesLive(e *liveEvent) bool {
 	if e.skipped != nil {
-		return s.matchesUnreadable(e.skipped)
+		return s.matchesUnreadable(e.monitor.layout.All()[e.part], e.skipped)
 	}
 	return s.matches(e.event)
 }
 
 // matchesUnreadable reports whether a message that is not an order event
-// passes the spec's filters, by what its subject names: a message whose
-// subject names no order passes only a spec without filters.
-func (s WatchSpec) matchesUnreadable(u *eventstore.UnreadableError) bool {
+// of partition part passes the spec's filters, by what its subject names:
+// a message whose subject names no order passes only a spec without
+// filters.
+func (s WatchSpec) matchesUnreadable(part eventstore.Partition, u *eventstore.UnreadableError) bool {
 	if u.OrderID == "" {
 		return s.OrderID == "" && s.CustomerID == "" && len(s.Statuses) == 0
 	}
@@ -77,7 +79,7 @@ func (s WatchSpec) matchesUnreadable(u *eventstore.UnreadableError) bool {
 	if len(s.Statuses) == 0 {
 		return true
 	}
-	status, _ := eventstore.SubjectStatus(u.Subject)
+	status, _ := part.SubjectStatus(u.Subject)
 	return slices.Contains(s.Statuses, status)
 }
 
@@ -109,8 +111,14 @@ func (u WatchUpdate) EncodedResponse() ([]byte, error) {
 type EventReader interface {
 	Read(ctx context.Context, req eventstore.ReadRequest, send func(*ordersv1.OrderEvent) error) (uint64, error)
 	Locate(ctx context.Context, orderID string) (eventstore.OrderKey, error)
-	Epoch(ctx context.Context) (eventstore.Epoch, error)
+	Epochs(ctx context.Context) ([]eventstore.Epoch, error)
 }
+
+// ErrStartSequencePartitioned refuses a start_sequence in layout 3: it is
+// a sequence of the one stream ORDERS, and means nothing over partitions
+// whose sequences are each their own.
+var ErrStartSequencePartitioned = errors.New("start_sequence is a sequence of the one stream ORDERS and means nothing over this deployment's partitions: " +
+	"resume with resume_after (the resume_position of the last response handled), or start with replay_all or start_time")
 
 // Watcher serves WatchOrders streams from the node's Monitor and, for
 // replays and catch-up, from the stream itself.
@@ -146,23 +154,32 @@ func NewWatcher(monitor *Monitor, store EventReader, positions *ResumePositions)
 // replay, or a monitor that subscribed anew, reads the stream for the
 // watcher alone, as long as it takes to reach the recent events.)
 func (w *Watcher) Watch(ctx context.Context, spec WatchSpec, send func(WatchUpdate) error) error {
-	epoch, err := w.store.Epoch(ctx)
+	layout := w.monitor.layout
+	if spec.StartSequence != 0 && layout.Partitioned() {
+		return ErrStartSequencePartitioned
+	}
+	epochs, err := w.store.Epochs(ctx)
 	if err != nil {
 		return err
 	}
-	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now(), epoch: epoch}
+	if len(epochs) != len(layout.All()) {
+		return fmt.Errorf("the store has %d partitions, the monitor follows %d", len(epochs), len(layout.All()))
+	}
+	s := watchStream{w: w, spec: spec, send: send, lastSend: time.Now(), layout: layout, epochs: epochs, served: make([]uint64, len(epochs))}
 	switch {
 	case spec.ResumeAfter != "":
-		pos, err := w.positions.Open(spec.ResumeAfter)
-		switch {
-		case err != nil:
+		pos, err := w.positions.OpenIn(layout, spec.ResumeAfter)
+		if err != nil {
 			return err
-		case pos.Epoch != epoch:
-			return ErrStalePosition
 		}
-		s.advance(pos.Sequence)
+		for k, one := range pos {
+			if one.Epoch != epochs[k] {
+				return ErrStalePosition
+			}
+			s.advance(k, one.Sequence)
+		}
 	case spec.StartSequence != 0:
-		s.advance(spec.StartSequence - 1)
+		s.advance(0, spec.StartSequence-1)
 	}
 	w.monitor.metrics.Watching(1)
 	defer w.monitor.metrics.Watching(-1)
@@ -184,14 +201,18 @@ type watchStream struct {
 	w          *Watcher
 	spec       WatchSpec
 	send       func(WatchUpdate) error
-	served     uint64 // the stream sequence the watcher has been served up to
-	positioned bool   // served is a position (else the spec's start is)
-	caughtUp   bool   // caught_up has been sent
+	served     []uint64 // per partition, the stream sequence the watcher has been served up to
+	positioned bool     // served is a position (else the spec's start is)
+	caughtUp   bool     // caught_up has been sent
+	// tick is the monitor's tick the watcher has followed the fan-out up
+	// to: where it catches up in the recent events.
+	tick uint64
 	// atTail says that served was reached by following the live events
 	// (live or from the recent ones), not by reading the stream.
 	atTail   bool
 	lastSend time.Time
-	epoch    eventstore.Epoch // of the stream ORDERS, in every resume position
+	layout   eventstore.Layout
+	epochs   []eventstore.Epoch // of every partition's stream, in every resume position
 }
 
 func (s *watchStream) run(ctx context.Context) error {
@@ -201,14 +222,15 @@ func (s *watchStream) run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		s.tick = joinedAt.tick
 		if !replay && !s.caughtUp {
-			s.advance(joinedAt) // only what comes after the call began
+			s.advanceAll(joinedAt.last) // only what comes after the call began
 		}
 		if replay {
 			if err = s.catchUp(ctx); err == nil {
 				// The read went past every event fanned out before the
 				// watcher joined: all it was asked for up to there is sent.
-				s.advance(joinedAt)
+				s.advanceAll(joinedAt.last)
 			}
 		}
 		if err == nil && !s.caughtUp {
@@ -265,24 +287,33 @@ func (s *watchStream) catchUpRecent(ctx context.Context, epoch uint64) (*liveWat
 		}
 		var (
 			live     *liveWatcher
-			joinedAt uint64
+			joinedAt joined
 			err      error
 		)
-		batch, live, joinedAt, err = s.w.monitor.recentAfter(s.spec, epoch, s.served, batch[:0])
+		batch, live, joinedAt, err = s.w.monitor.recentAfter(s.spec, epoch, s.tick, batch[:0])
 		switch {
 		case errors.Is(err, errPassed) && s.atTail:
 			s.w.monitor.metrics.WatcherTooSlow()
-			return nil, &TooSlowError{Resume: s.served + 1, ResumePosition: s.w.positions.Seal(Position{Epoch: s.epoch, Sequence: s.served})}
+			tooSlow := &TooSlowError{ResumePosition: s.position()}
+			if !s.layout.Partitioned() {
+				tooSlow.Resume = s.served[0] + 1
+			}
+			return nil, tooSlow
 		case errors.Is(err, errPassed):
 			return nil, errRecentLost
 		case err != nil:
 			return nil, err
 		case live != nil:
-			s.advance(joinedAt)
+			s.advanceAll(joinedAt.last)
+			s.tick = joinedAt.tick
 			return live, nil
 		}
 		for _, e := range batch {
-			s.advance(e.sequence())
+			s.tick = e.tick
+			if e.sequence() <= s.served[e.part] {
+				continue // already sent by a read of the stream
+			}
+			s.advanceLive(e)
 			if s.spec.matchesLive(e) {
 				if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
 					return nil, err
@@ -294,36 +325,89 @@ func (s *watchStream) catchUpRecent(ctx context.Context, epoch uint64) (*liveWat
 	}
 }
 
-// catchUp reads the stream from where the watcher is until it has caught up.
+// catchUp reads the streams from where the watcher is until it has
+// caught up with each (see catchUpMerged).
 func (s *watchStream) catchUp(ctx context.Context) error {
-	filters, err := s.spec.filters()
-	if err != nil {
-		return err
+	parts := s.layout.All()
+	if s.spec.OrderID != "" {
+		parts = []eventstore.Partition{s.layout.Of(s.spec.OrderID)} // the only one holding the order
 	}
-	req := eventstore.ReadRequest{Filters: filters, Skipped: s.skipped}
+	if len(parts) == 1 {
+		return s.catchUpPartition(ctx, parts[0], s.event, s.skipped)
+	}
+	return s.catchUpMerged(ctx, parts)
+}
+
+// readRequest is the read of part that goes on from where the watcher is.
+func (s *watchStream) readRequest(part eventstore.Partition) (eventstore.ReadRequest, error) {
+	filters, err := s.spec.filters(part)
+	if err != nil {
+		return eventstore.ReadRequest{}, err
+	}
+	req := eventstore.ReadRequest{Partition: part, Filters: filters}
 	switch {
 	case s.positioned: // a start sequence or resume position is a position too
-		req.StartSequence = s.served + 1
+		req.StartSequence = s.served[part.Number] + 1
 	case !s.spec.StartTime.IsZero():
 		req.StartTime = s.spec.StartTime
 	}
+	return req, nil
+}
+
+// catchUpPartition reads part's stream from where the watcher is until it
+// has caught up, handing its events and skipped messages on.
+func (s *watchStream) catchUpPartition(ctx context.Context, part eventstore.Partition,
+	event func(eventstore.Partition, *ordersv1.OrderEvent) error, skipped func(eventstore.Partition, *eventstore.UnreadableError) error) error {
+	req, err := s.readRequest(part)
+	if err != nil {
+		return err
+	}
+	req.Skipped = func(u *eventstore.UnreadableError) error { return skipped(part, u) }
 	s.atTail = false
 	last, err := s.w.store.Read(ctx, req, func(ev *ordersv1.OrderEvent) error {
 		if !s.spec.matches(ev) {
 			return nil
 		}
-		return s.event(ev)
+		return event(part, ev)
 	})
 	if last > 0 {
-		s.advance(last)
+		s.advance(part.Number, last)
 	}
 	return err
 }
 
-// advance records that the watcher has been served up to seq.
-func (s *watchStream) advance(seq uint64) {
-	s.served = max(s.served, seq)
+// advance records that the watcher has been served up to seq in the
+// partition numbered k.
+func (s *watchStream) advance(k int, seq uint64) {
+	s.served[k] = max(s.served[k], seq)
 	s.positioned = true
+}
+
+// advanceAll records that the watcher has been served up to last, one
+// sequence per partition.
+func (s *watchStream) advanceAll(last []uint64) {
+	for k, seq := range last {
+		s.advance(k, seq)
+	}
+}
+
+// advanceLive records that the watcher has been served up to a message
+// of the fan-out: in layout 3 up to every partition's sequence after it.
+func (s *watchStream) advanceLive(e *liveEvent) {
+	if e.after != nil {
+		s.advanceAll(e.after)
+		return
+	}
+	s.advance(e.part, e.sequence())
+}
+
+// position is the resume position the watcher has reached.
+func (s *watchStream) position() string {
+	pos := make([]Position, len(s.epochs))
+	for k := range pos {
+		pos[k] = Position{Epoch: s.epochs[k], Sequence: s.served[k]}
+	}
+	return s.w.positions.SealIn(s.layout, pos)
 }
 
 // followLive sends live events until ctx ends, a send fails, or the
@@ -334,10 +418,11 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 	for {
 		select {
 		case e := <-live.events:
-			if e.sequence() <= s.served {
+			s.tick = e.tick
+			if e.sequence() <= s.served[e.part] {
 				continue // already sent by the replay
 			}
-			s.advance(e.sequence())
+			s.advanceLive(e)
 			if err := s.emit(WatchUpdate{Event: e.event, Skipped: e.skipped, live: e}); err != nil {
 				return err
 			}
@@ -360,29 +445,30 @@ func (s *watchStream) followLive(ctx context.Context, live *liveWatcher) error {
 
 // skipped tells the watcher about a message that is not an order event,
 // so that it can tell it from a gap in the sequences.
-func (s *watchStream) skipped(u *eventstore.UnreadableError) error {
-	if !s.spec.matchesUnreadable(u) {
+func (s *watchStream) skipped(part eventstore.Partition, u *eventstore.UnreadableError) error {
+	if !s.spec.matchesUnreadable(part, u) {
 		return nil
 	}
-	s.advance(u.Sequence)
+	s.advance(part.Number, u.Sequence)
 	return s.emit(WatchUpdate{Skipped: u})
 }
 
-func (s *watchStream) event(ev *ordersv1.OrderEvent) error {
-	s.advance(ev.GetSequence())
+func (s *watchStream) event(part eventstore.Partition, ev *ordersv1.OrderEvent) error {
+	s.advance(part.Number, ev.GetSequence())
 	return s.emit(WatchUpdate{Event: ev})
 }
 
 // emit sends u with the resume position the watcher has reached, which the
 // caller has advanced past u's event.
 func (s *watchStream) emit(u WatchUpdate) error {
-	if u.live != nil {
+	if u.live != nil && (u.live.after == nil || slices.Equal(u.live.after, s.served)) {
+		// Where every watcher that follows the fan-out stands: shared.
 		var err error
-		if u.encoded, u.ResumePosition, err = u.live.encoded(s.w.positions, s.epoch); err != nil {
+		if u.encoded, u.ResumePosition, err = u.live.encoded(s.w.positions, s.epochs); err != nil {
 			return err
 		}
 	} else {
-		u.ResumePosition = s.w.positions.Seal(Position{Epoch: s.epoch, Sequence: s.served})
+		u.ResumePosition = s.position()
 	}
 	if err := s.send(u); err != nil {
 		return err

@@ -41,7 +41,7 @@ func (e testEnv) createFor(t *testing.T, customer string, count int) {
 // stream: JetStream selects them by subject, and delivers no other.
 func TestWatchReplayOfOneCustomerReadsOnlyItsEvents(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	reader := &countingReader{Store: e.store}
 	w := NewWatcher(monitor, reader, NewResumePositions(RandomAckTokens()))

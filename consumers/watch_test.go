@@ -118,7 +118,7 @@ func (r *watchRun) expectCaughtUp(t *testing.T) {
 // subscription of the node.
 func TestWatchersAllGetEveryLiveEvent(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	e.createOrders(t, 2) // before the watches: not theirs
@@ -148,7 +148,7 @@ func TestSlowWatcherCatchesUpFromTheRecentEvents(t *testing.T) {
 
 func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	store := &countingReader{Store: e.store}
 	w := NewWatcher(monitor, store, NewResumePositions(RandomAckTokens()))
@@ -182,7 +182,7 @@ func slowWatcherCatchesUp(t *testing.T, spec WatchSpec, buffer int) {
 // through to live events.
 func TestWatchResumesGapFreeFromAStartSequence(t *testing.T) {
 	e := newTestEnv(t)
-	monitor := NewMonitor(e.nc, eventstore.DefaultOpTimeout, e.log, nil)
+	monitor := NewMonitor(e.nc, eventstore.Layout{}, eventstore.DefaultOpTimeout, e.log, nil)
 	defer monitor.Close()
 	w := NewWatcher(monitor, e.store, NewResumePositions(RandomAckTokens()))
 	e.createOrders(t, 5)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,9 +51,9 @@ type Delivery struct {
 // (*eventstore.Store): the durable consumers of the stream, and the events
 // that redriven dead letters point at.
 type WorkQueueStore interface {
-	EnsureConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) (jetstream.Consumer, error)
+	EnsureConsumers(ctx context.Context, cfg jetstream.ConsumerConfig, maxDurables int) ([]eventstore.QueueConsumer, error)
 	EventAt(ctx context.Context, p eventstore.Partition, seq uint64) (*ordersv1.OrderEvent, error)
-	Epoch(ctx context.Context) (eventstore.Epoch, error)
+	Epochs(ctx context.Context) ([]eventstore.Epoch, error)
 }
 
 // Redrives is what WorkQueues needs of the dead letters
@@ -114,25 +115,29 @@ func (w *WorkQueues) Consume(ctx context.Context, spec ConsumeSpec, send func(De
 // returns how many it sent), and, for a Session, its deliveries tracked.
 func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Session, send func(Delivery) error, sendBatch func([]Delivery) (int, error)) error {
 	spec.Settings.InactiveThreshold = w.opts.InactiveThreshold
-	cons, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) (jetstream.Consumer, error) {
+	queue, err := beatingWhile(ctx, spec.Heartbeat, send, func(ctx context.Context) ([]eventstore.QueueConsumer, error) {
 		return ensureConsumer(ctx, w.store, spec.Consumer, spec.Filters, spec.Settings, w.opts.MaxDurables) // bounded by --nats-timeout
 	})
 	if err != nil {
 		return err
 	}
-	// The stream is known by now: this reads what ensureConsumer looked up.
-	epoch, err := w.store.Epoch(ctx)
+	// The streams are known by now: this reads what ensureConsumer looked up.
+	epochs, err := w.store.Epochs(ctx)
 	if err != nil {
 		return err
 	}
-	cfg := cons.CachedInfo().Config
+	cfg := queue[0].Config // the same on every partition (ensureConsumer checked)
 	held := newCredit(spec.MaxInFlight, func(delta int) { w.metrics.InFlight(spec.Consumer, delta) })
 	if sess != nil {
 		sess.start(held, ackDeadline(cfg, 1))
 	}
 	defer held.drop()
 	if !spec.AutoAck {
-		subs, err := held.watchAcks(w.nc, spec.Consumer, ackDeadline(cfg, 1))
+		streams := make([]string, len(queue))
+		for i, qc := range queue {
+			streams[i] = qc.Partition.Stream()
+		}
+		subs, err := held.watchAcks(w.nc, streams, spec.Consumer, ackDeadline(cfg, 1))
 		if err != nil {
 			return eventstore.Classify(err)
 		}
@@ -142,26 +147,61 @@ func (w *WorkQueues) consume(ctx context.Context, spec ConsumeSpec, sess *Sessio
 			}
 		}()
 	}
-	loop := fetchLoop{w: w, spec: spec, epoch: epoch, cfg: cfg, cons: cons, held: held, send: send, sendBatch: sendBatch, sess: sess, lastSend: time.Now()}
-	return loop.run(ctx)
+	// One fetch loop per partition, sharing the client's credit and its
+	// stream; the first (whose epoch redriven dead letters carry) also
+	// delivers the redriven dead letters. The first loop to end ends them all.
+	out := &sender{send: send, sendBatch: sendBatch, lastSend: time.Now()}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var loops sync.WaitGroup
+	for i, qc := range queue {
+		loop := &fetchLoop{w: w, spec: spec, part: qc.Partition, epoch: epochs[qc.Partition.Number], cfg: cfg, cons: qc.Consumer,
+			held: held, out: out, sess: sess, redrives: i == 0, share: max(1, (spec.MaxInFlight+len(queue)-1)/len(queue))}
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			cancel(loop.run(ctx))
+		}()
+	}
+	loops.Wait()
+	return context.Cause(ctx)
 }
 
-// fetchLoop is the state of one ConsumeOrders stream.
+// sender is the one client stream the fetch loops of a ConsumeOrders
+// stream share: one send at a time, deliveries numbered in send order.
+type sender struct {
+	mu   sync.Mutex
+	send func(Delivery) error // heartbeats
+	// sendBatch sends deliveries and returns how many it sent.
+	sendBatch func([]Delivery) (int, error)
+	lastID    uint64 // the last Delivery.ID given
+	lastSend  time.Time
+}
+
+// heartbeatDue is when the next heartbeat is due.
+func (s *sender) heartbeatDue(interval time.Duration) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSend.Add(interval)
+}
+
+// fetchLoop is the state of one ConsumeOrders stream on one partition.
 type fetchLoop struct {
 	w     *WorkQueues
 	spec  ConsumeSpec
-	epoch eventstore.Epoch // of the stream ORDERS, in every ack token
+	part  eventstore.Partition
+	epoch eventstore.Epoch // of the partition's stream, in every ack token
 	cfg   jetstream.ConsumerConfig
 	cons  jetstream.Consumer
 	held  *credit
-	send  func(Delivery) error // heartbeats
-	// sendBatch sends deliveries and returns how many it sent.
-	sendBatch func([]Delivery) (int, error)
-	sess      *Session // nil for ConsumeOrders
-	lastID    uint64   // the last Delivery.ID given
-	lastSend  time.Time
-	failures  int // fetches in a row that failed for a passing reason
-	redrive   redriveSource
+	out   *sender
+	sess  *Session // nil for ConsumeOrders
+	// redrives: this loop also delivers the queue's redriven dead letters.
+	redrives bool
+	share    int // the most credit it reserves at once: its part of the client's
+
+	failures int // fetches in a row that failed for a passing reason
+	redrive  redriveSource
 }
 
 func (l *fetchLoop) run(ctx context.Context) error {
@@ -170,29 +210,39 @@ func (l *fetchLoop) run(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		if now.Sub(l.lastSend) >= l.spec.Heartbeat {
+		if !now.Before(l.out.heartbeatDue(l.spec.Heartbeat)) {
 			if err := l.sendHeartbeat(); err != nil {
 				return err
 			}
 		}
-		free, nextExpiry := l.held.free(now)
+		free, nextExpiry := l.held.reserve(now, l.share)
 		if free <= 0 {
 			l.waitForCredit(ctx, now, nextExpiry)
 			continue
 		}
-		if sent, err := l.deliverRedriven(ctx, now, free); err != nil {
-			return err
-		} else if sent > 0 {
-			continue // credit changed
+		if l.redrives {
+			sent, err := l.deliverRedriven(ctx, now, free)
+			if err != nil || sent > 0 {
+				l.held.unreserve(free)
+			}
+			if err != nil {
+				return err
+			}
+			if sent > 0 {
+				continue // credit changed
+			}
 		}
 		wait := min(maxFetchWait, l.spec.Heartbeat)
 		batch, err := l.cons.Fetch(free, jetstream.FetchMaxWait(wait))
 		if err == nil {
 			var stop error
-			if _, stop, err = l.deliver(ctx, batch, l.prepare); stop != nil {
+			_, stop, err = l.deliver(ctx, batch, l.prepare)
+			if stop != nil {
+				l.held.unreserve(free)
 				return stop
 			}
 		}
+		l.held.unreserve(free)
 		if err = l.retryable(ctx, err); err != nil {
 			return err
 		}
@@ -231,14 +281,15 @@ func (l *fetchLoop) retryable(ctx context.Context, err error) error {
 // waitForCredit sleeps until an ack frees credit, a held delivery expires,
 // a heartbeat is due, or ctx ends.
 func (l *fetchLoop) waitForCredit(ctx context.Context, now, nextExpiry time.Time) {
-	until := l.lastSend.Add(l.spec.Heartbeat)
+	freed := l.held.freed()
+	until := l.out.heartbeatDue(l.spec.Heartbeat)
 	if !nextExpiry.IsZero() && nextExpiry.Before(until) {
 		until = nextExpiry
 	}
 	timer := time.NewTimer(until.Sub(now))
 	defer timer.Stop()
 	select {
-	case <-l.held.freed:
+	case <-freed:
 	case <-timer.C:
 	case <-ctx.Done():
 	}
@@ -265,19 +316,19 @@ func (l *fetchLoop) prepare(msg jetstream.Msg) prepared {
 		raw eventstore.RawEvent
 	)
 	if l.spec.Raw {
-		raw, err = eventstore.CheckRawEvent(msg.Subject(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		raw, err = l.part.CheckRawEvent(msg.Subject(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	} else {
-		ev, err = eventstore.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
+		ev, err = l.part.DecodeEvent(msg.Subject(), msg.Headers(), msg.Data(), meta.Sequence.Stream, meta.Timestamp)
 	}
 	if err != nil {
-		l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "seq", meta.Sequence.Stream, "err", err)
+		l.w.log.Warn("dropping a message that is not an order event", "consumer", l.spec.Consumer, "stream", l.part.Stream(), "seq", meta.Sequence.Stream, "err", err)
 		_ = msg.TermWithReason("not an order event")
 		return prepared{msg: msg}
 	}
-	p := prepared{msg: msg, seq: heldKey{seq: meta.Sequence.Stream}, ok: true,
+	p := prepared{msg: msg, seq: heldKey{stream: l.part.Stream(), seq: meta.Sequence.Stream}, ok: true,
 		delivery: Delivery{Event: ev, Raw: raw, Attempt: meta.NumDelivered, NumPending: meta.NumPending}}
 	if !l.spec.AutoAck {
-		p.delivery.AckToken = l.w.tokens.Sign(l.epoch, msg.Reply())
+		p.delivery.AckToken = l.w.tokens.SignIn(l.part, l.epoch, msg.Reply())
 	}
 	return p
 }
@@ -341,6 +392,8 @@ func (l *fetchLoop) deliver(ctx context.Context, batch jetstream.MessageBatch, p
 // broken (stop). Deliveries the send did not take are released at once:
 // the client may not have them, so they go to another client now.
 func (l *fetchLoop) sendPrepared(ctx context.Context, batch []prepared, stop error) (int, error) {
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
 	out := make([]Delivery, 0, len(batch))
 	kept := batch[:0]
 	for _, p := range batch {
@@ -351,8 +404,8 @@ func (l *fetchLoop) sendPrepared(ctx context.Context, batch []prepared, stop err
 			release(p.msg)
 			continue
 		}
-		l.lastID++
-		p.delivery.ID = l.lastID
+		l.out.lastID++
+		p.delivery.ID = l.out.lastID
 		if !l.spec.AutoAck {
 			// Held before the send, so an ack that overtakes it still counts.
 			l.held.hold(p.seq, time.Now().Add(ackDeadline(l.cfg, p.delivery.Attempt)))
@@ -367,11 +420,11 @@ func (l *fetchLoop) sendPrepared(ctx context.Context, batch []prepared, stop err
 		return 0, nil
 	}
 	n, err := l.sendTraced(ctx, kept, out)
+	l.out.lastSend = time.Now()
 	for _, p := range kept[n:] {
 		l.held.release(p.seq)
 		release(p.msg)
 	}
-	l.lastSend = time.Now()
 	for _, p := range kept[:n] {
 		l.w.metrics.Delivered(l.spec.Consumer, p.delivery.Attempt)
 		if l.spec.AutoAck {
@@ -403,7 +456,7 @@ func (l *fetchLoop) sendTraced(ctx context.Context, batch []prepared, out []Deli
 			span.End()
 		}
 	}()
-	return l.sendBatch(out)
+	return l.out.sendBatch(out)
 }
 
 // beatingWhile runs setUp while sending a heartbeat every interval: a
@@ -443,10 +496,15 @@ func beatingWhile[T any](ctx context.Context, interval time.Duration, send func(
 }
 
 func (l *fetchLoop) sendHeartbeat() error {
-	if err := l.send(Delivery{Heartbeat: true}); err != nil {
+	l.out.mu.Lock()
+	defer l.out.mu.Unlock()
+	if time.Since(l.out.lastSend) < l.spec.Heartbeat {
+		return nil // another partition's loop sent one, or deliveries
+	}
+	if err := l.out.send(Delivery{Heartbeat: true}); err != nil {
 		return err
 	}
-	l.lastSend = time.Now()
+	l.out.lastSend = time.Now()
 	return nil
 }
 

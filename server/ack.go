@@ -25,14 +25,14 @@ func (s *OrderService) AckOrders(ctx context.Context, req *ordersv1.AckOrdersReq
 	// Checked once the tokens are known to be ours: the epoch is the
 	// stream's, which needs JetStream. Without it no ack could be applied
 	// either: each says why, and nothing is sent.
-	epoch, err := s.Store.Epoch(ctx)
+	epochs, err := s.Store.Epochs(ctx)
 	if err != nil {
 		for i := range res.Results {
 			res.Results[i] = &ordersv1.AckResult{Error: unconfirmedAck(err)}
 		}
 		return res, nil
 	}
-	if err := staleAcks(settles, epoch); err != nil {
+	if err := staleAcks(settles, s.Store.Layout(), epochs); err != nil {
 		return nil, err
 	}
 	for i, r := range s.Acker.Apply(ctx, settles) {

@@ -67,8 +67,10 @@ func toStatus(ctx context.Context, log *slog.Logger, orderID string, err error) 
 		return st.Err()
 	case errors.As(err, &tooSlow):
 		return watcherTooSlow(tooSlow)
-	case errors.Is(err, consumers.ErrBadPosition), errors.Is(err, consumers.ErrStalePosition):
+	case errors.Is(err, consumers.ErrBadPosition), errors.Is(err, consumers.ErrStalePosition), errors.Is(err, consumers.ErrForeignPosition):
 		return invalidArgument("resume_after "+err.Error(), []*errdetails.BadRequest_FieldViolation{{Field: "resume_after", Description: err.Error()}})
+	case errors.Is(err, consumers.ErrStartSequencePartitioned):
+		return invalidArgument(err.Error(), []*errdetails.BadRequest_FieldViolation{{Field: "start_sequence", Description: err.Error()}})
 	case errors.Is(err, eventstore.ErrRequestIDReused):
 		return invalidArgument("request_id was already used for a different request", []*errdetails.BadRequest_FieldViolation{{
 			Field: "request_id", Description: "already used for a different request; use a new id for each distinct request",
@@ -126,11 +128,16 @@ func unreadableStatus(u *eventstore.UnreadableError) error {
 // events: RESOURCE_EXHAUSTED, with the resume position and start_sequence
 // that resume it in the message and, for programs, in an ErrorInfo
 // (reason WATCHER_TOO_SLOW, metadata resume_position and start_sequence).
+// In layout 3 there is no start_sequence (ErrStartSequencePartitioned):
+// only the resume position.
 func watcherTooSlow(e *consumers.TooSlowError) error {
 	st := status.New(codes.ResourceExhausted, e.Error())
+	metadata := map[string]string{"resume_position": e.ResumePosition}
+	if e.Resume != 0 {
+		metadata["start_sequence"] = strconv.FormatUint(e.Resume, 10)
+	}
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason: "WATCHER_TOO_SLOW", Domain: "ordersd",
-		Metadata: map[string]string{"resume_position": e.ResumePosition, "start_sequence": strconv.FormatUint(e.Resume, 10)},
+		Reason: "WATCHER_TOO_SLOW", Domain: "ordersd", Metadata: metadata,
 	}); err == nil {
 		st = d
 	}

@@ -20,6 +20,7 @@ type OrderStore interface {
 	List(ctx context.Context, req eventstore.ListRequest) (eventstore.ListPage, error)
 	Epoch(ctx context.Context) (eventstore.Epoch, error)
 	Epochs(ctx context.Context) ([]eventstore.Epoch, error)
+	Layout() eventstore.Layout
 }
 
 // WorkQueues serves ConsumeOrders streams (consumers.WorkQueues).

@@ -134,7 +134,7 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 	results := make([]*ordersv1.StreamAckResult, len(req.GetAcks()))
 	var forged []int
 	var (
-		epoch     eventstore.Epoch // of the stream, looked up for the first ack by token
+		epochs    []eventstore.Epoch // of the streams, looked up for the first ack by token
 		haveEpoch bool
 	)
 	seen := make(map[settledDelivery]bool, len(req.GetAcks()))
@@ -160,20 +160,20 @@ func (a *streamAcks) check(ctx context.Context, req *ordersv1.StreamOrdersReques
 			res.Delivery = &ordersv1.StreamAckResult_AckToken{AckToken: d.AckToken}
 			subject, err := a.s.Tokens.Verify(d.AckToken)
 			if err == nil && !haveEpoch {
-				if epoch, err = a.s.Store.Epoch(ctx); err != nil {
+				if epochs, err = a.s.Store.Epochs(ctx); err != nil {
 					return nil, nil, toStatus(ctx, a.s.log, "", err)
 				}
 				haveEpoch = true
 			}
 			if err == nil {
-				err = subject.CheckEpoch(epoch)
+				err = subject.CheckIssued(a.s.Store.Layout(), epochs)
 			}
 			switch {
 			case errors.Is(err, consumers.ErrForgedToken):
 				forged = append(forged, i)
 				continue
-			case errors.Is(err, consumers.ErrStaleToken):
-				v.add(field()+".ack_token", "%s", staleAckToken)
+			case errors.Is(err, consumers.ErrStaleToken), errors.Is(err, consumers.ErrOtherLayoutToken):
+				v.add(field()+".ack_token", "%s", issuedElsewhere(err))
 				continue
 			case err != nil:
 				v.add(field()+".ack_token", "is not an ack token from ConsumeOrders or StreamOrders")

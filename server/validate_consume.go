@@ -83,15 +83,24 @@ func consumeSpec(req *ordersv1.ConsumeOrdersRequest) (consumers.ConsumeSpec, err
 // any ack is applied. Malformed input is INVALID_ARGUMENT; a token not
 // signed by this deployment is PERMISSION_DENIED.
 // staleAcks is INVALID_ARGUMENT, naming every ack whose token was issued
-// for another epoch of the stream than the current one; nil when none is.
-func staleAcks(settles []consumers.Settle, current eventstore.Epoch) error {
+// in another layout than l, or for another epoch of its stream than the
+// current one (epochs, by partition); nil when none is.
+func staleAcks(settles []consumers.Settle, l eventstore.Layout, epochs []eventstore.Epoch) error {
 	var v violations
 	for i, s := range settles {
-		if s.Ack.CheckEpoch(current) != nil {
-			v.add(fmt.Sprintf("acks[%d].ack_token", i), "%s", staleAckToken)
+		if err := s.Ack.CheckIssued(l, epochs); err != nil {
+			v.add(fmt.Sprintf("acks[%d].ack_token", i), "%s", issuedElsewhere(err))
 		}
 	}
 	return v.err()
+}
+
+// issuedElsewhere is the violation of an ack token that CheckIssued refused.
+func issuedElsewhere(err error) string {
+	if errors.Is(err, consumers.ErrOtherLayoutToken) {
+		return err.Error() + ": its delivery is not one of these streams'; consume the event again for a new token"
+	}
+	return staleAckToken
 }
 
 // staleAckToken is the violation of an ack token of an earlier stream

@@ -18,16 +18,16 @@ import (
 
 	"github.com/ordersd/ordersd/consumers"
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // publishMany stores count created events as a writer would (the event
-// codec, on the event's subject) without waiting for each ack, to store
-// faster than the watchers read; their sequences are consecutive.
+// codec, on the event's subject in the node's layout) without waiting for
+// each ack, to store faster than the watchers read; in layout 2 their
+// sequences are consecutive.
 func (n *testNode) publishMany(t *testing.T, count int) {
 	t.Helper()
 	for i := range count {
-		msg, err := eventstore.EncodeEvent(&ordersv1.Order{
+		msg, err := n.store.Layout().EncodeEvent(&ordersv1.Order{
 			OrderId: fmt.Sprintf("many-%d-%d", time.Now().UnixNano(), i), CustomerId: "c", Status: ordersv1.OrderStatus_ORDER_STATUS_CREATED,
 			CurrencyCode: "EUR", Items: []*ordersv1.LineItem{{Sku: "s", Quantity: 1, UnitPriceMinor: 1}}, TotalMinor: 1,
 		}, "")

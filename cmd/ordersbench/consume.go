@@ -36,7 +36,7 @@ func (b *bench) consume() error {
 		order := newDirectOrder()
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_PAID
 		order.UpdateTime = timestamppb.Now()
-		return directEvent(order, nextRequestID()), expectNew(order)
+		return b.directEvent(order, nextRequestID()), b.expectNew(order)
 	})
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // createUnary: CreateOrder vs a synchronous Publish of the same event, at
@@ -79,11 +78,11 @@ func (b *bench) createStreamed() error {
 		// The index entry and the event both go out at once: a correct
 		// client would wait for the entry's ack before sending the event,
 		// so this side is faster than correct, and the ratio conservative.
-		entry, expectNoEntry := eventstore.IndexEntry(eventstore.KeyOf(order))
+		entry, expectNoEntry := b.claimEntry(order)
 		if _, err := b.js.PublishMsgAsync(entry, expectNoEntry); err != nil {
 			return err
 		}
-		f, err := b.js.PublishMsgAsync(directEvent(order, nextRequestID()), expectNew(order))
+		f, err := b.js.PublishMsgAsync(b.directEvent(order, nextRequestID()), b.expectNew(order))
 		if err != nil {
 			return err
 		}

@@ -38,9 +38,10 @@ func newDirectOrder() *ordersv1.Order {
 var benchItems = []*ordersv1.LineItem{{Sku: "BOOK-42", Quantity: 2, UnitPriceMinor: 1250}}
 
 // directEvent is the message of an order's event, with its Nats-Msg-Id:
-// what ordersd stores, built by ordersd's own encoder.
-func directEvent(order *ordersv1.Order, requestID string) *nats.Msg {
-	msg, err := eventstore.EncodeEvent(order, requestID)
+// what ordersd stores, built by ordersd's own encoder, on the order's
+// partition in the run's layout.
+func (b *bench) directEvent(order *ordersv1.Order, requestID string) *nats.Msg {
+	msg, err := b.o.layout.EncodeEvent(order, requestID)
 	if err != nil {
 		panic(err) // the benchmark's own orders are valid
 	}
@@ -48,8 +49,8 @@ func directEvent(order *ordersv1.Order, requestID string) *nats.Msg {
 }
 
 // orderSubjects is the filter of every event of one of the benchmark's orders.
-func orderSubjects(k eventstore.OrderKey) string {
-	filter, err := eventstore.OrderSubjects(k)
+func (b *bench) orderSubjects(k eventstore.OrderKey) string {
+	filter, err := b.o.layout.Of(k.OrderID).OrderSubjects(k)
 	if err != nil {
 		panic(err) // the benchmark's own ids are valid
 	}
@@ -57,26 +58,52 @@ func orderSubjects(k eventstore.OrderKey) string {
 }
 
 // expectNew makes a publish fail unless the order has no event yet.
-func expectNew(order *ordersv1.Order) jetstream.PublishOpt {
-	return eventstore.ExpectRevision(eventstore.KeyOf(order), 0)
+func (b *bench) expectNew(order *ordersv1.Order) jetstream.PublishOpt {
+	return b.o.layout.ExpectRevision(eventstore.KeyOf(order), 0)
 }
 
-// directCreate stores a new order as ordersd's Create does: its entry in
-// the order-id index (which keeps order ids unique across customers), then
-// its created event.
+// claimEntry is a new order's id claim (in ORDER_IDS in layout 2, in the
+// order's partition in layout 3) and the option that makes it fail when
+// the id is taken.
+func (b *bench) claimEntry(order *ordersv1.Order) (*nats.Msg, jetstream.PublishOpt) {
+	return b.o.layout.Of(order.GetOrderId()).ClaimEntry(eventstore.KeyOf(order))
+}
+
+// directCreate stores a new order as ordersd's Create does: its id claim
+// (which keeps order ids unique across customers), then its created event.
 func (b *bench) directCreate(ctx context.Context, order *ordersv1.Order) error {
-	entry, expectNoEntry := eventstore.IndexEntry(eventstore.KeyOf(order))
+	entry, expectNoEntry := b.claimEntry(order)
 	if _, err := b.js.PublishMsg(ctx, entry, expectNoEntry); err != nil {
 		return err
 	}
-	_, err := b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), expectNew(order))
+	_, err := b.js.PublishMsg(ctx, b.directEvent(order, nextRequestID()), b.expectNew(order))
 	return err
 }
 
-// directLocate finds an order's key from its id in the order-id index, as
-// every ordersd call that names only an order does.
-func (b *bench) directLocate(ctx context.Context, index jetstream.Stream, orderID string) (eventstore.OrderKey, error) {
-	raw, err := index.GetLastMsgForSubject(ctx, eventstore.IndexSubject(orderID))
+// layoutStreams are the handles of every stream of the run's layout that
+// holds orders or claims, by name.
+func (b *bench) layoutStreams(ctx context.Context) (map[string]jetstream.Stream, error) {
+	streams := map[string]jetstream.Stream{}
+	for _, p := range b.o.layout.All() {
+		for _, name := range []string{p.Stream(), p.ClaimStream()} {
+			if streams[name] != nil {
+				continue
+			}
+			s, err := b.js.Stream(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			streams[name] = s
+		}
+	}
+	return streams, nil
+}
+
+// directLocate finds an order's key from its id claim, as every ordersd
+// call that names only an order does.
+func (b *bench) directLocate(ctx context.Context, streams map[string]jetstream.Stream, orderID string) (eventstore.OrderKey, error) {
+	p := b.o.layout.Of(orderID)
+	raw, err := streams[p.ClaimStream()].GetLastMsgForSubject(ctx, p.ClaimSubject(orderID))
 	if err != nil {
 		return eventstore.OrderKey{}, err
 	}
@@ -119,9 +146,10 @@ func benchCreate() *ordersv1.CreateOrderRequest {
 	return &ordersv1.CreateOrderRequest{RequestId: nextRequestID(), CustomerId: "bench", CurrencyCode: "EUR", Items: benchItems}
 }
 
-// statusSubjects is the filter of every event of one type.
+// statusSubjects is the filter of every event of one type, in layout 2:
+// the workloads that use it (consume, review) refuse -partitions.
 func statusSubjects(status ordersv1.OrderStatus) string {
-	filters, err := eventstore.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{status}})
+	filters, err := eventstore.Partition{}.FilterSubjects(eventstore.Filter{Statuses: []ordersv1.OrderStatus{status}})
 	if err != nil {
 		panic(err) // the benchmark's own statuses are valid
 	}

@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -79,7 +78,7 @@ func heapAfterRestart(o options, orders int) (restartedHeap, error) {
 	if err != nil {
 		return m, err
 	}
-	ids, stored, err := storeOrders(first, orders)
+	ids, stored, err := storeOrders(o, first, orders)
 	first.stop()
 	if err != nil {
 		return m, err
@@ -104,7 +103,7 @@ func heapAfterRestart(o options, orders int) (restartedHeap, error) {
 // storeOrders stores count orders of two events each, with their index
 // entries, through the node's NATS as a direct client, and returns their
 // ids and the rate they were stored at.
-func storeOrders(n *benchNode, count int) ([]string, side, error) {
+func storeOrders(o options, n *benchNode, count int) ([]string, side, error) {
 	nc, err := n.ready.ConnectNATS(nats.Name("ordersbench-heap"))
 	if err != nil {
 		return nil, side{}, err
@@ -114,22 +113,22 @@ func storeOrders(n *benchNode, count int) ([]string, side, error) {
 	if err != nil {
 		return nil, side{}, err
 	}
-	hb := &bench{js: js}
+	b := &bench{o: o, js: js}
 	ids := make([]string, 0, count)
 	start, cpu0 := time.Now(), cpuTime()
 	var pending []*nats.Msg
 	var opts []jetstream.PublishOpt
-	err = hb.storeEvents(3*count, func() (*nats.Msg, jetstream.PublishOpt) {
+	err = b.storeEvents(3*count, func() (*nats.Msg, jetstream.PublishOpt) {
 		if len(pending) == 0 {
 			order := newDirectOrder()
 			ids = append(ids, order.GetOrderId())
-			entry, expectNoEntry := eventstore.IndexEntry(eventstore.KeyOf(order))
-			created := directEvent(order, nextRequestID())
+			entry, expectNoEntry := b.claimEntry(order)
+			created := b.directEvent(order, nextRequestID())
 			approved := proto.CloneOf(order)
 			approved.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
-			pending = []*nats.Msg{entry, created, directEvent(approved, nextRequestID())}
+			pending = []*nats.Msg{entry, created, b.directEvent(approved, nextRequestID())}
 			// The approval's expected revision is left out: set-up, not the measured path.
-			opts = []jetstream.PublishOpt{expectNoEntry, expectNew(order), jetstream.WithExpectStream(eventstore.StreamName)}
+			opts = []jetstream.PublishOpt{expectNoEntry, b.expectNew(order), jetstream.WithExpectStream(o.layout.Of(order.GetOrderId()).Stream())}
 		}
 		msg, opt := pending[0], opts[0]
 		pending, opts = pending[1:], opts[1:]

@@ -121,7 +121,7 @@ func (b *bench) listOrders() error {
 
 	// One order's history: 3 events.
 	key := eventstore.OrderKey{CustomerID: listCustomer, OrderID: ids[len(ids)/2]}
-	filter := orderSubjects(key)
+	filter := b.orderSubjects(key)
 	history, err := runFor(b.o.duration, 1, func(int) (bool, error) {
 		h, err := b.client.GetOrderHistory(ctx, &ordersv1.GetOrderHistoryRequest{OrderId: key.OrderID})
 		if err != nil {
@@ -152,18 +152,18 @@ func (b *bench) listOrders() error {
 		return err
 	}
 	b.add(withNote(compare("GetOrderHistory, 3 events", byConsumer, history, 0), "direct: an ordered consumer on the order's subjects"))
-	index, err := b.js.Stream(ctx, eventstore.IndexStreamName)
+	streams, err := b.layoutStreams(ctx)
 	if err != nil {
 		return err
 	}
 	byReads, err := runFor(b.o.duration, 1, func(int) (bool, error) {
 		// ordersd's steps: the order's customer, its last event, then
 		// each event from the first to that one.
-		key, err := b.directLocate(ctx, index, key.OrderID)
+		key, err := b.directLocate(ctx, streams, key.OrderID)
 		if err != nil {
 			return false, err
 		}
-		last, err := stream.GetLastMsgForSubject(ctx, orderSubjects(key))
+		last, err := stream.GetLastMsgForSubject(ctx, b.orderSubjects(key))
 		if err != nil {
 			return false, err
 		}
@@ -261,7 +261,7 @@ func (b *bench) seedListStream(events int) ([]string, error) {
 			order := newDirectOrder()
 			order.CustomerId = fmt.Sprintf("c-%d", stored%10_000)
 			stored++
-			return directEvent(order, ""), expectNew(order)
+			return b.directEvent(order, ""), b.expectNew(order)
 		})
 		return err
 	}
@@ -283,7 +283,7 @@ func (b *bench) seedListStream(events int) ([]string, error) {
 				if err != nil {
 					return nil, err
 				}
-				last, err := raw.GetLastMsgForSubject(context.Background(), orderSubjects(eventstore.KeyOf(order)))
+				last, err := raw.GetLastMsgForSubject(context.Background(), b.orderSubjects(eventstore.KeyOf(order)))
 				if err != nil {
 					return nil, err
 				}
@@ -291,7 +291,7 @@ func (b *bench) seedListStream(events int) ([]string, error) {
 			}
 			order.Status = next
 			order.UpdateTime = timestamppb.Now()
-			ack, err := b.js.PublishMsg(context.Background(), directEvent(order, ""), eventstore.ExpectRevision(eventstore.KeyOf(order), seq))
+			ack, err := b.js.PublishMsg(context.Background(), b.directEvent(order, ""), b.o.layout.ExpectRevision(eventstore.KeyOf(order), seq))
 			if err != nil {
 				return nil, err
 			}

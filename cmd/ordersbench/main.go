@@ -7,6 +7,8 @@
 //
 //	go run ./cmd/ordersbench                # the default run, about three and a half minutes
 //	go run ./cmd/ordersbench -duration 5s -workloads create,transition
+//	go run ./cmd/ordersbench -workloads create -partitions 0,1,3   # one node, each layout in turn
+//	go run ./cmd/ordersbench -workloads cluster -partitions 0,1,3  # three ordersd processes, each layout in turn
 package main
 
 import (
@@ -31,6 +33,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/node"
 )
 
@@ -56,9 +59,18 @@ type options struct {
 	workloads      map[string]bool
 	jsonOut        string
 	cpuProfile     string
-	syncInterval   time.Duration // the embedded server's fsync interval; 0: nats-server's default
-	syncAlways     bool          // fsync every write before acknowledging it
+	syncInterval   time.Duration     // the embedded server's fsync interval; 0: nats-server's default
+	syncAlways     bool              // fsync every write before acknowledging it
+	partitions     []int             // the layouts to run, each in turn: --partitions of ordersd (0: layout 2)
+	layout         eventstore.Layout // the layout of the node being measured, one of partitions
+	clusterC       int               // concurrency of the cluster workload's creates
+	clusterTime    time.Duration     // how long the cluster workload's creates run, per layout
+	ordersdBinary  string            // the ordersd the cluster workload runs; built from ./cmd/ordersd when empty
 }
+
+// layoutOnly are the workloads whose direct side reads layout 2's streams
+// only (ORDERS, ORDER_IDS, one consumer): they refuse -partitions.
+var layoutOnly = []string{"consume", "watch", "review", "list"}
 
 func main() {
 	o, err := parseOptions(os.Args[1:])
@@ -92,7 +104,11 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.reviewCreateC, "review-create-concurrency", 32, "concurrency of the creates of the review workload")
 	fs.IntVar(&o.reviewWindow, "review-window", node.DefaultReviewConcurrency, "reviews the direct reviewer keeps in flight (ordersd's is its default --review-concurrency)")
 	fs.DurationVar(&o.reviewWait, "review-wait", time.Minute, "longest wait for the last approval after the creates of the review workload end")
-	work := fs.String("workloads", "create,stream,transition,consume,watch,review,list,heap", "workloads to run")
+	work := fs.String("workloads", "create,stream,transition,consume,watch,review,list,heap", "workloads to run; also \"cluster\": unary creates over a three-node embedded cluster of ordersd processes")
+	parts := fs.String("partitions", "0", "ordersd's --partitions for each layout to run, comma-separated, each in turn (0: layout 2, the one stream ORDERS); consume, watch, review and list run on 0 only")
+	fs.IntVar(&o.clusterC, "cluster-concurrency", 64, "concurrency of the cluster workload's creates, spread over the three nodes")
+	fs.DurationVar(&o.clusterTime, "cluster-duration", 10*time.Second, "how long the cluster workload's creates run on each layout")
+	fs.StringVar(&o.ordersdBinary, "ordersd", "", "the ordersd binary the cluster workload runs; empty: built from ./cmd/ordersd (run from the repository root)")
 	fs.StringVar(&o.jsonOut, "json", "ordersbench.json", "file the results are written to as JSON (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	sync := fs.String("sync-interval", "", "the embedded server's fsync interval, as ordersd's --sync-interval: a duration, or \"always\"; nats-server's default when empty")
@@ -124,7 +140,58 @@ func parseOptions(args []string) (options, error) {
 	for _, w := range strings.Split(*work, ",") {
 		o.workloads[strings.TrimSpace(w)] = true
 	}
+	for _, p := range strings.Split(*parts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err == nil {
+			err = eventstore.Layout{Partitions: n}.Check()
+		}
+		if err != nil {
+			return o, fmt.Errorf("-partitions: %q: %v", p, err)
+		}
+		if n > 0 {
+			for _, w := range layoutOnly {
+				if o.workloads[w] {
+					return o, fmt.Errorf("-partitions %d: the %s workload's direct side reads layout 2's streams only; run it with -partitions 0 (or leave it out of -workloads)", n, w)
+				}
+			}
+		}
+		o.partitions = append(o.partitions, n)
+	}
+	if o.clusterC < 1 || o.clusterTime <= 0 {
+		return o, fmt.Errorf("-cluster-concurrency and -cluster-duration must be positive, got %d and %s", o.clusterC, o.clusterTime)
+	}
 	return o, nil
+}
+
+// nodeWorkloads reports whether o runs a workload on the in-process node.
+func (o options) nodeWorkloads() bool {
+	for w := range o.workloads {
+		if w != "cluster" {
+			return true
+		}
+	}
+	return false
+}
+
+// layoutLabel names a layout in the rows of a run that measures other
+// layouts than layout 2 alone; empty in a run of layout 2 only, whose rows
+// keep their names.
+func (o options) layoutLabel(l eventstore.Layout) string {
+	if len(o.partitions) == 1 && o.partitions[0] == 0 {
+		return ""
+	}
+	return layoutTag(l)
+}
+
+// layoutTag names a layout at the end of a row's name.
+func layoutTag(l eventstore.Layout) string {
+	if !l.Partitioned() {
+		return " [layout 2]"
+	}
+	if l.Partitions == 1 {
+		return " [1 partition]"
+	}
+	return fmt.Sprintf(" [%d partitions]", l.Partitions)
 }
 
 // bench is what every workload works with.
@@ -137,7 +204,8 @@ type bench struct {
 	js      jetstream.JetStream
 	connect func(opts ...nats.Option) (*nats.Conn, error)
 	results []result
-	syncC64 side // direct synchronous publishing at concurrency 64, for the streamed comparison
+	label   string // the layout of the rows, appended to their names (layoutLabel)
+	syncC64 side   // direct synchronous publishing at concurrency 64, for the streamed comparison
 }
 
 func run(o options) error {
@@ -152,16 +220,48 @@ func run(o options) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var results []result
+	if o.nodeWorkloads() {
+		for _, n := range o.partitions {
+			o.layout = eventstore.Layout{Partitions: n}
+			rows, err := runNode(o)
+			results = append(results, rows...)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if o.workloads["cluster"] {
+		rows, err := runCluster(o)
+		results = append(results, rows...)
+		if err != nil {
+			return err
+		}
+	}
+	printResults(os.Stdout, results)
+	if o.jsonOut != "" {
+		data, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("\nresults written to %s\n", o.jsonOut)
+	}
+	return nil
+}
+
+// runNode runs the workloads of o on one in-process node of o.layout and
+// returns their rows.
+func runNode(o options) ([]result, error) {
 	dataDir, err := os.MkdirTemp("", "ordersbench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dataDir)
 
 	keyFile := dataDir + "/ack-token.key"
 	// Key files are text: base64 of 32 random bytes, as the recipe of docs/production.md makes.
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("ordersbench-ack-token-key-0123456789"))), 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	n, err := startBenchNode(o, dataDir, func(cfg *node.Config) {
 		cfg.AckTokenKeyFile = keyFile
@@ -170,26 +270,26 @@ func run(o options) error {
 		cfg.Limits = node.Limits{MaxRecvMsgSize: 4 << 20, MaxConcurrentStreams: math.MaxUint32, MaxWatchers: math.MaxInt, MaxConsumers: math.MaxInt}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer n.stop()
 
-	b := &bench{o: o, addr: n.ready.GRPCAddr.String(), connect: n.ready.ConnectNATS}
+	b := &bench{o: o, addr: n.ready.GRPCAddr.String(), connect: n.ready.ConnectNATS, label: o.layoutLabel(o.layout)}
 	b.conn, err = grpc.NewClient(b.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer b.conn.Close()
 	b.client = ordersv1.NewOrderServiceClient(b.conn)
 	if b.nc, err = n.ready.ConnectNATS(nats.Name("ordersbench-direct")); err != nil {
-		return err
+		return nil, err
 	}
 	defer b.nc.Close()
 	if b.js, err = jetstream.New(b.nc); err != nil {
-		return err
+		return nil, err
 	}
 
-	fmt.Printf("ordersbench: ordersd at %s, embedded JetStream in %s\n\n", b.addr, dataDir)
+	fmt.Printf("ordersbench: ordersd at %s, embedded JetStream in %s, %s\n\n", b.addr, dataDir, layoutName(o.layout))
 	steps := []struct {
 		name string
 		run  func() error
@@ -209,19 +309,28 @@ func run(o options) error {
 		}
 		began := time.Now()
 		if err := s.run(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			return b.results, fmt.Errorf("%s%s: %w", s.name, b.label, err)
 		}
 		fmt.Printf("  (%s took %s)\n", s.name, time.Since(began).Round(100*time.Millisecond))
 	}
-	b.print(os.Stdout)
-	if o.jsonOut != "" {
-		data, _ := json.MarshalIndent(b.results, "", "  ")
-		if err := os.WriteFile(o.jsonOut, append(data, '\n'), 0o644); err != nil {
-			return err
+	return b.results, nil
+}
+
+// printNodes is the per-process table of the cluster rows, if any.
+func printNodes(w io.Writer, results []result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := false
+	for _, r := range results {
+		for _, n := range r.Nodes {
+			if !header {
+				fmt.Fprintln(w)
+				fmt.Fprintln(tw, "cluster row\tprocess\tcpu s\tcpu s per 1,000 creates\tleads\t")
+				header = true
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.3f\t%.3f\t%s\t\n", r.Workload, n.Name, n.CPUSeconds, n.CPUSecondsPer1000, strings.Join(n.Leads, " "))
 		}
-		fmt.Printf("\nresults written to %s\n", o.jsonOut)
 	}
-	return nil
+	tw.Flush()
 }
 
 func orDash(f float64) string {
@@ -247,15 +356,25 @@ func (b *bench) waitServing() error {
 }
 
 func (b *bench) add(r result) {
+	r.Workload += b.label
+	r.Partitions = b.o.layout.Partitions
 	b.results = append(b.results, r)
 	fmt.Printf("%-34s direct %9.0f/s   ordersd %9.0f/s   ratio %.2f\n", r.Workload, r.DirectRate, r.OrdersdRate, r.Ratio)
 }
 
-func (b *bench) print(w io.Writer) {
+// layoutName says which layout a node runs, in its start line.
+func layoutName(l eventstore.Layout) string {
+	if !l.Partitioned() {
+		return "layout 2 (the one stream ORDERS)"
+	}
+	return fmt.Sprintf("layout 3 with %d partitions", l.Partitions)
+}
+
+func printResults(w io.Writer, results []result) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tdirect/s\tordersd/s\tratio\tdirect p50 ms\tdirect p99 ms\tordersd p50 ms\tordersd p99 ms\tdirect cpu µs/op\tordersd cpu µs/op\ttarget\tmet\t")
-	for _, r := range b.results {
+	for _, r := range results {
 		met := "-"
 		if r.Target != "" {
 			met = map[bool]string{true: "yes", false: "NO"}[r.Met]
@@ -264,7 +383,8 @@ func (b *bench) print(w io.Writer) {
 			r.DirectP50Ms, r.DirectP99Ms, r.OrdersdP50Ms, r.OrdersdP99Ms, orDash(r.DirectCPUUs), orDash(r.OrdersdCPUUs), r.Target, met)
 	}
 	tw.Flush()
-	for _, r := range b.results {
+	printNodes(w, results)
+	for _, r := range results {
 		if r.Note != "" {
 			fmt.Fprintf(w, "%s: %s\n", r.Workload, r.Note)
 		}
@@ -282,6 +402,7 @@ func benchNodeConfig(o options, dataDir string, onReady func(node.Ready)) node.C
 		DuplicateWindow: 2 * time.Minute, OpTimeout: 10 * time.Second, ShutdownTimeout: 10 * time.Second,
 		SyncInterval: o.syncInterval, SyncAlways: o.syncAlways,
 		ReviewConcurrency: node.DefaultReviewConcurrency,
+		Partitions:        o.layout.Partitions,
 		Limits:            node.DefaultLimits,
 		OnReady:           onReady,
 	}

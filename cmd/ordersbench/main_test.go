@@ -61,3 +61,40 @@ func TestShortBenchmarkRun(t *testing.T) {
 		t.Errorf("%d rows give the heap per stored order, want the heap row's one", heapRows)
 	}
 }
+
+// The workloads that run on layout 3 do so with -partitions: both sides
+// write the partitions' streams (a direct write on layout 2's subjects
+// would find no stream), and every row names its layout.
+func TestShortPartitionedRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node and runs the partitioned workloads")
+	}
+	out := filepath.Join(t.TempDir(), "bench.json")
+	o, err := parseOptions([]string{
+		"-workloads", "create,stream,transition,heap", "-partitions", "3",
+		"-duration", "200ms", "-concurrency", "1,4", "-transition-concurrency", "4", "-heap-orders", "2000", "-json", out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var results []result
+	if err := json.Unmarshal(data, &results); err != nil {
+		t.Fatal(err)
+	}
+	// create c=1 and c=4, streamed vs PublishAsync (the comparison with sync c=64 needs c=64), transition, heap.
+	if len(results) != 5 {
+		t.Fatalf("%d rows, want 5: %+v", len(results), results)
+	}
+	for _, r := range results {
+		if !strings.HasSuffix(r.Workload, " [3 partitions]") || r.Partitions != 3 || r.OrdersdP50Ms <= 0 {
+			t.Errorf("row %+v: want it named and marked as of 3 partitions, with a latency through ordersd", r)
+		}
+	}
+}

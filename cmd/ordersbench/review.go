@@ -58,10 +58,10 @@ func (b *bench) review() error {
 	}
 	reviewerCtx, stopReviewer := context.WithCancel(ctx)
 	reviewerDone := make(chan error, 1)
-	go func() { reviewerDone <- directReviewer(reviewerCtx, b.js, cons, b.o.reviewWindow) }()
+	go func() { reviewerDone <- b.directReviewer(reviewerCtx, b.js, cons, b.o.reviewWindow) }()
 	direct, err := b.reviewFlow(b.nc, func() (string, error) {
 		order := newDirectOrder()
-		_, err := b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), expectNew(order))
+		_, err := b.js.PublishMsg(ctx, b.directEvent(order, nextRequestID()), b.expectNew(order))
 		return order.GetOrderId(), err
 	})
 	stopReviewer()
@@ -180,7 +180,7 @@ func (b *bench) reviewFlow(nc *nats.Conn, create func() (string, error)) (flowRe
 // event's sequence as expected last sequence of the order's subjects, up
 // to window publishes in flight, and each event acked once its approval
 // is stored.
-func directReviewer(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, window int) error {
+func (b *bench) directReviewer(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, window int) error {
 	it, err := cons.Messages(jetstream.PullMaxMessages(min(window, 1000)))
 	if err != nil {
 		return err
@@ -212,7 +212,7 @@ func directReviewer(ctx context.Context, js jetstream.JetStream, cons jetstream.
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
 		order.UpdateTime = timestamppb.Now()
 		slots <- struct{}{}
-		f, err := js.PublishMsgAsync(directEvent(order, "review"), eventstore.ExpectRevision(eventstore.KeyOf(order), meta.Sequence.Stream))
+		f, err := js.PublishMsgAsync(b.directEvent(order, "review"), b.o.layout.ExpectRevision(eventstore.KeyOf(order), meta.Sequence.Stream))
 		if err != nil {
 			return err
 		}

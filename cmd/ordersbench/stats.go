@@ -129,6 +129,10 @@ type result struct {
 	// HeapBytesPerOrder is the heap workload's figure: Go heap per stored order after a restart.
 	HeapBytesPerOrder float64 `json:"heap_bytes_per_order,omitempty"`
 	Note              string  `json:"note,omitempty"`
+	// Partitions is the layout the row ran on: ordersd's --partitions (0: layout 2).
+	Partitions int `json:"partitions"`
+	// Nodes are the cluster workload's figures of each ordersd process.
+	Nodes []nodeFigures `json:"nodes,omitempty"`
 }
 
 func us(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }

@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	ordersv1 "github.com/ordersd/ordersd/gen/orders/v1"
-	"github.com/ordersd/ordersd/internal/eventstore"
 )
 
 // transition: ApproveOrder on distinct orders vs the same steps done
@@ -34,11 +33,7 @@ func (b *bench) transition() error {
 	if err != nil {
 		return err
 	}
-	stream, err := b.js.Stream(ctx, eventstore.StreamName)
-	if err != nil {
-		return err
-	}
-	index, err := b.js.Stream(ctx, eventstore.IndexStreamName)
+	streams, err := b.layoutStreams(ctx)
 	if err != nil {
 		return err
 	}
@@ -49,11 +44,11 @@ func (b *bench) transition() error {
 		if i >= int64(len(directIDs)) {
 			return true, nil
 		}
-		key, err := b.directLocate(ctx, index, directIDs[i])
+		key, err := b.directLocate(ctx, streams, directIDs[i])
 		if err != nil {
 			return false, err
 		}
-		raw, err := stream.GetLastMsgForSubject(ctx, orderSubjects(key))
+		raw, err := streams[b.o.layout.Of(key.OrderID).Stream()].GetLastMsgForSubject(ctx, b.orderSubjects(key))
 		if err != nil {
 			return false, err
 		}
@@ -66,7 +61,7 @@ func (b *bench) transition() error {
 		}
 		order.Status = ordersv1.OrderStatus_ORDER_STATUS_APPROVED
 		order.UpdateTime = timestamppb.New(time.Now())
-		_, err = b.js.PublishMsg(ctx, directEvent(order, nextRequestID()), eventstore.ExpectRevision(key, raw.Sequence))
+		_, err = b.js.PublishMsg(ctx, b.directEvent(order, nextRequestID()), b.o.layout.ExpectRevision(key, raw.Sequence))
 		return false, err
 	})
 	if err != nil {
@@ -104,14 +99,14 @@ func (b *bench) seedOrders(count int) ([]string, error) {
 	next := 0
 	if err := b.storeEvents(count, func() (*nats.Msg, jetstream.PublishOpt) {
 		next++
-		return eventstore.IndexEntry(eventstore.KeyOf(orders[next-1]))
+		return b.claimEntry(orders[next-1])
 	}); err != nil {
 		return nil, err
 	}
 	next = 0
 	err := b.storeEvents(count, func() (*nats.Msg, jetstream.PublishOpt) {
 		next++
-		return directEvent(orders[next-1], nextRequestID()), expectNew(orders[next-1])
+		return b.directEvent(orders[next-1], nextRequestID()), b.expectNew(orders[next-1])
 	})
 	return ids, err
 }

@@ -407,13 +407,13 @@ func (b *bench) publishSteady(rate int, d time.Duration, customers int) (int, ti
 		for range owed {
 			order := newDirectOrder()
 			order.CustomerId = fmt.Sprintf("customer-%d", published%customers)
-			msg := directEvent(order, nextRequestID())
-			_, err := b.js.PublishMsgAsync(msg, expectNew(order))
+			msg := b.directEvent(order, nextRequestID())
+			_, err := b.js.PublishMsgAsync(msg, b.expectNew(order))
 			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 				// JetStream is behind on its acks (a busy machine): let it
 				// catch up, then go on; the rate shows the shortfall.
 				<-b.js.PublishAsyncComplete()
-				_, err = b.js.PublishMsgAsync(msg, expectNew(order))
+				_, err = b.js.PublishMsgAsync(msg, b.expectNew(order))
 			}
 			if err != nil {
 				return published, time.Since(start), err

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ordersd/ordersd/internal/auth"
+	"github.com/ordersd/ordersd/internal/eventstore"
 	"github.com/ordersd/ordersd/internal/leaders"
 	"github.com/ordersd/ordersd/internal/node"
 )
@@ -144,6 +145,7 @@ func defineFlags(fs *flag.FlagSet, c *Config) flagText {
 	fs.StringVar(&c.Cluster.Listen, "cluster-listen", "", "`address` (host:port) where this node's embedded NATS server listens for its cluster peers")
 	routes := fs.String("cluster-routes", "", "the peers' cluster `addresses`, comma-separated (host:port)")
 	fs.StringVar(&sync, "sync-interval", "", "how often the embedded server fsyncs stored events to disk: a `duration`, or \"always\" (every event before it is acknowledged); nats-server's default (2m) when unset")
+	fs.IntVar(&c.Partitions, "partitions", 0, fmt.Sprintf("`streams` the orders are partitioned over, 1 to %d (ORDERS_0 …, each with a leader of its own), fixed when the streams are first made; 0: the one stream ORDERS (layout 2)", eventstore.MaxPartitions))
 	fs.IntVar(&c.Replicas, "replicas", 1, "`copies` JetStream keeps of the stream ORDERS (3 on a three-node cluster)")
 	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", 10*time.Minute, "how long a create retried with only a request_id is recognised")
 	fs.DurationVar(&c.OpTimeout, "nats-timeout", 5*time.Second, "longest wait for one JetStream operation before a call fails with UNAVAILABLE")

@@ -51,6 +51,10 @@ func printMigrateSummary(w io.Writer, sum migrate.Summary) {
 		fmt.Fprintf(w, "ordersd migrate: %s\n", sum.NothingToDo)
 		return
 	}
+	if sum.Partitions > 0 {
+		printPartitionSummary(w, sum)
+		return
+	}
 	fmt.Fprintf(w, "ordersd migrate: stream %s rewritten into subject layout %s in %s\n", eventstore.StreamName, eventstore.UnpartitionedLayout, sum.Took.Round(1e6))
 	fmt.Fprintf(w, "  events:    %d, last sequence %d -> %d (revisions are the new stream sequences)\n", sum.Events, sum.OldLastSeq, sum.NewLastSeq)
 	fmt.Fprintf(w, "  orders:    %d, each with its entry in the order-id index %s\n", sum.Orders, eventstore.IndexStreamName)
@@ -65,4 +69,27 @@ func printMigrateSummary(w io.Writer, sum migrate.Summary) {
 	fmt.Fprintf(w, "    clients read again; start the nodes with a new --ack-token-key-file (docs/subject-layout.md, \"Upgrading the stream layout\")\n")
 	fmt.Fprintf(w, "  backup:    %s keeps the old events; once the migrated stream is checked, delete it:\n", sum.Backup)
 	fmt.Fprintf(w, "    nats stream rm %s\n", sum.Backup)
+}
+
+// printPartitionSummary tells the operator what a migration to
+// partitions did and what is left to them.
+func printPartitionSummary(w io.Writer, sum migrate.Summary) {
+	layout := eventstore.Layout{Partitions: sum.Partitions}
+	fmt.Fprintf(w, "ordersd migrate: the orders of stream %s laid out in %d partitions (layout %s) in %s\n",
+		eventstore.StreamName, sum.Partitions, eventstore.PartitionedLayout, sum.Took.Round(1e6))
+	fmt.Fprintf(w, "  events:    %d (last sequence %d); each order's events in its partition, revisions are the partition's sequences\n", sum.Events, sum.OldLastSeq)
+	for _, p := range layout.All() {
+		fmt.Fprintf(w, "    %s: last sequence %d\n", p.Stream(), sum.PartitionLastSeqs[p.Number])
+	}
+	fmt.Fprintf(w, "  orders:    %d, each with its id claimed in its partition; %d ids claimed with no event carried over\n", sum.Orders, sum.Reserved)
+	if sum.Skipped > 0 {
+		fmt.Fprintf(w, "  skipped:   %d messages that are not order events (kept in %s only)\n", sum.Skipped, sum.Backup)
+	}
+	fmt.Fprintf(w, "  consumers: %d durable consumers created on every partition, each after its old ack floor\n", len(sum.Consumers))
+	for _, c := range sum.Consumers {
+		fmt.Fprintf(w, "    %s (%s): ack floor %d -> starts at %v\n", c.Name, strings.Join(c.Filters, " "), c.OldAckFloor, c.PartitionStarts)
+	}
+	fmt.Fprintf(w, "  nodes:     start every node with --partitions %d; revisions, page tokens and ack tokens from before are refused or point at other events\n", sum.Partitions)
+	fmt.Fprintf(w, "  backup:    %s and %s keep the old layout; once the partitions are checked, delete them:\n", eventstore.StreamName, eventstore.IndexStreamName)
+	fmt.Fprintf(w, "    nats stream rm %s; nats stream rm %s\n", eventstore.StreamName, eventstore.IndexStreamName)
 }

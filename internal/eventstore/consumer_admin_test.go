@@ -27,7 +27,7 @@ func TestConsumerAdministrationKeepsJetStreamsRulesInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	created := StreamName + ".created.*.*"
-	if _, err := store.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "admin", FilterSubject: created,
+	if _, err := store.CreateOrUpdateConsumers(ctx, jetstream.ConsumerConfig{Durable: "admin", FilterSubject: created,
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1}); err != nil {
 		t.Fatal(err)
 	}

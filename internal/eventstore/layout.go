@@ -21,8 +21,8 @@ import (
 // one stream. An order's partition is PartitionOf(order_id, N): it never
 // moves, so its events stay in order. The subjects of both layouts never
 // overlap, so both can exist while `ordersd migrate` rewrites one into
-// the other, and a program subscribed to ORDERS.> sees every event of
-// either.
+// the other, and a core NATS subscription on ORDERS.> sees every event
+// of either (a JetStream consumer reads one stream: one partition).
 type Layout struct {
 	// Partitions is N, 1 to MaxPartitions; 0 is layout 2.
 	Partitions int

@@ -331,3 +331,26 @@ func TestPartitionsReadOnlyTheirOwnSubjects(t *testing.T) {
 		t.Errorf("every event of %s: %v, %v; want only its events, not its claims", other, got, err)
 	}
 }
+
+// PartitionOf is a contract with other programs (docs/subject-layout.md
+// names the function and gives an example): FNV-1a of 32 bits, whose
+// published test vectors pin it, modulo N.
+func TestPartitionOfIsFNV1aModuloN(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id   string
+		hash uint32 // FNV-1a 32 of id, from the reference test vectors
+	}{
+		{"a", 0xe40c292c},
+		{"foobar", 0xbf9cf968},
+	} {
+		for _, n := range []int{1, 3, 7, MaxPartitions} {
+			if got, want := PartitionOf(tc.id, n), int(tc.hash%uint32(n)); got != want {
+				t.Errorf("PartitionOf(%q, %d) = %d, want %d", tc.id, n, got, want)
+			}
+		}
+	}
+	if got := (Layout{Partitions: 3}).Of("order-1001").Stream(); got != "ORDERS_1" {
+		t.Errorf("order-1001 of 3 partitions is in %s; docs/subject-layout.md says ORDERS_1", got)
+	}
+}

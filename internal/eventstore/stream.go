@@ -155,10 +155,12 @@ func lookUpStreams(ctx context.Context, js jetstream.JetStream, l Layout) (strea
 // checkLayout fails with ErrLayoutOutdated when the streams JetStream holds
 // are not those of layout l: in layout 2, when the stream ORDERS holds
 // events and does not say it is in layout 2, or when a migration is
-// filling it (MetadataMigration), even while it is empty; in layout 3,
-// when ORDERS still holds events (not migrated yet) or a partition stream
-// records another number of partitions. Any other empty stream is adopted
-// as it is.
+// filling it (MetadataMigration), even while it is empty, or when its
+// orders were migrated to partitions (it is their backup); in layout 3,
+// when ORDERS still holds events (not migrated yet: its backup, marked
+// MigratedToPartitions, is accepted), a partition is being filled by a
+// migration, or a partition stream records another number of partitions.
+// Any other empty stream is adopted as it is.
 func checkLayout(ctx context.Context, js jetstream.JetStream, l Layout) error {
 	stream, err := js.Stream(ctx, StreamName)
 	switch {
@@ -167,9 +169,16 @@ func checkLayout(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		return err
 	default:
 		info := stream.CachedInfo()
+		if n, done := migratedTo(info.Config.Metadata); done {
+			if !l.Partitioned() {
+				return fmt.Errorf("%w: the orders were migrated to %s partitions (streams %s…); stream %s is only their backup: start this node with --partitions %s",
+					ErrLayoutOutdated, n, Partition{Of: 1}.Stream(), StreamName, n)
+			}
+			break // the backup; the partitions are checked below
+		}
 		if marker := info.Config.Metadata[MetadataMigration]; marker != "" {
-			return fmt.Errorf("%w: stream %s is being migrated to layout %s (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
-				ErrLayoutOutdated, StreamName, l.Version(), marker)
+			return fmt.Errorf("%w: stream %s is being migrated (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
+				ErrLayoutOutdated, StreamName, marker)
 		}
 		have := info.Config.Metadata[MetadataLayout]
 		if info.State.Msgs > 0 && (l.Partitioned() || have != UnpartitionedLayout) {
@@ -189,7 +198,7 @@ func checkLayout(ctx context.Context, js jetstream.JetStream, l Layout) error {
 		}
 		meta := stream.CachedInfo().Config.Metadata
 		if meta[MetadataMigration] != "" {
-			return fmt.Errorf("%w: stream %s is being filled by a migration (%s); see docs/subject-layout.md, \"Upgrading the stream layout\"",
+			return fmt.Errorf("%w: stream %s is being filled by a migration (%s); see docs/subject-layout.md, \"Migrating to partitions\"",
 				ErrLayoutOutdated, p.Stream(), meta[MetadataMigration])
 		}
 		if have := meta[MetadataPartitions]; have != strconv.Itoa(l.Partitions) {

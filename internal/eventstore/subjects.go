@@ -25,7 +25,9 @@ const MetadataLayout = "ordersd_layout"
 // MetadataMigration is the metadata key that tells how far a migration
 // (package migrate) went: on its backup stream, one of the migration's
 // phases; on ORDERS, a marker while its events are being published again,
-// which makes every node refuse the stream (ErrLayoutOutdated).
+// which makes every node refuse the stream (ErrLayoutOutdated); on a
+// partition, a marker while a migration fills it; on the streams of
+// layout 2 after a migration to partitions, MigratedToPartitions.
 const MetadataMigration = "ordersd_migration"
 
 // Bounds on values that enter subjects and headers.

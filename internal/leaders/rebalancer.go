@@ -155,7 +155,7 @@ func (r *Rebalancer) Move(ctx context.Context, streams []Stream) ([]Move, error)
 	moves := Plan(streams)
 	for _, m := range moves {
 		reqCtx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-		err := stepDown(reqCtx, r.nc, m)
+		err := StepDown(reqCtx, r.nc, m)
 		cancel()
 		if err != nil {
 			errs = append(errs, err)

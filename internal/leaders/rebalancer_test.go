@@ -92,7 +92,7 @@ func pileOn(t *testing.T, c *testsupport.NATSCluster, js jetstream.JetStream, na
 		for stream, l := range led {
 			if l != server {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = stepDown(ctx, nc, Move{Stream: stream, From: l, To: server}) // the next look tells
+				_ = StepDown(ctx, nc, Move{Stream: stream, From: l, To: server}) // the next look tells
 				cancel()
 				return fmt.Errorf("%s led by %s", stream, l)
 			}

@@ -37,11 +37,11 @@ type stepDownResponse struct {
 // has no leader, the user may not ask).
 var ErrStepDownRefused = errors.New("leader stepdown refused")
 
-// stepDown asks the leader of m.Stream to hand over to m.To. Success
+// StepDown asks the leader of m.Stream to hand over to m.To. Success
 // means the leader stepped down; whether m.To won the election the next
 // stream info tells (the leader picks another current peer when m.To is
 // not one).
-func stepDown(ctx context.Context, nc *nats.Conn, m Move) error {
+func StepDown(ctx context.Context, nc *nats.Conn, m Move) error {
 	var req stepDownRequest
 	req.Placement.Preferred = m.To
 	body, err := json.Marshal(req)

@@ -42,6 +42,9 @@ type Consumer struct {
 	// OldAckFloor is the stream sequence up to which it had acknowledged
 	// every event; StartSequence the new sequence it starts from.
 	OldAckFloor, StartSequence uint64
+	// PartitionStarts are, after a migration to partitions, the sequence
+	// it starts from in each partition (StartSequence is unused).
+	PartitionStarts []uint64
 }
 
 // recordConsumers records every durable consumer of orders on the backup.

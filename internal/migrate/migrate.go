@@ -68,6 +68,12 @@ type Summary struct {
 	// OldLastSeq and NewLastSeq are the last stream sequences before and
 	// after: every revision changes.
 	OldLastSeq, NewLastSeq uint64
+	// Partitions is N for a migration to partitions (RunPartitions), whose
+	// PartitionLastSeqs are each partition's last sequence after it and
+	// Reserved the order ids claimed with no event (carried over).
+	Partitions        int
+	PartitionLastSeqs []uint64
+	Reserved          int
 	// Backup is the stream that keeps the old events.
 	Backup string
 	// Took is how long the run took.
@@ -135,12 +141,21 @@ func (m *migration) run(ctx context.Context) (Summary, error) {
 func (m *migration) nothingToDo(ctx context.Context) (bool, string, error) {
 	orders, err := m.js.Stream(ctx, eventstore.StreamName)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := refuseUnpartitioning(ctx, m.js); err != nil {
+			return false, "", err
+		}
 		return true, fmt.Sprintf("there is no stream %s: nothing to migrate", eventstore.StreamName), nil
 	}
 	if err != nil {
 		return false, "", err
 	}
 	meta := orders.CachedInfo().Config.Metadata
+	if n := meta[eventstore.MetadataPartitions]; n != "" {
+		if meta[eventstore.MetadataMigration] == eventstore.MigratedToPartitions {
+			return false, "", fmt.Errorf("the orders were migrated to %s partitions (stream %s is their backup): `ordersd migrate` does not take them back to one stream", n, eventstore.StreamName)
+		}
+		return false, "", fmt.Errorf("a migration to %s partitions is under way: finish it with `ordersd migrate --partitions %s`", n, n)
+	}
 	if meta[eventstore.MetadataLayout] == eventstore.UnpartitionedLayout && meta[eventstore.MetadataMigration] == "" {
 		return true, fmt.Sprintf("stream %s is in layout %s already: nothing to migrate", eventstore.StreamName, eventstore.UnpartitionedLayout), nil
 	}
@@ -157,4 +172,18 @@ func (m *migration) setPhase(ctx context.Context, backup jetstream.Stream, phase
 	cfg.Metadata = map[string]string{eventstore.MetadataLayout: "1", eventstore.MetadataMigration: phase}
 	_, err := m.js.UpdateStream(ctx, cfg)
 	return err
+}
+
+// refuseUnpartitioning fails when the orders are partitioned (layout 3):
+// going back to one stream is not supported.
+func refuseUnpartitioning(ctx context.Context, js jetstream.JetStream) error {
+	first, err := js.Stream(ctx, eventstore.Partition{Of: 1}.Stream())
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("the orders are in %s partitions (stream %s): `ordersd migrate` does not take them back to one stream",
+		first.CachedInfo().Config.Metadata[eventstore.MetadataPartitions], first.CachedInfo().Config.Name)
 }

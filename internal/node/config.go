@@ -105,7 +105,7 @@ func (c Config) validate() error {
 	case c.Replicas < 1 || c.Replicas > maxReplicas:
 		return fmt.Errorf("--replicas must be 1 to %d, got %d", maxReplicas, c.Replicas)
 	case eventstore.Layout{Partitions: c.Partitions}.Check() != nil:
-		return fmt.Errorf("--partitions must be 1 to %d, got %d", eventstore.MaxPartitions, c.Partitions)
+		return fmt.Errorf("--partitions must be 0 (the one stream ORDERS) or 1 to %d, got %d", eventstore.MaxPartitions, c.Partitions)
 	case c.DuplicateWindow <= 0:
 		return fmt.Errorf("--duplicate-window must be positive, got %s", c.DuplicateWindow)
 	case c.OpTimeout <= 0:

@@ -12,7 +12,8 @@ import (
 )
 
 // Migrate rewrites the stream ORDERS into the subject layout this build
-// reads (migrate.Run), reaching NATS as a node would with cfg: the
+// reads (migrate.Run), or with cfg.Partitions into that many partitions
+// (migrate.RunPartitions), reaching NATS as a node would with cfg: the
 // embedded server on cfg.DataDir, locked as a running node locks it (so no
 // node runs on it meanwhile, and the migration runs offline), or the
 // deployment at cfg.NATSURL with its credentials. The stream settings
@@ -37,5 +38,9 @@ func Migrate(ctx context.Context, cfg Config, log *slog.Logger) (migrate.Summary
 	if err != nil {
 		return migrate.Summary{}, fmt.Errorf("jetstream: %w", err)
 	}
-	return migrate.Run(ctx, js, eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow}, log)
+	opts := eventstore.StreamOptions{Replicas: cfg.Replicas, DuplicateWindow: cfg.DuplicateWindow}
+	if cfg.Partitions > 0 {
+		return migrate.RunPartitions(ctx, js, opts, cfg.Partitions, log)
+	}
+	return migrate.Run(ctx, js, opts, log)
 }

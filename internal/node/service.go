@@ -126,7 +126,7 @@ func Assemble(ctx context.Context, nc *nats.Conn, o ServiceOptions, log *slog.Lo
 		// NOT_SERVING until the stream is there.
 		log.Warn("JetStream not ready yet; serving NOT_SERVING until it is", "err", err)
 	}
-	monitor := consumers.NewMonitor(nc, o.OpTimeout, log, o.Metrics)
+	monitor := consumers.NewMonitor(nc, o.Layout, o.OpTimeout, log, o.Metrics)
 	monitor.ReportUnreadableTo(store.Unreadables())
 	stopping, beginShutdown := context.WithCancel(context.Background())
 	deps := ordersserver.Deps{

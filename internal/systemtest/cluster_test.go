@@ -43,12 +43,15 @@ func freePorts(t *testing.T, n int) []string {
 // in the test process (startCluster) or as a child process
 // (startChildCluster).
 type clusterNode struct {
-	name   string
-	addr   string                                        // gRPC
-	nats   func(opts ...nats.Option) (*nats.Conn, error) // a connection to the node's NATS server
-	stop   func() error                                  // stops it in order, as SIGTERM does
-	kill   func() error                                  // SIGKILL; only for child processes
-	client ordersv1.OrderServiceClient
+	name string
+	addr string                                        // gRPC
+	nats func(opts ...nats.Option) (*nats.Conn, error) // a connection to the node's NATS server
+	// natsURL and natsToken are where and how nats connects, for a
+	// command such as `ordersd rebalance`; empty where nats goes elsewhere.
+	natsURL, natsToken string
+	stop               func() error // stops it in order, as SIGTERM does
+	kill               func() error // SIGKILL; only for child processes
+	client             ordersv1.OrderServiceClient
 
 	// restart starts a child process again on the same data directory,
 	// with the same flags, once it has exited, and waits until it serves
@@ -119,7 +122,7 @@ func startChildCluster(t *testing.T, extra ...string) []*clusterNode {
 		child.Store(spawnChild(t, dataDir, args...))
 		natsURL := "nats://" + natsAddrs[i]
 		nodes[i] = &clusterNode{
-			name: fmt.Sprintf("n%d", i+1), addr: child.Load().addr,
+			name: fmt.Sprintf("n%d", i+1), addr: child.Load().addr, natsURL: natsURL, natsToken: token,
 			nats: func(opts ...nats.Option) (*nats.Conn, error) {
 				return nats.Connect(natsURL, append([]nats.Option{nats.Token(token)}, opts...)...)
 			},

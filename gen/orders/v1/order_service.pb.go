@@ -2533,7 +2533,9 @@ type WatchOrdersRequest_StartSequence struct {
 	// OrderEvent.sequence of the first event wanted. It means something only
 	// while all orders are in that one stream: once orders are spread over
 	// several streams a sequence names no place in all of them, and
-	// resume_after is the way to resume.
+	// resume_after is the way to resume: on a partitioned deployment
+	// (layout 3) a start_sequence is refused with INVALID_ARGUMENT that
+	// says so.
 	StartSequence uint64 `protobuf:"varint,5,opt,name=start_sequence,json=startSequence,proto3,oneof"`
 }
 
@@ -2550,8 +2552,12 @@ type WatchOrdersRequest_ResumeAfter struct {
 	// or issued by another deployment is refused with INVALID_ARGUMENT; so
 	// is one issued before the stream ORDERS was migrated or created anew
 	// (its positions are gone), with a message that says to start again
-	// (replay_all, start_time). A refused position is never taken for a
-	// start from the beginning.
+	// (replay_all, start_time), and one issued for another layout (one
+	// stream ORDERS, or another number of partitions), with a message that
+	// names both. A refused position is never taken for a start from the
+	// beginning. On a partitioned deployment a position holds one place
+	// per partition, and a replay sends the stored events of every
+	// partition merged by stored time, ties by partition number.
 	ResumeAfter string `protobuf:"bytes,8,opt,name=resume_after,json=resumeAfter,proto3,oneof"`
 }
 

@@ -142,7 +142,12 @@ type OrderServiceClient interface {
 	// lagging watchers (shared by all of them). One that falls further behind
 	// ends with RESOURCE_EXHAUSTED, whose message and ErrorInfo (reason
 	// WATCHER_TOO_SLOW, metadata resume_position and start_sequence) give the
-	// position that resumes it without gap or duplicate.
+	// position that resumes it without gap or duplicate; on a partitioned
+	// deployment (layout 3) only resume_position, as no start_sequence means
+	// anything there. On a partitioned deployment the watch follows every
+	// partition: each order's events come in order, the orders of different
+	// partitions in the order they arrive, and caught_up comes once every
+	// partition has caught up.
 	WatchOrders(ctx context.Context, in *WatchOrdersRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrdersResponse], error)
 }
 
@@ -434,7 +439,12 @@ type OrderServiceServer interface {
 	// lagging watchers (shared by all of them). One that falls further behind
 	// ends with RESOURCE_EXHAUSTED, whose message and ErrorInfo (reason
 	// WATCHER_TOO_SLOW, metadata resume_position and start_sequence) give the
-	// position that resumes it without gap or duplicate.
+	// position that resumes it without gap or duplicate; on a partitioned
+	// deployment (layout 3) only resume_position, as no start_sequence means
+	// anything there. On a partitioned deployment the watch follows every
+	// partition: each order's events come in order, the orders of different
+	// partitions in the order they arrive, and caught_up comes once every
+	// partition has caught up.
 	WatchOrders(*WatchOrdersRequest, grpc.ServerStreamingServer[WatchOrdersResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }

@@ -1313,7 +1313,9 @@ export type WatchOrdersRequest = Message<"orders.v1.WatchOrdersRequest"> & {
      * OrderEvent.sequence of the first event wanted. It means something only
      * while all orders are in that one stream: once orders are spread over
      * several streams a sequence names no place in all of them, and
-     * resume_after is the way to resume.
+     * resume_after is the way to resume: on a partitioned deployment
+     * (layout 3) a start_sequence is refused with INVALID_ARGUMENT that
+     * says so.
      *
      * @generated from field: uint64 start_sequence = 5;
      */
@@ -1336,8 +1338,12 @@ export type WatchOrdersRequest = Message<"orders.v1.WatchOrdersRequest"> & {
      * or issued by another deployment is refused with INVALID_ARGUMENT; so
      * is one issued before the stream ORDERS was migrated or created anew
      * (its positions are gone), with a message that says to start again
-     * (replay_all, start_time). A refused position is never taken for a
-     * start from the beginning.
+     * (replay_all, start_time), and one issued for another layout (one
+     * stream ORDERS, or another number of partitions), with a message that
+     * names both. A refused position is never taken for a start from the
+     * beginning. On a partitioned deployment a position holds one place
+     * per partition, and a replay sends the stored events of every
+     * partition merged by stored time, ties by partition number.
      *
      * @generated from field: string resume_after = 8;
      */
@@ -1681,7 +1687,12 @@ export const OrderService: GenService<{
    * lagging watchers (shared by all of them). One that falls further behind
    * ends with RESOURCE_EXHAUSTED, whose message and ErrorInfo (reason
    * WATCHER_TOO_SLOW, metadata resume_position and start_sequence) give the
-   * position that resumes it without gap or duplicate.
+   * position that resumes it without gap or duplicate; on a partitioned
+   * deployment (layout 3) only resume_position, as no start_sequence means
+   * anything there. On a partitioned deployment the watch follows every
+   * partition: each order's events come in order, the orders of different
+   * partitions in the order they arrive, and caught_up comes once every
+   * partition has caught up.
    *
    * @generated from rpc orders.v1.OrderService.WatchOrders
    */
