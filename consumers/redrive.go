@@ -13,8 +13,9 @@ import (
 
 // Redriven dead letters reach a consumer's ConsumeOrders streams through
 // its redrive consumer on ORDERS_REDRIVE (see package deadletters):
-// each marker names an event of ORDERS, which is read and delivered like
-// any other, with an ack token of the marker's delivery. Acking it acks
+// each marker names an event of a partition's stream (ORDERS in layout 2),
+// which is read and delivered like any other (in layout 3 by the fetch
+// loop of partition 0, whatever the event's partition), with an ack token of the marker's delivery. Acking it acks
 // the marker; its attempts are the marker's, counted from 1.
 
 // How often a ConsumeOrders stream looks for redriven dead letters: once
@@ -79,15 +80,17 @@ func (l *fetchLoop) prepareRedriven(msg jetstream.Msg) prepared {
 		_ = msg.Term()
 		return prepared{msg: msg}
 	}
-	seq, err := deadletters.ParseRedriveMarker(msg.Data())
+	part, seq, err := deadletters.ParseRedriveMarker(msg.Data())
 	if err != nil {
 		_ = msg.TermWithReason("not a redrive marker")
 		return prepared{msg: msg}
 	}
-	ev, err := l.w.store.EventAt(context.Background(), eventstore.Partition{}, seq) // bounded by --nats-timeout
+	// The event is read from the partition the marker names; a marker of
+	// another layout (ErrInvalidArgument) can never be read.
+	ev, err := l.w.store.EventAt(context.Background(), part, seq) // bounded by --nats-timeout
 	switch {
-	case errors.Is(err, eventstore.ErrNotFound), errors.Is(err, eventstore.ErrCorruptEvent):
-		l.w.log.Warn("dropping a redriven dead letter whose event cannot be read", "consumer", l.spec.Consumer, "seq", seq, "err", err)
+	case errors.Is(err, eventstore.ErrNotFound), errors.Is(err, eventstore.ErrCorruptEvent), errors.Is(err, eventstore.ErrInvalidArgument):
+		l.w.log.Warn("dropping a redriven dead letter whose event cannot be read", "consumer", l.spec.Consumer, "stream", part.Stream(), "seq", seq, "err", err)
 		_ = msg.TermWithReason("redriven event cannot be read")
 		return prepared{msg: msg}
 	case err != nil:

@@ -31,10 +31,15 @@ type Letter struct {
 	TermReason string
 	Deliveries uint64
 	Time       time.Time
-	Redriven   bool   // given up on a redriven delivery
-	EventSeq   uint64 // the event's ORDERS sequence; 0 when unknown
-	// Event is the event as stored in ORDERS; nil when it cannot be read
-	// (not an order event, or its redrive marker is gone).
+	Redriven   bool // given up on a redriven delivery
+	// Partition is the partition whose stream holds the event (the zero
+	// Partition in layout 2), and EventSeq its sequence there; 0 when
+	// unknown (its redrive marker is gone, or it is in a stream of
+	// another layout).
+	Partition eventstore.Partition
+	EventSeq  uint64
+	// Event is the event as stored; nil when it cannot be read (not an
+	// order event, or EventSeq unknown).
 	Event *ordersv1.OrderEvent
 }
 
@@ -60,6 +65,7 @@ func (d *opened) read(ctx context.Context, raw *jetstream.RawStreamMsg) (Letter,
 	if strings.HasPrefix(raw.Subject, advisoryPrefix+advisoryTerminated+".") {
 		letter.Reason = Terminated
 	}
+	layout := d.s.events.Layout()
 	if letter.Redriven {
 		letter.EventSeq = 0
 		marker, err := d.red.GetMsg(ctx, a.StreamSeq)
@@ -69,11 +75,20 @@ func (d *opened) read(ctx context.Context, raw *jetstream.RawStreamMsg) (Letter,
 		case err != nil:
 			return Letter{}, err
 		}
-		if letter.EventSeq, err = ParseRedriveMarker(marker.Data); err != nil {
+		p, seq, err := ParseRedriveMarker(marker.Data)
+		if err != nil || p.Of != layout.Partitions {
+			return letter, nil // not a marker, or of another layout
+		}
+		letter.Partition, letter.EventSeq = p, seq
+	} else {
+		p, ok := layout.PartitionOfStream(a.Stream)
+		if !ok {
+			letter.EventSeq = 0 // a consumer of another layout's stream
 			return letter, nil
 		}
+		letter.Partition = p
 	}
-	ev, err := d.s.events.EventAt(ctx, eventstore.Partition{}, letter.EventSeq)
+	ev, err := d.s.events.EventAt(ctx, letter.Partition, letter.EventSeq)
 	if err != nil && !errors.Is(err, eventstore.ErrNotFound) && !errors.Is(err, eventstore.ErrCorruptEvent) {
 		return Letter{}, err
 	}

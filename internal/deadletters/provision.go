@@ -26,8 +26,8 @@ import (
 // subjects intersect (error 10065); so the dead letters it holds are
 // sourced from it (streamConfig). err is for anything else
 // (JetStream unreachable, say): provisioning is tried again.
-func provision(ctx context.Context, js jetstream.JetStream, opts eventstore.StreamOptions) (off, err error) {
-	dl, off, err := streamConfig(ctx, js, opts)
+func provision(ctx context.Context, js jetstream.JetStream, l eventstore.Layout, opts eventstore.StreamOptions) (off, err error) {
+	dl, off, err := streamConfig(ctx, js, l, opts)
 	if err != nil || off != nil {
 		return off, err
 	}
@@ -52,13 +52,14 @@ func provision(ctx context.Context, js jetstream.JetStream, opts eventstore.Stre
 	return nil, nil
 }
 
-// streamConfig is the stream ORDERS_DEAD_LETTERS as it can be in
-// this account: each dead-letter subject that no other stream holds is its
+// streamConfig is the stream ORDERS_DEAD_LETTERS of layout l as it can be
+// in this account (its subjects follow the layout, so a stream of another
+// layout's subjects is updated to l's): each dead-letter subject that no other stream holds is its
 // own, and each that another stream's subjects cover ($JS.EVENT.ADVISORY.>
 // covers them all) is sourced from that stream, filtered to exactly that
 // subject. A subject that other streams overlap without one covering it
 // cannot be had either way: off says so.
-func streamConfig(ctx context.Context, js jetstream.JetStream, opts eventstore.StreamOptions) (cfg jetstream.StreamConfig, off, err error) {
+func streamConfig(ctx context.Context, js jetstream.JetStream, l eventstore.Layout, opts eventstore.StreamOptions) (cfg jetstream.StreamConfig, off, err error) {
 	cfg = jetstream.StreamConfig{
 		Name:        Stream,
 		Description: "ordersd dead letters: JetStream's max-deliveries and terminated advisories of the consumers of ORDERS",
@@ -67,7 +68,7 @@ func streamConfig(ctx context.Context, js jetstream.JetStream, opts eventstore.S
 		Replicas:    opts.Replicas,
 	}
 	sources := map[string]*jetstream.StreamSource{}
-	for _, subject := range deadLetterSubjects() {
+	for _, subject := range deadLetterSubjects(l) {
 		holders, err := streamsOverlapping(ctx, js, subject)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("provision stream %s: %w", Stream, err)
@@ -86,7 +87,7 @@ func streamConfig(ctx context.Context, js jetstream.JetStream, opts eventstore.S
 		if from == "" {
 			return cfg, fmt.Errorf("%w: the subject %s is overlapped by the stream(s) %v, none of which holds all of it, and JetStream refuses overlapping streams; "+
 				"leave the subjects %v to ordersd, or let one stream hold all of them (see the docs, \"Dead letters\")",
-				ErrOff, subject, slices.Sorted(maps.Keys(holders)), deadLetterSubjects()), nil
+				ErrOff, subject, slices.Sorted(maps.Keys(holders)), deadLetterSubjects(l)), nil
 		}
 		src := sources[from]
 		if src == nil {

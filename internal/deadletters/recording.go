@@ -45,7 +45,7 @@ func (s *Store) Off(ctx context.Context) error {
 	}
 	ctx, cancel := s.step(ctx)
 	defer cancel()
-	off, err := provision(ctx, s.js, s.opts)
+	off, err := provision(ctx, s.js, s.events.Layout(), s.opts)
 	if err != nil {
 		return s.events.Classify(err)
 	}

@@ -27,9 +27,14 @@ func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all 
 	if err != nil {
 		return nil, nil, false, err
 	}
-	if err := d.ensureRedriveConsumer(ctx, consumer); err != nil {
+	// The queue's consumer is looked up on the first partition now (so an
+	// unknown queue is NOT_FOUND whatever the ids), and on each other
+	// partition of a letter below.
+	first := s.events.Layout().All()[0]
+	if err := d.ensureRedriveConsumer(ctx, consumer, first); err != nil {
 		return nil, nil, false, s.events.Classify(err)
 	}
+	checked := map[eventstore.Partition]bool{first: true}
 	var letters []*jetstream.RawStreamMsg
 	if all {
 		for seq := uint64(1); ; {
@@ -62,6 +67,11 @@ func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all 
 	for _, raw := range letters {
 		stepCtx, cancel := s.step(ctx)
 		letter, err := d.read(stepCtx, raw)
+		if err == nil && letter.EventSeq != 0 && !checked[letter.Partition] {
+			if err = d.ensureRedriveConsumer(stepCtx, consumer, letter.Partition); err == nil {
+				checked[letter.Partition] = true
+			}
+		}
 		if err == nil && letter.EventSeq != 0 {
 			err = d.redrive(stepCtx, consumer, letter)
 		}
@@ -84,7 +94,8 @@ func (s *Store) Redrive(ctx context.Context, consumer string, ids []uint64, all 
 // redrive retried after the delete failed stores no second marker (within
 // the duplicate window).
 func (d *opened) redrive(ctx context.Context, consumer string, letter Letter) error {
-	data, err := json.Marshal(redriveMarker{StreamSeq: letter.EventSeq, DeadLetter: letter.ID})
+	data, err := json.Marshal(redriveMarker{StreamSeq: letter.EventSeq, DeadLetter: letter.ID,
+		Partition: letter.Partition.Number, Partitions: letter.Partition.Of})
 	if err != nil {
 		return err
 	}
@@ -100,15 +111,16 @@ func (d *opened) redrive(ctx context.Context, consumer string, letter Letter) er
 	return nil
 }
 
-// ensureRedriveConsumer creates the consumer's pull consumer on
-// ORDERS_REDRIVE when it has none, with the settings of the consumer of
-// ORDERS. It starts at the markers stored from now on: markers of an
+// ensureRedriveConsumer checks that the queue has its consumer on
+// partition p, and creates the queue's pull consumer on ORDERS_REDRIVE
+// when it has none, with the settings of that consumer (the same on
+// every partition). It starts at the markers stored from now on: markers of an
 // earlier consumer of the name (deleted, or expired while idle) were acked
 // or given up on, and must not be delivered again.
-func (d *opened) ensureRedriveConsumer(ctx context.Context, consumer string) error {
+func (d *opened) ensureRedriveConsumer(ctx context.Context, consumer string, p eventstore.Partition) error {
 	ctx, cancel := d.s.step(ctx)
 	defer cancel()
-	main, err := d.s.js.Consumer(ctx, eventstore.StreamName, consumer)
+	main, err := d.s.js.Consumer(ctx, p.Stream(), consumer)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("%w: %s", eventstore.ErrConsumerNotFound, consumer)
 	}
@@ -144,19 +156,28 @@ func redriveConfig(main jetstream.ConsumerConfig) jetstream.ConsumerConfig {
 	}
 }
 
-// redriveMarker is the payload of a redrive marker.
+// redriveMarker is the payload of a redrive marker. Layout 2's markers
+// are as they always were (no partition fields), so a marker without them
+// is of the stream ORDERS.
 type redriveMarker struct {
-	StreamSeq  uint64 `json:"stream_seq"`  // of the event in ORDERS
+	StreamSeq  uint64 `json:"stream_seq"`  // of the event in its partition's stream
 	DeadLetter uint64 `json:"dead_letter"` // the id of the dead letter redriven
+	// Partition and Partitions name the event's partition in layout 3
+	// (its Number and Of).
+	Partition  int `json:"partition,omitempty"`
+	Partitions int `json:"partitions,omitempty"`
 }
 
-// ParseRedriveMarker returns the ORDERS sequence a redrive marker points at.
-func ParseRedriveMarker(data []byte) (uint64, error) {
+// ParseRedriveMarker returns the partition and sequence of the event a
+// redrive marker points at: the zero Partition (ORDERS) for a marker of
+// layout 2.
+func ParseRedriveMarker(data []byte) (eventstore.Partition, uint64, error) {
 	var m redriveMarker
-	if err := json.Unmarshal(data, &m); err != nil || m.StreamSeq == 0 {
-		return 0, fmt.Errorf("%w: not a redrive marker", eventstore.ErrCorruptEvent)
+	if err := json.Unmarshal(data, &m); err != nil || m.StreamSeq == 0 ||
+		m.Partitions < 0 || m.Partitions > eventstore.MaxPartitions || m.Partition < 0 || (m.Partition >= m.Partitions && m.Partition != 0) {
+		return eventstore.Partition{}, 0, fmt.Errorf("%w: not a redrive marker", eventstore.ErrCorruptEvent)
 	}
-	return m.StreamSeq, nil
+	return eventstore.Partition{Number: m.Partition, Of: m.Partitions}, m.StreamSeq, nil
 }
 
 // RedriveConsumer returns the consumer's pull consumer on ORDERS_REDRIVE,

@@ -21,7 +21,10 @@ type Events interface {
 	EnsureStreams(ctx context.Context) error
 	// ProvisionAgain makes the next call provision them again.
 	ProvisionAgain()
-	// EventAt reads the event at an ORDERS sequence.
+	// Layout is the layout of its streams: the dead letters' subjects and
+	// the partitions of their events follow it.
+	Layout() eventstore.Layout
+	// EventAt reads the event at a sequence of a partition's stream.
 	EventAt(ctx context.Context, p eventstore.Partition, seq uint64) (*ordersv1.OrderEvent, error)
 	// Classify turns an error into one of eventstore's sentinels.
 	Classify(err error) error
@@ -77,7 +80,7 @@ func New(events *eventstore.Store, js jetstream.JetStream, o Options) (*Store, e
 // streams of dead letters and markers, and records whether dead letters
 // are recorded.
 func (s *Store) Provision(ctx context.Context) error {
-	off, err := provision(ctx, s.js, s.opts)
+	off, err := provision(ctx, s.js, s.events.Layout(), s.opts)
 	if err != nil {
 		return err
 	}

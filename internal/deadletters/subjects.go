@@ -17,12 +17,19 @@ const (
 	advisoryTerminated    = "MSG_TERMINATED"
 )
 
-// deadLetterSubjects are the advisory subjects ORDERS_DEAD_LETTERS stores:
-// both kinds, for the consumers of ORDERS and of ORDERS_REDRIVE.
-func deadLetterSubjects() []string {
+// deadLetterSubjects are the advisory subjects ORDERS_DEAD_LETTERS stores
+// in layout l: both kinds, for the consumers of each stream of orders
+// (ORDERS in layout 2, every partition's ORDERS_<k> in layout 3) and of
+// ORDERS_REDRIVE. Layout 2's are four subjects, as they always were.
+func deadLetterSubjects(l eventstore.Layout) []string {
+	var streams []string
+	for _, p := range l.All() {
+		streams = append(streams, p.Stream())
+	}
+	streams = append(streams, RedriveStream)
 	var subjects []string
 	for _, kind := range []string{advisoryMaxDeliveries, advisoryTerminated} {
-		for _, stream := range []string{eventstore.StreamName, RedriveStream} {
+		for _, stream := range streams {
 			subjects = append(subjects, advisoryPrefix+kind+"."+stream+".*")
 		}
 	}
@@ -30,8 +37,8 @@ func deadLetterSubjects() []string {
 }
 
 // deadLettersOf is the subject filter of one consumer's dead letters: the
-// stream holds nothing but the four subjects above, so the wildcards
-// select exactly both kinds on both streams.
+// stream holds nothing but the subjects above, so the wildcards select
+// exactly both kinds on every stream.
 func deadLettersOf(consumer string) string { return advisoryPrefix + "*.*." + consumer }
 
 // redriveSubject is where the redrive markers of a consumer are stored.
