@@ -91,20 +91,7 @@ func TestWatcherTooSlowGetsAResumableEnd(t *testing.T) {
 	// watcher's live buffer hold, so that they pass it while it does not read.
 	total := uint64(consumers.RecentCapacity + 3000)
 
-	// Fixed 64 KiB windows: the server's sends block once it stops reading.
-	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res, err := slow.Recv(); err != nil || !res.GetCaughtUp() {
-		t.Fatalf("slow watcher: %v, %v", res, err)
-	}
+	slow := n.slowWatcher(t)
 	fast, _ := n.watch(t, &ordersv1.WatchOrdersRequest{})
 	if res, err := fast.Recv(); err != nil || !res.GetCaughtUp() {
 		t.Fatalf("fast watcher: %v, %v", res, err)

@@ -10,9 +10,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/ordersd/ordersd/consumers"
@@ -267,19 +265,7 @@ func TestWatchRefusesPositionsOfAnotherLayoutAndStartSequenceOnPartitions(t *tes
 func TestWatcherTooSlowOnPartitionsResumesByPositionOnly(t *testing.T) {
 	n := startPartitionedNode(t, watchPartitions) // not in parallel: its burst would slow the package's other tests
 	total := consumers.RecentCapacity + 3000
-	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res, err := slow.Recv(); err != nil || !res.GetCaughtUp() {
-		t.Fatalf("slow watcher: %v, %v", res, err)
-	}
+	slow := n.slowWatcher(t)
 	n.publishMany(t, total) // while the slow watcher does not read
 
 	seen := make(map[string]bool)

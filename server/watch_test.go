@@ -101,23 +101,7 @@ func TestSlowWatcherIsThrottledAndDoesNotSlowOthers(t *testing.T) {
 	n.create(t)
 	const total = 3000
 
-	// The slow watcher's connection has fixed 64 KiB windows, so the
-	// server's sends block once it stops reading.
-	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// The stream outlasts storing the events (streamCtx): on a busy machine
-	// that alone can take testCtx's 20 s.
-	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res, err := slow.Recv(); err != nil || !res.GetCaughtUp() {
-		t.Fatalf("slow watcher: %v, %v", res, err)
-	}
+	slow := n.slowWatcher(t)
 	fast, _ := n.watch(t, &ordersv1.WatchOrdersRequest{})
 	if res, err := fast.Recv(); err != nil || !res.GetCaughtUp() {
 		t.Fatalf("fast watcher: %v, %v", res, err)
@@ -346,4 +330,27 @@ func TestNewEventsOnlyNeverReplaysOlderOnes(t *testing.T) {
 			next++
 		}
 	}
+}
+
+// slowWatcher opens a WatchOrders stream of every event, read past its
+// caught_up, on a connection of its own with fixed 64 KiB windows: once
+// the test stops reading it, the server's sends block. The stream
+// outlasts storing the events (streamCtx): on a busy machine that alone
+// can take testCtx's 20 s.
+func (n *testNode) slowWatcher(t *testing.T) ordersv1.OrderService_WatchOrdersClient {
+	t.Helper()
+	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	slow, err := ordersv1.NewOrderServiceClient(conn).WatchOrders(streamCtx(t), &ordersv1.WatchOrdersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := slow.Recv(); err != nil || !res.GetCaughtUp() {
+		t.Fatalf("slow watcher: %v, %v", res, err)
+	}
+	return slow
 }

@@ -57,20 +57,18 @@ func (p Partition) queueFiltersOf(have []string) []string {
 // queueConfig is cfg, a queue's consumer in the queue's terms, made the
 // consumer on p.
 func (p Partition) queueConfig(cfg jetstream.ConsumerConfig) jetstream.ConsumerConfig {
-	if p.Of == 0 {
-		return cfg
-	}
-	filters := cfg.FilterSubjects
-	if cfg.FilterSubject != "" {
-		filters = []string{cfg.FilterSubject}
-	}
-	cfg.FilterSubject, cfg.FilterSubjects = "", p.queueFilters(filters)
-	return cfg
+	return p.withFilters(cfg, p.queueFilters)
 }
 
 // queueConfigOf is the config of a queue's consumer on p, in the queue's
 // terms: the reverse of queueConfig.
 func (p Partition) queueConfigOf(cfg jetstream.ConsumerConfig) jetstream.ConsumerConfig {
+	return p.withFilters(cfg, p.queueFiltersOf)
+}
+
+// withFilters is cfg with its filters (FilterSubject or FilterSubjects)
+// mapped by mapping into FilterSubjects; cfg itself in layout 2.
+func (p Partition) withFilters(cfg jetstream.ConsumerConfig, mapping func([]string) []string) jetstream.ConsumerConfig {
 	if p.Of == 0 {
 		return cfg
 	}
@@ -78,6 +76,6 @@ func (p Partition) queueConfigOf(cfg jetstream.ConsumerConfig) jetstream.Consume
 	if cfg.FilterSubject != "" {
 		filters = []string{cfg.FilterSubject}
 	}
-	cfg.FilterSubject, cfg.FilterSubjects = "", p.queueFiltersOf(filters)
+	cfg.FilterSubject, cfg.FilterSubjects = "", mapping(filters)
 	return cfg
 }
